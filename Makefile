@@ -1,0 +1,52 @@
+# The habits of this project. Every target makes the virtualenv it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
+
+.PHONY: install build test lint format demo bench soak fuzz debug clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=68" wheel "Cython>=3.0.10"
+
+# Runtime and test dependencies plus an editable, compiled install.
+$(STAMP): $(PY) pyproject.toml setup.py
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[test]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+# Recompile changed .pyx files in place (incremental).
+build: $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+test: build lint
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check smps tests bench
+	$(VENV)/bin/ruff format --check smps tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format smps tests bench
+	$(VENV)/bin/ruff check --fix smps tests bench
+
+demo: build
+	$(VENV)/bin/smps demo
+
+bench: build
+	$(PY) -m pytest bench -q --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops
+
+soak: build
+	$(PY) -m pytest -q -m soak tests
+
+fuzz: build
+	$(PY) -m pytest -q bench/fuzz_codec.py --hypothesis-profile=fuzz -p no:cacheprovider
+
+# Build with CYTHON_TRACE for profilers (line-level) and leak counting.
+debug: $(STAMP)
+	SMPS_DEBUG=1 $(PY) setup.py --quiet build_ext --inplace --force
+
+clean:
+	rm -rf build *.egg-info smps/_native/*.c smps/_native/*.so smps/_native/*.html .pytest_cache

@@ -1,0 +1,5 @@
+"""Allow `python -m smps`."""
+
+from smps.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The proxy core: routing, fan-out, verdicts, tracing."""

@@ -1,0 +1,1 @@
+"""Simulators and load generators: an SMSC, NEs, the demo."""

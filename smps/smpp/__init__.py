@@ -1,0 +1,1 @@
+"""SMPP sessions over asyncio Protocols: session core, SMSC client, NE server."""

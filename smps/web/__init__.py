@@ -1,0 +1,1 @@
+"""HTTP: /health, /metrics, later the admin UI and REST API."""
