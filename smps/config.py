@@ -620,8 +620,12 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # "<<: *anchor" may override; SafeConstructor merges it
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if not isinstance(key, str | int | float | bool | None):
+                continue  # unhashable keys are PyYAML's to refuse
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
@@ -636,7 +640,10 @@ def _parse_yaml(text: str, file: str) -> Any:
         where = ""
         if exc.problem_mark is not None:
             where = f"line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}: "
-        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        problem = exc.problem or "invalid YAML"
+        if exc.context and not exc.context.startswith("while "):
+            problem = f"{exc.context}, {problem}"  # e.g. "expected a single document ..."
+        problem = " ".join(problem.split())
         raise ConfigError(f"{where}YAML syntax error: {problem}", file=file) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML syntax error: {' '.join(str(exc).split())}", file=file) from None
@@ -741,7 +748,7 @@ def _prepare(value: Any, t: mi.Type, path: _Path) -> Any:
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise _Invalid((*path, str(key)), "keys must be strings")
+                raise _Invalid((*path, _describe(key, False)), "keys must be strings")
             out[key] = _prepare(item, fields[key].type, (*path, key)) if key in fields else item
         return out
     if isinstance(inner, mi.ListType) and isinstance(value, list):
