@@ -796,9 +796,8 @@ def _split_path(text: str) -> _Path:
 def _resolve(path: _Path) -> tuple[mi.Type | None, dict[str, Any], list[str]]:
     """Type, merged ``extra`` and (for mappings) key names at ``path`` in the schema."""
     t: mi.Type | None = _SCHEMA
-    extra: dict[str, Any] = {}
     for part in path:
-        inner, extra = _unwrap(t)
+        inner, _ = _unwrap(t)
         if isinstance(inner, mi.UnionType):
             inner = next(
                 (_unwrap(m)[0] for m in inner.types if not isinstance(m, mi.NoneType)), inner
