@@ -1,0 +1,6 @@
+"""Type stub for the compiled fan-out copier (smps/_native/fanout.pyx)."""
+
+from collections.abc import Iterable
+
+def copies(pdu: bytes, sequences: Iterable[int]) -> list[tuple[bytes, memoryview]]: ...
+def with_sequence(pdu: bytes, sequence: int) -> bytes: ...
