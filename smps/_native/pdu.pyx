@@ -595,7 +595,9 @@ def encode(command_id, sequence, fields=None, tlvs=(), status=0):
 
     Fields missing from ``fields`` take 0 or b"" (NULL); sm_length is derived
     from short_message. A response with a non-zero status and neither fields
-    nor TLVs is encoded header-only (v3.4: body not returned on error). Values
+    nor TLVs is encoded header-only (v3.4: body not returned on error), so
+    encode(decode(x)) == x for every PDU decode() accepts except a bodyless
+    response with status 0, which gains its NULL Cstr. Values
     outside their spec limits, unknown field names and bad TLVs raise
     ValueError: that is a bug in the caller, not bad input from a peer.
     """
