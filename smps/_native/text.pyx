@@ -20,7 +20,7 @@ starts at the next septet boundary, after ``(7 - 8*U % 7) % 7`` fill bits
 
 Trailing padding of packed septets. SMPP carries the length in octets, so a
 decoder finds ``(8*octets - fill) // 7`` septets; when that division is exact
-the last septet may be 7 bits of padding. 23.038 §6.1.2.3.1 pads with CR
+the last septet may be 7 bits of padding. 23.038 §6.1.2.3 (CBS and USSD packing) pads with CR
 there; careless senders leave zero bits, which read as '@'. Rule applied here
 (only when no septet count is given): in that position a final CR or '@' is
 padding and is dropped. A genuine final '@' or CR exactly filling the last
@@ -398,7 +398,7 @@ cdef bytes _unpack(const unsigned char* p, Py_ssize_t n, int fill, Py_ssize_t se
 
 
 cdef bytes _pack(bytes septets, int fill):
-    # Pads with one CR when exactly 7 bits would be left over (23.038 §6.1.2.3.1).
+    # Pads with one CR when exactly 7 bits would be left over (23.038 §6.1.2.3).
     cdef const unsigned char* s = _ptr(septets)
     cdef Py_ssize_t m = PyBytes_GET_SIZE(septets), i, bit, at, nbytes
     cdef int shift, v
