@@ -20,8 +20,9 @@ starts at the next septet boundary, after ``(7 - 8*U % 7) % 7`` fill bits
 
 Trailing padding of packed septets. SMPP carries the length in octets, so a
 decoder finds ``(8*octets - fill) // 7`` septets; when that division is exact
-the last septet may be 7 bits of padding. 23.038 §6.1.2.3 (CBS and USSD packing) pads with CR
-there; careless senders leave zero bits, which read as '@'. Rule applied here
+the last septet may be 7 bits of padding. 23.038 §6.1.2.3 (CBS and USSD
+packing) pads with CR there; careless senders leave zero bits, which read as
+'@'. Rule applied here
 (only when no septet count is given): in that position a final CR or '@' is
 padding and is dropped. A genuine final '@' or CR exactly filling the last
 octet is therefore lost; pass ``septets=`` to ``gsm7_decode`` when the count is
@@ -254,7 +255,9 @@ cdef Py_ssize_t _describe(const _Counts* c, list notes):
     if c.invalid:
         notes.append(_plural(c.invalid, "undecodable octet") + " replaced")
     if c.bad_escape:
-        notes.append(_plural(c.bad_escape, "unknown GSM escape") + " shown as base character or space")
+        notes.append(
+            _plural(c.bad_escape, "unknown GSM escape") + " shown as base character or space"
+        )
     if c.odd_octet:
         notes.append("odd UCS-2 length")
     if c.lone_surrogate:
@@ -363,7 +366,8 @@ cdef str _ascii_to_str(bytes payload, _Counts* counts):
 # --------------------------------------------------------------------------
 # Septet packing, 23.038 §6.1.2.1: septet i at bit offset fill + 7*i, LSB first.
 
-cdef inline int _septet_at(const unsigned char* p, Py_ssize_t n, int fill, Py_ssize_t i) noexcept nogil:
+cdef inline int _septet_at(const unsigned char* p, Py_ssize_t n, int fill,
+                           Py_ssize_t i) noexcept nogil:
     cdef Py_ssize_t bit = fill + 7 * i
     cdef Py_ssize_t at = bit >> 3
     cdef int shift = bit & 7
