@@ -8,6 +8,7 @@ whatever decodes re-encodes to the same bytes.
 
 import struct
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from smps._native.fanout import copies, with_sequence
 from smps._native.pdu import Framer, decode, decode_sm, encode, is_response
 from smps.errors import FramingError, ProtocolError
 from tests.test_pdu import valid_pdus
+
+pytestmark = pytest.mark.timeout(0)  # a fuzz run is meant to take minutes
 
 
 def _check(data: bytes) -> None:
