@@ -3,20 +3,21 @@
 
 Layout, and why each message costs O(1) and no Python objects:
 
-- ``Entry`` (56 octets) per slot, in one malloc'd array of ``capacity``
-  slots. The state of up to 32 targets is kept as bitmasks (answered,
-  blocked, no_answer, late), so a rule reads "have all decisive targets
-  answered?" in one AND.
+- ``Entry`` (56 octets) per slot, in one array of ``capacity`` slots. The
+  state of up to 32 targets is kept as bitmasks (answered, blocked,
+  no_answer, late), so a rule reads "have all decisive targets answered?"
+  in one AND.
 - ``TargetAnswer`` (8 octets: NE status and latency) in one array laid out
   target-major, ``[target * capacity + slot]``: the pages of targets that
   no original uses (say 4 to 31 when every route has 3 accounts) are never
   written, so they never become resident memory.
-- Slots are handed out from a free list (fresh slots are taken in order, so
-  untouched ones cost nothing either). While an entry waits for answers it
-  sits in a doubly linked list in arrival order; one timeout applies to all,
-  so deadlines are in that order too and ``expire`` only looks at the head.
-  An entry that completes early is unlinked at once: nothing stale is left
-  behind for the tick to skip.
+- Both arrays are mapped straight from the kernel (mmap), so a page is
+  resident only once written. Slots come from a free list, fresh ones in
+  order, so capacity never used costs address space only.
+- While an entry waits for answers it sits in a doubly linked list in
+  arrival order; one timeout applies to all, so deadlines are in that order
+  too and ``expire`` only looks at the head. An entry that completes early
+  is unlinked at once: nothing stale is left for the tick to skip.
 - A handle is ``generation << 32 | slot``; the slot's generation changes on
   release, so an old handle never matches a reused slot.
 - The one Python reference per entry is the caller's context, in a list.

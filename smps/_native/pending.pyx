@@ -24,7 +24,7 @@ Lifecycle of an entry (design.md section 3):
 cimport cython
 from libc.math cimport isfinite
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport free, malloc
+from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_PRIVATE, PROT_READ, PROT_WRITE, mmap, munmap
 
 cdef int64_t _SLOT_MASK = 0xFFFFFFFF
 cdef uint32_t _GENERATION_MASK = 0x7FFFFFFF  # keeps handles non-negative
@@ -119,6 +119,18 @@ cdef inline int _check_outcome(int outcome) except -1:
     return 0
 
 
+cdef void* _map(size_t size) except NULL:
+    """Fresh zero pages straight from the kernel, resident only once written.
+
+    Not malloc: a heap chunk may reuse pages already resident, and the table
+    counts on the pages of unused slots and target columns staying free.
+    """
+    cdef void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    if p == MAP_FAILED:
+        raise MemoryError(f"cannot map {size} bytes for the pending table")
+    return p
+
+
 cdef inline int _check_timeout(double timeout) except -1:
     if not (isfinite(timeout) and timeout > 0.0):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
@@ -143,15 +155,11 @@ cdef class PendingTable:
             raise ValueError(f"capacity must be from 1 to {0x7FFFFFFF}, got {capacity}")
         _check_timeout(timeout)
         _check_outcome(on_no_answer)
-        # malloc, not calloc, and nothing written here: pages become resident
-        # only as slots (and target columns) are first used.
-        self._entries = <Entry*>malloc(capacity * sizeof(Entry))
-        self._answers = <TargetAnswer*>malloc(capacity * MAX_TARGETS * sizeof(TargetAnswer))
-        if self._entries is NULL or self._answers is NULL:
-            raise MemoryError()
+        self._capacity = <int32_t>capacity  # first: __dealloc__ unmaps by it
+        self._entries = <Entry*>_map(capacity * sizeof(Entry))
+        self._answers = <TargetAnswer*>_map(capacity * MAX_TARGETS * sizeof(TargetAnswer))
         self._contexts = [None] * capacity
         self._rule = rule if rule is not None else BlockFirst()
-        self._capacity = <int32_t>capacity
         self._fresh = 0
         self._free = -1
         self._head = -1
@@ -162,8 +170,10 @@ cdef class PendingTable:
         self._on_no_answer = on_no_answer
 
     def __dealloc__(self):
-        free(self._entries)
-        free(self._answers)
+        if self._entries is not NULL:
+            munmap(self._entries, self._capacity * sizeof(Entry))
+        if self._answers is not NULL:
+            munmap(self._answers, self._capacity * MAX_TARGETS * sizeof(TargetAnswer))
 
     # ---- properties -----------------------------------------------------------
 
@@ -347,8 +357,9 @@ cdef class PendingTable:
         """Impose the final verdict (no NE bound, overload, sticky block...).
 
         Returns False, changing nothing, when the entry was already decided.
-        The entry still completes through answer() or expire(), so its
-        targets' answers are recorded.
+        The entry still completes through answer() (its last target's answer)
+        or expire(), so its targets' answers are recorded; one whose targets
+        had all answered before this call completes at its deadline.
         """
         cdef int32_t slot = self._valid_slot(handle)
         _check_outcome(outcome)
@@ -425,9 +436,11 @@ cdef class PendingTable:
         return self._contexts[slot]
 
     def is_decided(self, int64_t handle):
+        """True once the final verdict is known (DECIDED or COMPLETE)."""
         return self._entries[self._valid_slot(handle)].phase >= PHASE_DECIDED
 
     def is_complete(self, int64_t handle):
+        """True once the entry waits for nothing: record it and release it."""
         return self._entries[self._valid_slot(handle)].phase == PHASE_COMPLETE
 
     def outcome(self, int64_t handle):
@@ -443,9 +456,11 @@ cdef class PendingTable:
         return self._decided(handle).deciding
 
     def decided_at(self, int64_t handle):
+        """The ``now`` at which the verdict was decided."""
         return self._decided(handle).decided_at
 
     def arrived_at(self, int64_t handle):
+        """The ``now`` given to add(); the deadline is this plus the timeout."""
         return self._entries[self._valid_slot(handle)].arrived_at
 
     def targets(self, int64_t handle):
