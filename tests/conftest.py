@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -11,3 +12,28 @@ settings.register_profile(
     "fuzz", max_examples=200_000, deadline=None, suppress_health_check=list(HealthCheck)
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_asyncio_loop_factories(config, item):
+    """Async tests run on uvloop (production's loop); network tests marked
+    `both_loops` also run on stdlib asyncio, so loop quirks cannot hide."""
+    import asyncio
+
+    import uvloop
+
+    if item.get_closest_marker("both_loops"):
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture
+def make_config():
+    """Build a validated Config from plain sections, as an operator's YAML would."""
+    import yaml
+
+    from smps import config
+
+    def build(**sections):
+        return config.loads(yaml.safe_dump(sections), file="<test>")
+
+    return build

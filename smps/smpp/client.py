@@ -1,0 +1,239 @@
+"""SMPS as an ESME: the binds to one SMSC, kept up with back-off.
+
+For each configured SMSC, `SmscClient` keeps `binds` connections bound as
+receiver or transceiver. A lost or refused connection is retried after an
+exponential back-off with jitter between `reconnect.initial` and
+`reconnect.max`, so a down SMSC sees no reconnect storm. A refusal is logged
+as ERROR when it first happens or its reason changes, then at most every
+few minutes while it lasts, never once per attempt.
+
+Every deliver_sm / data_sm is handed to the `on_message(session, pdu)`
+handler, which must answer it exactly once with `session.respond()`; the proxy
+core plugs in there. The default handler allows everything.
+"""
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from smps._native.pdu import CommandId, Status
+from smps.config import SmscConfig, TlsClientConfig
+from smps.errors import SmpsError
+from smps.smpp.session import Session, SessionClosed
+from smps.smpp.states import BIND_STATE, Role
+
+log = logging.getLogger("smps.smsc")
+
+INTERFACE_VERSION = 0x34
+SC_INTERFACE_VERSION = 0x0210
+REPEAT_ERROR_EVERY = 300.0  # seconds between repeats of an unchanged bind failure
+STABLE_BIND = 60.0  # a bind that lasted this long resets the back-off
+
+MessageHandler = Callable[["SmscSession", bytes], None]
+
+
+def allow_all(session: "SmscSession", pdu: bytes) -> None:
+    """Default handler until the proxy core is plugged in: allow every message."""
+    session.respond(pdu, Status.ROK)
+
+
+class BindRefused(SmpsError):
+    def __init__(self, status: int):
+        try:
+            name = f"ESME_{Status(status).name}"
+        except ValueError:
+            name = "an unknown status"
+        super().__init__(f"bind refused with {name} (0x{status:08X})")
+        self.status = status
+
+
+class SmscSession(Session):
+    """One connection to an SMSC, SMPS being the ESME."""
+
+    role = Role.ESME
+
+    def __init__(self, *, smsc: str, on_message: MessageHandler, **options: Any):
+        super().__init__(**options)
+        self.smsc = smsc
+        self.on_message = on_message
+        self.sc_interface_version: int | None = None
+        self.alerts = 0
+
+    def on_request(self, command_id: int, pdu: bytes) -> None:
+        if command_id == CommandId.DELIVER_SM or command_id == CommandId.DATA_SM:
+            self.on_message(self, pdu)
+        elif command_id == CommandId.ALERT_NOTIFICATION:
+            self.alerts += 1  # no response PDU exists (SMPP 3.4 §4.12)
+        # OUTBIND while we are connecting ourselves: nothing to do.
+
+    async def bind(self, cfg: SmscConfig) -> None:
+        """Bind as cfg.bind; raises BindRefused, SessionClosed or TimeoutError."""
+        command_id = (
+            CommandId.BIND_RECEIVER if cfg.bind == "receiver" else CommandId.BIND_TRANSCEIVER
+        )
+        fields = {
+            "system_id": cfg.system_id.encode(),
+            "password": cfg.password.encode(),
+            "system_type": cfg.system_type.encode(),
+            "interface_version": INTERFACE_VERSION,
+        }
+        resp = await asyncio.wait_for(self.request(command_id, fields), cfg.response_timeout)
+        if resp.command_status != Status.ROK:
+            raise BindRefused(resp.command_status)
+        version = resp.tlv(SC_INTERFACE_VERSION)
+        self.sc_interface_version = version[0] if version else None
+        self.bound(BIND_STATE[command_id])
+
+
+def client_ssl_context(tls: TlsClientConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca or None)
+    if tls.cert:
+        context.load_cert_chain(tls.cert, tls.key or None)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SmscClient:
+    """Keeps cfg.binds connections to one SMSC bound until stop()."""
+
+    def __init__(
+        self,
+        cfg: SmscConfig,
+        on_message: MessageHandler = allow_all,
+        *,
+        name_prefix: str = "",
+    ):
+        self.cfg = cfg
+        self.on_message = on_message
+        self.sessions: set[SmscSession] = set()
+        self.reconnects = 0
+        self.bind_failures = 0
+        self.attempt_times: list[float] = []  # monotonic time of each connect attempt
+        self._name_prefix = name_prefix
+        self._ssl = client_ssl_context(cfg.tls) if cfg.tls else None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def binds_up(self) -> int:
+        return sum(1 for s in self.sessions if s.state in BIND_STATE.values())
+
+    def start(self) -> None:
+        for index in range(self.cfg.binds):
+            name = f"{self._name_prefix}{self.cfg.name}#{index}"
+            self._tasks.append(asyncio.create_task(self._keep_bound(name), name=name))
+
+    async def stop(self) -> None:
+        """Stop reconnecting, unbind every session politely."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await asyncio.gather(*(s.unbind() for s in list(self.sessions)), return_exceptions=True)
+
+    async def _connect_and_bind(self, name: str) -> SmscSession:
+        """One attempt; a half-open connection never outlives a failure or a cancel."""
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        session: SmscSession | None = None
+        try:
+            _transport, session = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: self._new_session(name), cfg.host, cfg.port, ssl=self._ssl
+                ),
+                cfg.response_timeout,
+            )
+            await session.bind(cfg)
+            return session
+        except BaseException:
+            if session is not None and session.transport is not None:
+                session.transport.abort()
+            raise
+
+    async def _keep_bound(self, name: str) -> None:
+        cfg = self.cfg
+        delay = cfg.reconnect.initial
+        last_error: str | None = None
+        last_logged = 0.0
+        failures = 0
+        while True:
+            self.attempt_times.append(time.monotonic())
+            try:
+                session = await self._connect_and_bind(name)
+            except (OSError, TimeoutError, SessionClosed, BindRefused) as exc:
+                if isinstance(exc, BindRefused):
+                    self.bind_failures += 1
+                failures += 1
+                reason = _describe(exc)
+                now = time.monotonic()
+                if reason != last_error or now - last_logged >= REPEAT_ERROR_EVERY:
+                    log.error(
+                        "%s: cannot bind to %s:%d: %s (attempt %d; retrying with back-off "
+                        "up to %g s)",
+                        name,
+                        cfg.host,
+                        cfg.port,
+                        reason,
+                        failures,
+                        cfg.reconnect.max,
+                    )
+                    last_error, last_logged = reason, now
+                else:
+                    log.debug("%s: bind attempt %d failed: %s", name, failures, reason)
+            else:
+                if failures:
+                    log.info(
+                        "%s: bound to %s:%d after %d failed attempts",
+                        name,
+                        cfg.host,
+                        cfg.port,
+                        failures,
+                    )
+                else:
+                    log.info("%s: bound to %s:%d as %s", name, cfg.host, cfg.port, cfg.bind)
+                failures, last_error = 0, None
+                bound_at = time.monotonic()
+                self.sessions.add(session)
+                try:
+                    await session.closed
+                finally:
+                    self.sessions.discard(session)
+                self.reconnects += 1
+                log.warning("%s: connection to %s:%d lost; reconnecting", name, cfg.host, cfg.port)
+                if time.monotonic() - bound_at >= STABLE_BIND:
+                    delay = cfg.reconnect.initial
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, cfg.reconnect.max)
+
+    def _new_session(self, name: str) -> SmscSession:
+        cfg = self.cfg
+        return SmscSession(
+            smsc=cfg.name,
+            on_message=self.on_message,
+            name=name,
+            enquire_link=cfg.enquire_link,
+            response_timeout=cfg.response_timeout,
+            inactivity_timeout=max(cfg.enquire_link * 3, cfg.response_timeout * 2),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "name": self.cfg.name,
+            "binds_up": self.binds_up,
+            "binds": self.cfg.binds,
+            "reconnects": self.reconnects,
+            "bind_failures": self.bind_failures,
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)

@@ -1,0 +1,352 @@
+"""SMPS as an SMSC: the listener the NEs bind to, their authentication, and
+the registry of live binds.
+
+A connection must bind within `server.bind_timeout`. A bind is checked
+against the NE accounts: system_id (ESME_RINVSYSID when unknown), password
+(constant-time compare; ESME_RINVPASWD), account enabled, source address in
+`allowed_ips`, bind type (an NE must be able to receive copies, so a
+transmitter bind is refused) and `max_binds` (ESME_RBINDFAIL for those). A
+bind on a bound session gets ESME_RALYBND. Repeated failures from one address
+are answered ever more slowly, so a password guesser gets nowhere fast.
+Passwords are never logged.
+"""
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from smps._native.pdu import CommandId, Status, decode, encode
+from smps.config import NeAccount, ServerConfig
+from smps.errors import PduError
+from smps.smpp.session import RESPONSE_BIT, Session
+from smps.smpp.states import BIND_STATE, Role, State
+
+log = logging.getLogger("smps.ne")
+
+SC_INTERFACE_VERSION_TLV = (0x0210, b"\x34")
+SERVER_SYSTEM_ID = b"SMPS"
+
+
+class AuthThrottle:
+    """Slows down answers to addresses whose binds keep failing.
+
+    The n-th consecutive failure from an address is answered after
+    min(base * 2**(n-1), ceiling) seconds. A success, or `forget_after` seconds
+    without failures, clears the address. Memory is bounded by `max_addresses`
+    (the oldest entries are dropped first).
+    """
+
+    def __init__(
+        self,
+        base: float = 0.25,
+        ceiling: float = 10.0,
+        forget_after: float = 600.0,
+        max_addresses: int = 10_000,
+    ):
+        self.base = base
+        self.ceiling = ceiling
+        self.forget_after = forget_after
+        self.max_addresses = max_addresses
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def delay(self, address: str) -> float:
+        """How long to hold the answer to a bind from this address."""
+        count, last = self._failures.get(address, (0, 0.0))
+        if count == 0 or time.monotonic() - last > self.forget_after:
+            return 0.0
+        return min(self.base * 2 ** (count - 1), self.ceiling)
+
+    def failed(self, address: str) -> None:
+        count, last = self._failures.pop(address, (0, 0.0))
+        now = time.monotonic()
+        if now - last > self.forget_after:
+            count = 0
+        self._failures[address] = (count + 1, now)
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)
+
+
+class NeSession(Session):
+    """One NE connection, SMPS being the SMSC."""
+
+    role = Role.SMSC
+
+    def __init__(self, server: "NeServer", **options: Any):
+        super().__init__(**options)
+        self.server = server
+        self.account: NeAccount | None = None
+        self.bound_at: float | None = None
+        self._bind_timer: asyncio.TimerHandle | None = None
+        self._binding = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._bind_timer = self._loop.call_later(self.server.cfg.bind_timeout, self._bind_timed_out)
+
+    def _bind_timed_out(self) -> None:
+        if self.state is State.OPEN:
+            log.warning(
+                "%s: no bind within %.0f s; closing", self.peer_text, self.server.cfg.bind_timeout
+            )
+            self.stats.error("bind_timeout")
+            self.abort_after_flush()
+
+    @property
+    def peer_text(self) -> str:
+        return f"{self.peer[0]}:{self.peer[1]}" if self.peer else "unknown peer"
+
+    def on_request(self, command_id: int, pdu: bytes) -> None:
+        if command_id in BIND_STATE:
+            if not self._binding:
+                self._binding = True
+                self.server.authenticate(self, command_id, pdu)
+            else:
+                self.reject(pdu, Status.RALYBND)
+        else:
+            # SMPS accepts no submissions from NEs: they only answer copies.
+            self.stats.error("refused_request")
+            self.reject(pdu, Status.RINVBNDSTS)
+
+    def on_state_change(self, old: State, new: State) -> None:
+        if new is State.CLOSED and self._bind_timer is not None:
+            self._bind_timer.cancel()
+
+    def on_closed(self, exc: Exception | None) -> None:
+        self.server.registry.remove(self)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "account": self.account.system_id if self.account else None,
+            "peer": self.peer_text,
+            "state": self.state.value,
+            "bound_at": self.bound_at,
+            "outstanding": self.outstanding,
+            "queued": self.queued,
+            "window": self.window,
+            **self.stats.snapshot(),
+        }
+
+
+class BindRegistry:
+    """The live NE binds, by account; tells the proxy when binds come and go."""
+
+    def __init__(self) -> None:
+        self.by_account: dict[str, list[NeSession]] = {}
+        self.listeners: list[Callable[[str, NeSession, bool], None]] = []
+
+    def count(self, system_id: str) -> int:
+        return len(self.by_account.get(system_id, ()))
+
+    def add(self, session: NeSession) -> None:
+        system_id = session.account.system_id
+        self.by_account.setdefault(system_id, []).append(session)
+        for listener in self.listeners:
+            listener(system_id, session, True)
+
+    def remove(self, session: NeSession) -> None:
+        if session.account is None:
+            return
+        system_id = session.account.system_id
+        binds = self.by_account.get(system_id)
+        if binds and session in binds:
+            binds.remove(session)
+            if not binds:
+                del self.by_account[system_id]
+            for listener in self.listeners:
+                listener(system_id, session, False)
+
+    def sessions(self) -> Iterable[NeSession]:
+        for binds in self.by_account.values():
+            yield from binds
+
+
+class NeServer:
+    """Listens for NE binds on server.listen and authenticates them."""
+
+    def __init__(self, cfg: ServerConfig, accounts: Iterable[NeAccount], *, copy_timeout: float):
+        self.cfg = cfg
+        self.accounts: dict[str, NeAccount] = {}
+        self._networks: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+        self.registry = BindRegistry()
+        self.throttle = AuthThrottle()
+        self.auth_failures = 0
+        self.copy_timeout = copy_timeout
+        self._server: asyncio.AbstractServer | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._ssl = server_ssl_context(cfg.tls) if cfg.tls else None
+        self.set_accounts(accounts)
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        """Listen (on server.listen unless given); returns the bound port."""
+        listen_host, listen_port = self.cfg.listen
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_session,
+            host if host is not None else listen_host,
+            port if port is not None else listen_port,
+            ssl=self._ssl,
+            reuse_address=True,
+        )
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and unbind every NE."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await asyncio.gather(
+            *(s.unbind() for s in list(self.registry.sessions())), return_exceptions=True
+        )
+
+    def set_accounts(self, accounts: Iterable[NeAccount]) -> None:
+        """Apply a new account list live: binds of deleted or disabled accounts
+        are unbound; other binds stay up (a new password applies to new binds)."""
+        self.accounts = {a.system_id: a for a in accounts}
+        self._networks = {
+            a.system_id: [ipaddress.ip_network(n, strict=False) for n in a.allowed_ips]
+            for a in self.accounts.values()
+        }
+        for session in list(self.registry.sessions()):
+            account = self.accounts.get(session.account.system_id)
+            if account is None or not account.enabled:
+                log.warning(
+                    "%s: account %s removed or disabled; unbinding",
+                    session.peer_text,
+                    session.account.system_id,
+                )
+                self._spawn(session.unbind())
+            else:
+                session.account = account
+
+    def kick(self, system_id: str) -> int:
+        """Unbind every bind of an account; returns how many."""
+        sessions = list(self.registry.by_account.get(system_id, ()))
+        for session in sessions:
+            self._spawn(session.unbind())
+        return len(sessions)
+
+    def _spawn(self, coroutine) -> None:
+        """Run an unbind in the background, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _new_session(self) -> NeSession:
+        return NeSession(
+            self,
+            name="ne",
+            enquire_link=self.cfg.enquire_link,
+            inactivity_timeout=self.cfg.inactivity_timeout,
+            response_timeout=self.copy_timeout,
+            max_pdu_size=self.cfg.max_pdu_size,
+        )
+
+    # ---- authentication ----------------------------------------------------
+
+    def authenticate(self, session: NeSession, command_id: int, pdu: bytes) -> None:
+        try:
+            bind = decode(pdu)
+        except PduError as exc:
+            self._refuse(session, pdu, exc.status, f"malformed bind: {exc}", "?")
+            return
+        system_id = bind.fields["system_id"].decode("ascii", "replace")
+        status, reason = self._check(session, command_id, system_id, bind.fields["password"])
+        if status != Status.ROK:
+            self._refuse(session, pdu, status, reason, system_id)
+            return
+        account = self.accounts[system_id]
+        self.throttle.succeeded(session.peer[0])
+        session.account = account
+        session.window = account.window
+        session.name = f"ne:{system_id}@{session.peer_text}"
+        session.bound_at = time.time()
+        session.bound(BIND_STATE[command_id])
+        self.registry.add(session)
+        session.write(
+            encode(
+                command_id | RESPONSE_BIT,
+                bind.sequence,
+                {"system_id": SERVER_SYSTEM_ID},
+                [SC_INTERFACE_VERSION_TLV],
+            )
+        )
+        log.info(
+            "%s: bound as %s (%s), %d of %d binds",
+            session.peer_text,
+            system_id,
+            CommandId(command_id).name.lower(),
+            self.registry.count(system_id),
+            account.max_binds,
+        )
+
+    def _check(
+        self, session: NeSession, command_id: int, system_id: str, password: bytes
+    ) -> tuple[int, str]:
+        account = self.accounts.get(system_id)
+        if account is None:
+            return Status.RINVSYSID, "unknown system_id"
+        if not hmac.compare_digest(password, account.password.encode()):
+            return Status.RINVPASWD, "wrong password"
+        if not account.enabled:
+            return Status.RBINDFAIL, "account disabled"
+        address = ipaddress.ip_address(session.peer[0])
+        if not any(address in net for net in self._networks[system_id]):
+            return Status.RBINDFAIL, f"address {address} not in allowed_ips"
+        if command_id == CommandId.BIND_TRANSMITTER:
+            return (
+                Status.RBINDFAIL,
+                "transmitter bind cannot receive copies; bind as receiver or transceiver",
+            )
+        if self.registry.count(system_id) >= account.max_binds:
+            return Status.RBINDFAIL, f"max_binds {account.max_binds} reached"
+        return Status.ROK, ""
+
+    def _refuse(
+        self, session: NeSession, pdu: bytes, status: int, reason: str, system_id: str
+    ) -> None:
+        self.auth_failures += 1
+        session.stats.error("bind_refused")
+        address = session.peer[0]
+        delay = self.throttle.delay(address)
+        self.throttle.failed(address)
+        log.warning(
+            "%s: bind as %r refused: %s (0x%02X)%s",
+            session.peer_text,
+            system_id,
+            reason,
+            status,
+            f", answered after {delay:.2f} s" if delay else "",
+        )
+
+        def answer() -> None:
+            session.reject(pdu, status)
+            session.abort_after_flush()
+
+        if delay:
+            asyncio.get_running_loop().call_later(delay, answer)
+        else:
+            answer()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "binds": {sid: len(b) for sid, b in self.registry.by_account.items()},
+            "auth_failures": self.auth_failures,
+        }
+
+
+def server_ssl_context(tls) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls.ca or None)
+    context.load_cert_chain(tls.cert, tls.key)
+    if tls.verify_client:
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

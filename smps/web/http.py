@@ -1,0 +1,60 @@
+"""The master's HTTP server: /health and /metrics now, the admin UI and /api/v1 later.
+
+aiohttp runs inside the master's existing event loop (AppRunner + TCPSite), so
+the admin side shares no thread or process with the data plane's hot path.
+"""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
+"""Returns (ready, body): ready selects 200 or 503, body is the JSON answer."""
+
+HEALTH = web.AppKey("health", HealthProbe)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+
+
+async def _health(request: web.Request) -> web.Response:
+    ready, body = request.app[HEALTH]()
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    # generate_latest walks every collector; keep it off the loop so a slow
+    # collector cannot stall other requests.
+    payload = await asyncio.get_running_loop().run_in_executor(
+        None, generate_latest, request.app[REGISTRY]
+    )
+    return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def make_app(health: HealthProbe, registry: CollectorRegistry) -> web.Application:
+    app = web.Application()
+    app[HEALTH] = health
+    app[REGISTRY] = registry
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+class HttpServer:
+    """Serves an aiohttp application on one host:port inside the running loop."""
+
+    def __init__(self, app: web.Application):
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Start listening; returns the bound port (useful with port 0)."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self.port
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
