@@ -1,0 +1,172 @@
+"""The `smps` command as an operator meets it: real processes, real HTTP."""
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+SMPS = [sys.executable, "-m", "smps"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([*SMPS, *args], capture_output=True, text=True, timeout=60, **kwargs)
+
+
+def write_config(path: Path, **sections) -> Path:
+    path.write_text(yaml.safe_dump(sections))
+    return path
+
+
+def test_help_and_version():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "config"):
+        assert command in result.stdout
+    version = run_cli("--version")
+    assert version.returncode == 0 and re.fullmatch(r"smps \d+\.\d+\.\d+\s*", version.stdout)
+    assert run_cli("config", "check", "--help").returncode == 0
+
+
+def test_config_check_accepts_shipped_example():
+    result = run_cli("config", "check", "-c", str(REPO / "config" / "smps.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"smsc": [{"name": "a", "host": "h", "port": 70000, "system_id": "x"}]}, "smsc[0].port"),
+        ({"policy": {"timeout": "2 parsecs"}}, "policy.timeout"),
+        ({"smpp": {}}, "smpp"),
+    ],
+)
+def test_config_check_refuses_bad_file(tmp_path, sections, expected):
+    path = write_config(tmp_path / "bad.yaml", **sections)
+    result = run_cli("config", "check", "-c", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and expected in lines[0]
+
+
+def test_config_check_missing_file(tmp_path):
+    result = run_cli("config", "check", "-c", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml" in result.stderr and "not found" in result.stderr
+
+
+def test_run_refuses_bad_config_without_starting(tmp_path):
+    path = write_config(tmp_path / "bad.yaml", web={"listen": "nowhere"})
+    result = run_cli("run", "-c", str(path))
+    assert result.returncode == 2
+    assert "web.listen" in result.stderr
+
+
+def _http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _wait_for_line(proc, pattern: str, timeout: float = 30.0) -> re.Match:
+    """Read the process's stderr until a line matches (the node logs to stderr)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        match = re.search(pattern, line)
+        if match:
+            return match
+    raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(seen)}")
+
+
+def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
+    log_file = tmp_path / "log" / "smps.log"
+    path = write_config(
+        tmp_path / "smps.yaml",
+        node={"name": "node-t", "state_dir": str(tmp_path / "var")},
+        log={"file": str(log_file), "stats_interval": "200ms", "color": False},
+        server={"listen": "127.0.0.1:0"},
+        web={"listen": "127.0.0.1:0"},
+        ne_accounts=[{"system_id": "antispam", "password": "s3cr3t"}],
+    )
+    proc = subprocess.Popen(
+        [*SMPS, "run", "-c", str(path)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(_wait_for_line(proc, r"HTTP listening on 127\.0\.0\.1:(\d+)").group(1))
+        _wait_for_line(proc, r"ready")
+        status, body = _http_get(f"http://127.0.0.1:{port}/health")
+        assert status == 200
+        health = json.loads(body)
+        assert health["status"] == "ok" and health["node"] == "node-t"
+        assert health["role"] == "active" and health["uptime_s"] >= 0
+        assert re.fullmatch(r"\d+\.\d+\.\d+", health["version"])
+        status, body = _http_get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        assert re.search(rb'^smps_build_info\{version="[0-9.]+"\} 1\.0$', body, re.MULTILINE)
+        _wait_for_line(proc, r"INFO .* stats uptime=")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log_file.read_text()
+    assert "stats uptime=" in text
+    assert "configuration" in text and "***" in text
+    assert "s3cr3t" not in text  # the effective config is logged with secrets masked
+
+
+def test_sigint_also_stops_cleanly(tmp_path):
+    path = write_config(
+        tmp_path / "smps.yaml",
+        log={"file": ""},
+        server={"listen": "127.0.0.1:0"},
+        web={"listen": "127.0.0.1:0"},
+    )
+    proc = subprocess.Popen(
+        [*SMPS, "run", "-c", str(path)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for_line(proc, r"ready")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_run_reports_port_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = write_config(
+            tmp_path / "smps.yaml",
+            log={"file": ""},
+            server={"listen": "127.0.0.1:0"},
+            web={"listen": f"127.0.0.1:{port}"},
+        )
+        result = run_cli("run", "-c", str(path))
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr
