@@ -177,24 +177,23 @@ class EventSink(Protocol):
 
 def normalise_address(addr: bytes, ton: int, npi: int, country_code: bytes) -> bytes:
     """The form trace rules are matched against; the table is in the module docstring."""
-    if ton == TON_ALPHANUMERIC or npi not in PHONE_NPIS or ton > TON_NATIONAL or not addr:
+    if ton > TON_NATIONAL or npi not in PHONE_NPIS:  # alphanumeric, short-code TONs, not phone
         return addr
-    digits = addr
-    international = False
-    if digits[:1] == b"+":
-        digits, international = digits[1:], True
-    elif digits[:2] == b"00":
-        digits, international = digits[2:], True
-    if not digits.isdigit():
+    if addr[:1] == b"+":
+        digits, international = addr[1:], True
+    elif addr[:2] == b"00":
+        digits, international = addr[2:], True
+    else:
+        digits, international = addr, ton == TON_INTERNATIONAL or not country_code
+    if not digits.isdigit():  # also the empty address
         return addr
-    if international or ton == TON_INTERNATIONAL or not country_code:
+    if international:
         return digits
-    if ton == TON_NATIONAL:
-        return country_code + (digits[1:] if digits[:1] == b"0" else digits)
-    # TON 0: analyse the digits.
-    if digits[:1] == b"0":
+    if digits[:1] == b"0":  # national trunk prefix, under TON 2 or TON 0
         return country_code + digits[1:]
-    length = len(digits)
+    if ton == TON_NATIONAL:
+        return country_code + digits
+    length = len(digits)  # TON 0 without prefix: analyse the digits
     if length <= SHORT_CODE_MAX:
         return digits
     if digits.startswith(country_code) and length >= len(country_code) + NATIONAL_MIN:
@@ -233,12 +232,15 @@ class _Rule:
 class _Side:
     """Rules for one address: exact numbers plus prefixes keyed by length."""
 
-    __slots__ = ("exact", "lengths", "prefixes")
+    __slots__ = ("active", "exact", "lengths", "prefixes", "shortest", "stems")
 
     def __init__(self) -> None:
         self.exact: dict[bytes, tuple[_Rule, ...]] = {}
         self.prefixes: dict[bytes, tuple[_Rule, ...]] = {}
         self.lengths: tuple[int, ...] = ()
+        self.shortest = 0
+        self.stems: frozenset[bytes] = frozenset()  # every prefix cut to the shortest length
+        self.active = False
 
     def add(self, key: bytes, prefix: bool, rule: _Rule) -> None:
         table = self.prefixes if prefix else self.exact
@@ -246,12 +248,14 @@ class _Side:
 
     def seal(self) -> None:
         self.lengths = tuple(sorted({len(key) for key in self.prefixes}))
-
-    def __bool__(self) -> bool:
-        return bool(self.exact or self.prefixes)
+        self.shortest = self.lengths[0] if self.lengths else 0
+        self.stems = frozenset(key[: self.shortest] for key in self.prefixes)
+        self.active = bool(self.exact or self.prefixes)
 
     def find(self, number: bytes) -> tuple[_Rule, ...] | None:
         found = self.exact.get(number)
+        if number[: self.shortest] not in self.stems:  # one lookup rejects most numbers
+            return found
         prefixes = self.prefixes
         for length in self.lengths:
             hit = prefixes.get(number[:length])
@@ -305,12 +309,11 @@ class Tracer:
     ):
         self.sink = sink
         self.clock = clock
-        self.worker = worker
         self._ids = itertools.count(1)
         self._id_prefix = f"{node}-{worker}-{clock():x}-"
         self._alphabets: dict[str, tuple[str, bool]] = {}
         self.concat = ConcatTracker(int(concat_ttl * 1e6), concat_limit)
-        self._index = _RuleIndex((), False, "")
+        self._index: _RuleIndex
         self.set_rules(rules, decode_content, country_code)
 
     @classmethod
@@ -349,16 +352,16 @@ class Tracer:
         """A Trace when a live rule selects this original, else None."""
         index = self._index
         sender, receiver = index.sender, index.receiver
-        if not (sender or receiver):
+        if not (sender.active or receiver.active):
             return None
         cc = index.country_code
         src = dst = None
         hits: tuple[_Rule, ...] = ()
-        if sender:
+        if sender.active:
             src = normalise_address(view.source_addr, view.source_addr_ton,
                                     view.source_addr_npi, cc)  # fmt: skip
             hits = sender.find(src) or ()
-        if receiver:
+        if receiver.active:
             dst = normalise_address(view.destination_addr, view.dest_addr_ton,
                                     view.dest_addr_npi, cc)  # fmt: skip
             found = receiver.find(dst)
@@ -396,9 +399,8 @@ class Tracer:
 class Trace:
     """The events of one traced original, kept until `close()`."""
 
-    __slots__ = ("_events", "_pending_copies", "closed", "content", "destination",
-                 "destination_raw", "message_id", "rules", "smsc", "source", "source_raw",
-                 "tracer")  # fmt: skip
+    __slots__ = ("_events", "closed", "content", "destination", "destination_raw",
+                 "message_id", "rules", "smsc", "source", "source_raw", "tracer")  # fmt: skip
 
     def __init__(self, tracer, message_id, smsc, source, destination, source_raw,
                  destination_raw, content, rules):  # fmt: skip
@@ -413,10 +415,6 @@ class Trace:
         self.rules = rules
         self.closed = False
         self._events: list[TraceEvent] = []
-
-    @property
-    def events(self) -> list[TraceEvent]:
-        return list(self._events)
 
     def received(self, pdu: bytes, view: Any, smsc: str) -> None:
         """The original as read from the SMSC."""
