@@ -19,8 +19,9 @@ the in-flight original; a call after `close()` goes to the sink directly.
 
 Matching costs one call for an untraced message: no rules → None at once;
 otherwise both addresses are normalised (below) and looked up in a dict of
-exact numbers plus a dict of prefixes keyed by length (one slice and one
-lookup per distinct prefix length, at most ~20), whatever the rule count.
+exact numbers, then in a set of every prefix cut to the shortest prefix
+length (one lookup rejects most numbers), and only then in a dict of prefixes
+per distinct prefix length (at most ~20 lookups), whatever the rule count.
 Expiry is checked only for rules that matched; `prune_expired()` drops them.
 
 Number normalisation (`normalise_address`), applied to both addresses and to
