@@ -1,9 +1,11 @@
-"""One running SMPS node: the HTTP side, the periodic stats line, and (as the
-data plane grows) the SMPP sessions and the proxy core, until stop is asked.
+"""One running SMPS node: the HTTP side, the NE server, the proxy core, the
+SMSC binds and the periodic stats line, until stop is asked.
 
 `Node.run()` owns start-up order and shutdown: anything started is stopped in
 reverse order, and a failure while starting stops what already started, so a
-node never half-starts.
+node never half-starts. Stopping is graceful: reads from the SMSCs stop, every
+original in flight is answered (at most one verdict timeout), then the SMSC
+and NE binds are unbound.
 """
 
 import asyncio
@@ -17,6 +19,10 @@ from typing import Any
 from smps import __version__
 from smps.config import Config
 from smps.metrics import make_registry
+from smps.proxy.dispatcher import Dispatcher
+from smps.proxy.records import DecisionSink
+from smps.smpp.client import SmscClient
+from smps.smpp.server import NeServer
 from smps.web.http import HttpServer, make_app
 
 log = logging.getLogger("smps.node")
@@ -26,13 +32,21 @@ StatsSource = Callable[[], dict[str, Any]]
 
 
 class Node:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, sink: DecisionSink | None = None):
         self.config = config
         self.started = time.monotonic()
         self.role = "active" if config.ha.mode == "standalone" else config.ha.initial_role
         self.registry = make_registry()
-        self.stats_sources: list[StatsSource] = [self._uptime_stats]
         self.http_port: int | None = None
+        self.smpp_port: int | None = None
+        self.dispatcher = Dispatcher(config, sink=sink)
+        self.ne_server = NeServer(
+            config.server, config.ne_accounts, copy_timeout=config.policy.timeout
+        )
+        self.ne_server.registry.listeners.append(self.dispatcher.on_bind_change)
+        self.smsc_clients = [SmscClient(smsc, self.dispatcher.on_message) for smsc in config.smsc]
+        self.stats_sources: list[StatsSource] = [self._uptime_stats, self._smpp_stats]
+        self._pdu_totals = (0, 0, time.monotonic())
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -58,6 +72,51 @@ class Node:
     def _uptime_stats(self) -> dict[str, Any]:
         return {"uptime": f"{time.monotonic() - self.started:.0f}s"}
 
+    def _sessions(self):
+        for client in self.smsc_clients:
+            yield from client.sessions
+        yield from self.ne_server.registry.sessions()
+
+    def _smpp_stats(self) -> dict[str, Any]:
+        pdus_in = pdus_out = 0
+        for session in self._sessions():
+            pdus_in += sum(session.stats.pdus_in.values())
+            pdus_out += sum(session.stats.pdus_out.values())
+        last_in, last_out, last_at = self._pdu_totals
+        now = time.monotonic()
+        elapsed = max(now - last_at, 1e-9)
+        self._pdu_totals = (pdus_in, pdus_out, now)
+        dispatcher = self.dispatcher.snapshot()
+        return {
+            "smsc_binds": ",".join(
+                f"{c.cfg.name}:{c.binds_up}/{c.cfg.binds}" for c in self.smsc_clients
+            )
+            or "-",
+            "ne_binds": ",".join(f"{a}:{n}" for a, n in self.ne_server.snapshot()["binds"].items())
+            or "-",
+            "pdus_in_s": f"{max(pdus_in - last_in, 0) / elapsed:.1f}",
+            "pdus_out_s": f"{max(pdus_out - last_out, 0) / elapsed:.1f}",
+            "reconnects": sum(c.reconnects for c in self.smsc_clients),
+            "auth_failures": self.ne_server.auth_failures,
+            "received": dispatcher["received"],
+            "in_flight": dispatcher["in_flight"],
+            "throttled": dispatcher["throttled"],
+            "late": dispatcher["late_answers"],
+        }
+
+    async def _graceful_stop(self) -> None:
+        """Stop reading originals, answer everything in flight, then let the
+        exit stack unbind the SMSCs and NEs."""
+        for client in self.smsc_clients:
+            for session in client.sessions:
+                if session.transport is not None:
+                    session.transport.pause_reading()
+        in_flight = self.dispatcher.in_flight
+        if in_flight:
+            log.info("stopping: answering %d originals in flight", in_flight)
+        if not await self.dispatcher.drain(self.config.policy.timeout + 1.0):
+            log.error("stopping: %d originals still unanswered", self.dispatcher.in_flight)
+
     async def _report_stats(self) -> None:
         interval = self.config.log.stats_interval
         while True:
@@ -74,6 +133,17 @@ class Node:
             self.http_port = await http.start(host, port)
             stack.push_async_callback(http.close)
             log.info("HTTP listening on %s:%d (/health, /metrics)", host, self.http_port)
+
+            self.dispatcher.start()
+            stack.callback(self.dispatcher.stop)
+            smpp_host = self.config.server.listen[0]
+            self.smpp_port = await self.ne_server.start()
+            stack.push_async_callback(self.ne_server.stop)
+            log.info("SMPP server for NEs listening on %s:%d", smpp_host, self.smpp_port)
+            for client in self.smsc_clients:
+                client.start()
+                stack.push_async_callback(client.stop)
+            stack.push_async_callback(self._graceful_stop)
 
             stats = asyncio.create_task(self._report_stats(), name="stats")
             stack.callback(stats.cancel)

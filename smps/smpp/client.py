@@ -130,11 +130,12 @@ class SmscClient:
 
     async def stop(self) -> None:
         """Stop reconnecting, unbind every session politely."""
+        sessions = list(self.sessions)  # the tasks forget their session when cancelled
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await asyncio.gather(*(s.unbind() for s in list(self.sessions)), return_exceptions=True)
+        await asyncio.gather(*(s.unbind() for s in sessions), return_exceptions=True)
 
     async def _connect_and_bind(self, name: str) -> SmscSession:
         """One attempt; a half-open connection never outlives a failure or a cancel."""
@@ -200,7 +201,7 @@ class SmscClient:
                 bound_at = time.monotonic()
                 self.sessions.add(session)
                 try:
-                    await session.closed
+                    await asyncio.shield(session.closed)
                 finally:
                     self.sessions.discard(session)
                 self.reconnects += 1

@@ -117,11 +117,12 @@ class NeSession(Session):
             self.reject(pdu, Status.RINVBNDSTS)
 
     def on_state_change(self, old: State, new: State) -> None:
+        # Leave the registry as soon as the bind ends, before the session fails
+        # its outstanding copies: a retry must never pick this bind again.
+        if new in (State.UNBOUND, State.CLOSED):
+            self.server.registry.remove(self)
         if new is State.CLOSED and self._bind_timer is not None:
             self._bind_timer.cancel()
-
-    def on_closed(self, exc: Exception | None) -> None:
-        self.server.registry.remove(self)
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,573 @@
+"""The proxy core: every original from an SMSC is copied to the NE accounts its
+routes select, their verdicts are combined, and the SMSC gets exactly one answer.
+
+Path of one original (design.md section 3):
+
+1. `on_message` (the SmscClient handler) reads the PDU through the native
+   `decode_sm` view: addresses, esm_class, data_coding, UDH — nothing more.
+2. Receipts pass as ALLOW unless `policy.inspect_receipts`; a segment of a
+   concatenated message already blocked is blocked again (`sticky`), and so
+   are its segments still in flight when one is blocked; a full table of
+   originals in flight answers ESME_RTHROTTLED (`overload`).
+3. The router picks the target accounts; each gets one copy on its bind with
+   the most free window. A copy that cannot go now (window full, rate limit)
+   waits in its account's bounded queue until the original's deadline.
+4. Each NE answer goes into the native pending table, which applies the rule
+   (first BLOCK from an enforcing account wins at once; all ALLOW → allow;
+   NONE = no answer). The moment the verdict is known, the SMSC is answered.
+5. One periodic tick (not a timer per message) expires deadlines: undecided
+   originals are answered per `policy.on_timeout`.
+6. When every target has answered or the deadline passed, the decision record
+   goes to the sink and the slot is freed. Answers after the verdict are kept
+   in the record as late; answers after that are only counted.
+"""
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from smps._native import pending as P
+from smps._native.pdu import Status, command_name, decode_sm
+from smps._native.text import parse_udh
+from smps.config import Config, NeAccount, Route
+from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult
+from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
+from smps.smpp.session import NO_RESPONSE, Session
+
+log = logging.getLogger("smps.proxy")
+
+TICK = 0.005  # seconds; keeps the 2 s deadline accurate to well within 20 ms
+QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
+STICKY_LIMIT = 100_000  # concatenated messages remembered as blocked
+REASON_RECEIPT = "receipt"
+
+
+class Lane:
+    """One NE account as the dispatcher sees it: its live binds, the copies
+    waiting for window or rate, and its token bucket."""
+
+    __slots__ = (
+        "account",
+        "answers",
+        "binds",
+        "decisive",
+        "queue",
+        "refilled_at",
+        "system_id",
+        "tokens",
+        "tps",
+    )
+
+    def __init__(self, account: NeAccount):
+        self.system_id = account.system_id
+        self.binds: list[Session] = []
+        self.queue: deque[tuple[int, int, bytes, float]] = deque()
+        self.tokens = float(account.tps)
+        self.refilled_at = 0.0
+        self.answers = {P.ALLOW: 0, P.BLOCK: 0, P.NONE: 0}
+        self.configure(account)
+
+    def configure(self, account: NeAccount) -> None:
+        self.account = account
+        self.decisive = account.mode == "enforce"
+        self.tps = account.tps
+
+    def pick_bind(self) -> Session | None:
+        """The bind with the most free window, or None when all are full."""
+        best, best_free = None, 0
+        for session in self.binds:
+            free = session.free_window
+            if free > best_free:
+                best, best_free = session, free
+        return best
+
+    def take_token(self, now: float) -> bool:
+        if not self.tps:
+            return True
+        tokens = min(float(self.tps), self.tokens + (now - self.refilled_at) * self.tps)
+        self.refilled_at = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        return False
+
+
+class _CompiledRoute:
+    __slots__ = ("data_coding", "destination", "lanes", "service_type", "smsc", "source")
+
+    def __init__(self, route: Route, lanes: dict[str, Lane]):
+        self.source = tuple(p.encode() for p in route.source_prefix)
+        self.destination = tuple(p.encode() for p in route.destination_prefix)
+        self.smsc = frozenset(route.smsc)
+        self.service_type = frozenset(s.encode() for s in route.service_type)
+        self.data_coding = frozenset(route.data_coding)
+        self.lanes = tuple(lanes[name] for name in route.accounts if name in lanes)
+
+    def matches(self, view: Any, smsc: str) -> bool:
+        return (
+            (not self.source or view.source_addr.startswith(self.source))
+            and (not self.destination or view.destination_addr.startswith(self.destination))
+            and (not self.smsc or smsc in self.smsc)
+            and (not self.service_type or view.service_type in self.service_type)
+            and (not self.data_coding or view.data_coding in self.data_coding)
+        )
+
+
+class Router:
+    """Selects target accounts; with no routes every enabled account gets every message."""
+
+    def __init__(self, routes: Iterable[Route], lanes: dict[str, Lane]):
+        enabled = {name: lane for name, lane in lanes.items() if lane.account.enabled}
+        self.everyone = tuple(enabled.values())
+        self.routes = [_CompiledRoute(route, enabled) for route in routes]
+
+    def targets(self, view: Any, smsc: str) -> tuple[Lane, ...]:
+        if not self.routes:
+            return self.everyone
+        selected: dict[Lane, None] = {}
+        for route in self.routes:
+            if route.matches(view, smsc):
+                selected.update(dict.fromkeys(route.lanes))
+        return tuple(selected)
+
+
+class StickyBlocks:
+    """Concatenated messages with a blocked segment, remembered for `window`
+    seconds so their other segments are blocked without asking the NEs again."""
+
+    def __init__(self, window: float, limit: int = STICKY_LIMIT):
+        self.window = window
+        self.limit = limit
+        self._until: OrderedDict[tuple[bytes, bytes, int], float] = OrderedDict()
+
+    def add(self, key: tuple[bytes, bytes, int], now: float) -> None:
+        self._until[key] = now + self.window
+        self._until.move_to_end(key)
+        while self._until and (
+            len(self._until) > self.limit or next(iter(self._until.values())) <= now
+        ):
+            self._until.popitem(last=False)
+
+    def blocked(self, key: tuple[bytes, bytes, int], now: float) -> bool:
+        until = self._until.get(key)
+        return until is not None and until > now
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
+class Original:
+    """An original in flight: what the answer and the record need."""
+
+    __slots__ = ("arrived_wall", "concat", "concat_key", "pdu", "session", "targets", "view")
+
+    def __init__(self, session, pdu, view, concat, concat_key, targets, arrived_wall):
+        self.session = session
+        self.pdu = pdu
+        self.view = view
+        self.concat = concat
+        self.concat_key = concat_key
+        self.targets = targets
+        self.arrived_wall = arrived_wall
+
+
+class DispatcherStats:
+    __slots__ = (
+        "copies_sent",
+        "decisions",
+        "late_answers",
+        "queue_dropped",
+        "received",
+        "retried",
+        "throttled",
+    )
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.decisions: dict[tuple[str, str], int] = {}
+        self.copies_sent = 0
+        self.late_answers = 0
+        self.queue_dropped = 0
+        self.retried = 0
+        self.throttled = 0
+
+    def decided(self, verdict: str, reason: str) -> None:
+        key = (verdict, reason)
+        self.decisions[key] = self.decisions.get(key, 0) + 1
+
+
+class Dispatcher:
+    """Fan-out, verdicts and flow control for the originals of one data plane."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sink: DecisionSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.sink = sink if sink is not None else MemorySink()
+        self.stats = DispatcherStats()
+        self.lanes: dict[str, Lane] = {}
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._paused: set[Session] = set()
+        # Concatenated originals in flight, by message, for sticky blocking.
+        self._concat_in_flight: dict[tuple[bytes, bytes, int], set[int]] = {}
+        self._next_id = 0
+        self.pending = P.PendingTable(config.flow.max_inflight, config.policy.timeout)
+        self.apply_config(config)
+
+    # ---- configuration -------------------------------------------------------
+
+    def apply_config(self, config: Config) -> None:
+        """Apply accounts, routes, policy and flow settings live; binds stay up."""
+        self.config = config
+        self.policy = VerdictPolicy(config.policy)
+        self.pending.set_timeout(config.policy.timeout)
+        self.pending.on_no_answer = self.policy.on_timeout
+        self.record_mode = config.database.record
+        self.sticky = StickyBlocks(config.policy.concat_window)
+        self.sticky_enabled = config.policy.concat_sticky_block
+        self.inspect_receipts = config.policy.inspect_receipts
+        self.pause_mode = config.flow.on_overload == "pause"
+        capacity = self.pending.capacity
+        self._pause_at = max(1, int(capacity * 0.9))
+        self._resume_at = int(capacity * 0.7)
+        accounts = {a.system_id: a for a in config.ne_accounts}
+        for name in list(self.lanes):
+            if name not in accounts:
+                del self.lanes[name]
+        for name, account in accounts.items():
+            lane = self.lanes.get(name)
+            if lane is None:
+                self.lanes[name] = Lane(account)
+            else:
+                lane.configure(account)
+        self.router = Router(config.routes, self.lanes)
+
+    def on_bind_change(self, system_id: str, session: Session, up: bool) -> None:
+        """BindRegistry listener: NE binds come and go."""
+        lane = self.lanes.get(system_id)
+        if lane is None:
+            return
+        if up:
+            lane.binds.append(session)
+            if lane.queue:
+                self._drain(lane, self.clock())
+        elif session in lane.binds:
+            lane.binds.remove(session)
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+
+    def stop(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every original in flight has been answered (graceful stop)."""
+        deadline = self.clock() + timeout
+        while self.pending.pending_count and self.clock() < deadline:
+            await asyncio.sleep(TICK)
+        return self.pending.pending_count == 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.pending)
+
+    # ---- originals -------------------------------------------------------------
+
+    def on_message(self, session: Session, pdu: bytes) -> None:
+        """Handle one deliver_sm / data_sm from an SMSC; answers it exactly once.
+
+        A malformed PDU raises PduError before anything is recorded; the
+        session answers it with the error status.
+        """
+        view = decode_sm(pdu)
+        now = self.clock()
+        self.stats.received += 1
+        if view.is_receipt and not self.inspect_receipts:
+            self._answer_now(session, pdu, view, None, P.OUTCOME_ALLOW, REASON_RECEIPT, now)
+            return
+        concat = self._concat(view)
+        concat_key = None
+        if concat is not None and self.sticky_enabled:
+            concat_key = (view.source_addr, view.destination_addr, concat[0])
+            if self.sticky.blocked(concat_key, now):
+                self._answer_now(session, pdu, view, concat, P.OUTCOME_BLOCK, "sticky", now)
+                return
+        targets = self.router.targets(view, session.smsc)
+        if not any(lane.binds for lane in targets):
+            self._answer_now(session, pdu, view, concat, self.policy.on_no_ne, "no_ne", now)
+            return
+        decisive_mask = 0
+        for index, lane in enumerate(targets):
+            if lane.decisive:
+                decisive_mask |= 1 << index
+        original = Original(session, pdu, view, concat, concat_key, targets, self.wall_clock())
+        handle = self.pending.add(now, original, len(targets), decisive_mask)
+        if handle < 0:
+            self.stats.throttled += 1
+            self._answer_now(
+                session,
+                pdu,
+                view,
+                concat,
+                P.OUTCOME_TEMPFAIL,
+                "overload",
+                now,
+                status=Status.RTHROTTLED,
+            )
+            return
+        if concat_key is not None:
+            self._concat_in_flight.setdefault(concat_key, set()).add(handle)
+        if self.pause_mode and len(self.pending) >= self._pause_at:
+            self._pause(session)
+        if not decisive_mask:
+            # Only monitor accounts: they see the copy, but cannot decide.
+            self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
+            self._answer(handle)
+        for index, lane in enumerate(targets):
+            self._send_copy(lane, handle, index, pdu, now)
+
+    def _concat(self, view: Any) -> tuple[int, int, int] | None:
+        """(ref, total, part) of a concatenated segment, from the UDH or SAR TLVs."""
+        if view.udhi:
+            udh = parse_udh(view.user_data)
+            if udh is not None and udh.concat is not None:
+                return udh.concat
+        return view.sar
+
+    def _send_copy(self, lane: Lane, handle: int, index: int, pdu: bytes, now: float) -> None:
+        if not lane.queue:
+            session = lane.pick_bind()
+            if session is not None and lane.take_token(now):
+                self._transmit(session, lane, handle, index, pdu, now, retried=False)
+                return
+        if not lane.binds or len(lane.queue) >= QUEUE_LIMIT:
+            self.stats.queue_dropped += 1
+            self._record_answer(lane, handle, index, P.NONE, 0, now)
+            return
+        lane.queue.append((handle, index, pdu, now + self.pending.timeout))
+
+    def _transmit(self, session, lane, handle, index, pdu, now, *, retried: bool) -> None:
+        if session.send(pdu, self._on_ne_answer, (handle, index, lane, session, retried)):
+            self.stats.copies_sent += 1
+        else:  # the bind closed under us: this copy is no answer from the account
+            self._record_answer(lane, handle, index, P.NONE, 0, now)
+
+    def _drain(self, lane: Lane, now: float) -> None:
+        queue = lane.queue
+        while queue:
+            handle, index, pdu, deadline = queue[0]
+            if deadline <= now:
+                queue.popleft()
+                self.stats.queue_dropped += 1
+                self._record_answer(lane, handle, index, P.NONE, 0, now)
+                continue
+            session = lane.pick_bind()
+            if session is None or not lane.take_token(now):
+                return
+            queue.popleft()
+            self._transmit(session, lane, handle, index, pdu, now, retried=False)
+
+    def _on_ne_answer(self, context: tuple, status: int, _response: bytes | None) -> None:
+        handle, index, lane, session, retried = context
+        now = self.clock()
+        if status != NO_RESPONSE:
+            self._record_answer(lane, handle, index, self.policy.classify(status), status, now)
+        elif not retried and not session.is_open and self._retry(lane, handle, index, now):
+            return
+        else:
+            self._record_answer(lane, handle, index, P.NONE, 0, now)
+        if lane.queue:
+            self._drain(lane, now)
+
+    def _retry(self, lane: Lane, handle: int, index: int, now: float) -> bool:
+        """The bind dropped with this copy outstanding: send it once more on
+        another bind of the account, if one is free and time remains."""
+        original = self.pending.context(handle)
+        other = lane.pick_bind()
+        if original is None or other is None:
+            return False
+        if now >= self.pending.arrived_at(handle) + self.pending.timeout:
+            return False
+        self.stats.retried += 1
+        self._transmit(other, lane, handle, index, original.pdu, now, retried=True)
+        return True
+
+    def _record_answer(self, lane, handle, index, state, status, now) -> None:
+        lane.answers[state] += 1
+        result = self.pending.answer(handle, index, state, status, now)
+        if result & P.ANSWER_DECIDED:
+            self._answer(handle)
+        elif result & P.ANSWER_LATE or result == P.ANSWER_UNKNOWN:
+            self.stats.late_answers += 1
+        if result & P.ANSWER_COMPLETE:
+            self._complete(handle)
+
+    # ---- verdicts --------------------------------------------------------------
+
+    def _answer(self, handle: int) -> None:
+        original = self.pending.context(handle)
+        outcome = self.pending.outcome(handle)
+        original.session.respond(original.pdu, self.policy.status_for(outcome))
+        reason_code = self.pending.reason(handle)
+        self.stats.decided(OUTCOME_NAMES[outcome], P.reason_name(reason_code))
+        key = original.concat_key
+        if outcome == P.OUTCOME_BLOCK and key is not None and reason_code != P.REASON_STICKY:
+            now = self.clock()
+            self.sticky.add(key, now)
+            for other in list(self._concat_in_flight.get(key, ())):
+                if other != handle and self.pending.decide(
+                    other, P.OUTCOME_BLOCK, P.REASON_STICKY, now
+                ):
+                    self._answer(other)
+
+    def _answer_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None):
+        """Answer without involving the NEs (receipt, sticky, no NE, overload)."""
+        if status is None:
+            status = self.policy.status_for(outcome)
+        session.respond(pdu, status)
+        verdict = OUTCOME_NAMES[outcome]
+        self.stats.decided(verdict, reason)
+        if outcome == P.OUTCOME_BLOCK and concat is not None and self.sticky_enabled:
+            self.sticky.add((view.source_addr, view.destination_addr, concat[0]), now)
+        if self._wants_record(verdict):
+            wall = self.wall_clock()
+            self.sink.put(
+                self._decision(
+                    session.smsc, view, concat, wall, wall, verdict, reason, status, None, []
+                )
+            )
+
+    def _complete(self, handle: int) -> None:
+        original = self.pending.context(handle)
+        outcome = self.pending.outcome(handle)
+        verdict = OUTCOME_NAMES[outcome]
+        if self._wants_record(verdict):
+            pending = self.pending
+            targets = original.targets
+            results = [
+                NeResult(
+                    account=targets[i].system_id,
+                    verdict=STATE_NAMES[state],
+                    status=status if state in (P.ALLOW, P.BLOCK) or status else None,
+                    latency_ms=latency_us / 1000 if state != P.WAITING else None,
+                    late=bool(late),
+                    decisive=targets[i].decisive,
+                )
+                for i, (state, status, latency_us, late) in enumerate(pending.targets(handle))
+            ]
+            deciding = pending.deciding_target(handle)
+            decided_wall = original.arrived_wall + (
+                pending.decided_at(handle) - pending.arrived_at(handle)
+            )
+            self.sink.put(
+                self._decision(
+                    original.session.smsc,
+                    original.view,
+                    original.concat,
+                    original.arrived_wall,
+                    decided_wall,
+                    verdict,
+                    P.reason_name(pending.reason(handle)),
+                    self.policy.status_for(outcome),
+                    targets[deciding].system_id if deciding >= 0 else None,
+                    results,
+                )
+            )
+        key = original.concat_key
+        if key is not None:
+            handles = self._concat_in_flight[key]
+            handles.discard(handle)
+            if not handles:
+                del self._concat_in_flight[key]
+        self.pending.release(handle)
+        if self._paused and len(self.pending) <= self._resume_at:
+            self._resume()
+
+    def _wants_record(self, verdict: str) -> bool:
+        mode = self.record_mode
+        return mode == "all" or (mode == "non_allow" and verdict != "allow")
+
+    def _decision(
+        self, smsc, view, concat, arrived, decided, verdict, reason, status, deciding, results
+    ) -> Decision:
+        self._next_id += 1
+        return Decision(
+            id=self._next_id,
+            arrived_at=arrived,
+            decided_at=decided,
+            smsc=smsc,
+            command=command_name(view.command_id),
+            sequence=view.sequence,
+            source_addr=view.source_addr.decode("latin-1"),
+            source_ton=view.source_addr_ton,
+            source_npi=view.source_addr_npi,
+            destination_addr=view.destination_addr.decode("latin-1"),
+            dest_ton=view.dest_addr_ton,
+            dest_npi=view.dest_addr_npi,
+            esm_class=view.esm_class,
+            data_coding=view.data_coding,
+            concat_ref=concat[0] if concat else None,
+            concat_total=concat[1] if concat else None,
+            concat_part=concat[2] if concat else None,
+            verdict=verdict,
+            reason=reason,
+            status=status,
+            deciding_account=deciding,
+            results=results,
+        )
+
+    # ---- periodic work -----------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self.clock()
+        for handle, needs_answer in self.pending.expire(now):
+            if needs_answer:
+                self._answer(handle)
+            self._complete(handle)
+        for lane in self.lanes.values():
+            if lane.queue:
+                self._drain(lane, now)
+        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+
+    def _pause(self, session: Session) -> None:
+        transport = session.transport
+        if transport is not None and session not in self._paused:
+            transport.pause_reading()
+            self._paused.add(session)
+            log.warning(
+                "flow: %d originals in flight; pausing reads from %s",
+                len(self.pending),
+                session.name,
+            )
+
+    def _resume(self) -> None:
+        for session in self._paused:
+            if session.transport is not None:
+                session.transport.resume_reading()
+        log.info("flow: in flight down to %d; reading again", len(self.pending))
+        self._paused.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "received": self.stats.received,
+            "in_flight": len(self.pending),
+            "copies_sent": self.stats.copies_sent,
+            "late_answers": self.stats.late_answers,
+            "throttled": self.stats.throttled,
+            "queue_dropped": self.stats.queue_dropped,
+            "decisions": {f"{v}/{r}": n for (v, r), n in sorted(self.stats.decisions.items())},
+        }

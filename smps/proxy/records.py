@@ -1,0 +1,71 @@
+"""The decision record: what SMPS decided for one original, and why.
+
+One record per original (subject to `database.record`), handed to a sink.
+The persistence layer is one sink; the default keeps the last N in memory for
+the API and the demo.
+"""
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Protocol
+
+import msgspec
+
+
+class NeResult(msgspec.Struct, frozen=True):
+    """One NE account's part in a decision."""
+
+    account: str
+    verdict: str  # allow | block | none | waiting (never answered before the deadline)
+    status: int | None  # the NE's command_status; None when it never answered
+    latency_ms: float | None
+    late: bool  # answered after the final verdict was sent
+    decisive: bool  # False for monitor-mode accounts
+
+
+class Decision(msgspec.Struct, frozen=True):
+    id: int
+    arrived_at: float  # epoch seconds
+    decided_at: float
+    smsc: str
+    command: str  # deliver_sm | data_sm
+    sequence: int  # the SMSC's sequence number
+    source_addr: str
+    source_ton: int
+    source_npi: int
+    destination_addr: str
+    dest_ton: int
+    dest_npi: int
+    esm_class: int
+    data_coding: int
+    concat_ref: int | None
+    concat_part: int | None
+    concat_total: int | None
+    verdict: str  # allow | block | tempfail
+    reason: str  # block | all_allow | timeout | no_ne | overload | sticky | receipt
+    status: int  # command_status sent to the SMSC
+    deciding_account: str | None
+    results: list[NeResult]
+
+
+class DecisionSink(Protocol):
+    def put(self, decision: Decision) -> None: ...
+
+
+class MemorySink:
+    """Keeps the newest `limit` decisions; the default sink."""
+
+    def __init__(self, limit: int = 10_000):
+        self._items: deque[Decision] = deque(maxlen=limit)
+
+    def put(self, decision: Decision) -> None:
+        self._items.append(decision)
+
+    def __iter__(self) -> Iterator[Decision]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def newest(self, count: int = 100) -> list[Decision]:
+        return list(self._items)[-count:][::-1]

@@ -1,0 +1,392 @@
+"""The proxy core end to end: a simulated SMSC, SMPS's node, and NEs on real
+loopback sockets. Every test checks that each original got exactly one answer."""
+
+import asyncio
+import contextlib
+
+import pytest
+
+from smps._native import text
+from smps._native.pdu import CommandId, Status, decode_sm, encode
+from smps.app import Node
+from smps.sim.smsc import SimSmsc
+from smps.smpp.client import SmscClient
+
+BLOCK = 0x66
+
+
+async def until(predicate, timeout=10.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+class ManualClock:
+    """The verdict engine's clock, advanced by the test (no 2 s sleeps)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.offset = 0.0
+        self._monotonic = time.monotonic
+
+    def __call__(self) -> float:
+        return self._monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class Ne:
+    """A test NE: binds to SMPS and answers copies through a verdict function.
+
+    `verdict(view)` returns a status to answer at once, or None to hold the
+    copy in `held` until the test answers it.
+    """
+
+    def __init__(self, make_config, port, system_id, password, verdict, binds=1):
+        cfg = make_config(
+            smsc=[
+                {
+                    "name": system_id,
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "system_id": system_id,
+                    "password": password,
+                    "bind": "receiver",
+                    "binds": binds,
+                    "reconnect": {"initial": "50ms", "max": "200ms"},
+                }
+            ]
+        )
+        self.verdict = verdict
+        self.received: list[bytes] = []
+        self.held: list[tuple] = []
+        self.client = SmscClient(cfg.smsc[0], self._on_copy)
+
+    def _on_copy(self, session, pdu):
+        self.received.append(pdu)
+        status = self.verdict(decode_sm(pdu))
+        if status is None:
+            self.held.append((session, pdu))
+        else:
+            session.respond(pdu, status)
+
+    def release(self, status=Status.ROK):
+        for session, pdu in self.held:
+            session.respond(pdu, status)
+        self.held.clear()
+
+
+def allow(_view):
+    return Status.ROK
+
+
+def block(_view):
+    return BLOCK
+
+
+def hold(_view):
+    return None
+
+
+ACCOUNTS = [
+    {"system_id": "antispam", "password": "pw1", "max_binds": 4},
+    {"system_id": "fraud", "password": "pw2", "max_binds": 4},
+    {"system_id": "audit", "password": "pw3", "max_binds": 4},
+]
+
+
+@contextlib.asynccontextmanager
+async def proxy(
+    make_config,
+    *,
+    accounts=ACCOUNTS,
+    policy=None,
+    flow=None,
+    routes=(),
+    database=None,
+    clock=None,
+    smsc_window=1000,
+):
+    sim = SimSmsc(window=smsc_window, response_timeout=30)
+    smsc_port = await sim.start()
+    cfg = make_config(
+        log={"file": ""},
+        smsc=[
+            {
+                "name": "smsc1",
+                "host": "127.0.0.1",
+                "port": smsc_port,
+                "system_id": "smps",
+                "password": "secret",
+                "binds": 1,
+            }
+        ],
+        server={"listen": "127.0.0.1:0", "enquire_link": "30s"},
+        web={"listen": "127.0.0.1:0"},
+        ne_accounts=list(accounts),
+        routes=list(routes),
+        policy=policy or {},
+        flow=flow or {},
+        database=database or {"record": "all"},
+    )
+    node = Node(cfg)
+    if clock is not None:
+        node.dispatcher.clock = clock  # the pending table gets time only from this clock
+    task = asyncio.create_task(node.run())
+    nes: list[Ne] = []
+
+    async def add_ne(system_id, password, verdict, binds=1):
+        ne = Ne(make_config, node.smpp_port, system_id, password, verdict, binds)
+        ne.client.start()
+        nes.append(ne)
+        await until(lambda: node.ne_server.registry.count(system_id) == binds)
+        return ne
+
+    try:
+        await sim.wait_bound()
+        yield sim, node, add_ne
+    finally:
+        for ne in nes:
+            await ne.client.stop()
+        node.stop()
+        await asyncio.wait_for(task, 10)
+        await sim.stop()
+
+
+def decisions(node):
+    return list(node.dispatcher.sink)
+
+
+async def test_all_allow(make_config):
+    async with proxy(make_config) as (sim, node, add_ne):
+        for name, pw in (("antispam", "pw1"), ("fraud", "pw2"), ("audit", "pw3")):
+            await add_ne(name, pw, allow)
+        numbers = [sim.send_deliver() for _ in range(20)]
+        await until(lambda: len(sim.answers) == 20)
+        assert {sim.answers[n][0] for n in numbers} == {Status.ROK}
+        await until(lambda: len(decisions(node)) == 20)
+        record = decisions(node)[0]
+        assert (record.verdict, record.reason) == ("allow", "all_allow")
+        assert {r.account for r in record.results} == {"antispam", "fraud", "audit"}
+        assert all(r.verdict == "allow" and not r.late for r in record.results)
+        assert sim.missing == 0 and sim.duplicates == 0
+
+
+async def test_block_wins_before_others_answer(make_config):
+    async with proxy(make_config) as (sim, node, add_ne):
+        await add_ne("antispam", "pw1", block)
+        slow = await add_ne("fraud", "pw2", hold)
+        number = sim.send_deliver(short_message=b"WIN A PRIZE")
+        await until(lambda: number in sim.answers)
+        assert sim.answers[number][0] == BLOCK
+        assert slow.held  # the other NE has not answered yet
+        slow.release(Status.ROK)
+        await until(lambda: decisions(node))
+        (record,) = decisions(node)
+        assert (record.verdict, record.reason, record.deciding_account) == (
+            "block",
+            "block",
+            "antispam",
+        )
+        late = {r.account: r for r in record.results}
+        assert late["fraud"].late and late["fraud"].verdict == "allow"
+        assert not late["antispam"].late
+
+
+async def test_timeout_allows_at_deadline(make_config):
+    clock = ManualClock()
+    async with proxy(make_config, clock=clock) as (sim, node, add_ne):
+        silent = await add_ne("antispam", "pw1", hold)
+        await add_ne("fraud", "pw2", allow)
+        number = sim.send_deliver()
+        await until(lambda: len(silent.held) == 1)
+        await asyncio.sleep(0.05)
+        assert number not in sim.answers  # still waiting for antispam
+        clock.advance(2.0)
+        await until(lambda: number in sim.answers)
+        assert sim.answers[number][0] == Status.ROK
+        (record,) = decisions(node)
+        assert (record.verdict, record.reason) == ("allow", "timeout")
+        waited = record.decided_at - record.arrived_at
+        assert 2.0 <= waited < 2.0 + 0.02 + 0.05  # tick granularity, plus the test's own pause
+        silent.release()
+        await until(lambda: node.dispatcher.stats.late_answers == 1)
+        assert sim.duplicates == 0
+
+
+@pytest.mark.parametrize(
+    ("on_timeout", "status", "verdict"),
+    [("block", BLOCK, "block"), ("tempfail", 0x64, "tempfail"), ("allow", 0, "allow")],
+)
+async def test_on_timeout_variants(make_config, on_timeout, status, verdict):
+    async with proxy(make_config, policy={"timeout": "100ms", "on_timeout": on_timeout}) as (
+        sim,
+        node,
+        add_ne,
+    ):
+        await add_ne("antispam", "pw1", hold)
+        number = sim.send_deliver()
+        await until(lambda: number in sim.answers)
+        assert sim.answers[number][0] == status
+        (record,) = decisions(node)
+        assert (record.verdict, record.reason) == (verdict, "timeout")
+
+
+@pytest.mark.parametrize(
+    ("on_no_ne", "status"), [("allow", 0), ("block", BLOCK), ("tempfail", 0x64)]
+)
+async def test_on_no_ne_variants(make_config, on_no_ne, status):
+    async with proxy(make_config, policy={"on_no_ne": on_no_ne}) as (sim, node, _add_ne):
+        number = sim.send_deliver()
+        await until(lambda: number in sim.answers)
+        assert sim.answers[number][0] == status
+        (record,) = decisions(node)
+        assert record.reason == "no_ne" and record.results == []
+
+
+async def test_monitor_account_never_decides(make_config):
+    accounts = [dict(ACCOUNTS[0]), {**ACCOUNTS[1], "mode": "monitor"}]
+    async with proxy(make_config, accounts=accounts) as (sim, node, add_ne):
+        await add_ne("antispam", "pw1", allow)
+        await add_ne("fraud", "pw2", block)
+        number = sim.send_deliver()
+        await until(lambda: number in sim.answers)
+        assert sim.answers[number][0] == Status.ROK
+        await until(lambda: decisions(node))
+        (record,) = decisions(node)
+        results = {r.account: r for r in record.results}
+        assert results["fraud"].verdict == "block" and not results["fraud"].decisive
+        assert record.verdict == "allow"
+
+
+async def test_ne_disconnect_turns_copies_none_at_once(make_config):
+    async with proxy(make_config, accounts=ACCOUNTS[:2]) as (sim, node, add_ne):
+        flaky = await add_ne("antispam", "pw1", hold)
+        await add_ne("fraud", "pw2", allow)
+        number = sim.send_deliver()
+        await until(lambda: flaky.held)
+        await flaky.client.stop()  # the bind drops with the copy outstanding
+        await until(lambda: number in sim.answers, timeout=1.5)  # well before the 2 s deadline
+        assert sim.answers[number][0] == Status.ROK  # NONE counts as no answer → on_timeout allow
+        (record,) = decisions(node)
+        results = {r.account: r.verdict for r in record.results}
+        assert results == {"antispam": "none", "fraud": "allow"}
+
+
+async def test_copy_retried_on_another_bind_when_one_drops(make_config):
+    async with proxy(make_config, accounts=ACCOUNTS[:1]) as (sim, node, add_ne):
+        ne = await add_ne("antispam", "pw1", hold, binds=2)
+        number = sim.send_deliver()
+        await until(lambda: ne.held)
+        session, _pdu = ne.held.pop()
+        session.transport.abort()  # that bind dies; the other is still up
+        await until(lambda: ne.held)  # the copy arrives again on the other bind
+        ne.release(BLOCK)
+        await until(lambda: number in sim.answers)
+        assert sim.answers[number][0] == BLOCK
+        assert node.dispatcher.stats.retried == 1
+
+
+async def test_window_full_copies_wait_in_account_queue(make_config):
+    accounts = [{**ACCOUNTS[0], "window": 1}]
+    async with proxy(make_config, accounts=accounts) as (sim, node, add_ne):
+        ne = await add_ne("antispam", "pw1", hold)
+        numbers = [sim.send_deliver() for _ in range(5)]
+        await until(lambda: len(ne.held) == 1)
+        lane = node.dispatcher.lanes["antispam"]
+        assert len(lane.queue) == 4  # the window of one holds the rest back
+        while len(sim.answers) < 5:
+            await until(lambda: ne.held or len(sim.answers) == 5)
+            ne.release(Status.ROK)
+        assert {sim.answers[n][0] for n in numbers} == {Status.ROK}
+        assert node.dispatcher.stats.queue_dropped == 0
+
+
+async def test_throttle_under_overload(make_config):
+    async with proxy(make_config, flow={"max_inflight": 3}) as (sim, node, add_ne):
+        ne = await add_ne("antispam", "pw1", hold)
+        numbers = [sim.send_deliver() for _ in range(10)]
+        await until(lambda: sum(1 for n in numbers if n in sim.answers) == 7)
+        throttled = [n for n in numbers if sim.answers.get(n, (None,))[0] == Status.RTHROTTLED]
+        assert len(throttled) == 7
+        assert node.dispatcher.in_flight == 3
+        await until(lambda: len(ne.held) == 3)
+        ne.release(Status.ROK)
+        await until(lambda: len(sim.answers) == 10)
+        assert node.dispatcher.stats.throttled == 7
+        assert sim.duplicates == 0
+
+
+async def test_sticky_block_of_concatenated_message(make_config):
+    async with proxy(make_config, accounts=ACCOUNTS[:1]) as (sim, node, add_ne):
+        asked = []
+
+        def block_first_part(view):
+            asked.append(view)
+            return BLOCK if len(asked) == 1 else None  # the NE is slow on the others
+
+        ne = await add_ne("antispam", "pw1", block_first_part)
+        _coding, parts = text.split("spam " * 80, ref=42)
+        assert len(parts) == 3
+        numbers = [sim.send_deliver(short_message=p, esm_class=0x40) for p in parts]
+        # Parts 2 and 3 were already in flight: the block on part 1 decides them too.
+        await until(lambda: all(n in sim.answers for n in numbers))
+        assert [sim.answers[n][0] for n in numbers] == [BLOCK] * 3
+        assert len(asked) == 3 and len(ne.held) == 2
+        # A part that arrives later (an SMSC resend) is blocked without asking.
+        again = sim.send_deliver(short_message=parts[2], esm_class=0x40)
+        await until(lambda: again in sim.answers)
+        assert sim.answers[again][0] == BLOCK
+        assert len(asked) == 3
+        ne.release(Status.ROK)
+        await until(lambda: len(decisions(node)) == 4)
+        reasons = sorted(r.reason for r in decisions(node))
+        assert reasons == ["block", "sticky", "sticky", "sticky"]
+        assert sim.duplicates == 0
+
+
+async def test_receipts_pass_without_copies(make_config):
+    async with proxy(make_config) as (sim, _node, add_ne):
+        ne = await add_ne("antispam", "pw1", block)
+        number = sim.send_deliver(esm_class=0x04, short_message=b"id:1 stat:DELIVRD")
+        await until(lambda: number in sim.answers)
+        assert sim.answers[number][0] == Status.ROK
+        assert ne.received == []
+
+
+async def test_routes_narrow_targets(make_config):
+    routes = [
+        {"name": "intl", "accounts": ["fraud"], "source_prefix": ["44"]},
+        {"name": "cn", "accounts": ["antispam"], "source_prefix": ["86"]},
+    ]
+    async with proxy(make_config, accounts=ACCOUNTS[:2], routes=routes) as (sim, _node, add_ne):
+        spam = await add_ne("antispam", "pw1", allow)
+        fraud = await add_ne("fraud", "pw2", allow)
+        sim.send_deliver(source_addr=b"8613800138000")
+        sim.send_deliver(source_addr=b"447700900123")
+        await until(lambda: len(sim.answers) == 2)
+        assert [decode_sm(p).source_addr for p in spam.received] == [b"8613800138000"]
+        assert [decode_sm(p).source_addr for p in fraud.received] == [b"447700900123"]
+
+
+async def test_malformed_original_gets_error_status(make_config):
+    async with proxy(make_config) as (sim, node, add_ne):
+        await add_ne("antispam", "pw1", allow)
+        pdu = bytearray(encode(CommandId.DELIVER_SM, 0, {"short_message": b"hello"}))
+        pdu[-6] = 200  # sm_length claims more octets than the PDU holds
+        answers = []
+        sim.bound_sessions[0].send(bytes(pdu), lambda ctx, status, resp: answers.append(status))
+        await until(lambda: answers)
+        assert answers == [Status.RINVMSGLEN]
+        assert node.dispatcher.stats.received == 0  # refused before it became an original
+
+
+async def test_data_sm_original(make_config):
+    async with proxy(make_config) as (sim, _node, add_ne):
+        ne = await add_ne("antispam", "pw1", block)
+        number = sim.send_deliver(command_id=CommandId.DATA_SM, short_message=b"payload")
+        await until(lambda: number in sim.answers)
+        assert sim.answers[number][0] == BLOCK
+        assert decode_sm(ne.received[0]).command_id == CommandId.DATA_SM
