@@ -1,0 +1,10 @@
+"""Persistence: SQLAlchemy Core (asyncio) on SQLite or MySQL/MariaDB, Alembic migrations.
+
+- :mod:`smps.store.db`: engines, migrations, the :class:`Store` handle;
+- :mod:`smps.store.schema`: tables;
+- :mod:`smps.store.writer`: the one batched writer of decisions and traces;
+- :mod:`smps.store.spool`: its on-disk overflow;
+- :mod:`smps.store.repo`: configuration CRUD with audit, tokens, queries;
+- :mod:`smps.store.passwords`: password and token hashing;
+- :mod:`smps.store.cli`: ``smps db upgrade``, ``smps token create``, ``smps user add``.
+"""

@@ -1,0 +1,135 @@
+"""Database commands of ``smps``: ``db upgrade``, ``token create``, ``user add``.
+
+Each reads the configuration file for ``database.url`` and ``node.state_dir``
+and applies pending migrations first, so they work on a fresh database too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+
+from smps.store import repo
+from smps.store.db import Store, upgrade
+from smps.store.schema import ROLES
+
+DEFAULT_CONFIG = "config/smps.yaml"
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"configuration file (default: {DEFAULT_CONFIG})",
+    )
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``db``, ``token`` and ``user`` commands to the ``smps`` parser."""
+    db = commands.add_parser("db", help="database tools", description="Database tools.")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = db_commands.add_parser(
+        "upgrade",
+        help="apply pending schema migrations",
+        description="Apply pending schema migrations (smps run also does this at start).",
+    )
+    _config_option(up)
+    up.set_defaults(handler=_cmd_db_upgrade)
+
+    token = commands.add_parser("token", help="API tokens", description="API tokens.")
+    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = token_commands.add_parser(
+        "create",
+        help="create an API token and print it (shown once)",
+        description="Create a bearer token for /api/v1 and print it; only its hash is stored.",
+    )
+    _config_option(create)
+    create.add_argument("--name", required=True, help="who or what uses the token")
+    create.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
+    create.add_argument(
+        "--expires-days",
+        type=float,
+        default=None,
+        help="valid for this many days (default: no end)",
+    )
+    create.set_defaults(handler=_cmd_token_create)
+
+    user = commands.add_parser("user", help="admin users", description="Admin UI users.")
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = user_commands.add_parser(
+        "add",
+        help="add an admin UI user",
+        description="Add a user; the password is asked for (or read from stdin).",
+    )
+    _config_option(add)
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.set_defaults(handler=_cmd_user_add)
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]]) -> int:
+    from smps import config
+
+    cfg = config.load(args.config)
+
+    async def run() -> int:
+        store = await Store.open(cfg.database.url, cfg.node.state_dir, migrate=False)
+        try:
+            await upgrade(store.engine)
+            return await work(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except repo.Conflict as exc:
+        print(f"smps: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_db_upgrade(args: argparse.Namespace) -> int:
+    async def work(store: Store) -> int:
+        print("database schema is up to date")
+        return 0
+
+    return _with_store(args, work)
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    expires = None
+    if args.expires_days is not None:
+        expires = repo.now_us() + round(args.expires_days * 86_400_000_000)
+
+    async def work(store: Store) -> int:
+        print(await repo.create_token(store, args.name, args.role, expires))
+        return 0
+
+    return _with_store(args, work)
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            print("smps: the passwords differ", file=sys.stderr)
+            return 2
+    if len(password) < 8:
+        print("smps: use a password of at least 8 characters", file=sys.stderr)
+        return 2
+
+    async def work(store: Store) -> int:
+        await repo.add_user(store, args.name, password, args.role)
+        print(f"user {args.name} added ({args.role})")
+        return 0
+
+    return _with_store(args, work)

@@ -1,0 +1,625 @@
+"""The one batched writer of decision and trace records.
+
+The data plane hands records to :meth:`DecisionWriter.put` (a
+:class:`~smps.proxy.records.DecisionSink`) and :meth:`DecisionWriter.put_trace`.
+Both only append to a list: they never await, never block and never fail.
+Which decisions are handed over at all is the proxy's choice, by
+``database.record`` (see :func:`should_record`): ``all``, ``non_allow``
+(the default: blocks, tempfails) or ``none``; traced messages are always recorded.
+
+Behind ``put``, three stages, all on the event loop except file I/O:
+
+1. **Cut**: every ``flush_interval``, or as soon as ``batch_size`` records wait,
+   the buffer is cut into batches of at most ``batch_size`` decisions (and
+   traces), each with a random batch id and its per-minute counter increments.
+2. **Queue**: batches wait in memory, up to ``buffer_limit`` records. Past
+   that, or while anything is already spooled, they are appended to the spool
+   (``state_dir/spool``, :mod:`smps.store.spool`), so that the queue is always
+   "memory, then spool" in arrival order.
+3. **Write**: one task writes the oldest batch in one transaction: its id into
+   ``writer_batches`` first, then the rows as multi-row statements through the
+   driver's ``executemany`` (``exec_driver_sql``), then the counters. If the
+   batch id is already there, the batch was committed before (its outcome was
+   lost with the connection, or it was replayed from the spool after a crash)
+   and it is skipped: none twice. A failed write is retried with back-off; the
+   queue grows into the spool meanwhile; none lost.
+
+Records are dropped only when memory *and* spool are full, when the writer is
+closed, or when the database refuses a batch as invalid (not as unavailable).
+Each drop is counted (:attr:`DecisionWriter.dropped`, exported as
+``smps_db_records_dropped_total``) and logged once per ``report_interval``.
+
+Retention: between batches, rows older than ``retention_days`` are deleted a
+chunk at a time on the writer's own connection (SQLite keeps a single writer).
+The batch ledger is kept for ``LEDGER_DAYS``.
+
+Times in the rows are integer microseconds since the epoch (see schema.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import delete, select
+from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from smps.config import Config
+from smps.metrics import CallbackCollector
+from smps.proxy.records import Decision
+from smps.store import schema
+from smps.store.db import Store
+from smps.store.spool import Spool
+
+log = logging.getLogger("smps.store.writer")
+
+DECISION_COLUMNS = (
+    "arrived_us",
+    "decided_us",
+    "smsc",
+    "command",
+    "sequence",
+    "source_addr",
+    "source_ton",
+    "source_npi",
+    "destination_addr",
+    "dest_ton",
+    "dest_npi",
+    "esm_class",
+    "data_coding",
+    "concat_ref",
+    "concat_part",
+    "concat_total",
+    "verdict",
+    "reason",
+    "status",
+    "deciding_account",
+    "results",
+)
+TRACE_COLUMNS = (
+    "message_id",
+    "ts_us",
+    "kind",
+    "source_addr",
+    "destination_addr",
+    "account",
+    "event",
+)
+LEDGER_DAYS = 7
+RETENTION_CHUNK = 2000
+_US_PER_MINUTE = 60_000_000
+_US_PER_DAY = 86_400_000_000
+
+
+class TraceEvent(Protocol):
+    """What :meth:`DecisionWriter.put_trace` needs of a trace event (any msgspec Struct)."""
+
+    message_id: str
+    ts_us: int
+    kind: str
+    source_addr: str
+    destination_addr: str
+    account: str | None
+
+
+def should_record(record: str, verdict: str, traced: bool) -> bool:
+    """The ``database.record`` policy: is a decision with ``verdict`` written?"""
+    return traced or record == "all" or (record == "non_allow" and verdict != "allow")
+
+
+class Batch(msgspec.Struct, array_like=True, frozen=True):
+    """Rows written in one transaction; also the unit spooled to disk."""
+
+    batch_id: str
+    decisions: list[tuple]
+    traces: list[tuple]
+    counters: list[tuple]  # (minute, account, verdict, increment)
+
+    @property
+    def records(self) -> int:
+        return len(self.decisions) + len(self.traces)
+
+
+_encode_batch = msgspec.msgpack.Encoder().encode
+_decode_batch = msgspec.msgpack.Decoder(Batch).decode
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def decision_row(d: Decision) -> tuple:
+    """A decision as a row in DECISION_COLUMNS order; strings cut to their column widths."""
+    return (
+        _us(d.arrived_at),
+        _us(d.decided_at),
+        d.smsc[:64],
+        d.command[:16],
+        d.sequence,
+        d.source_addr[:65],
+        d.source_ton,
+        d.source_npi,
+        d.destination_addr[:65],
+        d.dest_ton,
+        d.dest_npi,
+        d.esm_class,
+        d.data_coding,
+        d.concat_ref,
+        d.concat_part,
+        d.concat_total,
+        d.verdict[:16],
+        d.reason[:16],
+        d.status,
+        d.deciding_account[:16] if d.deciding_account else None,
+        _encode_json(d.results).decode(),
+    )
+
+
+def trace_row(event: Any) -> tuple:
+    """A trace event as a row in TRACE_COLUMNS order; the whole event kept as JSON."""
+    return (
+        str(event.message_id)[:64],
+        int(event.ts_us),
+        str(event.kind)[:32],
+        event.source_addr[:65],
+        event.destination_addr[:65],
+        event.account[:16] if event.account else None,
+        _encode_json(event).decode(),
+    )
+
+
+def _counters(decisions: list[Decision]) -> list[tuple]:
+    """Per-minute increments: account "" for final verdicts, else that NE's verdict."""
+    counts: dict[tuple[int, str, str], int] = {}
+    for d in decisions:
+        minute = _us(d.decided_at) // _US_PER_MINUTE
+        key = (minute, "", d.verdict)
+        counts[key] = counts.get(key, 0) + 1
+        for result in d.results:
+            key = (minute, result.account, result.verdict)
+            counts[key] = counts.get(key, 0) + 1
+    return [(*key, count) for key, count in counts.items()]
+
+
+class _AlreadyWritten(Exception):
+    """The batch id is in the ledger: committed earlier."""
+
+
+class _Statements:
+    """The writer's SQL in the driver's own parameter style."""
+
+    def __init__(self, dialect: str, paramstyle: str):
+        mark = "?" if paramstyle == "qmark" else "%s"
+
+        def insert(table: str, columns: Iterable[str]) -> str:
+            names = list(columns)
+            return (
+                f"INSERT INTO {table} ({', '.join(names)}) "
+                f"VALUES ({', '.join([mark] * len(names))})"
+            )
+
+        self.ledger = insert("writer_batches", ("batch_id", "committed_us"))
+        self.decisions = insert("decisions", DECISION_COLUMNS)
+        self.traces = insert("traces", TRACE_COLUMNS)
+        counters = insert("minute_counters", ("minute", "account", "verdict", "count"))
+        if dialect == "mysql":
+            self.counters = counters + " ON DUPLICATE KEY UPDATE count = count + VALUES(count)"
+        else:
+            self.counters = (
+                counters + " ON CONFLICT (minute, account, verdict)"
+                " DO UPDATE SET count = count + excluded.count"
+            )
+
+
+class DecisionWriter:
+    """Batches decision and trace records into the database; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        spool_dir: str | Path,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        retention_days: int = 30,
+        buffer_limit: int = 100_000,
+        spool_max_bytes: int = 1 << 30,
+        retry_initial: float = 0.5,
+        retry_max: float = 10.0,
+        write_timeout: float = 30.0,
+        report_interval: float = 30.0,
+        retention_interval: float = 3600.0,
+    ):
+        self.store = store
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.retention_days = retention_days
+        self.buffer_limit = buffer_limit
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.write_timeout = write_timeout
+        self.report_interval = report_interval
+        self.retention_interval = retention_interval
+        self._spool_dir = Path(spool_dir)
+        self._spool_max_bytes = spool_max_bytes
+        self._spool: Spool | None = None
+        dialect = store.engine.dialect
+        self._sql = _Statements(dialect.name, dialect.paramstyle)
+
+        self._decisions: list[Decision] = []
+        self._traces: list[Any] = []
+        self._ready: deque[Batch] = deque()
+        self._ready_records = 0
+        self._wake = asyncio.Event()
+        self._queued = asyncio.Event()
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smps-spool")
+        self._conn: AsyncConnection | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._closed = False
+        self._next_retention = 0.0
+        self._outage_since: float | None = None
+
+        # Counters in records (metric-ready; read by stats() and collect()).
+        self.written = 0
+        self.skipped = 0  # found already committed (replays after an unknown outcome)
+        self.spooled = 0
+        self.dropped = 0
+        self.batches = 0
+        self._dropped_reported = 0
+
+    @classmethod
+    def from_config(cls, store: Store, config: Config, **options: Any) -> DecisionWriter:
+        """A writer with ``database`` settings, spooling under ``node.state_dir/spool``."""
+        database = config.database
+        return cls(
+            store,
+            Path(config.node.state_dir) / "spool",
+            batch_size=database.batch_size,
+            flush_interval=database.flush_interval,
+            retention_days=database.retention_days,
+            **options,
+        )
+
+    # ------------------------------------------------------------------- data plane side
+
+    def put(self, decision: Decision) -> None:
+        """Queue one decision; never blocks. Dropped (and counted) only when memory is full."""
+        if self._closed or len(self._decisions) + len(self._traces) >= self.buffer_limit:
+            self.dropped += 1
+            return
+        self._decisions.append(decision)
+        if len(self._decisions) >= self.batch_size:
+            self._wake.set()
+
+    def put_trace(self, event: Any) -> None:
+        """Queue one trace event (a :class:`TraceEvent`); never blocks."""
+        if self._closed or len(self._decisions) + len(self._traces) >= self.buffer_limit:
+            self.dropped += 1
+            return
+        self._traces.append(event)
+        if len(self._traces) >= self.batch_size:
+            self._wake.set()
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._spool = await loop.run_in_executor(
+            self._io, Spool, self._spool_dir, self._spool_max_bytes
+        )
+        if len(self._spool):
+            log.warning(
+                "spool holds %d batches (%d bytes) from an earlier run; replaying them first",
+                len(self._spool),
+                self._spool.bytes,
+            )
+            self._queued.set()
+        self._next_retention = loop.time() + min(60.0, self.retention_interval)
+        self._tasks = [
+            asyncio.create_task(self._cut_loop(), name="db-cut"),
+            asyncio.create_task(self._write_loop(), name="db-write"),
+            asyncio.create_task(self._report_loop(), name="db-report"),
+        ]
+
+    async def close(self, drain_timeout: float = 5.0) -> None:
+        """Stop: write what is queued for up to ``drain_timeout`` s, spool the rest, in order."""
+        if self._closed:
+            return
+        self._closed = True
+        cut, write, report = self._tasks
+        report.cancel()
+        self._wake.set()  # the cut loop finishes its round and exits; cancelling could lose a batch
+        await asyncio.gather(cut, report, return_exceptions=True)
+        await self._cut()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while (self._ready or len(self._spool)) and loop.time() < deadline and not write.done():
+            await asyncio.sleep(0.02)
+        write.cancel()
+        await asyncio.gather(write, return_exceptions=True)
+        if self._ready:
+            batches = list(self._ready)
+            kept = await loop.run_in_executor(
+                self._io, self._spool.push_front, [_encode_batch(b) for b in batches]
+            )
+            for batch in batches[:kept]:
+                self.spooled += batch.records
+            for batch in batches[kept:]:
+                self.dropped += batch.records
+            if kept < len(batches):
+                log.error("spool full at stop: %d records dropped", self._ready_records)
+            log.info("stopped with %d batches spooled for the next start", len(self._spool))
+            self._ready.clear()
+            self._ready_records = 0
+        self._log_dropped()
+        await self._discard_connection()
+        self._io.shutdown(wait=True)
+
+    # ---------------------------------------------------------------------- metrics
+
+    @property
+    def pending(self) -> int:
+        """Records not yet written and not on disk."""
+        return len(self._decisions) + len(self._traces) + self._ready_records
+
+    def stats(self) -> dict[str, int]:
+        """Counters for the node's periodic stats line."""
+        return {
+            "db_written": self.written,
+            "db_pending": self.pending,
+            "db_spool_batches": len(self._spool) if self._spool else 0,
+            "db_dropped": self.dropped,
+        }
+
+    def collect(self) -> Iterable[Metric]:
+        written = CounterMetricFamily(
+            "smps_db_records_written", "Decision and trace records committed to the database."
+        )
+        written.add_metric([], self.written)
+        dropped = CounterMetricFamily(
+            "smps_db_records_dropped", "Records dropped: memory and spool full, or refused."
+        )
+        dropped.add_metric([], self.dropped)
+        spooled = CounterMetricFamily(
+            "smps_db_records_spooled", "Records written to the spool while the database lagged."
+        )
+        spooled.add_metric([], self.spooled)
+        pending = GaugeMetricFamily("smps_db_records_pending", "Records queued in memory.")
+        pending.add_metric([], self.pending)
+        spool_bytes = GaugeMetricFamily("smps_db_spool_bytes", "Bytes waiting in the spool.")
+        spool_bytes.add_metric([], self._spool.bytes if self._spool else 0)
+        return [written, dropped, spooled, pending, spool_bytes]
+
+    def collector(self) -> CallbackCollector:
+        """A prometheus collector for the master's registry."""
+        return CallbackCollector(self.collect)
+
+    # ---------------------------------------------------------------------- cutting
+
+    async def _cut_loop(self) -> None:
+        while not self._closed:
+            try:
+                async with asyncio.timeout(self.flush_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self._cut()
+
+    async def _cut(self) -> None:
+        """Turn buffered records into batches and queue them (memory, else spool)."""
+        while self._decisions or self._traces:
+            decisions = self._decisions[: self.batch_size]
+            traces = self._traces[: self.batch_size]
+            del self._decisions[: self.batch_size]
+            del self._traces[: self.batch_size]
+            batch = Batch(
+                uuid.uuid4().hex,
+                [decision_row(d) for d in decisions],
+                [trace_row(t) for t in traces],
+                _counters(decisions),
+            )
+            await self._queue(batch)
+
+    async def _queue(self, batch: Batch) -> None:
+        spool = self._spool
+        if not len(spool) and self._ready_records + batch.records <= self.buffer_limit:
+            self._ready.append(batch)
+            self._ready_records += batch.records
+        else:
+            if not len(spool):
+                log.warning(
+                    "database is behind: %d records queued in memory; spooling to %s",
+                    self._ready_records,
+                    spool.directory,
+                )
+            try:
+                stored = await asyncio.get_running_loop().run_in_executor(
+                    self._io, spool.append, _encode_batch(batch)
+                )
+            except OSError as exc:
+                log.error("cannot write the spool: %s", exc)
+                stored = False
+            if stored:
+                self.spooled += batch.records
+            else:
+                self.dropped += batch.records
+        self._queued.set()
+
+    # ----------------------------------------------------------------------- writing
+
+    async def _next_batch(self) -> tuple[Batch, bool] | None:
+        """The oldest queued batch and whether it came from the spool; None when idle."""
+        if self._ready:
+            return self._ready[0], False
+        if len(self._spool):
+            payload = await asyncio.get_running_loop().run_in_executor(self._io, self._spool.peek)
+            if payload is not None:
+                try:
+                    return _decode_batch(payload), True
+                except msgspec.DecodeError:
+                    log.error("undecodable batch in the spool, skipped")
+                    await asyncio.get_running_loop().run_in_executor(self._io, self._spool.pop)
+                    return None
+        return None
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.retry_initial
+        while True:
+            if loop.time() >= self._next_retention:
+                await self._retention_step()
+            self._queued.clear()  # before looking, so a batch queued meanwhile is not missed
+            item = await self._next_batch()
+            if item is None:
+                wait = max(self._next_retention - loop.time(), 0.01)
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._queued.wait()
+                except TimeoutError:
+                    pass
+                continue
+            batch, from_spool = item
+            try:
+                await self._write(batch)
+            except (DataError, ProgrammingError, IntegrityError) as exc:
+                # The database is up but refuses these rows: retrying cannot help.
+                log.error("database refused a batch of %d records: %s", batch.records, exc)
+                self.dropped += batch.records
+                await self._discard_connection()
+            except Exception as exc:
+                if self._outage_since is None:
+                    self._outage_since = loop.time()
+                    log.warning(
+                        "database write failed (%s: %s); retrying, records are kept",
+                        type(exc).__name__,
+                        str(exc).splitlines()[0] if str(exc) else "",
+                    )
+                await self._discard_connection()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            if self._outage_since is not None:
+                log.warning("database writes resumed after %.1fs", loop.time() - self._outage_since)
+                self._outage_since = None
+            delay = self.retry_initial
+            if from_spool:
+                await loop.run_in_executor(self._io, self._spool.pop)
+                if not len(self._spool):
+                    log.info("spool replayed")
+            else:
+                self._ready.popleft()
+                self._ready_records -= batch.records
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            self._conn = await self.store.engine.connect()
+        return self._conn
+
+    async def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            await conn.invalidate()
+            await conn.close()
+        except Exception:
+            log.debug("closing a failed writer connection", exc_info=True)
+
+    async def _write(self, batch: Batch) -> None:
+        async with asyncio.timeout(self.write_timeout):
+            conn = await self._connection()
+            try:
+                async with conn.begin():
+                    try:
+                        await conn.exec_driver_sql(
+                            self._sql.ledger, (batch.batch_id, time.time_ns() // 1000)
+                        )
+                    except IntegrityError:
+                        raise _AlreadyWritten from None
+                    if batch.decisions:
+                        await conn.exec_driver_sql(self._sql.decisions, batch.decisions)
+                    if batch.traces:
+                        await conn.exec_driver_sql(self._sql.traces, batch.traces)
+                    if batch.counters:
+                        await conn.exec_driver_sql(self._sql.counters, batch.counters)
+            except _AlreadyWritten:
+                self.skipped += batch.records
+                return
+        self.written += batch.records
+        self.batches += 1
+
+    async def _retention_step(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await self._connection()
+            deleted = await purge_expired(conn, self.retention_days, chunk=RETENTION_CHUNK)
+        except Exception as exc:
+            log.warning("retention: %s", exc)
+            await self._discard_connection()
+            deleted = 0
+        # A full chunk means more is due: continue after the next batch.
+        more = deleted >= RETENTION_CHUNK
+        self._next_retention = loop.time() + (0.0 if more else self.retention_interval)
+
+    # ----------------------------------------------------------------------- reports
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.report_interval)
+            self._log_dropped()
+
+    def _log_dropped(self) -> None:
+        new = self.dropped - self._dropped_reported
+        if new:
+            self._dropped_reported = self.dropped
+            log.error(
+                "dropped %d records (%d since start): memory and spool full", new, self.dropped
+            )
+
+
+async def purge_expired(
+    conn: AsyncConnection, retention_days: int, *, chunk: int, now_us: int | None = None
+) -> int:
+    """Delete at most ``chunk`` expired rows from each kept table; returns rows deleted.
+
+    Decisions, traces and counters expire after ``retention_days`` (0: never);
+    the batch ledger after LEDGER_DAYS. Ids are selected first and deleted by
+    key, which both engines accept (MySQL refuses LIMIT inside IN subqueries).
+    """
+    now_us = time.time_ns() // 1000 if now_us is None else now_us
+    cutoff = now_us - retention_days * _US_PER_DAY
+    ledger = schema.writer_batches
+    plans = [
+        (ledger, ledger.c.batch_id, ledger.c.committed_us < now_us - LEDGER_DAYS * _US_PER_DAY)
+    ]
+    if retention_days:
+        plans += [
+            (schema.decisions, schema.decisions.c.id, schema.decisions.c.decided_us < cutoff),
+            (schema.traces, schema.traces.c.id, schema.traces.c.ts_us < cutoff),
+        ]
+    deleted = 0
+    for table, key, expired in plans:
+        async with conn.begin():
+            keys = (await conn.execute(select(key).where(expired).limit(chunk))).scalars().all()
+            if keys:
+                await conn.execute(delete(table).where(key.in_(keys)))
+        deleted = max(deleted, len(keys))
+    counters = schema.minute_counters
+    if not retention_days:
+        return deleted
+    async with conn.begin():
+        # Counters are few (minutes x accounts x verdicts): one statement suffices.
+        await conn.execute(delete(counters).where(counters.c.minute < cutoff // _US_PER_MINUTE))
+    return deleted

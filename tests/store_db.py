@@ -1,0 +1,77 @@
+"""Database fixtures shared by the store and API tests: every test runs on SQLite and MariaDB.
+
+MariaDB is the shared server on 127.0.0.1:3306 (root, no password); each test
+gets a database of its own, ``smps_test_<random>``, dropped afterwards. When
+the server is not reachable the MariaDB half is skipped, except under CI
+(``CI=true``), where that is a failure: .ci/run starts the server.
+
+Import the fixtures into a test module with
+``from tests.store_db import database_url, store  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from smps.store.db import Store
+
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+async def mariadb_connect(**overrides):
+    import asyncmy
+
+    return await asyncmy.connect(**{**MARIADB, **overrides})
+
+
+async def _create_database() -> str:
+    name = f"smps_test_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = await mariadb_connect()
+    except OSError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"MariaDB not reachable on 127.0.0.1:3306: {exc}")
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(
+                f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            )
+    finally:
+        conn.close()
+    return name
+
+
+async def drop_database(name: str) -> None:
+    conn = await mariadb_connect()
+    try:
+        async with conn.cursor() as cursor:
+            await cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+async def database_url(request, tmp_path):
+    """A ``database.url`` for an empty database on each engine."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/smps.db"
+        return
+    name = await _create_database()
+    try:
+        yield f"mysql+asyncmy://root@127.0.0.1:3306/{name}"
+    finally:
+        await drop_database(name)
+
+
+@pytest.fixture
+async def store(database_url):
+    """A migrated :class:`Store` on each engine."""
+    opened = await Store.open(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
