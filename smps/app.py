@@ -21,6 +21,8 @@ from smps.config import Config
 from smps.metrics import make_registry
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import DecisionSink
+from smps.proxy.trace_store import TraceFileSink, TraceSink
+from smps.proxy.tracer import Tracer
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
 from smps.web.http import HttpServer, make_app
@@ -32,14 +34,26 @@ StatsSource = Callable[[], dict[str, Any]]
 
 
 class Node:
-    def __init__(self, config: Config, *, sink: DecisionSink | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        sink: DecisionSink | None = None,
+        trace_sink: TraceSink | None = None,
+    ):
         self.config = config
         self.started = time.monotonic()
         self.role = "active" if config.ha.mode == "standalone" else config.ha.initial_role
         self.registry = make_registry()
         self.http_port: int | None = None
         self.smpp_port: int | None = None
-        self.dispatcher = Dispatcher(config, sink=sink)
+        self.trace_files = TraceFileSink(
+            config.node.state_dir, retention_days=config.database.retention_days
+        )
+        self.tracer = Tracer.from_config(
+            config, trace_sink if trace_sink is not None else self.trace_files
+        )
+        self.dispatcher = Dispatcher(config, sink=sink, tracer=self.tracer)
         self.ne_server = NeServer(
             config.server, config.ne_accounts, copy_timeout=config.policy.timeout
         )
@@ -122,6 +136,7 @@ class Node:
         while True:
             await asyncio.sleep(interval)
             log.info("%s", self.stats_line())
+            self.tracer.prune_expired()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -147,6 +162,8 @@ class Node:
 
             stats = asyncio.create_task(self._report_stats(), name="stats")
             stack.callback(stats.cancel)
+            trace_files = asyncio.create_task(self.trace_files.run(), name="trace-files")
+            stack.push_async_callback(_cancel_and_wait, trace_files)
 
             log.info(
                 "SMPS %s ready: node=%s role=%s", __version__, self.config.node.name, self.role
@@ -156,3 +173,9 @@ class Node:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         log.info("stopped")
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel a background task and let it finish its own clean-up (final flush)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

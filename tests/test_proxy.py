@@ -108,6 +108,9 @@ async def proxy(
     database=None,
     clock=None,
     smsc_window=1000,
+    trace=None,
+    state_dir=None,
+    trace_sink=None,
 ):
     sim = SimSmsc(window=smsc_window, response_timeout=30)
     smsc_port = await sim.start()
@@ -130,8 +133,10 @@ async def proxy(
         policy=policy or {},
         flow=flow or {},
         database=database or {"record": "all"},
+        trace=trace or {},
+        node={"state_dir": str(state_dir)} if state_dir else {},
     )
-    node = Node(cfg)
+    node = Node(cfg, trace_sink=trace_sink)
     if clock is not None:
         node.dispatcher.clock = clock  # the pending table gets time only from this clock
     task = asyncio.create_task(node.run())
@@ -390,3 +395,45 @@ async def test_data_sm_original(make_config):
         await until(lambda: number in sim.answers)
         assert sim.answers[number][0] == BLOCK
         assert decode_sm(ne.received[0]).command_id == CommandId.DATA_SM
+
+
+async def test_traced_message_event_ladder(make_config, tmp_path):
+    from smps.proxy.trace_store import MemoryTraceSink
+
+    events = MemoryTraceSink()
+    clock = ManualClock()
+    trace = {
+        "decode_content": True,
+        "country_code": "86",
+        "rules": [{"number": "+8613800138000", "side": "sender"}],
+    }
+    async with proxy(
+        make_config, trace=trace, trace_sink=events, clock=clock, state_dir=tmp_path
+    ) as (sim, _node, add_ne):
+        await add_ne("antispam", "pw1", allow)
+        fraud = await add_ne("fraud", "pw2", hold)
+        silent = await add_ne("audit", "pw3", hold)
+        sim.send_deliver(source_addr=b"+8613800138000")  # sloppy international form
+        untraced = sim.send_deliver(source_addr=b"8613900139000")
+        await until(lambda: len(fraud.held) == 2 and len(silent.held) == 2)
+        fraud.held.sort(key=lambda held: decode_sm(held[1]).source_addr)
+        session, pdu = fraud.held.pop(0)
+        session.respond(pdu, BLOCK)  # decides the traced original
+        await until(lambda: len(sim.answers) >= 1)
+        clock.advance(2.0)  # audit never answers: its copy times out
+        await until(lambda: untraced in sim.answers and len(events) > 0)
+    kinds = [(e.kind, e.account) for e in events]
+    assert kinds[0] == ("received", None)
+    assert sorted(kinds[1:4]) == [
+        ("copy_sent", "antispam"),
+        ("copy_sent", "audit"),
+        ("copy_sent", "fraud"),
+    ]
+    assert ("answered", "antispam") in kinds and ("answered", "fraud") in kinds
+    assert kinds.index(("answered", "fraud")) < kinds.index(("final", None))
+    assert kinds[-1] == ("timeout", "audit")
+    final = next(e for e in events if e.kind == "final")
+    assert (final.status, final.verdict, final.reason) == (BLOCK, "block", "block")
+    received = events.of_message(final.message_id)[0]
+    assert received.text == "hello" and received.encoding == "gsm7"
+    assert len({e.message_id for e in events}) == 1  # the untraced message left nothing

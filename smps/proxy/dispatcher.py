@@ -34,8 +34,9 @@ from smps._native.pdu import Status, command_name, decode_sm
 from smps._native.text import parse_udh
 from smps.config import Config, NeAccount, Route
 from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult
+from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
-from smps.smpp.session import NO_RESPONSE, Session
+from smps.smpp.session import NO_RESPONSE, REFUSED, Session
 
 log = logging.getLogger("smps.proxy")
 
@@ -163,9 +164,10 @@ class StickyBlocks:
 class Original:
     """An original in flight: what the answer and the record need."""
 
-    __slots__ = ("arrived_wall", "concat", "concat_key", "pdu", "session", "targets", "view")
+    __slots__ = ("answered", "arrived_wall", "concat", "concat_key", "pdu", "session", "targets",
+                 "trace", "view")  # fmt: skip
 
-    def __init__(self, session, pdu, view, concat, concat_key, targets, arrived_wall):
+    def __init__(self, session, pdu, view, concat, concat_key, targets, arrived_wall, trace):
         self.session = session
         self.pdu = pdu
         self.view = view
@@ -173,6 +175,8 @@ class Original:
         self.concat_key = concat_key
         self.targets = targets
         self.arrived_wall = arrived_wall
+        self.trace = trace  # None unless a trace rule matched
+        self.answered: set[str] | None = set() if trace is not None else None  # traced only
 
 
 class DispatcherStats:
@@ -208,12 +212,14 @@ class Dispatcher:
         config: Config,
         *,
         sink: DecisionSink | None = None,
+        tracer: Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ):
         self.clock = clock
         self.wall_clock = wall_clock
         self.sink = sink if sink is not None else MemorySink()
+        self.tracer = tracer
         self.stats = DispatcherStats()
         self.lanes: dict[str, Lane] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -296,38 +302,43 @@ class Dispatcher:
         view = decode_sm(pdu)
         now = self.clock()
         self.stats.received += 1
+        trace = self.tracer.match(view, session.smsc) if self.tracer is not None else None
+        if trace is not None:
+            trace.received(pdu, view, session.smsc)
         if view.is_receipt and not self.inspect_receipts:
-            self._answer_now(session, pdu, view, None, P.OUTCOME_ALLOW, REASON_RECEIPT, now)
+            self._answer_now(
+                session, pdu, view, None, P.OUTCOME_ALLOW, REASON_RECEIPT, now, trace=trace
+            )
             return
         concat = self._concat(view)
         concat_key = None
         if concat is not None and self.sticky_enabled:
             concat_key = (view.source_addr, view.destination_addr, concat[0])
             if self.sticky.blocked(concat_key, now):
-                self._answer_now(session, pdu, view, concat, P.OUTCOME_BLOCK, "sticky", now)
+                self._answer_now(
+                    session, pdu, view, concat, P.OUTCOME_BLOCK, "sticky", now, trace=trace
+                )
                 return
         targets = self.router.targets(view, session.smsc)
         if not any(lane.binds for lane in targets):
-            self._answer_now(session, pdu, view, concat, self.policy.on_no_ne, "no_ne", now)
+            self._answer_now(
+                session, pdu, view, concat, self.policy.on_no_ne, "no_ne", now, trace=trace
+            )
             return
         decisive_mask = 0
         for index, lane in enumerate(targets):
             if lane.decisive:
                 decisive_mask |= 1 << index
-        original = Original(session, pdu, view, concat, concat_key, targets, self.wall_clock())
+        original = Original(
+            session, pdu, view, concat, concat_key, targets, self.wall_clock(), trace
+        )
         handle = self.pending.add(now, original, len(targets), decisive_mask)
         if handle < 0:
             self.stats.throttled += 1
-            self._answer_now(
-                session,
-                pdu,
-                view,
-                concat,
-                P.OUTCOME_TEMPFAIL,
-                "overload",
-                now,
-                status=Status.RTHROTTLED,
-            )
+            if trace is not None:
+                trace.dropped("throttled")
+            self._answer_now(session, pdu, view, concat, P.OUTCOME_TEMPFAIL, "overload", now,
+                             status=Status.RTHROTTLED, trace=trace)  # fmt: skip
             return
         if concat_key is not None:
             self._concat_in_flight.setdefault(concat_key, set()).add(handle)
@@ -356,15 +367,28 @@ class Dispatcher:
                 return
         if not lane.binds or len(lane.queue) >= QUEUE_LIMIT:
             self.stats.queue_dropped += 1
+            self._trace_drop(handle, lane, "no bind" if not lane.binds else "queue full")
             self._record_answer(lane, handle, index, P.NONE, 0, now)
             return
         lane.queue.append((handle, index, pdu, now + self.pending.timeout))
 
     def _transmit(self, session, lane, handle, index, pdu, now, *, retried: bool) -> None:
-        if session.send(pdu, self._on_ne_answer, (handle, index, lane, session, retried)):
-            self.stats.copies_sent += 1
-        else:  # the bind closed under us: this copy is no answer from the account
+        sequence = session.send(pdu, self._on_ne_answer, (handle, index, lane, session, retried,
+                                                          now))  # fmt: skip
+        if sequence == REFUSED:  # the bind closed under us: no answer from the account
             self._record_answer(lane, handle, index, P.NONE, 0, now)
+            return
+        self.stats.copies_sent += 1
+        if self.tracer is not None:
+            original = self.pending.context(handle)
+            if original.trace is not None:
+                original.trace.copy_sent(lane.system_id, session.name, 0, sequence, pdu)
+
+    def _trace_drop(self, handle: int, lane: Lane, reason: str) -> None:
+        if self.tracer is not None:
+            original = self.pending.context(handle)
+            if original is not None and original.trace is not None:
+                original.trace.dropped(reason, lane.system_id)
 
     def _drain(self, lane: Lane, now: float) -> None:
         queue = lane.queue
@@ -373,6 +397,7 @@ class Dispatcher:
             if deadline <= now:
                 queue.popleft()
                 self.stats.queue_dropped += 1
+                self._trace_drop(handle, lane, "waited past the deadline")
                 self._record_answer(lane, handle, index, P.NONE, 0, now)
                 continue
             session = lane.pick_bind()
@@ -381,11 +406,12 @@ class Dispatcher:
             queue.popleft()
             self._transmit(session, lane, handle, index, pdu, now, retried=False)
 
-    def _on_ne_answer(self, context: tuple, status: int, _response: bytes | None) -> None:
-        handle, index, lane, session, retried = context
+    def _on_ne_answer(self, context: tuple, status: int, response: bytes | None) -> None:
+        handle, index, lane, session, retried, sent_at = context
         now = self.clock()
         if status != NO_RESPONSE:
-            self._record_answer(lane, handle, index, self.policy.classify(status), status, now)
+            self._record_answer(lane, handle, index, self.policy.classify(status), status, now,
+                                response, now - sent_at)  # fmt: skip
         elif not retried and not session.is_open and self._retry(lane, handle, index, now):
             return
         else:
@@ -406,9 +432,12 @@ class Dispatcher:
         self._transmit(other, lane, handle, index, original.pdu, now, retried=True)
         return True
 
-    def _record_answer(self, lane, handle, index, state, status, now) -> None:
+    def _record_answer(self, lane, handle, index, state, status, now, response=None,
+                       latency=None) -> None:  # fmt: skip
         lane.answers[state] += 1
         result = self.pending.answer(handle, index, state, status, now)
+        if self.tracer is not None and result != P.ANSWER_UNKNOWN:
+            self._trace_answer(handle, lane, state, status, response, latency, result)
         if result & P.ANSWER_DECIDED:
             self._answer(handle)
         elif result & P.ANSWER_LATE or result == P.ANSWER_UNKNOWN:
@@ -416,14 +445,29 @@ class Dispatcher:
         if result & P.ANSWER_COMPLETE:
             self._complete(handle)
 
+    def _trace_answer(self, handle, lane, state, status, response, latency, result) -> None:
+        original = self.pending.context(handle)
+        if original.trace is None:
+            return
+        late = bool(result & P.ANSWER_LATE)
+        latency_ms = round(latency * 1000, 3) if latency is not None else 0.0
+        reason = "" if response is not None else "bind dropped, or no bind or window in time"
+        original.trace.answered(lane.system_id, status, STATE_NAMES[state], latency_ms, late,
+                                response, reason=reason)  # fmt: skip
+        original.answered.add(lane.system_id)
+
     # ---- verdicts --------------------------------------------------------------
 
     def _answer(self, handle: int) -> None:
         original = self.pending.context(handle)
         outcome = self.pending.outcome(handle)
-        original.session.respond(original.pdu, self.policy.status_for(outcome))
+        status = self.policy.status_for(outcome)
+        response = original.session.respond(original.pdu, status)
         reason_code = self.pending.reason(handle)
         self.stats.decided(OUTCOME_NAMES[outcome], P.reason_name(reason_code))
+        if original.trace is not None:
+            original.trace.final(status, OUTCOME_NAMES[outcome], P.reason_name(reason_code),
+                                 response)  # fmt: skip
         key = original.concat_key
         if outcome == P.OUTCOME_BLOCK and key is not None and reason_code != P.REASON_STICKY:
             now = self.clock()
@@ -434,16 +478,20 @@ class Dispatcher:
                 ):
                     self._answer(other)
 
-    def _answer_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None):
+    def _answer_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None,
+                    trace=None):  # fmt: skip
         """Answer without involving the NEs (receipt, sticky, no NE, overload)."""
         if status is None:
             status = self.policy.status_for(outcome)
-        session.respond(pdu, status)
+        response = session.respond(pdu, status)
         verdict = OUTCOME_NAMES[outcome]
+        if trace is not None:
+            trace.final(status, verdict, reason, response)
+            trace.close()
         self.stats.decided(verdict, reason)
         if outcome == P.OUTCOME_BLOCK and concat is not None and self.sticky_enabled:
             self.sticky.add((view.source_addr, view.destination_addr, concat[0]), now)
-        if self._wants_record(verdict):
+        if self._wants_record(verdict, trace):
             wall = self.wall_clock()
             self.sink.put(
                 self._decision(
@@ -455,7 +503,9 @@ class Dispatcher:
         original = self.pending.context(handle)
         outcome = self.pending.outcome(handle)
         verdict = OUTCOME_NAMES[outcome]
-        if self._wants_record(verdict):
+        if original.trace is not None:
+            self._close_trace(handle, original)
+        if self._wants_record(verdict, original.trace):
             pending = self.pending
             targets = original.targets
             results = [
@@ -497,9 +547,22 @@ class Dispatcher:
         if self._paused and len(self.pending) <= self._resume_at:
             self._resume()
 
-    def _wants_record(self, verdict: str) -> bool:
+    def _close_trace(self, handle: int, original: Original) -> None:
+        """Targets that never answered get their timeout event, then the trace is flushed."""
+        for target, (_state, _status, latency_us, _late) in zip(
+            original.targets, self.pending.targets(handle), strict=True
+        ):
+            if target.system_id not in original.answered:
+                original.trace.answered(target.system_id, 0, "none", latency_us / 1000, False,
+                                        None, reason="timeout")  # fmt: skip
+        original.trace.close()
+
+    def _wants_record(self, verdict: str, trace: object) -> bool:
+        """database.record decides, except that traced messages are always recorded."""
         mode = self.record_mode
-        return mode == "all" or (mode == "non_allow" and verdict != "allow")
+        return (
+            mode == "all" or (mode == "non_allow" and verdict != "allow") or trace is not None
+        )
 
     def _decision(
         self, smsc, view, concat, arrived, decided, verdict, reason, status, deciding, results

@@ -51,6 +51,10 @@ NO_RESPONSE = -1
 """The status a response callback gets when no response came: timeout,
 connection lost, or the request was never sent."""
 
+REFUSED = 0
+QUEUED = -1
+"""What `Session.send` returns when the request did not go out now."""
+
 ResponseCallback = Callable[[Any, int, bytes | None], None]
 """`callback(context, status, response_pdu)`; `status` is NO_RESPONSE and
 `response_pdu` None when the peer never answered."""
@@ -290,31 +294,32 @@ class Session(asyncio.Protocol):
         self._next_seq = 1 if seq >= MAX_SEQUENCE else seq + 1
         return seq
 
-    def send(self, pdu: bytes, callback: ResponseCallback, context: Any = None) -> bool:
+    def send(self, pdu: bytes, callback: ResponseCallback, context: Any = None) -> int:
         """Send a request PDU under a fresh sequence number of this session.
 
-        The PDU's own sequence number is replaced. When the window is full the
-        request waits in the session queue; when that is full too (or the
-        session is closed) nothing is sent and False is returned — the caller
-        still owns the request. `callback` runs exactly once otherwise.
+        The PDU's own sequence number is replaced. Returns the sequence number
+        used when the request went out now; QUEUED when the window is full and
+        it waits in the session queue; REFUSED (0) when that is full too or the
+        session is closed — then nothing was sent and the caller still owns
+        the request. Otherwise `callback` runs exactly once.
         """
         if self._transport is None:
-            return False
+            return REFUSED
         if len(self._outstanding) < self.window and not self._queue:
-            self._transmit(pdu, callback, context)
-            return True
+            return self._transmit(pdu, callback, context)
         if len(self._queue) >= self.queue_limit:
-            return False
+            return REFUSED
         self._queue.append((pdu, callback, context, self._loop.time()))
-        return True
+        return QUEUED
 
-    def _transmit(self, pdu: bytes, callback: ResponseCallback, context: Any) -> None:
+    def _transmit(self, pdu: bytes, callback: ResponseCallback, context: Any) -> int:
         seq = self.allocate_sequence()
         command_id = header(pdu)[1]
         self._outstanding[seq] = (command_id, self._loop.time(), callback, context)
         if len(self._outstanding) > self.stats.window_peak:
             self.stats.window_peak = len(self._outstanding)
         self.write(with_sequence(pdu, seq))
+        return seq
 
     def _drain_queue(self) -> None:
         queue = self._queue
@@ -347,9 +352,11 @@ class Session(asyncio.Protocol):
         self.write(encode(command_id, seq, fields, tlvs))
         return future
 
-    def respond(self, request: bytes, status: int = 0, message_id: bytes = b"") -> None:
-        """Answer a request received on this session."""
-        self.write(make_resp(request, status, message_id))
+    def respond(self, request: bytes, status: int = 0, message_id: bytes = b"") -> bytes:
+        """Answer a request received on this session; returns the response PDU."""
+        response = make_resp(request, status, message_id)
+        self.write(response)
+        return response
 
     def write(self, data: bytes | memoryview) -> None:
         """Queue one encoded PDU; everything queued in one loop iteration goes out in one writev."""
