@@ -75,3 +75,42 @@ async def store(database_url):
         yield opened
     finally:
         await opened.close()
+
+
+def make_decision(i: int, *, at: float | None = None, verdict: str = "block", **fields):
+    """A decision record as the proxy core makes them, numbered ``i`` (also its sequence)."""
+    import time
+
+    from smps.proxy.records import Decision, NeResult
+
+    at = time.time() if at is None else at
+    results = [
+        NeResult("antispam", verdict, 0x66 if verdict == "block" else 0, 1.5, False, True),
+        NeResult("fraud", "allow", 0, 2.25, False, True),
+    ]
+    values = dict(
+        id=i,
+        arrived_at=at - 0.002,
+        decided_at=at,
+        smsc="smsc1",
+        command="deliver_sm",
+        sequence=i,
+        source_addr="8613800138000",
+        source_ton=1,
+        source_npi=1,
+        destination_addr=f"86139{i:08d}",
+        dest_ton=1,
+        dest_npi=1,
+        esm_class=0,
+        data_coding=8,
+        concat_ref=None,
+        concat_part=None,
+        concat_total=None,
+        verdict=verdict,
+        reason="block" if verdict == "block" else "all_allow",
+        status=0x66 if verdict == "block" else 0,
+        deciding_account="antispam" if verdict == "block" else None,
+        results=results,
+    )
+    values.update(fields)
+    return Decision(**values)

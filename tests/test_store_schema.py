@@ -1,0 +1,73 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.store_db)
+"""Migrations from an empty database, on SQLite and MariaDB; refusing a newer schema."""
+
+import pytest
+from sqlalchemy import inspect, text
+
+from smps.store import schema
+from smps.store.db import SchemaError, Store, head_revision, upgrade
+from tests.store_db import database_url, store  # noqa: F401
+
+
+async def test_upgrade_from_empty_creates_every_table(store):
+    async with store.engine.connect() as conn:
+        tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+        revision = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        decision_indexes = await conn.run_sync(
+            lambda sync: {ix["name"] for ix in inspect(sync).get_indexes("decisions")}
+        )
+    assert set(schema.metadata.tables) <= tables
+    assert revision == head_revision()
+    assert {
+        "ix_decisions_source_addr",
+        "ix_decisions_destination_addr",
+        "ix_decisions_decided_us",
+        "ix_decisions_deciding_account",
+    } <= decision_indexes
+
+
+async def test_upgrade_twice_is_a_no_op(store):
+    assert await upgrade(store.engine) == head_revision()
+
+
+async def test_mysql_tables_are_innodb_utf8mb4(store):
+    if store.dialect != "mysql":
+        pytest.skip("MySQL only")
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT table_name, engine, table_collation FROM information_schema.tables "
+                "WHERE table_schema = DATABASE()"
+            )
+        )
+        found = {name: (engine, collation) for name, engine, collation in rows}
+    for name in schema.metadata.tables:
+        assert found[name][0] == "InnoDB"
+        assert found[name][1].startswith("utf8mb4")
+
+
+async def test_refuses_a_schema_newer_than_it_knows(database_url):
+    store = await Store.open(database_url)
+    async with store.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+    await store.close()
+    with pytest.raises(SchemaError, match="newer than this SMPS knows"):
+        await Store.open(database_url)
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path):
+    store = await Store.open(f"sqlite:///{tmp_path}/wal.db")
+    try:
+        async with store.engine.connect() as conn:
+            mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+            sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+        assert mode == "wal"
+        assert sync == 1  # NORMAL
+    finally:
+        await store.close()
+
+
+async def test_relative_sqlite_path_lives_under_state_dir(tmp_path):
+    store = await Store.open("sqlite:///smps.db", str(tmp_path))
+    await store.close()
+    assert (tmp_path / "smps.db").exists()

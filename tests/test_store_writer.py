@@ -1,0 +1,226 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.store_db)
+"""The batched writer on SQLite and MariaDB: bursts, multi-row statements, idempotency,
+bounded memory, spooling while the database is unreachable, retention."""
+
+import asyncio
+import time
+
+from sqlalchemy import event, text
+
+from smps.store.db import Store, create_engine
+from smps.store.writer import Batch, DecisionWriter, decision_row, purge_expired, should_record
+from tests.store_db import database_url, make_decision, store  # noqa: F401
+
+
+async def wait_for(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def scalar(store: Store, sql: str):
+    async with store.engine.connect() as conn:
+        return (await conn.execute(text(sql))).scalar()
+
+
+async def test_burst_of_50000_written_once_in_multi_row_statements(store, tmp_path):
+    inserts = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT INTO decisions"):
+            inserts.append((executemany, len(parameters)))
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    writer = DecisionWriter(store, tmp_path / "spool", batch_size=500, flush_interval=0.05)
+    await writer.start()
+    total = 50_000
+    for i in range(total):
+        writer.put(make_decision(i))
+    await wait_for(lambda: writer.written == total)
+    if store.dialect == "mysql":
+        # The server's own count of INSERT statements on the writer's session:
+        # asyncmy turns each executemany into multi-row INSERTs.
+        result = await writer._conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_insert'")
+        server_inserts = int(result.one()[1])
+        # Per batch: decisions, ledger, counters (plus the session's earlier life in the pool);
+        # one row per statement would be 50,000.
+        assert server_inserts <= 3 * len(inserts) + 10
+    await writer.close()
+
+    assert await scalar(store, "SELECT COUNT(*) FROM decisions") == total
+    assert await scalar(store, "SELECT COUNT(DISTINCT sequence) FROM decisions") == total
+    assert all(many for many, _ in inserts)
+    assert len(inserts) == total // 500
+    assert sum(rows for _, rows in inserts) == total
+    assert await scalar(store, "SELECT SUM(count) FROM minute_counters WHERE account = ''") == total
+    assert (
+        await scalar(
+            store,
+            "SELECT SUM(count) FROM minute_counters WHERE account = 'fraud' AND verdict = 'allow'",
+        )
+        == total
+    )
+    assert writer.dropped == 0 and writer.spooled == 0
+
+
+async def test_rows_keep_every_field(store, tmp_path):
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    decision = make_decision(
+        7, at=1_700_000_000.123456, concat_ref=12, concat_part=2, concat_total=3
+    )
+    writer.put(decision)
+    await wait_for(lambda: writer.written == 1)
+    await writer.close()
+    async with store.engine.connect() as conn:
+        row = (await conn.execute(text("SELECT * FROM decisions"))).mappings().one()
+    assert row["decided_us"] == 1_700_000_000_123_456
+    assert row["arrived_us"] == 1_700_000_000_121_456
+    assert (row["concat_ref"], row["concat_part"], row["concat_total"]) == (12, 2, 3)
+    assert row["deciding_account"] == "antispam" and row["status"] == 0x66
+    assert '"account":"fraud"' in row["results"]
+
+
+async def test_a_batch_committed_before_is_not_written_twice(store, tmp_path):
+    writer = DecisionWriter(store, tmp_path / "spool")
+    batch = Batch("b" * 32, [decision_row(make_decision(i)) for i in range(10)], [], [])
+    await writer._write(batch)
+    await writer._write(batch)  # a retry after an unknown outcome, or a replay from the spool
+    await writer._discard_connection()
+    assert await scalar(store, "SELECT COUNT(*) FROM decisions") == 10
+    assert writer.written == 10 and writer.skipped == 10
+
+
+async def test_traces_are_written_with_the_whole_event(store, tmp_path):
+    import msgspec
+
+    class Event(msgspec.Struct):
+        message_id: str
+        ts_us: int
+        kind: str
+        source_addr: str
+        destination_addr: str
+        account: str | None
+        text: str
+
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put_trace(Event("m-1", 1_700_000_000_000_000, "copy", "861", "862", "antispam", "hi"))
+    writer.put_trace(Event("m-1", 1_700_000_000_000_500, "verdict", "861", "862", None, ""))
+    await wait_for(lambda: writer.written == 2)
+    await writer.close()
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT * FROM traces ORDER BY id"))).mappings().all()
+    assert [r["kind"] for r in rows] == ["copy", "verdict"]
+    assert rows[1]["account"] is None
+    assert msgspec.json.decode(rows[0]["event"])["text"] == "hi"
+
+
+async def test_unreachable_database_spools_then_replays_in_order(tmp_path):
+    """A SQLite file that cannot be opened for a while: batches spool, then replay in order."""
+    path = tmp_path / "smps.db"
+    await (await Store.open(f"sqlite:///{path}")).close()
+    path.rename(tmp_path / "away.db")
+    path.mkdir()  # a directory where the database should be: every connect fails
+    store = Store(create_engine(f"sqlite:///{path}"))
+    writer = DecisionWriter(
+        store,
+        tmp_path / "spool",
+        batch_size=100,
+        flush_interval=0.01,
+        buffer_limit=300,
+        retry_initial=0.05,
+        retry_max=0.1,
+    )
+    await writer.start()
+    for i in range(2000):
+        writer.put(make_decision(i))
+        if i % 50 == 0:
+            await asyncio.sleep(0.002)  # traffic over time, not one burst
+    # At most buffer_limit records stay in memory; the rest goes to the spool.
+    await wait_for(lambda: writer.spooled >= 1700 and writer.spooled + writer.pending == 2000)
+    assert writer.written == 0
+    path.rmdir()
+    (tmp_path / "away.db").rename(path)
+    await wait_for(lambda: writer.written == 2000)
+    await writer.close()
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT sequence FROM decisions ORDER BY id"))
+        assert list(rows.scalars()) == list(range(2000))
+    assert writer.dropped == 0
+    await store.close()
+
+
+async def test_memory_is_bounded_and_drops_are_counted(tmp_path, caplog):
+    (tmp_path / "x.db").mkdir()  # never openable
+    store = Store(create_engine(f"sqlite:///{tmp_path}/x.db"))
+    writer = DecisionWriter(
+        store,
+        tmp_path / "spool",
+        batch_size=10,
+        flush_interval=0.01,
+        buffer_limit=50,
+        spool_max_bytes=4096,
+        retry_initial=0.05,
+        retry_max=0.05,
+        report_interval=0.05,
+    )
+    await writer.start()
+    for i in range(5000):
+        writer.put(make_decision(i))
+        if i % 10 == 0:
+            await asyncio.sleep(0)
+    await wait_for(lambda: writer.dropped > 0)
+    await asyncio.sleep(0.1)
+    assert writer.pending <= 2 * 50
+    await writer.close(drain_timeout=0.1)
+    assert writer.written == 0
+    assert writer.dropped + writer.spooled == 5000
+    assert any("dropped" in r.getMessage() for r in caplog.records)
+    await store.close()
+
+
+async def test_records_after_close_are_counted_as_dropped(store, tmp_path):
+    writer = DecisionWriter(store, tmp_path / "spool")
+    await writer.start()
+    await writer.close()
+    writer.put(make_decision(1))
+    assert writer.dropped == 1
+
+
+async def test_records_queued_at_close_are_written_or_spooled(store, tmp_path):
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=30)
+    await writer.start()
+    for i in range(1234):
+        writer.put(make_decision(i))
+    await writer.close()
+    assert writer.written == 1234
+    assert await scalar(store, "SELECT COUNT(*) FROM decisions") == 1234
+
+
+async def test_retention_deletes_old_rows_in_chunks(store, tmp_path):
+    now = time.time()
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01, retention_days=0)
+    await writer.start()
+    for i in range(300):
+        writer.put(make_decision(i, at=now - 40 * 86400 if i < 250 else now))
+    await wait_for(lambda: writer.written == 300)
+    await writer.close()
+    async with store.engine.connect() as conn:
+        assert await purge_expired(conn, 30, chunk=100) == 100
+        assert await purge_expired(conn, 30, chunk=100) == 100
+        assert await purge_expired(conn, 30, chunk=100) == 50
+        assert await purge_expired(conn, 30, chunk=100) == 0
+        await conn.commit()
+    assert await scalar(store, "SELECT COUNT(*) FROM decisions") == 50
+    assert await scalar(store, "SELECT MIN(sequence) FROM decisions") == 250
+
+
+def test_record_policy():
+    assert should_record("all", "allow", False)
+    assert not should_record("non_allow", "allow", False)
+    assert should_record("non_allow", "block", False)
+    assert should_record("non_allow", "tempfail", False)
+    assert not should_record("none", "block", False)
+    assert should_record("none", "allow", True)  # traced messages are always recorded
