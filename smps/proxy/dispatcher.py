@@ -560,9 +560,7 @@ class Dispatcher:
     def _wants_record(self, verdict: str, trace: object) -> bool:
         """database.record decides, except that traced messages are always recorded."""
         mode = self.record_mode
-        return (
-            mode == "all" or (mode == "non_allow" and verdict != "allow") or trace is not None
-        )
+        return mode == "all" or (mode == "non_allow" and verdict != "allow") or trace is not None
 
     def _decision(
         self, smsc, view, concat, arrived, decided, verdict, reason, status, deciding, results
