@@ -143,11 +143,29 @@ def validate(kind: Kind, document: Mapping[str, Any]) -> msgspec.Struct:
         raise Invalid("expected a JSON object")
     try:
         prepared = cfg._prepare(dict(document), mi.type_info(kind.struct), ())
-        return msgspec.convert(prepared, kind.struct, str_keys=True)
+        value = msgspec.convert(prepared, kind.struct, str_keys=True)
     except cfg._Invalid as exc:
         raise Invalid(exc.reason, cfg._format_path(exc.path) or None) from None
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
+    _check_rules(kind, value)
+    return value
+
+
+_CONFIG_SECTIONS = {"accounts": "ne_accounts", "smsc": "smsc", "policy": "policy"}
+
+
+def _check_rules(kind: Kind, value: msgspec.Struct) -> None:
+    """The file's cross-field rules (no zero block status, reconnect max >= initial...)."""
+    section = _CONFIG_SECTIONS.get(kind.name)
+    if section is None:
+        return
+    single = kind.name == "policy"
+    try:
+        cfg._check(cfg.Config(**{section: value if single else [value]}))
+    except cfg._Invalid as exc:
+        path = exc.path[1:] if single else exc.path[2:]  # drop "policy" / "smsc", 0
+        raise Invalid(exc.reason, cfg._format_path(path) or None) from None
 
 
 def _split(kind: Kind, value: msgspec.Struct) -> tuple[str, str | None, dict[str, Any]]:
@@ -576,8 +594,13 @@ def decode_cursor(cursor: str) -> int:
         raise Invalid("not a cursor from this API", "cursor") from None
 
 
+def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A result row as a dict with plain ``str`` keys (SQLAlchemy's are a str subclass)."""
+    return {str(key): value for key, value in row.items()}
+
+
 def _decision_document(row: Mapping[str, Any]) -> dict[str, Any]:
-    document = dict(row)
+    document = _plain(row)
     document["results"] = msgspec.json.decode(row["results"])
     document["arrived_at"] = iso(row["arrived_us"])
     document["decided_at"] = iso(row["decided_us"])
@@ -663,4 +686,4 @@ async def audit_entries(store: Store, *, limit: int, before_id: int | None = Non
         statement = statement.where(table.c.id < before_id)
     async with store.engine.connect() as conn:
         result = await conn.execute(statement)
-        return [{**row, "ts": iso(row["ts_us"])} for row in result.mappings()]
+        return [{**_plain(row), "ts": iso(row["ts_us"])} for row in result.mappings()]

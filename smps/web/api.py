@@ -1,0 +1,562 @@
+"""REST API ``/api/v1``: configuration CRUD, decisions, per-minute stats, audit log.
+
+Mounted on the master's aiohttp application as a sub-application by
+:func:`add_api_routes`. Every request except ``GET /api/v1/openapi.json``
+needs ``Authorization: Bearer <token>`` (tokens from ``smps token create``);
+``viewer`` tokens may only read, ``operator`` and ``admin`` may change the
+configuration. Errors are JSON, ``{"error": "...", "field": "..."}``:
+401 (no or bad token), 403 (role), 404, 409 (file-managed, duplicate, still
+referenced), 422 (invalid input; ``field`` names the key, e.g. ``allowed_ips[0]``).
+
+Configuration bodies have the shape of the YAML file's entries and are read
+with the same rules (``"2s"`` or ``2`` for durations, ``"0x66"`` for status
+codes). Passwords are write-only: responses say ``password_set``. PUT replaces
+an entity, PATCH merges into it; leaving out ``password`` keeps the stored one.
+
+Times in responses: ISO 8601 UTC (``decided_at``) beside epoch microseconds
+(``decided_us``). Time filters (``since``, ``until``) take ISO 8601 (UTC when
+no offset is given) or epoch seconds; ``since`` is inclusive, ``until`` exclusive.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta
+
+from smps import __version__
+from smps import config as cfg
+from smps.store import repo
+from smps.store.db import Store
+
+log = logging.getLogger("smps.web.api")
+
+PREFIX = "/api/v1"
+STORE = web.AppKey("store", Store)
+IDENTITY = web.RequestKey("identity", repo.TokenInfo)
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_WRITE_ROLES = frozenset({"admin", "operator"})
+_CRUD_KINDS = ("accounts", "smsc", "routes", "trace_rules")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# ---------------------------------------------------------------------------- responses
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(body), status=status, content_type="application/json"
+    )
+
+
+def _error(status: int, message: str, field: str | None = None, **headers: str) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    response = _json(body, status)
+    response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure as a JSON body with the right status."""
+    try:
+        return await handler(request)
+    except repo.NotFound as exc:
+        return _error(404, str(exc))
+    except repo.Conflict as exc:
+        return _error(409, str(exc))
+    except repo.Invalid as exc:
+        return _error(422, exc.message, exc.field)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+    except Exception:
+        log.exception("API %s %s failed", request.method, request.path)
+        return _error(500, "internal error; see the server log")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token → identity; viewers may only read."""
+    if request.path == f"{PREFIX}/openapi.json":
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _error(401, "missing bearer token", **{"WWW-Authenticate": "Bearer"})
+    identity = await repo.authenticate(request.app[STORE], token.strip())
+    if identity is None:
+        return _error(401, "invalid, revoked or expired token", **{"WWW-Authenticate": "Bearer"})
+    if request.method not in _READ_METHODS and identity.role not in _WRITE_ROLES:
+        return _error(403, f"role {identity.role!r} may only read")
+    request[IDENTITY] = identity
+    return await handler(request)
+
+
+def _actor(request: web.Request) -> str:
+    identity: repo.TokenInfo = request[IDENTITY]
+    return f"token:{identity.name}"
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return msgspec.json.decode(await request.read())
+    except msgspec.DecodeError as exc:
+        raise repo.Invalid(f"invalid JSON: {exc}") from None
+
+
+# ------------------------------------------------------------------------- parameters
+
+Limit = Annotated[int, Meta(ge=1, le=1000)]
+
+
+class DecisionParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Query string of GET /decisions (and /decisions.csv, where limit defaults to all)."""
+
+    src: str | None = None
+    dst: str | None = None
+    verdict: Literal["allow", "block", "tempfail"] | None = None
+    reason: str | None = None
+    account: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    cursor: str | None = None
+
+
+class StatsParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    since: str | None = None  # default: an hour before until
+    until: str | None = None  # default: now
+    account: str | None = None
+
+
+class PageParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    limit: Limit = 100
+    cursor: str | None = None
+
+
+def _params(request: web.Request, kind: type[msgspec.Struct]) -> Any:
+    try:
+        return msgspec.convert(dict(request.query), kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise repo.validation_error(exc) from None
+
+
+def _time_us(value: str | None, field: str) -> int | None:
+    """ISO 8601 (UTC when no offset) or epoch seconds → epoch µs."""
+    if value is None:
+        return None
+    try:
+        return round(float(value) * 1_000_000)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise repo.Invalid(
+            "expected ISO 8601 (2026-06-30T18:00:00Z) or epoch seconds", field
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1_000_000)
+
+
+def _decision_query(params: DecisionParams) -> repo.DecisionQuery:
+    return repo.DecisionQuery(
+        src=params.src,
+        dst=params.dst,
+        verdict=params.verdict,
+        reason=params.reason,
+        account=params.account,
+        since_us=_time_us(params.since, "since"),
+        until_us=_time_us(params.until, "until"),
+    )
+
+
+# ------------------------------------------------------------------ response documents
+
+
+class NeResultOut(msgspec.Struct):
+    account: str
+    verdict: str
+    status: int | None
+    latency_ms: float | None
+    late: bool
+    decisive: bool
+
+
+class DecisionOut(msgspec.Struct):
+    id: int
+    arrived_at: str
+    decided_at: str
+    arrived_us: int
+    decided_us: int
+    smsc: str
+    command: str
+    sequence: int
+    source_addr: str
+    source_ton: int
+    source_npi: int
+    destination_addr: str
+    dest_ton: int
+    dest_npi: int
+    esm_class: int
+    data_coding: int
+    concat_ref: int | None
+    concat_part: int | None
+    concat_total: int | None
+    verdict: str
+    reason: str
+    status: int
+    deciding_account: str | None
+    results: list[NeResultOut]
+
+
+class DecisionPage(msgspec.Struct):
+    items: list[DecisionOut]
+    next_cursor: str | None
+
+
+class MinuteCount(msgspec.Struct):
+    minute: str
+    account: str  # "" = final verdicts sent to the SMSC
+    verdict: str
+    count: int
+
+
+class ErrorOut(msgspec.Struct):
+    error: str
+    field: str | None = None
+
+
+# -------------------------------------------------------------------------- handlers
+
+
+def _entity_handlers(kind: repo.Kind) -> dict[str, Handler]:
+    async def list_(request: web.Request) -> web.Response:
+        return _json(await repo.list_entities(request.app[STORE], kind))
+
+    async def create(request: web.Request) -> web.Response:
+        created = await repo.create(request.app[STORE], kind, await _body(request), _actor(request))
+        return _json(created, 201)
+
+    async def get(request: web.Request) -> web.Response:
+        return _json(await repo.get_entity(request.app[STORE], kind, request.match_info["key"]))
+
+    async def replace(request: web.Request) -> web.Response:
+        body = await _body(request)
+        key = request.match_info["key"]
+        return _json(
+            await repo.update(request.app[STORE], kind, key, body, _actor(request), merge=False)
+        )
+
+    async def patch(request: web.Request) -> web.Response:
+        body = await _body(request)
+        key = request.match_info["key"]
+        return _json(
+            await repo.update(request.app[STORE], kind, key, body, _actor(request), merge=True)
+        )
+
+    async def remove(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        await repo.delete_entity(request.app[STORE], kind, key, _actor(request))
+        return web.Response(status=204)
+
+    return {
+        "list": list_,
+        "create": create,
+        "get": get,
+        "put": replace,
+        "patch": patch,
+        "delete": remove,
+    }
+
+
+async def _get_policy(request: web.Request) -> web.Response:
+    return _json(await repo.get_policy(request.app[STORE]))
+
+
+async def _put_policy(request: web.Request) -> web.Response:
+    body = await _body(request)
+    return _json(await repo.put_policy(request.app[STORE], body, _actor(request)))
+
+
+async def _decisions(request: web.Request) -> web.Response:
+    params: DecisionParams = _params(request, DecisionParams)
+    limit = params.limit or 100
+    if limit > 1000:
+        raise repo.Invalid("at most 1000 per page (use decisions.csv for more)", "limit")
+    before = repo.decode_cursor(params.cursor) if params.cursor else None
+    rows = await repo.query_decisions(
+        request.app[STORE], _decision_query(params), limit=limit + 1, before_id=before
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = repo.encode_cursor(rows[-1]["id"]) if more else None
+    return _json(DecisionPage(msgspec.convert(rows, list[DecisionOut]), next_cursor))
+
+
+async def _decision(request: web.Request) -> web.Response:
+    try:
+        decision_id = int(request.match_info["id"])
+    except ValueError:
+        raise repo.Invalid("decision ids are integers", "id") from None
+    return _json(
+        msgspec.convert(await repo.get_decision(request.app[STORE], decision_id), DecisionOut)
+    )
+
+
+CSV_COLUMNS = [field for field in DecisionOut.__struct_fields__ if not field.endswith("_us")]
+_CSV_PAGE = 1000
+
+
+async def _decisions_csv(request: web.Request) -> web.StreamResponse:
+    """Every matching decision, newest first, streamed page by page (keyset)."""
+    params: DecisionParams = _params(request, DecisionParams)
+    query = _decision_query(params)
+    remaining = params.limit
+    before = repo.decode_cursor(params.cursor) if params.cursor else None
+    store = request.app[STORE]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": 'attachment; filename="decisions.csv"',
+        }
+    )
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    while True:
+        page = _CSV_PAGE if remaining is None else min(_CSV_PAGE, remaining)
+        rows = await repo.query_decisions(store, query, limit=page, before_id=before)
+        for row in rows:
+            row["results"] = msgspec.json.encode(row["results"]).decode()
+            writer.writerow([row[column] for column in CSV_COLUMNS])
+        await response.write(buffer.getvalue().encode())
+        buffer.seek(0)
+        buffer.truncate()
+        if remaining is not None:
+            remaining -= len(rows)
+        if len(rows) < page or remaining == 0:
+            break
+        before = rows[-1]["id"]
+    await response.write_eof()
+    return response
+
+
+async def _stats(request: web.Request) -> web.Response:
+    params: StatsParams = _params(request, StatsParams)
+    until = _time_us(params.until, "until") or repo.now_us()
+    since = _time_us(params.since, "since")
+    if since is None:
+        since = until - 3_600_000_000
+    if since >= until:
+        raise repo.Invalid("since must be before until", "since")
+    return _json(await repo.minute_stats(request.app[STORE], since, until, params.account))
+
+
+async def _audit(request: web.Request) -> web.Response:
+    params: PageParams = _params(request, PageParams)
+    before = repo.decode_cursor(params.cursor) if params.cursor else None
+    rows = await repo.audit_entries(request.app[STORE], limit=params.limit + 1, before_id=before)
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    return _json(
+        {"items": rows, "next_cursor": repo.encode_cursor(rows[-1]["id"]) if more else None}
+    )
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+# --------------------------------------------------------------------------- mounting
+
+
+def add_api_routes(app: web.Application, store: Store) -> None:
+    """Mount ``/api/v1`` on ``app``, backed by ``store``."""
+    api = web.Application(middlewares=[_errors, _auth])
+    api[STORE] = store
+    router = api.router
+    for name in _CRUD_KINDS:
+        handlers = _entity_handlers(repo.KINDS[name])
+        router.add_get(f"/{name}", handlers["list"])
+        router.add_post(f"/{name}", handlers["create"])
+        router.add_get(f"/{name}/{{key}}", handlers["get"])
+        router.add_put(f"/{name}/{{key}}", handlers["put"])
+        router.add_patch(f"/{name}/{{key}}", handlers["patch"])
+        router.add_delete(f"/{name}/{{key}}", handlers["delete"])
+    router.add_get("/policy", _get_policy)
+    router.add_put("/policy", _put_policy)
+    router.add_get("/decisions", _decisions)
+    router.add_get("/decisions.csv", _decisions_csv)
+    router.add_get("/decisions/{id}", _decision)
+    router.add_get("/stats/minutes", _stats)
+    router.add_get("/audit", _audit)
+    router.add_get("/openapi.json", _openapi)
+    app.add_subapp(PREFIX, api)
+
+
+# ---------------------------------------------------------------------------- OpenAPI
+
+_ENTITY_STRUCTS = {
+    "accounts": cfg.NeAccount,
+    "smsc": cfg.SmscConfig,
+    "routes": cfg.Route,
+    "trace_rules": cfg.TraceRule,
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _content(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of this API, schemas generated from the msgspec types."""
+    structs = (*_ENTITY_STRUCTS.values(), cfg.PolicyConfig, DecisionPage, MinuteCount, ErrorOut)
+    _, components = msgspec.json.schema_components(
+        structs, ref_template="#/components/schemas/{name}"
+    )
+    errors = {
+        str(code): {"description": text, **_content(_ref("ErrorOut"))}
+        for code, text in (
+            (401, "missing or invalid token"),
+            (403, "role may only read"),
+            (404, "not found"),
+            (409, "file-managed, duplicate or still referenced"),
+            (422, "invalid input; `field` names the key"),
+        )
+    }
+    paths: dict[str, Any] = {}
+    for name, struct in _ENTITY_STRUCTS.items():
+        schema = _ref(struct.__name__)
+        paths[f"{PREFIX}/{name}"] = {
+            "get": {"summary": f"list {name}", "responses": {"200": {"description": "ok"}}},
+            "post": {
+                "summary": f"create one of {name}",
+                "requestBody": {"required": True, **_content(schema)},
+                "responses": {"201": {"description": "created"}, **errors},
+            },
+        }
+        item = {"summary": f"one of {name}", "responses": {"200": {"description": "ok"}, **errors}}
+        paths[f"{PREFIX}/{name}/{{key}}"] = {
+            "parameters": [
+                {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "get": item,
+            "put": {
+                **item,
+                "summary": f"replace one of {name}",
+                "requestBody": {"required": True, **_content(schema)},
+            },
+            "patch": {
+                **item,
+                "summary": f"change fields of one of {name}",
+                "requestBody": {"required": True, **_content({"type": "object"})},
+            },
+            "delete": {
+                "summary": f"delete one of {name}",
+                "responses": {"204": {"description": "deleted"}, **errors},
+            },
+        }
+    paths[f"{PREFIX}/policy"] = {
+        "get": {"summary": "the verdict policy", "responses": {"200": {"description": "ok"}}},
+        "put": {
+            "summary": "replace the verdict policy",
+            "requestBody": {"required": True, **_content(_ref("PolicyConfig"))},
+            "responses": {"200": {"description": "ok"}, **errors},
+        },
+    }
+    filters = [
+        _query("src", "source address, exact"),
+        _query("dst", "destination address, exact"),
+        _query("verdict", "allow | block | tempfail"),
+        _query("reason", "block | all_allow | timeout | no_ne | overload | sticky | receipt"),
+        _query("account", "the NE account whose verdict decided"),
+        _query("since", "ISO 8601 or epoch seconds, inclusive"),
+        _query("until", "ISO 8601 or epoch seconds, exclusive"),
+        _query("limit", "page size, 1..1000 (default 100)", {"type": "integer"}),
+        _query("cursor", "next_cursor of the previous page"),
+    ]
+    paths[f"{PREFIX}/decisions"] = {
+        "get": {
+            "summary": "decisions, newest first, keyset pagination",
+            "parameters": filters,
+            "responses": {"200": {"description": "ok", **_content(_ref("DecisionPage"))}, **errors},
+        }
+    }
+    paths[f"{PREFIX}/decisions.csv"] = {
+        "get": {
+            "summary": "the same query as CSV, streamed (limit: rows in all, default all)",
+            "parameters": filters,
+            "responses": {"200": {"description": "CSV", "content": {"text/csv": {}}}, **errors},
+        }
+    }
+    paths[f"{PREFIX}/decisions/{{id}}"] = {
+        "get": {
+            "summary": "one decision with its per-NE results",
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ],
+            "responses": {"200": {"description": "ok", **_content(_ref("DecisionOut"))}, **errors},
+        }
+    }
+    paths[f"{PREFIX}/stats/minutes"] = {
+        "get": {
+            "summary": "per-minute counts per account and verdict (account '' = final verdict)",
+            "parameters": [
+                _query("since", "default: an hour before until"),
+                _query("until", "default: now"),
+                _query("account", "one account"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "ok",
+                    **_content({"type": "array", "items": _ref("MinuteCount")}),
+                },
+                **errors,
+            },
+        }
+    }
+    paths[f"{PREFIX}/audit"] = {
+        "get": {
+            "summary": "audit log, newest first (secrets masked)",
+            "parameters": [_query("limit", "1..1000", {"type": "integer"}), _query("cursor", "")],
+            "responses": {"200": {"description": "ok"}, **errors},
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "SMPS API", "version": __version__},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

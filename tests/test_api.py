@@ -1,0 +1,297 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests.store_db)
+"""REST API /api/v1 on SQLite and MariaDB: auth, CRUD with audit, file-managed rows,
+validation errors naming the field, decisions with keyset pagination, CSV, stats, OpenAPI."""
+
+import csv
+import io
+import time
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from smps.store import repo
+from smps.store.writer import DecisionWriter
+from smps.web.api import add_api_routes
+from tests.store_db import database_url, make_decision, store  # noqa: F401
+
+
+@pytest.fixture
+async def client(store):
+    app = web.Application()
+    add_api_routes(app, store)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def admin(store):
+    return {"Authorization": f"Bearer {await repo.create_token(store, 'ops', 'operator')}"}
+
+
+ACCOUNT = {"system_id": "antispam", "password": "pw1", "allowed_ips": ["10.0.0.0/8"], "window": 32}
+
+
+async def test_requests_without_a_valid_token_are_refused(client, store):
+    response = await client.get("/api/v1/accounts")
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert "token" in (await response.json())["error"]
+    bad = {"Authorization": "Bearer smps_not-a-token"}
+    assert (await client.get("/api/v1/accounts", headers=bad)).status == 401
+    expired = await repo.create_token(store, "old", "admin", expires_us=repo.now_us() - 1)
+    response = await client.get("/api/v1/accounts", headers={"Authorization": f"Bearer {expired}"})
+    assert response.status == 401
+
+
+async def test_viewers_may_read_but_not_write(client, store):
+    viewer = {"Authorization": f"Bearer {await repo.create_token(store, 'noc', 'viewer')}"}
+    assert (await client.get("/api/v1/accounts", headers=viewer)).status == 200
+    response = await client.post("/api/v1/accounts", json=ACCOUNT, headers=viewer)
+    assert response.status == 403
+    assert "viewer" in (await response.json())["error"]
+
+
+async def test_account_crud_never_returns_the_password(client, admin, store):
+    response = await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)
+    assert response.status == 201, await response.text()
+    created = await response.json()
+    assert created["system_id"] == "antispam" and created["window"] == 32
+    assert created["password_set"] is True and "password" not in created
+    assert "pw1" not in await response.text()
+
+    listed = await (await client.get("/api/v1/accounts", headers=admin)).json()
+    assert [a["system_id"] for a in listed] == ["antispam"]
+    assert "password_hash" not in str(listed)
+
+    response = await client.patch("/api/v1/accounts/antispam", json={"tps": 50}, headers=admin)
+    assert response.status == 200
+    assert (await response.json())["tps"] == 50
+    stored = (await repo.load_accounts(store))[0]
+    assert repo.verify_ne_password(stored, "pw1")  # PATCH without password keeps it
+
+    response = await client.put(
+        "/api/v1/accounts/antispam",
+        json={"system_id": "antispam", "password": "new-pw", "mode": "monitor"},
+        headers=admin,
+    )
+    assert response.status == 200
+    replaced = await response.json()
+    assert replaced["mode"] == "monitor" and replaced["tps"] == 0  # PUT replaces
+    stored = (await repo.load_accounts(store))[0]
+    assert repo.verify_ne_password(stored, "new-pw")
+    assert not repo.verify_ne_password(stored, "pw1")
+
+    assert (await client.delete("/api/v1/accounts/antispam", headers=admin)).status == 204
+    assert (await client.get("/api/v1/accounts/antispam", headers=admin)).status == 404
+
+    audit = await (await client.get("/api/v1/audit", headers=admin)).json()
+    actions = [(e["action"], e["entity_key"], e["actor"]) for e in audit["items"]]
+    assert actions == [
+        ("delete", "antispam", "token:ops"),
+        ("update", "antispam", "token:ops"),
+        ("update", "antispam", "token:ops"),
+        ("create", "antispam", "token:ops"),
+    ]
+    text = str(audit)
+    assert "pw1" not in text and "new-pw" not in text and "scrypt" not in text
+    assert audit["items"][3]["after"]["password"] == "***"
+
+
+async def test_duplicates_and_unknown_keys(client, admin):
+    assert (await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)).status == 201
+    response = await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)
+    assert response.status == 409
+    assert (await client.delete("/api/v1/smsc/nope", headers=admin)).status == 404
+    assert (await client.get("/api/v1/nothing-here", headers=admin)).status == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**ACCOUNT, "system_id": "x" * 16}, "system_id"),
+        ({**ACCOUNT, "allowed_ips": ["10.0.0.0/8", "10.0.0.1/8"]}, "allowed_ips[1]"),
+        ({**ACCOUNT, "window": 0}, "window"),
+        ({**ACCOUNT, "windw": 5}, "windw"),
+        ({"system_id": "x"}, "password"),
+        ({**ACCOUNT, "mode": "loud"}, "mode"),
+    ],
+)
+async def test_bad_input_is_422_naming_the_field(client, admin, body, field):
+    response = await client.post("/api/v1/accounts", json=body, headers=admin)
+    assert response.status == 422
+    error = await response.json()
+    assert error["field"] == field, error
+    assert error["error"]
+
+
+async def test_malformed_json_is_422(client, admin):
+    response = await client.post("/api/v1/accounts", data=b"{not json", headers=admin)
+    assert response.status == 422
+    assert "JSON" in (await response.json())["error"]
+
+
+async def test_routes_must_name_existing_accounts(client, admin):
+    await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)
+    route = {"name": "all", "accounts": ["antispam", "ghost"]}
+    response = await client.post("/api/v1/routes", json=route, headers=admin)
+    assert response.status == 422
+    assert (await response.json())["field"] == "accounts[1]"
+    route["accounts"] = ["antispam"]
+    assert (await client.post("/api/v1/routes", json=route, headers=admin)).status == 201
+    response = await client.delete("/api/v1/accounts/antispam", headers=admin)
+    assert response.status == 409
+    assert "route 'all'" in (await response.json())["error"]
+
+
+async def test_smsc_and_trace_rules_read_file_syntax(client, admin):
+    smsc = {
+        "name": "smsc1",
+        "host": "127.0.0.1",
+        "port": 2776,
+        "system_id": "smps",
+        "password": "secret",
+        "enquire_link": "15s",
+    }
+    response = await client.post("/api/v1/smsc", json=smsc, headers=admin)
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert body["enquire_link"] == 15.0 and body["password_set"] is True
+    assert "secret" not in await response.text()
+    rule = {"number": "8613800138000", "side": "sender"}
+    assert (await client.post("/api/v1/trace_rules", json=rule, headers=admin)).status == 201
+    got = await (await client.get("/api/v1/trace_rules/8613800138000", headers=admin)).json()
+    assert got["side"] == "sender"
+
+
+async def test_policy_get_and_put(client, admin):
+    policy = await (await client.get("/api/v1/policy", headers=admin)).json()
+    assert policy["block_status"] == 0x66 and policy["file_managed"] is False
+    response = await client.put(
+        "/api/v1/policy", json={"timeout": "1500ms", "block_status": "0x65"}, headers=admin
+    )
+    assert response.status == 200, await response.text()
+    policy = await (await client.get("/api/v1/policy", headers=admin)).json()
+    assert policy["timeout"] == 1.5 and policy["block_status"] == 0x65
+    response = await client.put("/api/v1/policy", json={"block_status": 0}, headers=admin)
+    assert response.status == 422
+    assert (await response.json())["field"] == "block_status"
+
+
+async def test_file_managed_entities_are_read_only(client, admin, store, make_config):
+    config = make_config(
+        ne_accounts=[{"system_id": "fromfile", "password": "pw"}],
+        policy={"timeout": "1s"},
+    )
+    await repo.sync_file_config(store, config)
+    account = await (await client.get("/api/v1/accounts/fromfile", headers=admin)).json()
+    assert account["file_managed"] is True
+    for method in ("put", "patch", "delete"):
+        response = await getattr(client, method)(
+            "/api/v1/accounts/fromfile", json={"tps": 1}, headers=admin
+        )
+        assert response.status == 409
+        assert "configuration file" in (await response.json())["error"]
+    response = await client.put("/api/v1/policy", json={"timeout": 3}, headers=admin)
+    assert response.status == 409
+
+
+async def fill_decisions(store, tmp_path, count: int) -> None:
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01, batch_size=100)
+    await writer.start()
+    base = time.time() - 600
+    for i in range(count):
+        verdict = "allow" if i % 3 == 0 else "block"
+        writer.put(make_decision(i, at=base + i, verdict=verdict))
+    await writer.close()
+    assert writer.written == count
+
+
+async def test_decisions_keyset_pages_newest_first(client, admin, store, tmp_path):
+    await fill_decisions(store, tmp_path, 250)
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+        page = await (await client.get("/api/v1/decisions", params=params, headers=admin)).json()
+        seen += [item["sequence"] for item in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == list(range(249, -1, -1))
+
+    blocks = await (
+        await client.get(
+            "/api/v1/decisions", params={"verdict": "block", "limit": "1000"}, headers=admin
+        )
+    ).json()
+    assert len(blocks["items"]) == sum(1 for i in range(250) if i % 3)
+    assert blocks["items"][0]["results"][0]["account"] == "antispam"
+
+    one = await (
+        await client.get("/api/v1/decisions", params={"dst": "8613900000007"}, headers=admin)
+    ).json()
+    assert [item["sequence"] for item in one["items"]] == [7]
+
+    decided = one["items"][0]["decided_us"]
+    window = {"since": str(decided / 1e6), "until": str((decided + 10_000_000) / 1e6)}
+    ranged = await (await client.get("/api/v1/decisions", params=window, headers=admin)).json()
+    assert [item["sequence"] for item in ranged["items"]] == list(range(16, 6, -1))
+
+    detail = await client.get(f"/api/v1/decisions/{one['items'][0]['id']}", headers=admin)
+    assert (await detail.json())["destination_addr"] == "8613900000007"
+    assert (await client.get("/api/v1/decisions/999999999", headers=admin)).status == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"verdict": "maybe"}, "verdict"),
+        ({"since": "yesterday"}, "since"),
+        ({"cursor": "!!"}, "cursor"),
+        ({"srcc": "1"}, "srcc"),
+    ],
+)
+async def test_bad_decision_queries_are_422(client, admin, params, field):
+    response = await client.get("/api/v1/decisions", params=params, headers=admin)
+    assert response.status == 422
+    assert (await response.json())["field"] == field
+
+
+async def test_decisions_csv_streams_every_match(client, admin, store, tmp_path):
+    await fill_decisions(store, tmp_path, 2100)
+    response = await client.get("/api/v1/decisions.csv", params={"verdict": "block"}, headers=admin)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert len(rows) == sum(1 for i in range(2100) if i % 3)
+    assert rows[0]["verdict"] == "block" and int(rows[0]["sequence"]) == 2099
+    assert "antispam" in rows[0]["results"]
+
+
+async def test_minute_stats(client, admin, store, tmp_path):
+    await fill_decisions(store, tmp_path, 120)
+    stats = await (
+        await client.get("/api/v1/stats/minutes", params={"account": ""}, headers=admin)
+    ).json()
+    assert sum(s["count"] for s in stats) == 120
+    assert {s["verdict"] for s in stats} == {"allow", "block"}
+
+
+async def test_openapi_document_is_public_and_lists_the_paths(client):
+    response = await client.get("/api/v1/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert document["openapi"].startswith("3.")
+    for path in (
+        "/api/v1/accounts/{key}",
+        "/api/v1/decisions",
+        "/api/v1/decisions.csv",
+        "/api/v1/policy",
+        "/api/v1/stats/minutes",
+    ):
+        assert path in document["paths"]
+    assert "NeAccount" in document["components"]["schemas"]
