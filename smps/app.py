@@ -138,9 +138,11 @@ class Node:
             log.info("%s", self.stats_line())
             self.tracer.prune_expired()
 
-    async def run(self) -> None:
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Run until stop(); with handle_signals, SIGINT and SIGTERM call stop()."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+        for sig in signals:
             loop.add_signal_handler(sig, self.stop)
         async with AsyncExitStack() as stack:
             http = HttpServer(make_app(self.health, self.registry))
@@ -170,7 +172,7 @@ class Node:
             )
             await self._stop.wait()
             log.info("stopping")
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
         log.info("stopped")
 

@@ -170,3 +170,13 @@ def test_run_reports_port_in_use(tmp_path):
         result = run_cli("run", "-c", str(path))
     assert result.returncode == 1
     assert "cannot start" in result.stderr
+
+
+def test_demo_runs_and_every_original_is_answered_once():
+    result = run_cli("demo", "--duration", "3s", "--rate", "150", "--web-port", "0")
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"SMSC saw (\d+) originals: (\d+) answered, 0 missing, 0 duplicates",
+                      result.stdout)  # fmt: skip
+    assert match, result.stdout
+    assert int(match.group(1)) == int(match.group(2)) > 100
+    assert "allow/all_allow" in result.stdout
