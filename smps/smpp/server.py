@@ -184,10 +184,18 @@ class NeServer:
         self._server: asyncio.AbstractServer | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._ssl = server_ssl_context(cfg.tls) if cfg.tls else None
+        # Binds of an account held by other worker processes, so that max_binds
+        # holds across the node (the master keeps the count; see smps.runtime).
+        self.binds_elsewhere: Callable[[str], int] = _none_elsewhere
         self.set_accounts(accounts)
 
-    async def start(self, host: str | None = None, port: int | None = None) -> int:
-        """Listen (on server.listen unless given); returns the bound port."""
+    async def start(
+        self, host: str | None = None, port: int | None = None, *, reuse_port: bool = False
+    ) -> int:
+        """Listen (on server.listen unless given); returns the bound port.
+
+        With `reuse_port` every worker process listens on the same port and the
+        kernel spreads connections over them (server.placement: reuseport)."""
         listen_host, listen_port = self.cfg.listen
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -196,15 +204,29 @@ class NeServer:
             port if port is not None else listen_port,
             ssl=self._ssl,
             reuse_address=True,
+            reuse_port=reuse_port or None,
         )
         return self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
-        """Stop listening and unbind every NE."""
+    async def adopt(self, sock) -> NeSession:
+        """Serve a connection another process accepted (balanced placement):
+        the bind PDU is still unread in the socket, so the session reads it itself."""
+        loop = asyncio.get_running_loop()
+        _transport, session = await loop.connect_accepted_socket(
+            self._new_session, sock, ssl=self._ssl
+        )
+        return session
+
+    async def stop_listening(self) -> None:
+        """Stop accepting new NE connections; binds already up stay up."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    async def stop(self) -> None:
+        """Stop listening and unbind every NE."""
+        await self.stop_listening()
         await asyncio.gather(
             *(s.unbind() for s in list(self.registry.sessions())), return_exceptions=True
         )
@@ -308,7 +330,7 @@ class NeServer:
                 Status.RBINDFAIL,
                 "transmitter bind cannot receive copies; bind as receiver or transceiver",
             )
-        if self.registry.count(system_id) >= account.max_binds:
+        if self.registry.count(system_id) + self.binds_elsewhere(system_id) >= account.max_binds:
             return Status.RBINDFAIL, f"max_binds {account.max_binds} reached"
         return Status.ROK, ""
 
@@ -343,6 +365,10 @@ class NeServer:
             "binds": {sid: len(b) for sid, b in self.registry.by_account.items()},
             "auth_failures": self.auth_failures,
         }
+
+
+def _none_elsewhere(system_id: str) -> int:
+    return 0
 
 
 def server_ssl_context(tls) -> ssl.SSLContext:

@@ -1,0 +1,32 @@
+"""`python -m smps.runtime -c FILE`: the master and its workers (what `smps run` runs)."""
+
+import argparse
+import sys
+
+from smps import config as config_module
+from smps import log as smps_log
+from smps.errors import ConfigError
+from smps.runtime.master import run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m smps.runtime")
+    parser.add_argument("-c", "--config", default="config/smps.yaml")
+    args = parser.parse_args()
+    try:
+        cfg = config_module.load(args.config)
+    except ConfigError as exc:
+        print(f"smps: {exc}", file=sys.stderr)
+        return 2
+    smps_log.configure(
+        level=cfg.log.level,
+        file=cfg.log.file or None,
+        max_bytes=cfg.log.max_bytes,
+        backups=cfg.log.backups,
+        color=cfg.log.color,
+    )
+    return run(cfg, args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,578 @@
+"""The master process: supervises `node.workers` worker processes and owns
+everything that is not the data plane.
+
+It serves HTTP (/health, /metrics), the control socket `{state_dir}/smps.sock`
+(`smps status`, reload, kick, role), is the only writer of the log, places NE
+connections on workers (balanced placement), and restarts a worker that dies,
+with back-off while it keeps dying.
+
+Workers are started with fork+exec (`python -m smps.runtime.worker`), never by
+forking this process's running loop (design.md 4.1); their socket pairs (control,
+handoff, mesh) are made here and inherited as file descriptors. When a worker
+restarts, new mesh sockets reach its live peers over their handoff channels.
+
+Stopping (SIGTERM/SIGINT): no more NE connections; every worker stops reading
+originals and answers what it has in flight (forwarded copies included, as all
+NE binds are still up); once all have drained they unbind and exit. SIGHUP
+re-reads the configuration file and applies it to every worker live.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+import smps
+from smps import __version__
+from smps.config import Config
+from smps.errors import ConfigError
+from smps.log import LogWriter
+from smps.metrics import CallbackCollector, make_registry
+from smps.runtime.control import ControlChannel, Message, handoff_pair, send_fd
+from smps.runtime.metrics import WorkerTotals, collect
+from smps.runtime.placement import Placement, peek_bind
+from smps.web.http import HttpServer, make_app
+
+log = logging.getLogger("smps.master")
+
+RESTART_INITIAL = 0.5  # seconds before restarting a worker that died
+RESTART_MAX = 30.0
+STABLE_RUN = 10.0  # a worker that ran this long restarts without back-off
+EXIT_GRACE = 3.0  # after "exit": time to unbind before a worker is killed
+CONTROL_SOCKET = "smps.sock"
+LOG_SOCKET = "smps-log.sock"
+
+
+class WorkerSlot:
+    """One worker position; its process changes when it restarts."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.process: asyncio.subprocess.Process | None = None
+        self.control: ControlChannel | None = None
+        self.handoff: socket.socket | None = None
+        self.started = 0.0
+        self.ready = False
+        self.drained = asyncio.Event()
+        self.restart_delay = RESTART_INITIAL
+        self.restarts = 0
+        self.report: dict[str, Any] = {}
+        self.totals = WorkerTotals()
+        self.rate = 0.0
+        self._last_received: tuple[float, float] | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.handoff is not None
+
+    def on_stats(self, report: dict[str, Any]) -> None:
+        self.report = report
+        self.totals.update(report["counters"], report["gauges"])
+        received = report["counters"].get("smps_originals_received_total", 0)
+        now = time.monotonic()
+        if self._last_received is not None:
+            last, at = self._last_received
+            self.rate = max(received - last, 0) / max(now - at, 1e-9)
+        self._last_received = (received, now)
+
+    def gone(self) -> None:
+        self.totals.retire()
+        self.report = {}
+        self.rate = 0.0
+        self._last_received = None
+        self.ready = False
+        self.drained.set()
+
+
+class Master:
+    def __init__(self, config: Config, config_path: str | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.started = time.monotonic()
+        self.role = "active" if config.ha.mode == "standalone" else config.ha.initial_role
+        self.state_dir = Path(config.node.state_dir)
+        self.slots = [WorkerSlot(i) for i in range(config.node.worker_count)]
+        self.placement = Placement(len(self.slots))
+        self.registry = make_registry()
+        self.registry.register(CallbackCollector(self._collect))
+        self.http_port: int | None = None
+        self.smpp_port: int | None = None
+        self._listener: socket.socket | None = None
+        self._stopping = False
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._log_writer = LogWriter()
+
+    # ---- public -------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> str:
+        """Re-read the configuration file and apply it to every worker."""
+        if self.config_path is None:
+            return "no configuration file to reload"
+        from smps import config as config_module
+
+        try:
+            new = config_module.load(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused: %s", exc)
+            return f"refused: {exc}"
+        for section in ("node", "server", "smsc", "web", "log"):
+            if getattr(new, section) != getattr(self.config, section):
+                log.warning("reload: %s changed; that takes a restart", section)
+        self.apply_config(new)
+        return "applied"
+
+    def apply_config(self, config: Config) -> None:
+        self.config = config
+        for slot in self._live():
+            self._send_config(slot)
+        log.info("configuration applied to %d workers", len(self._live()))
+
+    def kick(self, account: str) -> None:
+        for slot in self._live():
+            slot.control.send({"t": "kick", "account": account})
+
+    def set_role(self, role: str) -> None:
+        """active: SMSC binds and NE binds; standby: neither (the HA driver calls this)."""
+        if role not in ("active", "standby") or role == self.role:
+            return
+        self.role = role
+        log.info("role: %s", role)
+        for slot in self._live():
+            slot.control.send({"t": "role", "role": role})
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        up = sum(1 for s in self.slots if s.ready)
+        body = {
+            "status": "ok" if up == len(self.slots) else "degraded",
+            "node": self.config.node.name,
+            "role": self.role,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "workers": {"up": up, "configured": len(self.slots)},
+            "binds": self._ne_binds(),
+        }
+        if up < len(self.slots):
+            body["reason"] = f"{len(self.slots) - up} of {len(self.slots)} workers not running"
+        return up == len(self.slots), body
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        workers = []
+        smsc: dict[str, int] = {}
+        for slot in self.slots:
+            report = slot.report
+            for name, count in report.get("smsc_binds", {}).items():
+                smsc[name] = smsc.get(name, 0) + count
+            workers.append(
+                {
+                    "index": slot.index,
+                    "pid": report.get("pid"),
+                    "up": slot.ready,
+                    "uptime_s": round(now - report["started"], 1) if report else None,
+                    "restarts": slot.restarts,
+                    "ne_binds": report.get("ne_binds", {}),
+                    "smsc_binds": report.get("smsc_binds", {}),
+                    "in_flight": report.get("in_flight", 0),
+                    "received_per_s": round(slot.rate, 1),
+                }
+            )
+        return {
+            "node": self.config.node.name,
+            "version": __version__,
+            "role": self.role,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "placement": self.config.server.placement,
+            "smpp_port": self.smpp_port,
+            "http_port": self.http_port,
+            "workers": workers,
+            "smsc_binds": smsc,
+            "ne_binds": self._ne_binds(),
+            "in_flight": sum(w["in_flight"] for w in workers),
+        }
+
+    # ---- run ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await self._log_writer.start(str(self.state_dir / LOG_SOCKET))
+        http = HttpServer(make_app(self.health, self.registry))
+        control = None
+        try:
+            host, port = self.config.web.listen
+            self.http_port = await http.start(host, port)
+            log.info("HTTP listening on %s:%d (/health, /metrics)", host, self.http_port)
+            self._open_ne_listener()
+            self._start_workers()
+            control = await asyncio.start_unix_server(
+                self._serve_control, str(self.state_dir / CONTROL_SOCKET)
+            )
+            if self.config.server.placement == "balanced":
+                self._spawn(self._accept())
+            log.info(
+                "SMPS %s ready: node=%s role=%s workers=%d placement=%s smpp=%s:%d",
+                __version__,
+                self.config.node.name,
+                self.role,
+                len(self.slots),
+                self.config.server.placement,
+                self.config.server.listen[0],
+                self.smpp_port,
+            )
+            await self._stop.wait()
+            log.info("stopping")
+            await self._stop_workers()
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if control is not None:
+                control.close()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.state_dir / CONTROL_SOCKET)
+            if self._listener is not None:
+                self._listener.close()
+            await http.close()
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            log.info("stopped")
+            await self._log_writer.close()
+        return 0
+
+    def _open_ne_listener(self) -> None:
+        """Balanced: the master's listener. reuseport: reserve the port the
+        workers will share (a bound socket that never listens gets no connections)."""
+        host, port = self.config.server.listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.config.server.placement == "reuseport":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if self.config.server.placement == "balanced":
+            sock.listen(1024)
+        sock.setblocking(False)
+        self._listener = sock
+        self.smpp_port = sock.getsockname()[1]
+        if port == 0:
+            server = msgspec.structs.replace(self.config.server, listen=(host, self.smpp_port))
+            self.config = msgspec.structs.replace(self.config, server=server)
+
+    # ---- workers ------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        for slot in self.slots:
+            self._spawn(self._supervise(slot))
+
+    async def _supervise(self, slot: WorkerSlot) -> None:
+        while not self._stopping:
+            await self._start(slot)
+            code = await slot.process.wait()
+            lived = time.monotonic() - slot.started
+            self._worker_gone(slot)
+            if self._stopping:
+                return
+            slot.restarts += 1
+            slot.restart_delay = (
+                RESTART_INITIAL if lived >= STABLE_RUN else min(slot.restart_delay * 2, RESTART_MAX)
+            )
+            log.error(
+                "worker %d (pid %d) died with %s after %.1f s; restarting in %.1f s",
+                slot.index,
+                slot.process.pid,
+                _exit_text(code),
+                lived,
+                slot.restart_delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), slot.restart_delay)
+
+    async def _start(self, slot: WorkerSlot) -> None:
+        master_control, worker_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        master_handoff, worker_handoff = handoff_pair()
+        slot.handoff = master_handoff
+        slot.drained.clear()
+        inherited = [worker_control, worker_handoff]
+        mesh_args: list[str] = []
+        for peer in self.slots:
+            if peer is slot or not peer.reachable:
+                continue
+            here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            inherited.append(here)
+            mesh_args += ["--mesh", f"{peer.index}:{here.fileno()}"]
+            with contextlib.suppress(OSError):
+                send_fd(peer.handoff, {"t": "mesh", "peer": slot.index}, there.fileno())
+            there.close()
+        args = [
+            sys.executable,
+            "-m",
+            "smps.runtime.worker",
+            "--index",
+            str(slot.index),
+            "--control-fd",
+            str(worker_control.fileno()),
+            "--handoff-fd",
+            str(worker_handoff.fileno()),
+            "--log-socket",
+            str(self.state_dir / LOG_SOCKET),
+            *mesh_args,
+        ]
+        env = dict(os.environ)
+        package_root = str(Path(smps.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        try:
+            slot.process = await asyncio.create_subprocess_exec(
+                *args, pass_fds=[s.fileno() for s in inherited], stdin=subprocess.DEVNULL, env=env
+            )
+        finally:
+            for sock in inherited:
+                sock.close()
+        slot.started = time.monotonic()
+        slot.control = await ControlChannel.open(master_control)
+        self._send_config(slot)
+        self._spawn(self._read_worker(slot, slot.control))
+
+    def _send_config(self, slot: WorkerSlot) -> None:
+        slot.control.send(
+            {"t": "config", "config": msgspec.msgpack.encode(self.config), "role": self.role}
+        )
+
+    def _worker_gone(self, slot: WorkerSlot) -> None:
+        if slot.handoff is not None:
+            slot.handoff.close()
+            slot.handoff = None
+        if slot.control is not None:
+            self._spawn(slot.control.close())
+        self.placement.forget(slot.index)
+        slot.gone()
+        self._share_counts()
+
+    async def _read_worker(self, slot: WorkerSlot, control: ControlChannel) -> None:
+        while (message := await control.receive()) is not None:
+            if slot.control is not control:
+                return
+            self._on_worker_message(slot, message)
+
+    def _on_worker_message(self, slot: WorkerSlot, message: Message) -> None:
+        kind = message["t"]
+        if kind == "stats":
+            slot.on_stats(message)
+        elif kind == "binds":
+            self.placement.bound[slot.index] = message["binds"]
+            self._share_counts()
+        elif kind == "placed":
+            self.placement.settled(slot.index, message["id"])
+            self._share_counts()
+        elif kind == "ready":
+            slot.ready = True
+            log.info("worker %d ready (pid %d)", slot.index, message["pid"])
+        elif kind == "drained":
+            slot.drained.set()
+
+    def _share_counts(self) -> None:
+        """Tell each worker the binds held elsewhere, so max_binds holds node-wide."""
+        for slot in self._live():
+            slot.control.send({"t": "elsewhere", "counts": self.placement.elsewhere(slot.index)})
+
+    def _live(self) -> list[WorkerSlot]:
+        return [s for s in self.slots if s.reachable and s.control is not None]
+
+    async def _stop_workers(self) -> None:
+        self._stopping = True
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        live = self._live()
+        for slot in live:
+            slot.control.send({"t": "stop"})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(s.drained.wait() for s in live)),
+                self.config.policy.timeout + 1.0,
+            )
+        for slot in self._live():
+            slot.control.send({"t": "exit"})
+        processes = [s.process for s in self.slots if s.process and s.process.returncode is None]
+        _done, pending = await asyncio.wait(
+            [asyncio.ensure_future(p.wait()) for p in processes], timeout=EXIT_GRACE
+        ) if processes else (set(), set())  # fmt: skip
+        if pending:
+            log.error("%d workers did not exit in time; killing them", len(pending))
+            for process in processes:
+                if process.returncode is None:
+                    process.kill()
+            await asyncio.gather(*(p.wait() for p in processes))
+        # Let each supervisor see its worker's end and fold its last counters.
+        await asyncio.sleep(0)
+
+    # ---- NE placement ---------------------------------------------------------------
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._listener is not None:
+            try:
+                conn, _address = await loop.sock_accept(self._listener)
+            except OSError:
+                return
+            self._spawn(self._place(conn))
+
+    async def _place(self, conn: socket.socket) -> None:
+        if self.role != "active":
+            conn.close()  # a standby node accepts no NE bind
+            return
+        if self.config.server.tls is not None:
+            account = None  # the bind is inside TLS: place round-robin
+        else:
+            account = await peek_bind(conn, self.config.server.bind_timeout)
+            if account is False:
+                conn.close()
+                return
+        candidates = [s.index for s in self.slots if s.ready and s.reachable]
+        if not candidates:
+            log.warning("no worker running to take an NE connection; closing it")
+            conn.close()
+            return
+        index = self.placement.choose(candidates, account)
+        handoff_id = self.placement.placed(index, account)
+        message = {"t": "ne", "id": handoff_id, "elsewhere": self.placement.elsewhere(index)}
+        try:
+            send_fd(self.slots[index].handoff, message, conn.fileno())
+        except OSError as exc:
+            log.warning("cannot hand an NE connection to worker %d: %s", index, exc)
+            self.placement.settled(index, handoff_id)
+        finally:
+            conn.close()
+        self._share_counts()
+
+    # ---- control socket ---------------------------------------------------------------
+
+    async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5.0)
+            request = json.loads(line or b"{}")
+            answer = self._control_command(request)
+        except (TimeoutError, ValueError, ConnectionError) as exc:
+            answer = {"error": str(exc) or type(exc).__name__}
+        with contextlib.suppress(ConnectionError):
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+            writer.close()
+
+    def _control_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("cmd")
+        if command == "status":
+            return self.status()
+        if command == "reload":
+            return {"result": self.reload()}
+        if command == "kick":
+            self.kick(str(request.get("account", "")))
+            return {"result": "ok"}
+        if command == "role":
+            self.set_role(str(request.get("role")))
+            return {"result": self.role}
+        return {"error": f"unknown command {command!r}"}
+
+    # ---- metrics -----------------------------------------------------------------------
+
+    def _collect(self):
+        return collect(self.slots, self.role)
+
+    def _ne_binds(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for bound in self.placement.bound:
+            for account, count in bound.items():
+                totals[account] = totals.get(account, 0) + count
+        return totals
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return signal.Signals(-code).name
+    return f"exit status {code}"
+
+
+def run(config: Config, config_path: str | None = None) -> int:
+    """`smps run`: the master and its workers until SIGTERM/SIGINT; returns the exit status."""
+    import uvloop
+
+    master = Master(config, config_path)
+    try:
+        return uvloop.run(master.run())
+    except OSError as exc:
+        log.critical("cannot start: %s", exc)
+        return 1
+
+
+def request(config: Config, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one command to a running master's control socket; raises OSError when none runs."""
+    path = str(Path(config.node.state_dir) / CONTROL_SOCKET)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
+def status(config: Config) -> int:
+    """`smps status`: print role, workers, binds and in flight; 1 when no master runs."""
+    try:
+        report = request(config, {"cmd": "status"})
+    except OSError as exc:
+        print(f"smps: no running node at {config.node.state_dir}: {exc.strerror or exc}")
+        return 1
+    print(format_status(report))
+    return 0
+
+
+def format_status(report: dict[str, Any]) -> str:
+    lines = [
+        f"node {report['node']}  role {report['role']}  version {report['version']}  "
+        f"master pid {report['pid']}  up {report['uptime_s']:.0f}s",
+        f"placement {report['placement']}  smpp :{report['smpp_port']}  "
+        f"http :{report['http_port']}  in flight {report['in_flight']}",
+        "workers:",
+    ]
+    for worker in report["workers"]:
+        binds = ",".join(f"{a}:{n}" for a, n in sorted(worker["ne_binds"].items())) or "-"
+        uptime = f"{worker['uptime_s']:.0f}s" if worker["uptime_s"] is not None else "-"
+        lines.append(
+            f"  #{worker['index']} pid {worker['pid'] or '-'}  "
+            f"{'up' if worker['up'] else 'DOWN'} {uptime}  restarts {worker['restarts']}  "
+            f"{worker['received_per_s']:.1f} msg/s  in flight {worker['in_flight']}  "
+            f"NE binds {binds}"
+        )
+    smsc = ", ".join(f"{n}:{c}" for n, c in sorted(report["smsc_binds"].items())) or "-"
+    ne = ", ".join(f"{a}:{c}" for a, c in sorted(report["ne_binds"].items())) or "-"
+    lines.append(f"SMSC binds: {smsc}")
+    lines.append(f"NE binds:   {ne}")
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""The node's metrics, gathered from the workers' snapshots.
+
+Workers count in plain dicts and send their totals about once a second
+(design.md 4.1: no prometheus-client call per message). A snapshot maps a
+sample key, the metric name and its label pairs joined by tabs, to a value.
+The master keeps, per worker position, what earlier processes in that position
+had counted, so a counter never goes back when a worker restarts.
+"""
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
+
+HELP = {
+    "smps_originals_received": "Originals (deliver_sm/data_sm) received from the SMSCs.",
+    "smps_verdicts": "Final verdicts sent to the SMSCs, by verdict and reason.",
+    "smps_copies_sent": "Copies sent to NE accounts (forwarded ones count where they were sent).",
+    "smps_ne_answers": "NE answers by account and verdict (none: no usable answer).",
+    "smps_ne_answer_seconds": "Time from a copy to the NE's answer, by account.",
+    "smps_late_answers": "NE answers that came after the final verdict.",
+    "smps_throttled": "Originals answered ESME_RTHROTTLED because too many were in flight.",
+    "smps_copies_dropped": "Copies that found no bind or window before the deadline.",
+    "smps_copies_retried": "Copies sent again on another bind after theirs dropped.",
+    "smps_pdu_errors": "PDU and protocol errors on SMPP sessions, by kind.",
+    "smps_smsc_reconnects": "Connections to an SMSC lost and re-established.",
+    "smps_auth_failures": "NE binds refused.",
+    "smps_forwarded_copies": "Copies forwarded between workers (out: to a peer, in: from one).",
+    "smps_in_flight": "Originals waiting for their verdict.",
+    "smps_binds_up": "Bound SMPP sessions, by side (smsc, ne) and SMSC or account.",
+}
+
+
+class WorkerTotals:
+    """One worker position's counters: those of earlier processes plus the current one's."""
+
+    def __init__(self) -> None:
+        self.retired: dict[str, float] = {}
+        self.current: dict[str, float] = {}
+        self.gauges: dict[str, float] = {}
+
+    def update(self, counters: dict[str, float], gauges: dict[str, float]) -> None:
+        self.current = counters
+        self.gauges = gauges
+
+    def retire(self) -> None:
+        """The process ended: its last totals become part of the base."""
+        for name, value in self.current.items():
+            self.retired[name] = self.retired.get(name, 0) + value
+        self.current = {}
+        self.gauges = {}
+
+    def counters(self) -> dict[str, float]:
+        totals = dict(self.retired)
+        for name, value in self.current.items():
+            totals[name] = totals.get(name, 0) + value
+        return totals
+
+
+def _split(sample_key: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    parts = sample_key.split("\t")
+    return parts[0], tuple(parts[1::2]), tuple(parts[2::2])
+
+
+def _sum(tables: Iterable[dict[str, float]]) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for table in tables:
+        for name, value in table.items():
+            result[name] = result.get(name, 0) + value
+    return result
+
+
+def collect(slots: list[Any], role: str) -> Iterator[Metric]:
+    """Metric families summed over every worker position."""
+    counters = _sum(slot.totals.counters() for slot in slots)
+    gauges = _sum(slot.totals.gauges for slot in slots)
+    families: dict[str, Metric] = {}
+    summaries: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+    for sample_key, value in sorted(counters.items()):
+        name, labels, values = _split(sample_key)
+        if name.endswith(("_sum", "_count")):
+            base, _, part = name.rpartition("_")
+            entry = summaries.setdefault((base, values), [0.0, 0.0])
+            entry[0 if part == "count" else 1] = value
+            continue
+        base = name.removesuffix("_total")
+        family = families.get(base)
+        if family is None:
+            family = families[base] = CounterMetricFamily(base, HELP.get(base, base), labels=labels)
+        family.add_metric(values, value)
+    for sample_key, value in sorted(gauges.items()):
+        name, labels, values = _split(sample_key)
+        family = families.get(name)
+        if family is None:
+            family = families[name] = GaugeMetricFamily(name, HELP.get(name, name), labels=labels)
+        family.add_metric(values, value)
+    if "smps_in_flight" not in families:
+        families["smps_in_flight"] = GaugeMetricFamily(
+            "smps_in_flight", HELP["smps_in_flight"], value=0
+        )
+    yield from families.values()
+    if summaries:
+        latency = SummaryMetricFamily(
+            "smps_ne_answer_seconds", HELP["smps_ne_answer_seconds"], labels=["account"]
+        )
+        for (_base, values), (count, total) in sorted(summaries.items()):
+            latency.add_metric(values, count, total)
+        yield latency
+    restarts = CounterMetricFamily(
+        "smps_worker_restarts", "Worker processes restarted after dying.", labels=["worker"]
+    )
+    workers_up = GaugeMetricFamily("smps_workers_up", "Worker processes running.")
+    for slot in slots:
+        restarts.add_metric([str(slot.index)], slot.restarts)
+    workers_up.add_metric([], sum(1 for slot in slots if slot.ready))
+    yield restarts
+    yield workers_up
+    ha = GaugeMetricFamily("smps_ha_role", "1 for this node's current HA role.", labels=["role"])
+    for name in ("active", "standby"):
+        ha.add_metric([name], 1.0 if name == role else 0.0)
+    yield ha

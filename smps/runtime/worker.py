@@ -1,0 +1,369 @@
+"""One worker process: a full data plane on its own uvloop.
+
+A worker opens its own binds to every SMSC, serves the NE binds the master
+hands it (or accepts them itself on an SO_REUSEPORT listener), runs a
+dispatcher, and reaches accounts bound elsewhere through the mesh. It learns
+everything from the master: the configuration comes first on the control
+channel; NE connections and mesh sockets of restarted peers arrive on the
+handoff channel.
+
+Started by the master as ``python -m smps.runtime.worker`` with its socket
+pairs passed as inherited file descriptors, so no event loop is ever forked.
+
+Stopping is a two-step handshake so that copies forwarded between workers are
+answered too: on ``stop`` the worker stops reading originals, answers what it
+has in flight and reports ``drained``; on ``exit`` (sent once every worker has
+drained) it unbinds from the SMSCs and NEs and ends. If the master vanishes
+(the control channel closes) the worker does both steps on its own.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import msgspec
+
+from smps import log as smps_log
+from smps.config import Config
+from smps.proxy.dispatcher import Dispatcher
+from smps.proxy.trace_store import TraceFileSink
+from smps.proxy.tracer import Tracer
+from smps.proxy.verdicts import STATE_NAMES
+from smps.runtime.control import ControlChannel, Message, watch_handoffs
+from smps.runtime.mesh import Mesh
+from smps.smpp.client import SmscClient
+from smps.smpp.server import NeServer
+from smps.smpp.states import BIND_STATE
+
+log = logging.getLogger("smps.worker")
+
+STATS_INTERVAL = 1.0
+
+
+class Worker:
+    def __init__(self, index: int, config: Config, control: ControlChannel, role: str):
+        self.index = index
+        self.config = config
+        self.control = control
+        self.role = role
+        self.started = time.time()
+        self.trace_files = TraceFileSink(
+            config.node.state_dir, retention_days=config.database.retention_days
+        )
+        self.tracer = Tracer.from_config(config, self.trace_files, worker=index)
+        self.dispatcher = Dispatcher(config, tracer=self.tracer)
+        self.ne_server = NeServer(
+            config.server, config.ne_accounts, copy_timeout=config.policy.timeout
+        )
+        self.mesh = Mesh(index, self.dispatcher, self.ne_server.registry)
+        self.ne_server.registry.listeners.append(self.mesh.on_bind_change)
+        self.ne_server.registry.listeners.append(self._report_binds)
+        self.ne_server.binds_elsewhere = self._binds_elsewhere
+        self.smsc_clients: list[SmscClient] = []
+        self.counters = SessionTotals()
+        self._elsewhere: dict[str, int] = {}
+        self._adopting: dict[Any, int] = {}  # NE session -> handoff id, until it binds or closes
+        self._listening = False
+        self._exit = asyncio.Event()
+        self._stopping = False
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    async def run(self, handoff: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._spawn_stop)
+        self.dispatcher.start()
+        watch_handoffs(handoff, self._on_handoff)
+        if self.role == "active":
+            await self._activate()
+        self._spawn(self._report_stats())
+        self._spawn(self.trace_files.run())
+        self.control.send({"t": "ready", "pid": os.getpid()})
+        self._spawn(self._read_control())
+        await self._exit.wait()
+        await self._shutdown()
+
+    async def _activate(self) -> None:
+        for smsc in self.config.smsc:
+            client = SmscClient(smsc, self.dispatcher.on_message, name_prefix=f"w{self.index}:")
+            client.start()
+            self.smsc_clients.append(client)
+        if self.config.server.placement == "reuseport" and not self._listening:
+            await self.ne_server.start(reuse_port=True)
+            self._listening = True
+
+    async def _deactivate(self) -> None:
+        """Standby: no SMSC binds, no NE binds."""
+        clients, self.smsc_clients = self.smsc_clients, []
+        await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+        self._listening = False
+        await self.ne_server.stop()
+
+    async def _drain(self) -> None:
+        """Stop reading originals and answer everything in flight."""
+        self._stopping = True
+        for client in self.smsc_clients:
+            for session in client.sessions:
+                if session.transport is not None:
+                    session.transport.pause_reading()
+        await self.ne_server.stop_listening()
+        if not await self.dispatcher.drain(self.config.policy.timeout + 0.5):
+            log.error("stopping: %d originals still unanswered", self.dispatcher.in_flight)
+
+    async def _shutdown(self) -> None:
+        clients, self.smsc_clients = self.smsc_clients, []
+        await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+        await self.ne_server.stop()
+        self.mesh.close()
+        self.dispatcher.stop()
+        self.trace_files.flush()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._send_stats()
+        await self.control.close()
+
+    def _spawn_stop(self) -> None:
+        """SIGTERM to a worker alone: drain and exit without waiting for the master."""
+        if not self._stopping:
+            self._spawn(self._stop_alone())
+
+    async def _stop_alone(self) -> None:
+        await self._drain()
+        self._exit.set()
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- control channel ---------------------------------------------------------
+
+    async def _read_control(self) -> None:
+        while (message := await self.control.receive()) is not None:
+            await self._on_control(message)
+        if not self._exit.is_set():
+            log.warning("master gone; stopping")
+            await self._drain()
+            self._exit.set()
+
+    async def _on_control(self, message: Message) -> None:
+        kind = message["t"]
+        if kind == "config":
+            self.apply_config(msgspec.msgpack.decode(message["config"], type=Config))
+        elif kind == "elsewhere":
+            self._elsewhere = message["counts"]
+        elif kind == "kick":
+            count = self.ne_server.kick(message["account"])
+            log.info("kicked %d binds of %s", count, message["account"])
+        elif kind == "role":
+            await self._set_role(message["role"])
+        elif kind == "stop":
+            await self._drain()
+            self.control.send({"t": "drained", "in_flight": self.dispatcher.in_flight})
+        elif kind == "exit":
+            self._exit.set()
+        elif kind == "mesh_closed":
+            link = self.mesh.links.get(message["peer"])
+            if link is not None:
+                link.close()
+
+    def apply_config(self, config: Config) -> None:
+        """Accounts, routes, policy and trace rules, live; binds stay up."""
+        self.config = config
+        self.dispatcher.apply_config(config)
+        self.ne_server.set_accounts(config.ne_accounts)
+        self.tracer.apply_config(config)
+        log.info("configuration applied")
+
+    async def _set_role(self, role: str) -> None:
+        if role == self.role:
+            return
+        self.role = role
+        if role == "active":
+            await self._activate()
+        else:
+            await self._deactivate()
+        log.info("role %s", role)
+
+    # ---- NE placement ------------------------------------------------------------
+
+    def _on_handoff(self, message: Message, sock: socket.socket) -> None:
+        if message["t"] == "mesh":
+            self._spawn(self.mesh.connect(message["peer"], sock))
+            return
+        self._elsewhere.update(message.get("elsewhere", {}))
+        if self._stopping or self.role != "active":
+            sock.close()
+            self.control.send({"t": "placed", "id": message["id"]})
+            return
+        self._spawn(self._adopt(message["id"], sock))
+
+    async def _adopt(self, handoff_id: int, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        try:
+            session = await self.ne_server.adopt(sock)
+        except (OSError, ConnectionError) as exc:  # TLS handshake failures land here too
+            log.warning("NE connection lost before its bind: %s", exc)
+            sock.close()
+            self.control.send({"t": "placed", "id": handoff_id})
+            return
+        self._adopting[session] = handoff_id
+        session.closed.add_done_callback(lambda _f: self._placed(session))
+
+    def _placed(self, session) -> None:
+        handoff_id = self._adopting.pop(session, None)
+        if handoff_id is not None:
+            self.control.send({"t": "placed", "id": handoff_id})
+
+    def _report_binds(self, system_id: str, session, up: bool) -> None:
+        self.control.send({"t": "binds", "binds": self.ne_binds()})
+        if up:
+            self._placed(session)
+
+    def _binds_elsewhere(self, system_id: str) -> int:
+        return self._elsewhere.get(system_id, 0)
+
+    def ne_binds(self) -> dict[str, int]:
+        return {a: len(s) for a, s in self.ne_server.registry.by_account.items() if s}
+
+    # ---- stats -------------------------------------------------------------------
+
+    async def _report_stats(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            self._send_stats()
+            self.tracer.prune_expired()
+
+    def _send_stats(self) -> None:
+        self.control.send({"t": "stats", **self.snapshot()})
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain totals since this worker started (the master keeps them monotonic)."""
+        stats = self.dispatcher.stats
+        counters: dict[str, float] = {
+            "smps_originals_received_total": stats.received,
+            "smps_copies_sent_total": stats.copies_sent,
+            "smps_late_answers_total": stats.late_answers,
+            "smps_throttled_total": stats.throttled,
+            "smps_copies_dropped_total": stats.queue_dropped,
+            "smps_copies_retried_total": stats.retried,
+            "smps_auth_failures_total": self.ne_server.auth_failures,
+        }
+        for (verdict, reason), count in stats.decisions.items():
+            counters[key("smps_verdicts_total", verdict=verdict, reason=reason)] = count
+        for name, lane in self.dispatcher.lanes.items():
+            for state, count in lane.answers.items():
+                counters[key("smps_ne_answers_total", account=name, verdict=STATE_NAMES[state])] = (
+                    count
+                )
+        out, into = self.mesh.counts()
+        counters[key("smps_forwarded_copies_total", direction="out")] = out
+        counters[key("smps_forwarded_copies_total", direction="in")] = into
+        for client in self.smsc_clients:
+            counters[key("smps_smsc_reconnects_total", smsc=client.cfg.name)] = client.reconnects
+        sessions = [s for c in self.smsc_clients for s in c.sessions]
+        sessions += list(self.ne_server.registry.sessions())
+        counters.update(self.counters.totals(sessions))
+        gauges: dict[str, float] = {"smps_in_flight": self.dispatcher.in_flight}
+        smsc_binds = {}
+        for client in self.smsc_clients:
+            smsc_binds[client.cfg.name] = client.binds_up
+            gauges[key("smps_binds_up", side="smsc", account=client.cfg.name)] = client.binds_up
+        for account, count in self.ne_binds().items():
+            gauges[key("smps_binds_up", side="ne", account=account)] = count
+        return {
+            "pid": os.getpid(),
+            "started": self.started,
+            "role": self.role,
+            "ne_binds": self.ne_binds(),
+            "smsc_binds": smsc_binds,
+            "in_flight": self.dispatcher.in_flight,
+            "counters": counters,
+            "gauges": gauges,
+        }
+
+
+def key(name: str, **labels: str) -> str:
+    """A metric sample's key in a snapshot: name and label pairs, tab-separated."""
+    return "\t".join([name, *(part for pair in labels.items() for part in pair)])
+
+
+class SessionTotals:
+    """PDU errors and NE answer times summed over sessions, including closed ones."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[Any, dict[str, float]]] = {}
+        self._retired: dict[str, float] = {}
+
+    def totals(self, sessions) -> dict[str, float]:
+        seen: dict[int, tuple[Any, dict[str, float]]] = {}
+        for session in sessions:
+            seen[id(session)] = (session, self._of(session))
+        for ident, (session, values) in self._last.items():
+            if ident not in seen or seen[ident][0] is not session:
+                for name, value in values.items():
+                    self._retired[name] = self._retired.get(name, 0) + value
+        self._last = seen
+        result = dict(self._retired)
+        for _session, values in seen.values():
+            for name, value in values.items():
+                result[name] = result.get(name, 0) + value
+        return result
+
+    @staticmethod
+    def _of(session) -> dict[str, float]:
+        values = {
+            key("smps_pdu_errors_total", kind=kind): count
+            for kind, count in session.stats.errors.items()
+        }
+        account = getattr(session, "account", None)
+        if account is not None and session.stats.rtt_count and session.state in BIND_STATE.values():
+            values[key("smps_ne_answer_seconds_sum", account=account.system_id)] = (
+                session.stats.rtt_total
+            )
+            values[key("smps_ne_answer_seconds_count", account=account.system_id)] = (
+                session.stats.rtt_count
+            )
+        return values
+
+
+async def _main(args: argparse.Namespace) -> None:
+    control = await ControlChannel.open(socket.socket(fileno=args.control_fd))
+    first = await control.receive()
+    if first is None or first["t"] != "config":
+        raise SystemExit("worker: no configuration from the master")
+    config = msgspec.msgpack.decode(first["config"], type=Config)
+    smps_log.forward_to(args.log_socket, f"worker-{args.index}", config.log.level)
+    worker = Worker(args.index, config, control, first["role"])
+    for pair in args.mesh:
+        peer, fd = (int(x) for x in pair.split(":"))
+        await worker.mesh.connect(peer, socket.socket(fileno=fd))
+    log.info("worker %d started (role %s)", args.index, worker.role)
+    await worker.run(socket.socket(fileno=args.handoff_fd))
+    log.info("worker %d stopped", args.index)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="smps-worker")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--handoff-fd", type=int, required=True)
+    parser.add_argument("--log-socket", required=True)
+    parser.add_argument("--mesh", action="append", default=[], metavar="PEER:FD")
+    args = parser.parse_args(argv)
+    # Ctrl-C reaches the whole process group; the master alone decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import uvloop
+
+    uvloop.run(_main(args))
+
+
+if __name__ == "__main__":
+    main()
