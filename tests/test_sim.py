@@ -1,0 +1,633 @@
+"""The simulators: the traffic mix, the SMSC load driver, the NE, and their CLI,
+against SMPS's real SMSC client and NE server on loopback sockets."""
+
+import argparse
+import asyncio
+import io
+import json
+import re
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from smps._native import text
+from smps._native.pdu import CommandId, Status, decode_sm, encode
+from smps.sim import cli
+from smps.sim import traffic as traffic_module
+from smps.sim.ne import Latency, SimNe
+from smps.sim.smsc import LatencyHistogram, SimSmsc
+from smps.sim.traffic import KINDS, Mix, NumberRange, Traffic
+from smps.smpp.client import SmscClient
+from smps.smpp.server import NeServer
+from smps.smpp.session import NO_RESPONSE
+
+EXTENSION_CHARS = set("€{}[]~^\\|")
+SIM_MAIN = [sys.executable, "-c", "from smps.sim.cli import main; raise SystemExit(main())"]
+
+
+async def until(predicate, timeout=10.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def decoded(pdu):
+    view = decode_sm(pdu)
+    return view, text.decode(view.user_data, view.data_coding, view.esm_class)
+
+
+# ---- traffic mix -------------------------------------------------------------
+
+
+def test_pool_has_the_mix_ratios_exactly():
+    traffic = Traffic(Mix(gsm7=60, ucs2=25, concat=10, receipt=5), pool_size=1000)
+    assert traffic.pool_counts() == {"gsm7": 600, "ucs2": 250, "concat": 100, "receipt": 50}
+    taken = Counter(next(traffic)[0] for _ in range(3000))  # three passes
+    assert taken == {"gsm7": 1800, "ucs2": 750, "concat": 300, "receipt": 150}
+
+
+def test_standard_mix_is_the_design_scenario():
+    shares = Traffic(pool_size=1000).pool_counts()
+    assert shares == {"gsm7": 700, "ucs2": 200, "concat": 100, "receipt": 0}
+
+
+def test_every_pdu_decodes_with_its_text():
+    traffic = Traffic(
+        Mix(gsm7=40, ucs2=30, concat=20, receipt=10), pool_size=400, data_sm_ratio=0.2
+    )
+    seen_chars: set[str] = set()
+    commands = Counter()
+    for kind, pdus in traffic.pool:
+        for pdu in pdus:
+            view, message = decoded(pdu)
+            commands[view.command_id] += 1
+            assert message.replaced == 0 and message.note == "", (kind, message.text)
+            assert len(view.source_addr) == 13 and len(view.destination_addr) == 13
+        if kind == "gsm7":
+            assert view.data_coding == 0 and message.encoding == "gsm7"
+            seen_chars |= set(message.text)
+        elif kind == "ucs2":
+            assert view.data_coding == 8 and message.encoding == "ucs2"
+            seen_chars |= set(message.text)
+        elif kind == "receipt":
+            assert view.is_receipt and view.esm_class == 0x04
+            assert message.text.startswith(f"id:{view.receipted_message_id.decode()} ")
+            assert " stat:" in message.text and view.message_state in (2, 3, 5)
+    assert seen_chars >= EXTENSION_CHARS
+    assert any(ord(char) > 0xFFFF for char in seen_chars)  # emoji: surrogate pairs in UCS-2
+    assert commands[CommandId.DATA_SM] == round(0.2 * 280)  # of the 280 single-part messages
+
+
+def test_concat_messages_are_three_ordered_parts_of_one_text():
+    encodings = set()
+    for _kind, pdus in Traffic(Mix(gsm7=0, ucs2=0, concat=1), pool_size=8).pool:
+        assert len(pdus) == 3
+        parts = []
+        for number, pdu in enumerate(pdus, 1):
+            view, message = decoded(pdu)
+            assert view.command_id == CommandId.DELIVER_SM and view.esm_class == 0x40
+            assert message.udh.concat[1:] == (3, number)
+            parts.append((number, view.user_data))
+        refs = {decoded(pdu)[1].udh.concat[0] for pdu in pdus}
+        assert len(refs) == 1
+        whole = text.reassemble(parts, view.data_coding)
+        assert whole.replaced == 0
+        assert re.sub(r"\d{6}", "#", whole.text) in (
+            traffic_module._GSM7_LONG,
+            traffic_module._UCS2_LONG,
+        )
+        encodings.add(whole.encoding)
+    assert encodings == {"gsm7", "ucs2"}
+
+
+def test_concat_reference_advances_on_every_pass():
+    traffic = Traffic(Mix(gsm7=1, concat=1), pool_size=4)
+    first_pass = [next(traffic) for _ in range(4)]
+    second_pass = [next(traffic) for _ in range(4)]
+    for (kind, before), (_, after) in zip(first_pass, second_pass, strict=True):
+        if kind != "concat":
+            assert before == after  # single-part messages are reused as they are
+            continue
+        for old, new in zip(before, after, strict=True):
+            old_ref = decoded(old)[1].udh.concat[0]
+            assert decoded(new)[1].udh.concat[0] == (old_ref + 1) & 0xFF
+            assert len(old) == len(new)
+
+
+def test_traced_numbers_appear_at_their_ratio():
+    traced = [b"8613712345678", b"8613787654321"]
+    traffic = Traffic(traced=traced, traced_ratio=0.1, pool_size=1000, data_sm_ratio=0)
+    hits = 0
+    for _kind, pdus in traffic.pool:
+        view = decode_sm(pdus[0])
+        hits += view.source_addr in traced or view.destination_addr in traced
+    assert hits == 100
+
+
+def test_numbers_come_from_the_ranges():
+    traffic = Traffic(
+        sources=NumberRange.parse("1000-1009"),
+        destinations=NumberRange.parse("555"),
+        pool_size=200,
+    )
+    for _kind, pdus in traffic.pool:
+        view = decode_sm(pdus[0])
+        assert 1000 <= int(view.source_addr) <= 1009 and view.destination_addr == b"555"
+
+
+@pytest.mark.parametrize("spec", ["gsm7=70,bogus=3", "gsm7", "gsm7=x", "gsm7=0", "gsm7=-1,ucs2=2"])
+def test_bad_mix_is_refused(spec):
+    with pytest.raises(ValueError):
+        Mix.parse(spec)
+
+
+@pytest.mark.parametrize("spec", ["100-99", "12-1234", "abc", "1" * 21])
+def test_bad_number_range_is_refused(spec):
+    with pytest.raises(ValueError):
+        NumberRange.parse(spec)
+
+
+def test_latency_histogram_percentiles_within_two_percent():
+    histogram = LatencyHistogram()
+    for ms in range(1, 1001):
+        histogram.add(ms / 1000)
+    for fraction, expected in ((0.5, 0.5), (0.9, 0.9), (0.99, 0.99)):
+        assert expected <= histogram.percentile(fraction) <= expected * 1.02
+    assert histogram.summary_ms()["max"] == 1000.0
+
+
+# ---- SimSmsc load driver against SMPS's SMSC client ------------------------------
+
+
+def smsc_config(make_config, port, **overrides):
+    section = {
+        "name": "smsc1",
+        "host": "127.0.0.1",
+        "port": port,
+        "system_id": "smps",
+        "password": "secret",
+        "binds": 2,
+        "reconnect": {"initial": "50ms", "max": "400ms"},
+    }
+    section.update(overrides)
+    return make_config(smsc=[section]).smsc[0]
+
+
+@pytest.fixture
+async def smsc():
+    sim = SimSmsc(response_timeout=0.5)
+    sim.port = await sim.start()
+    yield sim
+    await sim.stop()
+
+
+async def drive(smsc, make_config, handler=None, **run_options):
+    client = SmscClient(smsc_config(make_config, smsc.port), *([handler] if handler else []))
+    client.start()
+    try:
+        await smsc.wait_bound(2)
+        return await smsc.run(**run_options)
+    finally:
+        await client.stop()
+
+
+@pytest.mark.both_loops
+async def test_fixed_rate_run_gets_every_original_answered(smsc, make_config):
+    summary = await drive(smsc, make_config, rate=5000, count=1500)
+    assert summary["sent"] == 1500 and summary["answered"] == 1500
+    assert summary["missing"] == 0 and summary["duplicates"] == 0
+    assert summary["statuses"] == {"0x00": 1500}
+    messages = summary["messages"]
+    assert messages["gsm7"] + messages["ucs2"] + 3 * messages["concat"] == 1500
+    for session in smsc._all_sessions:  # spread over both binds
+        assert session.stats.pdus_out.get(CommandId.DELIVER_SM, 0) > 100
+    assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["max"]
+    assert summary["cpu_us_per_msg"] > 0
+    json.dumps(summary)
+
+
+async def test_open_loop_run_stops_at_the_count(smsc, make_config):
+    summary = await drive(smsc, make_config, rate=None, count=20_000)
+    assert summary["sent"] == summary["answered"] == 20_000
+    assert summary["missing"] == summary["duplicates"] == 0
+
+
+@pytest.mark.both_loops
+async def test_answering_twice_is_counted_as_duplicates(smsc, make_config):
+    def answer_twice(session, pdu):
+        session.respond(pdu, Status.ROK)
+        session.respond(pdu, Status.ROK)
+
+    summary = await drive(smsc, make_config, answer_twice, rate=2000, count=300)
+    assert summary["answered"] == 300 and summary["missing"] == 0
+    assert summary["duplicates"] == 300
+
+
+async def test_unanswered_originals_are_counted_as_missing(smsc, make_config):
+    seen = []
+
+    def ignore_every_tenth(session, pdu):
+        seen.append(pdu)
+        if len(seen) % 10:
+            session.respond(pdu, Status.RX_R_APPN)
+
+    summary = await drive(smsc, make_config, ignore_every_tenth, rate=2000, count=500)
+    assert summary["missing"] == 50 and summary["answered"] == 450
+    assert summary["statuses"] == {"0x66": 450} and summary["duplicates"] == 0
+
+
+async def test_stop_run_ends_an_endless_run(smsc, make_config):
+    client = SmscClient(smsc_config(make_config, smsc.port))
+    client.start()
+    try:
+        await smsc.wait_bound(2)
+        run = asyncio.create_task(smsc.run(rate=1000))
+        await until(lambda: smsc.answered >= 100)
+        assert smsc.running and smsc.summary()["sent"] >= 100  # live view while running
+        smsc.stop_run()
+        summary = await run
+    finally:
+        await client.stop()
+    assert not smsc.running
+    assert summary["answered"] == summary["sent"] and summary["missing"] == 0
+
+
+# ---- SimNe against SMPS's NE server ----------------------------------------------
+
+
+@pytest.fixture
+async def ne_server(make_config):
+    cfg = make_config(
+        server={"listen": "127.0.0.1:0"},
+        ne_accounts=[{"system_id": "antispam", "password": "pw1", "max_binds": 4, "window": 500}],
+    )
+    server = NeServer(cfg.server, cfg.ne_accounts, copy_timeout=0.5)
+    server.port = await server.start()
+    yield server
+    await server.stop()
+
+
+COPY = encode(
+    CommandId.DELIVER_SM,
+    0,
+    {
+        "source_addr": b"8613800000001",
+        "destination_addr": b"8613900000001",
+        "short_message": b"hello",
+    },
+)
+
+
+async def send_copies(server, n, results):
+    """Send n copies over the account's binds; results[status] counts the outcomes."""
+
+    def settled(sent_at, status, pdu):
+        results.setdefault(status, []).append(time.monotonic() - sent_at)
+
+    for i in range(n):
+        binds = server.registry.by_account.get("antispam")
+        if not binds or not binds[i % len(binds)].send(COPY, settled, time.monotonic()):
+            results.setdefault("unsent", []).append(0)
+        if i % 50 == 49:
+            await asyncio.sleep(0.005)
+
+
+@pytest.mark.both_loops
+async def test_ne_answers_with_block_ratio_silence_and_latency(ne_server):
+    ne = SimNe(
+        "127.0.0.1",
+        ne_server.port,
+        system_id="antispam",
+        password="pw1",
+        binds=2,
+        block_ratio=0.2,
+        silent_ratio=0.1,
+        latency=Latency(0.02, "fixed"),
+        seed=7,
+    )
+    ne.start()
+    try:
+        await ne.wait_bound()
+        assert ne_server.registry.count("antispam") == 2
+        results: dict = {}
+        await send_copies(ne_server, 1000, results)
+        await until(lambda: sum(map(len, results.values())) == 1000)
+    finally:
+        await ne.stop()
+    assert ne.received == 1000
+    assert len(results[Status.ROK]) == ne.allowed
+    assert len(results[Status.RX_R_APPN]) == ne.blocked
+    assert len(results[NO_RESPONSE]) == ne.silent
+    assert 140 <= ne.blocked <= 260 and 50 <= ne.silent <= 150  # 20 % and 10 % of 1000
+    assert min(results[Status.ROK] + results[Status.RX_R_APPN]) >= 0.019  # think time kept
+    summary = ne.summary()
+    assert summary["answered"] == {"allow": ne.allowed, "block": ne.blocked}
+    json.dumps(summary)
+
+
+async def test_ne_exponential_latency_answers_out_of_order_and_custom_status(ne_server):
+    ne = SimNe(
+        "127.0.0.1",
+        ne_server.port,
+        system_id="antispam",
+        password="pw1",
+        block_ratio=1.0,
+        block_status=0x65,
+        latency=Latency(0.01, "exp"),
+        seed=3,
+    )
+    ne.start()
+    try:
+        await ne.wait_bound()
+        results: dict = {}
+        await send_copies(ne_server, 300, results)
+        await until(lambda: sum(map(len, results.values())) == 300)
+    finally:
+        await ne.stop()
+    assert list(results) == [0x65] and ne.blocked == 300
+    rtts = results[0x65]
+    assert rtts != sorted(rtts)  # random think times: later copies overtake earlier ones
+
+
+async def test_ne_drops_binds_and_binds_again(ne_server):
+    ne = SimNe(
+        "127.0.0.1",
+        ne_server.port,
+        system_id="antispam",
+        password="pw1",
+        binds=2,
+        disconnect_ratio=0.02,
+        reconnect_initial=0.02,
+        reconnect_max=0.05,
+        seed=11,
+    )
+    ne.start()
+    try:
+        await ne.wait_bound()
+        results: dict = {}
+        await send_copies(ne_server, 600, results)
+        await until(lambda: sum(map(len, results.values())) == 600)
+        await ne.wait_bound()
+    finally:
+        await ne.stop()
+    assert ne.disconnects >= 3 and ne.client.reconnects >= 3
+    # Every answer the NE wrote reached SMPS: a drop closes after what is written.
+    assert len(results.get(Status.ROK, ())) == ne.allowed
+    assert ne.allowed + ne.dropped == ne.received
+
+
+async def test_ne_disconnects_periodically(ne_server):
+    ne = SimNe(
+        "127.0.0.1",
+        ne_server.port,
+        system_id="antispam",
+        password="pw1",
+        disconnect_every=0.05,
+        reconnect_initial=0.01,
+        reconnect_max=0.02,
+    )
+    ne.start()
+    try:
+        await until(lambda: ne.disconnects >= 2)
+        await ne.wait_bound()
+    finally:
+        await ne.stop()
+    assert ne.client.reconnects >= 2
+
+
+def test_ne_refuses_impossible_ratios():
+    with pytest.raises(ValueError):
+        SimNe("127.0.0.1", 1, system_id="a", password="b", block_ratio=0.7, silent_ratio=0.5)
+    with pytest.raises(ValueError):
+        Latency(0.01, "normal")
+
+
+# ---- command line ------------------------------------------------------------
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="smps")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_cli_options_are_parsed_with_units():
+    args = parse(
+        [
+            "sim",
+            "ne",
+            "--connect",
+            "127.0.0.1:2775",
+            "--system-id",
+            "antispam",
+            "--password",
+            "pw1",
+            "--binds",
+            "2",
+            "--block-ratio",
+            "5%",
+            "--latency",
+            "5ms",
+            "--latency-dist",
+            "exp",
+            "--silent-ratio",
+            "0.01",
+            "--disconnect-every",
+            "30s",
+        ]
+    )
+    assert args.connect == ("127.0.0.1", 2775) and args.binds == 2
+    assert args.block_ratio == 0.05 and args.latency == 0.005 and args.latency_dist == "exp"
+    assert args.disconnect_every == 30.0 and args.block_status == 0x66
+    args = parse(["sim", "smsc", "--rate", "max", "--mix", "gsm7=1,concat=1", "--count", "9"])
+    assert args.rate is None and args.mix == Mix(gsm7=1, ucs2=0, concat=1) and args.count == 9
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sim", "smsc", "--mix", "emoji=5"],
+        ["sim", "smsc", "--rate", "0"],
+        ["sim", "smsc", "--listen", "nowhere"],
+        ["sim", "smsc", "--count", "0"],
+        ["sim", "ne", "--system-id", "a", "--password", "b", "--block-ratio", "1.5"],
+        ["sim", "ne", "--system-id", "a", "--password", "b", "--latency", "fast"],
+    ],
+)
+def test_cli_refuses_bad_options(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(argv)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+async def test_cli_smsc_in_process_reports_and_writes_json(make_config, tmp_path):
+    args = parse(
+        [
+            "sim",
+            "smsc",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--rate",
+            "3000",
+            "--count",
+            "600",
+            "--binds",
+            "2",
+            "--progress",
+            "0",
+            "--json",
+            str(tmp_path / "smsc.json"),
+        ]
+    )
+    out = io.StringIO()
+    main = asyncio.create_task(cli.smsc_main(args, cli.Stopper(), out))
+    client = SmscClient(smsc_config(make_config, args.listen[1]))
+    client.start()
+    try:
+        assert await main == 0
+    finally:
+        await client.stop()
+    report = json.loads((tmp_path / "smsc.json").read_text())
+    assert report["sent"] == report["answered"] == 600
+    assert report["missing"] == 0 and report["duplicates"] == 0
+    assert report["scenario"]["mix"] == {"gsm7": 70, "ucs2": 20, "concat": 10, "receipt": 0}
+    assert set(report["latency_ms"]) == {"p50", "p90", "p99", "max"}
+    table = out.getvalue()
+    assert table.startswith("sim smsc: OK") and "0x00 ROK" in table and "µs/msg" in table
+
+
+async def test_cli_ne_in_process_until_stopped(ne_server, tmp_path):
+    args = parse(
+        [
+            "sim",
+            "ne",
+            "--connect",
+            f"127.0.0.1:{ne_server.port}",
+            "--system-id",
+            "antispam",
+            "--password",
+            "pw1",
+            "--binds",
+            "2",
+            "--block-ratio",
+            "1",
+            "--progress",
+            "0",
+            "--json",
+            str(tmp_path / "ne.json"),
+        ]
+    )
+    stopper = cli.Stopper()
+    out = io.StringIO()
+    main = asyncio.create_task(cli.ne_main(args, stopper, out))
+    await until(lambda: ne_server.registry.count("antispam") == 2)
+    results: dict = {}
+    await send_copies(ne_server, 100, results)
+    await until(lambda: sum(map(len, results.values())) == 100)
+    stopper()  # Ctrl-C
+    assert await main == 0
+    report = json.loads((tmp_path / "ne.json").read_text())
+    assert report["received"] == 100 and report["answered"] == {"allow": 0, "block": 100}
+    assert "answered block       100" in out.getvalue()
+
+
+async def start_sim_smsc_process(*options):
+    process = await asyncio.create_subprocess_exec(
+        *SIM_MAIN,
+        "sim",
+        "smsc",
+        "--listen",
+        "127.0.0.1:0",
+        "--progress",
+        "0",
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    line = (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+    port = int(re.search(r"listening on 127\.0\.0\.1:(\d+);", line).group(1))
+    return process, port
+
+
+async def finish(process):
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["exactly_once", "duplicates"])
+async def test_cli_smsc_subprocess_exit_status(make_config, twice):
+    process, port = await start_sim_smsc_process(
+        "--rate", "2000", "--count", "400", "--response-timeout", "1s"
+    )
+
+    def answer(session, pdu):
+        for _ in range(2 if twice else 1):
+            session.respond(pdu, Status.ROK)
+
+    client = SmscClient(smsc_config(make_config, port, binds=1), answer)
+    client.start()
+    try:
+        code, stdout, stderr = await finish(process)
+    finally:
+        await client.stop()
+    assert code == (1 if twice else 0), stderr
+    assert re.search(r"sent\s+400 originals", stdout)
+    assert re.search(rf"duplicates\s+{400 if twice else 0}\n", stdout)
+
+
+async def test_cli_ne_subprocess_stops_cleanly_on_sigterm(ne_server):
+    process = await asyncio.create_subprocess_exec(
+        *SIM_MAIN,
+        "sim",
+        "ne",
+        "--connect",
+        f"127.0.0.1:{ne_server.port}",
+        "--system-id",
+        "antispam",
+        "--password",
+        "pw1",
+        "--latency",
+        "2ms",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await until(lambda: ne_server.registry.count("antispam") == 1, timeout=20)
+    results: dict = {}
+    await send_copies(ne_server, 50, results)
+    await until(lambda: sum(map(len, results.values())) == 50)
+    process.send_signal(signal.SIGTERM)
+    code, stdout, stderr = await finish(process)
+    assert code == 0, stderr
+    assert re.search(r"copies received\s+50", stdout) and re.search(r"answered allow\s+50", stdout)
+    await until(lambda: ne_server.registry.count("antispam") == 0)  # unbound on the way out
+
+
+async def test_cli_smsc_gives_up_when_smps_never_binds():
+    process, _port = await start_sim_smsc_process("--bind-timeout", "200ms")
+    code, stdout, stderr = await finish(process)
+    assert code == 1 and "did not bind" in stderr and "sim smsc: FAILED" in stdout
+
+
+def test_every_option_has_help():
+    parser = argparse.ArgumentParser(prog="smps")
+    commands = parser.add_subparsers(dest="command")
+    cli.register(commands)
+    sim = commands.choices["sim"]
+    for sub in sim._subparsers._group_actions[0].choices.values():
+        for action in sub._actions:
+            assert action.help, (sub.prog, action.dest)
+
+
+def test_kinds_are_the_mix_fields():
+    assert tuple(Mix().weights()) == KINDS
