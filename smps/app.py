@@ -123,8 +123,7 @@ class Node:
         exit stack unbind the SMSCs and NEs."""
         for client in self.smsc_clients:
             for session in client.sessions:
-                if session.transport is not None:
-                    session.transport.pause_reading()
+                session.pause_reading()
         in_flight = self.dispatcher.in_flight
         if in_flight:
             log.info("stopping: answering %d originals in flight", in_flight)

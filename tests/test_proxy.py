@@ -437,3 +437,34 @@ async def test_traced_message_event_ladder(make_config, tmp_path):
     received = events.of_message(final.message_id)[0]
     assert received.text == "hello" and received.encoding == "gsm7"
     assert len({e.message_id for e in events}) == 1  # the untraced message left nothing
+
+
+async def test_pause_under_overload_holds_reads_instead_of_throttling(make_config):
+    async with proxy(make_config, flow={"max_inflight": 10, "on_overload": "pause"}) as (
+        sim,
+        node,
+        add_ne,
+    ):
+        ne = await add_ne("antispam", "pw1", hold)
+        numbers = [sim.send_deliver() for _ in range(30)]
+        await until(lambda: len(ne.held) == 9)  # paused at 90 % of max_inflight
+        await asyncio.sleep(0.1)
+        assert node.dispatcher.in_flight == 9 and not sim.answers
+        while len(sim.answers) < 30:
+            await until(lambda: ne.held or len(sim.answers) == 30)
+            ne.release(Status.ROK)
+        assert {sim.answers[n][0] for n in numbers} == {Status.ROK}
+        assert node.dispatcher.stats.throttled == 0
+
+
+async def test_account_tps_limit_queues_copies(make_config):
+    accounts = [{**ACCOUNTS[0], "tps": 5}]
+    async with proxy(make_config, accounts=accounts) as (sim, node, add_ne):
+        ne = await add_ne("antispam", "pw1", allow)
+        numbers = [sim.send_deliver() for _ in range(8)]
+        await until(lambda: node.dispatcher.stats.received == 8)
+        lane = node.dispatcher.lanes["antispam"]
+        assert len(ne.received) <= 5 and len(lane.queue) >= 3  # a bucket of 5, then 5/s
+        await until(lambda: len(sim.answers) == 8)
+        assert {sim.answers[n][0] for n in numbers} == {Status.ROK}
+        assert len(ne.received) == 8

@@ -605,9 +605,8 @@ class Dispatcher:
         self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
 
     def _pause(self, session: Session) -> None:
-        transport = session.transport
-        if transport is not None and session not in self._paused:
-            transport.pause_reading()
+        if session.is_open and session not in self._paused:
+            session.pause_reading()
             self._paused.add(session)
             log.warning(
                 "flow: %d originals in flight; pausing reads from %s",
@@ -617,8 +616,7 @@ class Dispatcher:
 
     def _resume(self) -> None:
         for session in self._paused:
-            if session.transport is not None:
-                session.transport.resume_reading()
+            session.resume_reading()
         log.info("flow: in flight down to %d; reading again", len(self.pending))
         self._paused.clear()
 

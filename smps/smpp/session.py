@@ -154,6 +154,7 @@ class Session(asyncio.Protocol):
         self._last_rx = 0.0
         self._enquire_outstanding = False
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._paused = False
         self._allowed = ALLOWED_REQUESTS[self.role][State.OPEN]
 
     # ---- asyncio.Protocol -------------------------------------------------
@@ -167,10 +168,13 @@ class Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_rx = self._loop.time()
+        self._framer.feed(data)
+        self._process_buffered()
+
+    def _process_buffered(self) -> None:
         framer = self._framer
-        framer.feed(data)
         try:
-            while (pdu := framer.next_pdu()) is not None:
+            while not self._paused and (pdu := framer.next_pdu()) is not None:
                 self._on_pdu(pdu)
                 if self.state is State.CLOSED:
                     return
@@ -375,6 +379,20 @@ class Session(asyncio.Protocol):
         if self._wbuf and self._transport is not None:
             self._transport.writelines(self._wbuf)
         self._wbuf = []
+
+    def pause_reading(self) -> None:
+        """Act on no more requests from the peer (flow control): PDUs already
+        received wait in the framer, the socket is not read."""
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            if self._transport is not None:
+                self._transport.resume_reading()
+                self._loop.call_soon(self._process_buffered)
 
     # ---- lifecycle ---------------------------------------------------------
 
