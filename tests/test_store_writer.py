@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 
 from smps.store.db import Store, create_engine
 from smps.store.writer import Batch, DecisionWriter, decision_row, purge_expired, should_record
@@ -24,14 +25,16 @@ async def scalar(store: Store, sql: str):
         return (await conn.execute(text(sql))).scalar()
 
 
-async def test_burst_of_50000_written_once_in_multi_row_statements(store, tmp_path):
+async def test_burst_of_50000_written_once_in_multi_row_statements(store, tmp_path, request):
     inserts = []
 
     def count(conn, cursor, statement, parameters, context, executemany):
         if statement.startswith("INSERT INTO decisions"):
             inserts.append((executemany, len(parameters)))
 
-    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    # On every engine: the SQLite writer has a blocking engine of its own.
+    event.listen(Engine, "before_cursor_execute", count)
+    request.addfinalizer(lambda: event.remove(Engine, "before_cursor_execute", count))
     writer = DecisionWriter(store, tmp_path / "spool", batch_size=500, flush_interval=0.05)
     await writer.start()
     total = 50_000
@@ -41,8 +44,10 @@ async def test_burst_of_50000_written_once_in_multi_row_statements(store, tmp_pa
     if store.dialect == "mysql":
         # The server's own count of INSERT statements on the writer's session:
         # asyncmy turns each executemany into multi-row INSERTs.
-        result = await writer._conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_insert'")
-        server_inserts = int(result.one()[1])
+        result = await writer._runner.run(
+            lambda conn: conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Com_insert'").one()
+        )
+        server_inserts = int(result[1])
         # Per batch: decisions, ledger, counters (plus the session's earlier life in the pool);
         # one row per statement would be 50,000.
         assert server_inserts <= 3 * len(inserts) + 10
@@ -208,11 +213,8 @@ async def test_retention_deletes_old_rows_in_chunks(store, tmp_path):
     await wait_for(lambda: writer.written == 300)
     await writer.close()
     async with store.engine.connect() as conn:
-        assert await purge_expired(conn, 30, chunk=100) == 100
-        assert await purge_expired(conn, 30, chunk=100) == 100
-        assert await purge_expired(conn, 30, chunk=100) == 50
-        assert await purge_expired(conn, 30, chunk=100) == 0
-        await conn.commit()
+        for expected in (100, 100, 50, 0):
+            assert await conn.run_sync(purge_expired, 30, chunk=100) == expected
     assert await scalar(store, "SELECT COUNT(*) FROM decisions") == 50
     assert await scalar(store, "SELECT MIN(sequence) FROM decisions") == 250
 

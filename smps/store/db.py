@@ -19,9 +19,11 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from smps.errors import SmpsError
 
@@ -74,6 +76,13 @@ def create_engine(url: str, state_dir: str | None = None, **options: Any) -> Asy
     options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_recycle", 3600)
     return create_async_engine(target, **options)
+
+
+def create_sync_engine(async_url: URL) -> Engine:
+    """A blocking engine on the same SQLite file, for the writer's own thread."""
+    engine = sa_create_engine(async_url.set(drivername="sqlite"), poolclass=NullPool)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
 
 
 def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
