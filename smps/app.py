@@ -20,11 +20,15 @@ from smps import __version__
 from smps.config import Config
 from smps.metrics import make_registry
 from smps.proxy.dispatcher import Dispatcher
-from smps.proxy.records import DecisionSink
+from smps.proxy.records import FanOutSink, MemorySink
 from smps.proxy.trace_store import TraceFileSink, TraceSink
 from smps.proxy.tracer import Tracer
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
+from smps.store import repo
+from smps.store.db import Store
+from smps.store.writer import DecisionWriter
+from smps.web.api import add_api_routes
 from smps.web.http import HttpServer, make_app
 
 log = logging.getLogger("smps.node")
@@ -38,8 +42,8 @@ class Node:
         self,
         config: Config,
         *,
-        sink: DecisionSink | None = None,
         trace_sink: TraceSink | None = None,
+        recent: int = 10_000,
     ):
         self.config = config
         self.started = time.monotonic()
@@ -53,7 +57,11 @@ class Node:
         self.tracer = Tracer.from_config(
             config, trace_sink if trace_sink is not None else self.trace_files
         )
-        self.dispatcher = Dispatcher(config, sink=sink, tracer=self.tracer)
+        # The newest decisions in memory; the database writer joins at start.
+        self.recent = MemorySink(recent)
+        self.dispatcher = Dispatcher(config, sink=self.recent, tracer=self.tracer)
+        self.store: Store | None = None
+        self.writer: DecisionWriter | None = None
         self.ne_server = NeServer(
             config.server, config.ne_accounts, copy_timeout=config.policy.timeout
         )
@@ -144,11 +152,25 @@ class Node:
         for sig in signals:
             loop.add_signal_handler(sig, self.stop)
         async with AsyncExitStack() as stack:
-            http = HttpServer(make_app(self.health, self.registry))
+            self.store = await Store.open(self.config.database.url)
+            stack.push_async_callback(self.store.close)
+            await repo.sync_file_config(self.store, self.config)
+            self.writer = DecisionWriter.from_config(self.store, self.config)
+            await self.writer.start()
+            stack.push_async_callback(self.writer.close)
+            self.dispatcher.sink = FanOutSink(self.recent, self.writer)
+            self.tracer.sink = _TraceFanOut(self.tracer.sink, self.writer)
+            self.stats_sources.append(self.writer.stats)
+            self.registry.register(self.writer.collector())
+            log.info("database %s ready", self.store.dialect)
+
+            app = make_app(self.health, self.registry)
+            add_api_routes(app, self.store)
+            http = HttpServer(app)
             host, port = self.config.web.listen
             self.http_port = await http.start(host, port)
             stack.push_async_callback(http.close)
-            log.info("HTTP listening on %s:%d (/health, /metrics)", host, self.http_port)
+            log.info("HTTP listening on %s:%d (/health, /metrics, /api/v1)", host, self.http_port)
 
             self.dispatcher.start()
             stack.callback(self.dispatcher.stop)
@@ -180,3 +202,15 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
     """Cancel a background task and let it finish its own clean-up (final flush)."""
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+class _TraceFanOut:
+    """Trace events go to the daily files and to the database's traces table."""
+
+    def __init__(self, files: TraceSink, writer: DecisionWriter):
+        self.files = files
+        self.writer = writer
+
+    def put(self, event) -> None:
+        self.files.put(event)
+        self.writer.put_trace(event)

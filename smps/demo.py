@@ -26,7 +26,6 @@ import yaml
 from smps import config as smps_config
 from smps.app import Node
 from smps.config import Config
-from smps.proxy.records import MemorySink
 from smps.sim.ne import Latency, SimNe
 from smps.sim.smsc import SimSmsc
 
@@ -130,7 +129,7 @@ class Screen:
     def _latencies(self) -> dict[str, tuple[float, float]]:
         """Per-NE answer latency percentiles over the newest decisions."""
         samples: dict[str, list[float]] = {}
-        for decision in self.node.dispatcher.sink.newest(5000):
+        for decision in self.node.recent.newest(5000):
             for result in decision.results:
                 if result.latency_ms is not None and result.verdict != "none":
                     samples.setdefault(result.account, []).append(result.latency_ms)
@@ -156,7 +155,7 @@ async def run_demo(
     sim = SimSmsc(window=2000, response_timeout=10.0)
     with tempfile.TemporaryDirectory(prefix="smps-demo-") as state_dir:
         cfg = demo_config(await sim.start(), state_dir, _free(web_port))
-        node = Node(cfg, sink=MemorySink(20_000))
+        node = Node(cfg, recent=20_000)
         node_task = asyncio.create_task(node.run(handle_signals=False))
         nes: list[SimNe] = []
         traffic: asyncio.Task | None = None

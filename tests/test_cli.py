@@ -107,7 +107,11 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
         ne_accounts=[{"system_id": "antispam", "password": "s3cr3t"}],
     )
     proc = subprocess.Popen(
-        [*SMPS, "run", "-c", str(path)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [*SMPS, "run", "-c", str(path)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,  # relative paths (./var/smps.db) land in the test's own directory
     )
     try:
         port = int(_wait_for_line(proc, r"HTTP listening on 127\.0\.0\.1:(\d+)").group(1))
@@ -142,7 +146,11 @@ def test_sigint_also_stops_cleanly(tmp_path):
         web={"listen": "127.0.0.1:0"},
     )
     proc = subprocess.Popen(
-        [*SMPS, "run", "-c", str(path)], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [*SMPS, "run", "-c", str(path)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,  # relative paths (./var/smps.db) land in the test's own directory
     )
     try:
         _wait_for_line(proc, r"ready")
@@ -167,13 +175,13 @@ def test_run_reports_port_in_use(tmp_path):
             server={"listen": "127.0.0.1:0"},
             web={"listen": f"127.0.0.1:{port}"},
         )
-        result = run_cli("run", "-c", str(path))
+        result = run_cli("run", "-c", str(path), cwd=tmp_path)
     assert result.returncode == 1
     assert "cannot start" in result.stderr
 
 
-def test_demo_runs_and_every_original_is_answered_once():
-    result = run_cli("demo", "--duration", "3s", "--rate", "150", "--web-port", "0")
+def test_demo_runs_and_every_original_is_answered_once(tmp_path):
+    result = run_cli("demo", "--duration", "3s", "--rate", "150", "--web-port", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     match = re.search(r"SMSC saw (\d+) originals: (\d+) answered, 0 missing, 0 duplicates",
                       result.stdout)  # fmt: skip

@@ -3,6 +3,7 @@ loopback sockets. Every test checks that each original got exactly one answer.""
 
 import asyncio
 import contextlib
+import tempfile
 
 import pytest
 
@@ -112,6 +113,17 @@ async def proxy(
     state_dir=None,
     trace_sink=None,
 ):
+    with tempfile.TemporaryDirectory(prefix="smps-test-") as scratch:
+        async with _proxy(make_config, state_dir or scratch, accounts=accounts, policy=policy,
+                          flow=flow, routes=routes, database=database, clock=clock,
+                          smsc_window=smsc_window, trace=trace,
+                          trace_sink=trace_sink) as running:  # fmt: skip
+            yield running
+
+
+@contextlib.asynccontextmanager
+async def _proxy(make_config, state_dir, *, accounts, policy, flow, routes, database, clock,
+                 smsc_window, trace, trace_sink):  # fmt: skip
     sim = SimSmsc(window=smsc_window, response_timeout=30)
     smsc_port = await sim.start()
     cfg = make_config(
@@ -132,9 +144,9 @@ async def proxy(
         routes=list(routes),
         policy=policy or {},
         flow=flow or {},
-        database=database or {"record": "all"},
+        database={"record": "all", "url": f"sqlite:///{state_dir}/smps.db", **(database or {})},
         trace=trace or {},
-        node={"state_dir": str(state_dir)} if state_dir else {},
+        node={"state_dir": str(state_dir)},
     )
     node = Node(cfg, trace_sink=trace_sink)
     if clock is not None:
@@ -161,7 +173,7 @@ async def proxy(
 
 
 def decisions(node):
-    return list(node.dispatcher.sink)
+    return list(node.recent)
 
 
 async def test_all_allow(make_config):

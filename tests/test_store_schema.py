@@ -67,7 +67,8 @@ async def test_sqlite_runs_in_wal_mode(tmp_path):
         await store.close()
 
 
-async def test_relative_sqlite_path_lives_under_state_dir(tmp_path):
-    store = await Store.open("sqlite:///smps.db", str(tmp_path))
+async def test_relative_sqlite_path_is_relative_to_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = await Store.open("sqlite:///./var/smps.db")
     await store.close()
-    assert (tmp_path / "smps.db").exists()
+    assert (tmp_path / "var" / "smps.db").exists()

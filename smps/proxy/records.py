@@ -52,6 +52,17 @@ class DecisionSink(Protocol):
     def put(self, decision: Decision) -> None: ...
 
 
+class FanOutSink:
+    """Hands every decision to several sinks (the recent-decisions list and the database)."""
+
+    def __init__(self, *sinks: DecisionSink):
+        self.sinks = sinks
+
+    def put(self, decision: Decision) -> None:
+        for sink in self.sinks:
+            sink.put(decision)
+
+
 class MemorySink:
     """Keeps the newest `limit` decisions; the default sink."""
 

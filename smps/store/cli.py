@@ -81,7 +81,7 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
     cfg = config.load(args.config)
 
     async def run() -> int:
-        store = await Store.open(cfg.database.url, cfg.node.state_dir, migrate=False)
+        store = await Store.open(cfg.database.url, migrate=False)
         try:
             await upgrade(store.engine)
             return await work(store)

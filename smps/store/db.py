@@ -10,7 +10,6 @@ one is given. ``mysql+asyncmy://`` runs on asyncmy ≥ 0.2.16 in utf8mb4.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,14 +38,12 @@ class SchemaError(SmpsError):
     """The database's schema is one this SMPS cannot work with (e.g. newer than it knows)."""
 
 
-def engine_url(url: str, state_dir: str | None = None) -> URL:
-    """The async driver URL for a ``database.url`` value."""
+def engine_url(url: str) -> URL:
+    """The async driver URL for a ``database.url`` value. A relative SQLite path
+    is relative to the working directory, like every other path in the config."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        path = parsed.database or ""
-        if path and path != ":memory:" and not os.path.isabs(path) and state_dir:
-            path = os.path.join(state_dir, path)
-        return parsed.set(drivername="sqlite+aiosqlite", database=path)
+        return parsed.set(drivername="sqlite+aiosqlite")
     if parsed.drivername != "mysql+asyncmy":
         raise SmpsError(f"unsupported database URL scheme {parsed.drivername!r}")
     return parsed.update_query_dict({"charset": "utf8mb4"})
@@ -64,9 +61,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, state_dir: str | None = None, **options: Any) -> AsyncEngine:
+def create_engine(url: str, **options: Any) -> AsyncEngine:
     """An async engine for ``url`` with the per-engine settings described above."""
-    target = engine_url(url, state_dir)
+    target = engine_url(url)
     if target.get_backend_name() == "sqlite":
         if target.database and target.database != ":memory:":
             Path(target.database).parent.mkdir(parents=True, exist_ok=True)
@@ -138,9 +135,9 @@ class Store:
         self.listeners: list[ConfigListener] = []
 
     @classmethod
-    async def open(cls, url: str, state_dir: str | None = None, *, migrate: bool = True) -> Store:
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
         """Connect to ``url`` and, with ``migrate``, bring the schema to head."""
-        store = cls(create_engine(url, state_dir))
+        store = cls(create_engine(url))
         if migrate:
             try:
                 await upgrade(store.engine)
