@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_option(check)
     check.set_defaults(handler=_cmd_config_check)
+
+    from smps.sim.cli import register as register_sim
+    from smps.store.cli import register as register_store
+
+    register_sim(commands)
+    register_store(commands)
     return parser
 
 
