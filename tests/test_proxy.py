@@ -480,3 +480,35 @@ async def test_account_tps_limit_queues_copies(make_config):
         await until(lambda: len(sim.answers) == 8)
         assert {sim.answers[n][0] for n in numbers} == {Status.ROK}
         assert len(ne.received) == 8
+
+
+async def test_decisions_reach_the_database_and_the_api(make_config):
+    import aiohttp
+
+    from smps.store import repo
+
+    async with proxy(make_config, database={"record": "non_allow", "flush_interval": "50ms"}) as (
+        sim,
+        node,
+        add_ne,
+    ):
+        await add_ne("antispam", "pw1", lambda view: BLOCK if view.user_data == b"spam" else 0)
+        for body in (b"hello", b"spam", b"hello", b"spam"):
+            sim.send_deliver(short_message=body)
+        await until(lambda: len(sim.answers) == 4)
+        token = await repo.create_token(node.store, "test", "viewer")
+        url = f"http://127.0.0.1:{node.http_port}/api/v1/decisions?verdict=block"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+
+            async def blocked():
+                async with http.get(url) as response:
+                    assert response.status == 200
+                    return (await response.json())["items"]
+
+            items = []
+            async with asyncio.timeout(10):
+                while len(items) < 2:
+                    items = await blocked()
+                    await asyncio.sleep(0.05)
+        assert {item["reason"] for item in items} == {"block"}
+        assert node.writer.written == 2  # record: non_allow kept only the two blocks
