@@ -62,6 +62,7 @@ class WorkerSlot:
         self.control: ControlChannel | None = None
         self.handoff: socket.socket | None = None
         self.started = 0.0
+        self.started_wall = 0.0
         self.ready = False
         self.drained = asyncio.Event()
         self.restart_delay = RESTART_INITIAL
@@ -180,11 +181,11 @@ class Master:
             workers.append(
                 {
                     "index": slot.index,
-                    "pid": report.get("pid"),
+                    "pid": slot.process.pid if slot.ready else None,
                     "up": slot.ready,
-                    "uptime_s": round(now - report["started"], 1) if report else None,
+                    "uptime_s": round(now - slot.started_wall, 1) if slot.ready else None,
                     "restarts": slot.restarts,
-                    "ne_binds": report.get("ne_binds", {}),
+                    "ne_binds": self.placement.bound[slot.index],
                     "smsc_binds": report.get("smsc_binds", {}),
                     "in_flight": report.get("in_flight", 0),
                     "received_per_s": round(slot.rate, 1),
@@ -346,6 +347,7 @@ class Master:
             for sock in inherited:
                 sock.close()
         slot.started = time.monotonic()
+        slot.started_wall = time.time()
         slot.control = await ControlChannel.open(master_control)
         self._send_config(slot)
         self._spawn(self._read_worker(slot, slot.control))

@@ -5,7 +5,13 @@ bytes stay in the socket for the worker's session to read), and hands the
 connection to the worker holding the fewest binds of that account, so an
 account's binds spread over workers (SO_REUSEPORT's address hash does not:
 design.md 4.1). Binds being placed count as held until the worker reports
-them bound or gone, which also keeps `max_binds` exact across workers.
+them bound or gone.
+
+`max_binds` holds across workers through `elsewhere()`: each worker learns how
+many binds of each account the others hold. Binds still being placed do not
+count there (a password guesser's pending connections must not lock the
+account out), so two binds of one account arriving at the same instant on two
+workers may both pass the last free slot; the next bind is refused.
 """
 
 import asyncio
@@ -121,13 +127,10 @@ class Placement:
         self._handoffs[worker] = {}
 
     def elsewhere(self, worker: int) -> dict[str, int]:
-        """Binds held or being placed in the other workers, by account."""
+        """Binds held in the other workers, by account."""
         counts: dict[str, int] = {}
-        for other in range(len(self.bound)):
-            if other == worker:
-                continue
-            for table in (self.bound[other], self.placing[other]):
-                for account, count in table.items():
-                    if account:
-                        counts[account] = counts.get(account, 0) + count
+        for other, bound in enumerate(self.bound):
+            if other != worker:
+                for account, count in bound.items():
+                    counts[account] = counts.get(account, 0) + count
         return counts
