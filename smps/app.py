@@ -25,7 +25,7 @@ from smps.proxy.trace_store import TraceFileSink, TraceSink
 from smps.proxy.tracer import Tracer
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
-from smps.store import repo
+from smps.store import live_config, repo
 from smps.store.db import Store
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
@@ -126,6 +126,17 @@ class Node:
             "late": dispatcher["late_answers"],
         }
 
+    async def _apply_live_config(self) -> None:
+        """Push the file's and the API's configuration into the data plane."""
+        config, accounts = await live_config.load(self.store, self.config)
+        self.ne_server.set_accounts(accounts)
+        self.dispatcher.apply_config(config, accounts)
+        self.tracer.apply_config(config)
+
+    async def _on_config_change(self, entity: str, key: str) -> None:
+        log.info("configuration changed through the API: %s %s; applying live", entity, key)
+        await self._apply_live_config()
+
     async def _graceful_stop(self) -> None:
         """Stop reading originals, answer everything in flight, then let the
         exit stack unbind the SMSCs and NEs."""
@@ -155,6 +166,8 @@ class Node:
             self.store = await Store.open(self.config.database.url)
             stack.push_async_callback(self.store.close)
             await repo.sync_file_config(self.store, self.config)
+            await self._apply_live_config()
+            self.store.listeners.append(self._on_config_change)
             self.writer = DecisionWriter.from_config(self.store, self.config)
             await self.writer.start()
             stack.push_async_callback(self.writer.close)

@@ -512,3 +512,25 @@ async def test_decisions_reach_the_database_and_the_api(make_config):
                     await asyncio.sleep(0.05)
         assert {item["reason"] for item in items} == {"block"}
         assert node.writer.written == 2  # record: non_allow kept only the two blocks
+
+
+async def test_account_made_through_the_api_binds_and_is_disabled_live(make_config):
+    import aiohttp
+
+    from smps.store import repo
+
+    async with proxy(make_config, accounts=ACCOUNTS[:1]) as (sim, node, add_ne):
+        token = await repo.create_token(node.store, "ops", "admin")
+        base = f"http://127.0.0.1:{node.http_port}/api/v1/accounts"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            account = {"system_id": "newne", "password": "pw9", "allowed_ips": ["127.0.0.1/32"]}
+            async with http.post(base, json=account) as response:
+                assert response.status == 201, await response.text()
+            ne = await add_ne("newne", "pw9", block)  # the stored hash is verified
+            number = sim.send_deliver()
+            await until(lambda: number in sim.answers)
+            assert sim.answers[number][0] == BLOCK
+            assert ne.received
+            async with http.patch(f"{base}/newne", json={"enabled": False}) as response:
+                assert response.status == 200, await response.text()
+            await until(lambda: node.ne_server.registry.count("newne") == 0)

@@ -232,8 +232,9 @@ class Dispatcher:
 
     # ---- configuration -------------------------------------------------------
 
-    def apply_config(self, config: Config) -> None:
-        """Apply accounts, routes, policy and flow settings live; binds stay up."""
+    def apply_config(self, config: Config, accounts: Iterable[Any] | None = None) -> None:
+        """Apply accounts (default: the file's), routes, policy and flow settings
+        live; binds stay up."""
         self.config = config
         self.policy = VerdictPolicy(config.policy)
         self.pending.set_timeout(config.policy.timeout)
@@ -246,7 +247,7 @@ class Dispatcher:
         capacity = self.pending.capacity
         self._pause_at = max(1, int(capacity * 0.9))
         self._resume_at = int(capacity * 0.7)
-        accounts = {a.system_id: a for a in config.ne_accounts}
+        accounts = {a.system_id: a for a in (config.ne_accounts if accounts is None else accounts)}
         for name in list(self.lanes):
             if name not in accounts:
                 del self.lanes[name]

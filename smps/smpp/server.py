@@ -26,6 +26,7 @@ from smps.config import NeAccount, ServerConfig
 from smps.errors import PduError
 from smps.smpp.session import RESPONSE_BIT, Session
 from smps.smpp.states import BIND_STATE, Role, State
+from smps.store.passwords import verify_password
 
 log = logging.getLogger("smps.ne")
 
@@ -277,17 +278,27 @@ class NeServer:
     # ---- authentication ----------------------------------------------------
 
     def authenticate(self, session: NeSession, command_id: int, pdu: bytes) -> None:
+        self._spawn(self._authenticate(session, command_id, pdu))
+
+    async def _authenticate(self, session: NeSession, command_id: int, pdu: bytes) -> None:
         try:
             bind = decode(pdu)
         except PduError as exc:
             self._refuse(session, pdu, exc.status, f"malformed bind: {exc}", "?")
             return
         system_id = bind.fields["system_id"].decode("ascii", "replace")
-        status, reason = self._check(session, command_id, system_id, bind.fields["password"])
+        account = self.accounts.get(system_id)
+        if account is None:
+            status, reason = Status.RINVSYSID, "unknown system_id"
+        elif not await self._password_matches(account, bind.fields["password"]):
+            status, reason = Status.RINVPASWD, "wrong password"
+        else:  # checked after the password, so counts are current after the await
+            status, reason = self._check(session, command_id, account)
+        if not session.is_open:
+            return
         if status != Status.ROK:
             self._refuse(session, pdu, status, reason, system_id)
             return
-        account = self.accounts[system_id]
         self.throttle.succeeded(session.peer[0])
         session.account = account
         session.window = account.window
@@ -312,14 +323,19 @@ class NeServer:
             account.max_binds,
         )
 
-    def _check(
-        self, session: NeSession, command_id: int, system_id: str, password: bytes
-    ) -> tuple[int, str]:
-        account = self.accounts.get(system_id)
-        if account is None:
-            return Status.RINVSYSID, "unknown system_id"
-        if not hmac.compare_digest(password, account.password.encode()):
-            return Status.RINVPASWD, "wrong password"
+    @staticmethod
+    async def _password_matches(account: Any, password: bytes) -> bool:
+        """File accounts hold the password itself (constant-time compare); accounts
+        made through the API hold a slow hash, verified off the event loop."""
+        plain = getattr(account, "password", None)
+        if plain is not None:
+            return hmac.compare_digest(password, plain.encode())
+        loop = asyncio.get_running_loop()
+        text = password.decode("latin-1")
+        return await loop.run_in_executor(None, verify_password, account.password_hash, text)
+
+    def _check(self, session: NeSession, command_id: int, account: Any) -> tuple[int, str]:
+        system_id = account.system_id
         if not account.enabled:
             return Status.RBINDFAIL, "account disabled"
         address = ipaddress.ip_address(session.peer[0])

@@ -1,0 +1,52 @@
+"""The configuration a running node applies: the file's, plus what the API
+changed in the database (accounts, routes, policy, trace rules).
+
+The node loads it at start and again whenever the store reports a committed
+change, then pushes it into the NE server, the dispatcher and the tracer
+without dropping binds.
+"""
+
+from typing import Any
+
+import msgspec
+
+from smps.config import Config, NeAccount
+from smps.store import repo
+from smps.store.db import Store
+
+
+def _struct_fields(document: dict[str, Any], struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """The document without the store's own keys (file_managed, updated_at...)."""
+    return {k: v for k, v in document.items() if k in struct.__struct_fields__}
+
+
+async def load(store: Store, config: Config) -> tuple[Config, list[NeAccount | repo.StoredAccount]]:
+    """(config with the database's routes, policy and trace rules, NE accounts).
+
+    File-managed accounts keep the file's entry (its password is compared as
+    is); accounts made through the API carry only their password hash, which
+    the NE server verifies off the event loop.
+    """
+    routes = [
+        repo.validate(repo.KINDS["routes"], _struct_fields(d, repo.KINDS["routes"].struct))
+        for d in await repo.list_entities(store, repo.KINDS["routes"])
+    ]
+    kind = repo.KINDS["policy"]
+    policy = repo.validate(kind, _struct_fields(await repo.get_policy(store), kind.struct))
+    kind = repo.KINDS["trace_rules"]
+    rules = [
+        repo.validate(kind, _struct_fields(d, kind.struct))
+        for d in await repo.list_entities(store, kind)
+    ]
+    live = msgspec.structs.replace(
+        config,
+        routes=routes,
+        policy=policy,
+        trace=msgspec.structs.replace(config.trace, rules=rules),
+    )
+    in_file = {account.system_id: account for account in config.ne_accounts}
+    accounts = [
+        in_file[stored.system_id] if stored.file_managed and stored.system_id in in_file else stored
+        for stored in await repo.load_accounts(store)
+    ]
+    return live, accounts
