@@ -8,8 +8,9 @@ import time
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
+from smps.proxy.records import should_record
 from smps.store.db import Store, create_engine
-from smps.store.writer import Batch, DecisionWriter, decision_row, purge_expired, should_record
+from smps.store.writer import Batch, DecisionWriter, decision_row, purge_expired
 from tests.store_db import database_url, make_decision, store  # noqa: F401
 
 

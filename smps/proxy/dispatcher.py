@@ -33,7 +33,7 @@ from smps._native import pending as P
 from smps._native.pdu import Status, command_name, decode_sm
 from smps._native.text import parse_udh
 from smps.config import Config, NeAccount, Route
-from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult
+from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult, should_record
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
 from smps.smpp.session import NO_RESPONSE, REFUSED, Session
@@ -492,7 +492,7 @@ class Dispatcher:
         self.stats.decided(verdict, reason)
         if outcome == P.OUTCOME_BLOCK and concat is not None and self.sticky_enabled:
             self.sticky.add((view.source_addr, view.destination_addr, concat[0]), now)
-        if self._wants_record(verdict, trace):
+        if should_record(self.record_mode, verdict, trace is not None):
             wall = self.wall_clock()
             self.sink.put(
                 self._decision(
@@ -506,7 +506,7 @@ class Dispatcher:
         verdict = OUTCOME_NAMES[outcome]
         if original.trace is not None:
             self._close_trace(handle, original)
-        if self._wants_record(verdict, original.trace):
+        if should_record(self.record_mode, verdict, original.trace is not None):
             pending = self.pending
             targets = original.targets
             results = [
@@ -557,11 +557,6 @@ class Dispatcher:
                 original.trace.answered(target.system_id, 0, "none", latency_us / 1000, False,
                                         None, reason="timeout")  # fmt: skip
         original.trace.close()
-
-    def _wants_record(self, verdict: str, trace: object) -> bool:
-        """database.record decides, except that traced messages are always recorded."""
-        mode = self.record_mode
-        return mode == "all" or (mode == "non_allow" and verdict != "allow") or trace is not None
 
     def _decision(
         self, smsc, view, concat, arrived, decided, verdict, reason, status, deciding, results

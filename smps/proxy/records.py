@@ -48,6 +48,12 @@ class Decision(msgspec.Struct, frozen=True):
     results: list[NeResult]
 
 
+def should_record(record: str, verdict: str, traced: bool) -> bool:
+    """The ``database.record`` policy (all | non_allow | none): is a decision
+    with ``verdict`` recorded? Traced messages always are."""
+    return traced or record == "all" or (record == "non_allow" and verdict != "allow")
+
+
 class DecisionSink(Protocol):
     def put(self, decision: Decision) -> None: ...
 

@@ -4,7 +4,7 @@ The data plane hands records to :meth:`DecisionWriter.put` (a
 :class:`~smps.proxy.records.DecisionSink`) and :meth:`DecisionWriter.put_trace`.
 Both only append to a list: they never await, never block and never fail.
 Which decisions are handed over at all is the proxy's choice, by
-``database.record`` (see :func:`should_record`): ``all``, ``non_allow``
+``database.record`` (see :func:`smps.proxy.records.should_record`): ``all``, ``non_allow``
 (the default: blocks, tempfails) or ``none``; traced messages are always recorded.
 
 Behind ``put``, three stages, all on the event loop except file I/O:
@@ -111,11 +111,6 @@ class TraceEvent(Protocol):
     source_addr: str
     destination_addr: str
     account: str | None
-
-
-def should_record(record: str, verdict: str, traced: bool) -> bool:
-    """The ``database.record`` policy: is a decision with ``verdict`` written?"""
-    return traced or record == "all" or (record == "non_allow" and verdict != "allow")
 
 
 class Batch(msgspec.Struct, array_like=True, frozen=True):
