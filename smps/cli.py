@@ -18,7 +18,8 @@ DEFAULT_CONFIG = "config/smps.yaml"
 log = logging.getLogger("smps.cli")
 
 
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """The -c/--config option every command that reads the config file takes."""
     parser.add_argument(
         "-c",
         "--config",
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="run the proxy", description="Run the proxy.")
-    _add_config_option(run)
+    add_config_option(run)
     run.set_defaults(handler=_cmd_run)
 
     demo = commands.add_parser(
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a configuration file without starting anything",
         description="Validate a configuration file; exit 0 when valid, 2 with the reason when not.",
     )
-    _add_config_option(check)
+    add_config_option(check)
     check.set_defaults(handler=_cmd_config_check)
 
     from smps.sim.cli import register as register_sim

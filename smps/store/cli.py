@@ -12,21 +12,10 @@ import getpass
 import sys
 from collections.abc import Awaitable, Callable
 
+from smps.cli import add_config_option
 from smps.store import repo
 from smps.store.db import Store, upgrade
 from smps.store.schema import ROLES
-
-DEFAULT_CONFIG = "config/smps.yaml"
-
-
-def _config_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help=f"configuration file (default: {DEFAULT_CONFIG})",
-    )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -38,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="apply pending schema migrations",
         description="Apply pending schema migrations (smps run also does this at start).",
     )
-    _config_option(up)
+    add_config_option(up)
     up.set_defaults(handler=_cmd_db_upgrade)
 
     token = commands.add_parser("token", help="API tokens", description="API tokens.")
@@ -48,7 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="create an API token and print it (shown once)",
         description="Create a bearer token for /api/v1 and print it; only its hash is stored.",
     )
-    _config_option(create)
+    add_config_option(create)
     create.add_argument("--name", required=True, help="who or what uses the token")
     create.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
     create.add_argument(
@@ -66,7 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="add an admin UI user",
         description="Add a user; the password is asked for (or read from stdin).",
     )
-    _config_option(add)
+    add_config_option(add)
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
     add.add_argument(
