@@ -8,10 +8,10 @@ design.md 4.1). Binds being placed count as held until the worker reports
 them bound or gone.
 
 `max_binds` holds across workers through `elsewhere()`: each worker learns how
-many binds of each account the others hold. Binds still being placed do not
-count there (a password guesser's pending connections must not lock the
-account out), so two binds of one account arriving at the same instant on two
-workers may both pass the last free slot; the next bind is refused.
+many binds of each account the others hold or are being handed. A placement
+settles the moment the worker has authenticated the bind (accepted or
+refused), so concurrent binds may be refused conservatively, and retry, but
+never exceed the limit.
 """
 
 import asyncio
@@ -127,10 +127,13 @@ class Placement:
         self._handoffs[worker] = {}
 
     def elsewhere(self, worker: int) -> dict[str, int]:
-        """Binds held in the other workers, by account."""
+        """Binds held or being placed in the other workers, by account."""
         counts: dict[str, int] = {}
-        for other, bound in enumerate(self.bound):
-            if other != worker:
-                for account, count in bound.items():
-                    counts[account] = counts.get(account, 0) + count
+        for other in range(len(self.bound)):
+            if other == worker:
+                continue
+            for table in (self.bound[other], self.placing[other]):
+                for account, count in table.items():
+                    if account:
+                        counts[account] = counts.get(account, 0) + count
         return counts

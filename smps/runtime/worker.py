@@ -64,6 +64,7 @@ class Worker:
         self.ne_server.registry.listeners.append(self.mesh.on_bind_change)
         self.ne_server.registry.listeners.append(self._report_binds)
         self.ne_server.binds_elsewhere = self._binds_elsewhere
+        self.ne_server.refusal_listeners.append(self._placed)
         self.smsc_clients: list[SmscClient] = []
         self.counters = SessionTotals()
         self._elsewhere: dict[str, int] = {}

@@ -188,6 +188,8 @@ class NeServer:
         # Binds of an account held by other worker processes, so that max_binds
         # holds across the node (the master keeps the count; see smps.runtime).
         self.binds_elsewhere: Callable[[str], int] = _none_elsewhere
+        # Told at once when a bind is refused (the answer itself may be delayed).
+        self.refusal_listeners: list[Callable[[NeSession], None]] = []
         self.set_accounts(accounts)
 
     async def start(
@@ -355,6 +357,8 @@ class NeServer:
     ) -> None:
         self.auth_failures += 1
         session.stats.error("bind_refused")
+        for listener in self.refusal_listeners:
+            listener(session)
         address = session.peer[0]
         delay = self.throttle.delay(address)
         self.throttle.failed(address)
