@@ -1,5 +1,5 @@
-"""Queries: configuration entities (with audit), accounts for the bind path, users and
-API tokens, decisions and per-minute counters.
+"""Queries: configuration entities (with audit), accounts for the bind path, trace rules
+for the tracer, users and API tokens, decisions, per-minute counters and traced messages.
 
 Configuration entities are addressed by their :class:`Kind` (accounts, smsc,
 routes, trace_rules, policy). Every change goes through :func:`create`,
@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from msgspec import inspect as mi
-from sqlalchemy import Table, and_, delete, insert, select
+from sqlalchemy import Table, and_, delete, func, insert, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from smps import config as cfg
 from smps.errors import SmpsError
 from smps.store import passwords, schema
-from smps.store.db import Store
+from smps.store.db import ConfigListener, Store
 
 MASK = "***"
 
@@ -495,6 +495,43 @@ def verify_ne_password(account: StoredAccount, password: str) -> bool:
     return passwords.verify_password(account.password_hash, password)
 
 
+# ---------------------------------------------------------- trace rules for the tracer
+
+
+class RuleTarget(Protocol):
+    """What :func:`reload_trace_rules` needs of a tracer (``smps.proxy.tracer.Tracer``)."""
+
+    def set_rules(
+        self, rules: Iterable[cfg.TraceRule], decode_content_default: bool, country_code: str
+    ) -> None: ...
+
+
+async def load_trace_rules(store: Store) -> list[cfg.TraceRule]:
+    """Every trace rule in the database: the file's (synced at start) and the API's."""
+    kind = KINDS["trace_rules"]
+    table = kind.table
+    async with store.engine.connect() as conn:
+        result = await conn.execute(select(table.c.number, table.c.settings).order_by(table.c.id))
+        rows = result.all()
+    return [validate(kind, {**settings, "number": number}) for number, settings in rows]
+
+
+async def reload_trace_rules(store: Store, tracer: RuleTarget, config: cfg.Config) -> None:
+    """Give ``tracer`` the database's rules, under the file's content policy and country code."""
+    rules = await load_trace_rules(store)
+    tracer.set_rules(rules, config.trace.decode_content, config.trace.country_code)
+
+
+def trace_rules_listener(store: Store, tracer: RuleTarget, config: cfg.Config) -> ConfigListener:
+    """A store listener that reloads the tracer's rules after each trace rule change."""
+
+    async def on_change(entity: str, _key: str) -> None:
+        if entity == "trace_rules":
+            await reload_trace_rules(store, tracer, config)
+
+    return on_change
+
+
 # ------------------------------------------------------------------ users and tokens
 
 
@@ -687,3 +724,121 @@ async def audit_entries(store: Store, *, limit: int, before_id: int | None = Non
     async with store.engine.connect() as conn:
         result = await conn.execute(statement)
         return [{**_plain(row), "ts": iso(row["ts_us"])} for row in result.mappings()]
+
+
+# ------------------------------------------------------------------ traced messages
+
+
+class TraceQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Filters of the traced-messages query. ``number`` is normalised as the tracer
+    stores addresses and matches the source or the destination, exactly or (with
+    ``prefix``) as a prefix; times are epoch µs of arrival, ``until`` exclusive."""
+
+    number: str | None = None
+    prefix: bool = False
+    since_us: int | None = None
+    until_us: int | None = None
+
+
+def _trace_conditions(query: TraceQuery) -> list[Any]:
+    c = schema.traces.c
+    conditions = [c.kind == "received"]
+    if query.number is not None:
+        if query.prefix:
+            conditions.append(
+                or_(
+                    c.source_addr.startswith(query.number, autoescape=True),
+                    c.destination_addr.startswith(query.number, autoescape=True),
+                )
+            )
+        else:
+            conditions.append(
+                or_(c.source_addr == query.number, c.destination_addr == query.number)
+            )
+    if query.since_us is not None:
+        conditions.append(c.ts_us >= query.since_us)
+    if query.until_us is not None:
+        conditions.append(c.ts_us < query.until_us)
+    return conditions
+
+
+async def query_traces(
+    store: Store, query: TraceQuery, *, limit: int, before_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Traced messages matching ``query``, newest first: one summary per message.
+
+    Every traced original has exactly one ``received`` event, its first, so a
+    message is paged by that row's id (keyset, as decisions are) and filtered
+    by its arrival; the summary then covers all its events, late answers
+    included: first and last time, event count, and the final answer when one
+    was recorded (``status``, ``verdict``, ``reason`` are None otherwise).
+    """
+    c = schema.traces.c
+    conditions = _trace_conditions(query)
+    if before_id is not None:
+        conditions.append(c.id < before_id)
+    statement = (
+        select(c.id, c.message_id, c.event)
+        .where(and_(*conditions))
+        .order_by(c.id.desc())
+        .limit(limit)
+    )
+    async with store.engine.connect() as conn:
+        received = (await conn.execute(statement)).all()
+        if not received:
+            return []
+        ids = [row.message_id for row in received]
+        totals = {
+            message_id: (first, last, count)
+            for message_id, first, last, count in await conn.execute(
+                select(c.message_id, func.min(c.ts_us), func.max(c.ts_us), func.count())
+                .where(c.message_id.in_(ids))
+                .group_by(c.message_id)
+            )
+        }
+        finals = {
+            message_id: msgspec.json.decode(event)
+            for message_id, event in await conn.execute(
+                select(c.message_id, c.event).where(c.message_id.in_(ids), c.kind == "final")
+            )
+        }
+    summaries = []
+    for row in received:
+        event = msgspec.json.decode(row.event)
+        first, last, count = totals[row.message_id]
+        final = finals.get(row.message_id, {})
+        summaries.append(
+            {
+                "id": row.id,
+                "message_id": row.message_id,
+                "first_at": iso(first),
+                "last_at": iso(last),
+                "first_us": first,
+                "last_us": last,
+                "smsc": event["smsc"],
+                "command": event.get("command", ""),
+                "source_addr": event["source_addr"],
+                "destination_addr": event["destination_addr"],
+                "source_addr_raw": event["source_addr_raw"],
+                "destination_addr_raw": event["destination_addr_raw"],
+                "rules": event.get("rules", []),
+                "content": event.get("content", False),
+                "concat_id": event.get("concat", {}).get("id"),
+                "events": count,
+                "status": final.get("status"),
+                "verdict": final.get("verdict"),
+                "reason": final.get("reason"),
+            }
+        )
+    return summaries
+
+
+async def trace_events(store: Store, message_id: str) -> list[str]:
+    """The stored events of one traced message as JSON documents, in the order recorded."""
+    c = schema.traces.c
+    statement = select(c.event).where(c.message_id == message_id).order_by(c.id)
+    async with store.engine.connect() as conn:
+        events = list((await conn.execute(statement)).scalars())
+    if not events:
+        raise NotFound(f"no traced message {message_id!r}")
+    return events

@@ -1,4 +1,5 @@
-"""REST API ``/api/v1``: configuration CRUD, decisions, per-minute stats, audit log.
+"""REST API ``/api/v1``: configuration CRUD, decisions, per-minute stats, audit log,
+traced messages and their live stream.
 
 Mounted on the master's aiohttp application as a sub-application by
 :func:`add_api_routes`. Every request except ``GET /api/v1/openapi.json``
@@ -16,6 +17,19 @@ an entity, PATCH merges into it; leaving out ``password`` keeps the stored one.
 Times in responses: ISO 8601 UTC (``decided_at``) beside epoch microseconds
 (``decided_us``). Time filters (``since``, ``until``) take ISO 8601 (UTC when
 no offset is given) or epoch seconds; ``since`` is inclusive, ``until`` exclusive.
+
+Traces: ``GET /traces`` lists traced messages, ``GET /traces/{message_id}``
+returns one message's events as recorded (content only where decoding was
+allowed: the tracer redacts before anything is stored or streamed), and
+``GET /traces/stream`` is a Server-Sent Events stream of new events
+(``event: trace``), ``event: dropped`` when this watcher was too slow and
+lost some, and a comment line as heartbeat. Browsers' ``EventSource`` cannot
+send headers, so this one read-only path also takes the token as ``?token=``.
+SMPS writes no access log and logs no query strings; a reverse proxy in front
+may, so give dashboards their own viewer token. ``number`` filters take a
+number as written in a trace rule (``+8613800138000``, ``13800138000``, a
+prefix ``8613*``) and match the source or the destination after the tracer's
+normalisation.
 """
 
 from __future__ import annotations
@@ -33,6 +47,8 @@ from msgspec import Meta
 
 from smps import __version__
 from smps import config as cfg
+from smps.proxy.trace_hub import EventFilter, TraceHub
+from smps.proxy.tracer import TraceEvent, normalise_rule_number
 from smps.store import repo
 from smps.store.db import Store
 
@@ -40,7 +56,11 @@ log = logging.getLogger("smps.web.api")
 
 PREFIX = "/api/v1"
 STORE = web.AppKey("store", Store)
+TRACE_HUB = web.AppKey("trace_hub", TraceHub)
+COUNTRY_CODE = web.AppKey("country_code", str)
+HEARTBEAT = web.AppKey("heartbeat", float)
 IDENTITY = web.RequestKey("identity", repo.TokenInfo)
+STREAM_PATH = f"{PREFIX}/traces/stream"
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WRITE_ROLES = frozenset({"admin", "operator"})
@@ -86,15 +106,25 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(500, "internal error; see the server log")
 
 
+def _token(request: web.Request) -> str | None:
+    """The bearer token; on the event stream also ``?token=`` (see the module docstring)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if request.path == STREAM_PATH and request.method == "GET":
+        return request.query.get("token", "").strip() or None
+    return None
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer token → identity; viewers may only read."""
     if request.path == f"{PREFIX}/openapi.json":
         return await handler(request)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _token(request)
+    if token is None:
         return _error(401, "missing bearer token", **{"WWW-Authenticate": "Bearer"})
-    identity = await repo.authenticate(request.app[STORE], token.strip())
+    identity = await repo.authenticate(request.app[STORE], token)
     if identity is None:
         return _error(401, "invalid, revoked or expired token", **{"WWW-Authenticate": "Bearer"})
     if request.method not in _READ_METHODS and identity.role not in _WRITE_ROLES:
@@ -145,6 +175,23 @@ class PageParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     cursor: str | None = None
 
 
+class TraceParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Query string of GET /traces."""
+
+    number: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: Limit = 100
+    cursor: str | None = None
+
+
+class StreamParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Query string of GET /traces/stream (``token`` is read by the auth middleware)."""
+
+    number: str | None = None
+    token: str | None = None
+
+
 def _params(request: web.Request, kind: type[msgspec.Struct]) -> Any:
     try:
         return msgspec.convert(dict(request.query), kind, strict=False)
@@ -181,6 +228,26 @@ def _decision_query(params: DecisionParams) -> repo.DecisionQuery:
         since_us=_time_us(params.since, "since"),
         until_us=_time_us(params.until, "until"),
     )
+
+
+def _number(value: str | None, country_code: str) -> tuple[str, bool] | None:
+    """A ``number`` filter → (normalised number or prefix, is_prefix), as trace rules are read."""
+    if value is None:
+        return None
+    key, prefix = normalise_rule_number(value, country_code.encode("ascii"))
+    if not key:
+        raise repo.Invalid("expected a number or a prefix ending in *", "number")
+    return key.decode("utf-8"), prefix
+
+
+def _event_filter(number: tuple[str, bool] | None) -> EventFilter | None:
+    """The live stream's ``number`` filter, matching like :func:`repo.query_traces`."""
+    if number is None:
+        return None
+    key, prefix = number
+    if prefix:
+        return lambda e: e.source_addr.startswith(key) or e.destination_addr.startswith(key)
+    return lambda e: e.source_addr == key or e.destination_addr == key
 
 
 # ------------------------------------------------------------------ response documents
@@ -232,6 +299,39 @@ class MinuteCount(msgspec.Struct):
     account: str  # "" = final verdicts sent to the SMSC
     verdict: str
     count: int
+
+
+class TraceSummaryOut(msgspec.Struct):
+    """One traced message; status, verdict and reason come from its final answer, if any."""
+
+    message_id: str
+    first_at: str
+    last_at: str
+    first_us: int
+    last_us: int
+    smsc: str
+    command: str
+    source_addr: str  # normalised, as matched against trace rules
+    destination_addr: str
+    source_addr_raw: str  # as received
+    destination_addr_raw: str
+    rules: list[str]
+    content: bool  # whether the events may carry decoded content
+    concat_id: str | None  # shared by the segments of one concatenated message
+    events: int
+    status: int | None
+    verdict: str | None
+    reason: str | None
+
+
+class TracePage(msgspec.Struct):
+    items: list[TraceSummaryOut]
+    next_cursor: str | None
+
+
+class TraceOut(msgspec.Struct):
+    message_id: str
+    events: list[TraceEvent]
 
 
 class ErrorOut(msgspec.Struct):
@@ -377,6 +477,63 @@ async def _audit(request: web.Request) -> web.Response:
     )
 
 
+async def _traces(request: web.Request) -> web.Response:
+    params: TraceParams = _params(request, TraceParams)
+    number = _number(params.number, request.app[COUNTRY_CODE])
+    query = repo.TraceQuery(
+        number=number[0] if number else None,
+        prefix=number[1] if number else False,
+        since_us=_time_us(params.since, "since"),
+        until_us=_time_us(params.until, "until"),
+    )
+    before = repo.decode_cursor(params.cursor) if params.cursor else None
+    rows = await repo.query_traces(
+        request.app[STORE], query, limit=params.limit + 1, before_id=before
+    )
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    next_cursor = repo.encode_cursor(rows[-1]["id"]) if more else None
+    return _json(TracePage(msgspec.convert(rows, list[TraceSummaryOut]), next_cursor))
+
+
+async def _trace(request: web.Request) -> web.Response:
+    message_id = request.match_info["message_id"]
+    events = await repo.trace_events(request.app[STORE], message_id)
+    # Stored events are served as written: no decode and re-encode per event.
+    return _json({"message_id": message_id, "events": [msgspec.Raw(e) for e in events]})
+
+
+async def _trace_stream(request: web.Request) -> web.StreamResponse:
+    """New trace events as Server-Sent Events until the client or the server leaves."""
+    hub = request.app.get(TRACE_HUB)
+    if hub is None:
+        return _error(503, "live traces are not available on this node")
+    params: StreamParams = _params(request, StreamParams)
+    wants = _event_filter(_number(params.number, request.app[COUNTRY_CODE]))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx: pass events through, do not buffer them
+        }
+    )
+    await response.prepare(request)
+    heartbeat = request.app[HEARTBEAT]
+    encode = msgspec.json.encode
+    with hub.subscribe(wants) as subscription:
+        try:
+            await response.write(b"retry: 5000\n: connected\n\n")
+            while not subscription.closed:
+                events, dropped = await subscription.receive(heartbeat)
+                chunk = b"".join(b"event: trace\ndata: " + encode(e) + b"\n\n" for e in events)
+                if dropped:
+                    chunk += b"event: dropped\ndata: " + encode({"dropped": dropped}) + b"\n\n"
+                await response.write(chunk or b": heartbeat\n\n")
+        except ConnectionError:
+            pass  # the client went away
+    return response
+
+
 async def _openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
 
@@ -384,10 +541,31 @@ async def _openapi(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- mounting
 
 
-def add_api_routes(app: web.Application, store: Store) -> None:
-    """Mount ``/api/v1`` on ``app``, backed by ``store``."""
+def add_api_routes(
+    app: web.Application,
+    store: Store,
+    *,
+    trace_hub: TraceHub | None = None,
+    country_code: str = "",
+    heartbeat: float = 15.0,
+) -> None:
+    """Mount ``/api/v1`` on ``app``, backed by ``store``.
+
+    ``trace_hub`` feeds ``/traces/stream`` (503 without one); ``country_code``
+    (``trace.country_code``) normalises ``number`` filters as the tracer does;
+    ``heartbeat`` is the seconds between keep-alive comments on the stream.
+    """
     api = web.Application(middlewares=[_errors, _auth])
     api[STORE] = store
+    api[COUNTRY_CODE] = country_code
+    api[HEARTBEAT] = heartbeat
+    if trace_hub is not None:
+        api[TRACE_HUB] = trace_hub
+
+        async def end_streams(_app: web.Application) -> None:
+            trace_hub.close()  # open streams would otherwise hold up the server's shutdown
+
+        api.on_shutdown.append(end_streams)
     router = api.router
     for name in _CRUD_KINDS:
         handlers = _entity_handlers(repo.KINDS[name])
@@ -404,6 +582,9 @@ def add_api_routes(app: web.Application, store: Store) -> None:
     router.add_get("/decisions/{id}", _decision)
     router.add_get("/stats/minutes", _stats)
     router.add_get("/audit", _audit)
+    router.add_get("/traces", _traces)
+    router.add_get("/traces/stream", _trace_stream)
+    router.add_get("/traces/{message_id}", _trace)
     router.add_get("/openapi.json", _openapi)
     app.add_subapp(PREFIX, api)
 
@@ -438,7 +619,15 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of this API, schemas generated from the msgspec types."""
-    structs = (*_ENTITY_STRUCTS.values(), cfg.PolicyConfig, DecisionPage, MinuteCount, ErrorOut)
+    structs = (
+        *_ENTITY_STRUCTS.values(),
+        cfg.PolicyConfig,
+        DecisionPage,
+        MinuteCount,
+        TracePage,
+        TraceOut,
+        ErrorOut,
+    )
     _, components = msgspec.json.schema_components(
         structs, ref_template="#/components/schemas/{name}"
     )
@@ -548,6 +737,42 @@ def openapi_document() -> dict[str, Any]:
             "summary": "audit log, newest first (secrets masked)",
             "parameters": [_query("limit", "1..1000", {"type": "integer"}), _query("cursor", "")],
             "responses": {"200": {"description": "ok"}, **errors},
+        }
+    }
+    paths[f"{PREFIX}/traces"] = {
+        "get": {
+            "summary": "traced messages, newest first by arrival, keyset pagination",
+            "parameters": [
+                _query("number", "source or destination, as in a trace rule (prefix: 8613*)"),
+                _query("since", "arrival, ISO 8601 or epoch seconds, inclusive"),
+                _query("until", "arrival, ISO 8601 or epoch seconds, exclusive"),
+                _query("limit", "page size, 1..1000 (default 100)", {"type": "integer"}),
+                _query("cursor", "next_cursor of the previous page"),
+            ],
+            "responses": {"200": {"description": "ok", **_content(_ref("TracePage"))}, **errors},
+        }
+    }
+    paths[f"{PREFIX}/traces/stream"] = {
+        "get": {
+            "summary": "new trace events as Server-Sent Events (event: trace | dropped)",
+            "parameters": [
+                _query("number", "only events of this number or prefix"),
+                _query("token", "the bearer token, for EventSource clients"),
+            ],
+            "responses": {
+                "200": {"description": "event stream", "content": {"text/event-stream": {}}},
+                "503": {"description": "no live traces on this node"},
+                **errors,
+            },
+        }
+    }
+    paths[f"{PREFIX}/traces/{{message_id}}"] = {
+        "get": {
+            "summary": "the events of one traced message, in the order recorded",
+            "parameters": [
+                {"name": "message_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": {"description": "ok", **_content(_ref("TraceOut"))}, **errors},
         }
     }
     return {
