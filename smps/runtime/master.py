@@ -6,6 +6,10 @@ It serves HTTP (/health, /metrics), the control socket `{state_dir}/smps.sock`
 connections on workers (balanced placement), and restarts a worker that dies,
 with back-off while it keeps dying.
 
+With `server.placement: reuseport` the workers listen themselves on one
+SO_REUSEPORT port; operators should set `net.ipv4.tcp_migrate_req=1`, or the
+connections queued on a worker's listener are reset when that worker stops.
+
 Workers are started with fork+exec (`python -m smps.runtime.worker`), never by
 forking this process's running loop (design.md 4.1); their socket pairs (control,
 handoff, mesh) are made here and inherited as file descriptors. When a worker
