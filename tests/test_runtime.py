@@ -232,7 +232,6 @@ async def test_balanced_placement_spreads_binds_and_holds_max_binds(tmp_path):
         crowd = await add_ne("antispam", binds=3, expect=2)
         await until(lambda: crowd.client.bind_failures >= 1)
         assert node.status()["ne_binds"]["antispam"] == 2
-        assert [w["ne_binds"].get("antispam") for w in node.status()["workers"]] == [1, 1]
 
 
 async def test_password_changed_at_runtime(tmp_path):
