@@ -523,8 +523,10 @@ async def _trace_stream(request: web.Request) -> web.StreamResponse:
     with hub.subscribe(wants) as subscription:
         try:
             await response.write(b"retry: 5000\n: connected\n\n")
-            while not subscription.closed:
+            while True:
                 events, dropped = await subscription.receive(heartbeat)
+                if subscription.closed:
+                    break
                 chunk = b"".join(b"event: trace\ndata: " + encode(e) + b"\n\n" for e in events)
                 if dropped:
                     chunk += b"event: dropped\ndata: " + encode({"dropped": dropped}) + b"\n\n"

@@ -1,0 +1,354 @@
+"""``smps trace``: trace rules and traced messages, over the REST API of a running node.
+
+    smps trace add NUMBER [--side both|sender|receiver] [--expires 2h|ISO] [--decode-content]
+    smps trace list
+    smps trace remove NUMBER
+    smps trace messages [--number NUMBER] [--limit N]
+    smps trace show MESSAGE_ID
+
+Every action talks to ``--url`` (default ``$SMPS_URL`` or http://127.0.0.1:8080)
+with ``--token`` (default ``$SMPS_TOKEN``; ``smps token create``). Going
+through the API rather than the database means a rule added here is audited
+and reaches the running tracer at once. Exit status: 0 done, 1 the API
+refused or could not be reached, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from smps.config import parse_duration
+from smps.errors import SmpsError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+PREFIX = "/api/v1"
+TIMEOUT = 10.0  # seconds for one request
+
+# The ladder's three columns, SMSC | SMPS | NE, and where each event goes between them.
+ARROWS = {
+    "smsc->smps": "SMSC --> SMPS       ",
+    "smps->ne": "        SMPS --> NE ",
+    "ne->smps": "        SMPS <-- NE ",
+    "smps->smsc": "SMSC <-- SMPS       ",
+    "smps": "        SMPS  x     ",
+}
+
+
+class ApiError(SmpsError):
+    """The API answered with an error, or could not be reached; the message says which."""
+
+
+# ---------------------------------------------------------------------------- HTTP
+
+
+def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    """One API call; the decoded JSON answer (None for 204)."""
+    headers = {"Authorization": f"Bearer {args.token}", "Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = msgspec.json.encode(body)
+        headers["Content-Type"] = "application/json"
+    url = args.url.rstrip("/") + PREFIX + path
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            payload = response.read()
+    except urllib.error.HTTPError as exc:
+        raise ApiError(_explain(exc.code, exc.read())) from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ConnectionRefusedError):
+            reason = "connection refused (is SMPS running there? see --url)"
+        raise ApiError(f"cannot reach the SMPS API at {args.url}: {reason}") from None
+    except (TimeoutError, ConnectionError) as exc:
+        raise ApiError(f"the SMPS API at {args.url} did not answer: {exc}") from None
+    return msgspec.json.decode(payload) if payload else None
+
+
+def _explain(status: int, payload: bytes) -> str:
+    """An error answer as one line an operator can act on."""
+    try:
+        body = msgspec.json.decode(payload)
+        message = body["error"] + (f" (field {body['field']})" if body.get("field") else "")
+    except (msgspec.DecodeError, KeyError, TypeError):
+        message = payload.decode("utf-8", "replace").strip()[:200] or "no details"
+    if status == 401:
+        return f"the API refused the token: {message}; check --token or SMPS_TOKEN"
+    if status == 403:
+        return f"not allowed: {message}; changing trace rules needs an operator or admin token"
+    return f"{message} ({status})"
+
+
+def _path(*segments: str) -> str:
+    return "".join("/" + urllib.parse.quote(segment, safe="") for segment in segments)
+
+
+# ------------------------------------------------------------------------- actions
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    rule: dict[str, Any] = {"number": args.number, "side": args.side}
+    if args.expires is not None:
+        rule["expires"] = args.expires
+    if args.decode_content is not None:
+        rule["decode_content"] = args.decode_content
+    created = _request(args, "POST", _path("trace_rules"), rule)
+    print(f"tracing {created['number']} ({_describe(created)})")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    rules = _request(args, "GET", _path("trace_rules"))
+    if not rules:
+        print("no trace rules")
+        return 0
+    now = datetime.now(UTC)
+    rows = [("NUMBER", "SIDE", "EXPIRES", "CONTENT", "FROM")]
+    for rule in rules:
+        expires = rule.get("expires") or "never"
+        if rule.get("expires") and _parse_time(rule["expires"]) <= now:
+            expires += " (expired)"
+        rows.append(
+            (
+                rule["number"],
+                rule["side"],
+                expires,
+                _content_choice(rule.get("decode_content")),
+                "file" if rule["file_managed"] else "api",
+            )
+        )
+    print(_table(rows))
+    return 0
+
+
+def _cmd_remove(args: argparse.Namespace) -> int:
+    _request(args, "DELETE", _path("trace_rules", args.number))
+    print(f"no longer tracing {args.number}")
+    return 0
+
+
+def _cmd_messages(args: argparse.Namespace) -> int:
+    query = {"limit": str(args.limit)}
+    if args.number:
+        query["number"] = args.number
+    page = _request(args, "GET", _path("traces") + "?" + urllib.parse.urlencode(query))
+    if not page["items"]:
+        print("no traced messages")
+        return 0
+    rows = [("ARRIVED (UTC)", "MESSAGE ID", "FROM", "TO", "VERDICT", "STATUS", "EVENTS")]
+    for item in page["items"]:
+        rows.append(
+            (
+                _clock(item["first_us"], date=True),
+                item["message_id"],
+                item["source_addr"],
+                item["destination_addr"],
+                item["verdict"] or "-",
+                _status(item["status"]) or "-",
+                str(item["events"]),
+            )
+        )
+    print(_table(rows))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    trace = _request(args, "GET", _path("traces", args.message_id))
+    print(render_ladder(trace["events"]))
+    return 0
+
+
+# ------------------------------------------------------------------------ rendering
+
+
+def render_ladder(events: list[dict[str, Any]]) -> str:
+    """One traced message as text: a header, then one line per event between the
+    SMSC, SMPS and NE columns, then the decoded text when content was allowed."""
+    if not events:
+        return "no events"
+    first = events[0]
+    lines = [
+        f"message {first['message_id']}: {first['source_addr']} -> {first['destination_addr']}"
+        f" via {first['smsc']}"
+        + (f", rules {', '.join(first['rules'])}" if first.get("rules") else "")
+        + ("" if first.get("content") else "; content hidden"),
+    ]
+    start = first["ts_us"]
+    for event in events:
+        lines.append(
+            "  ".join(
+                (
+                    _clock(event["ts_us"]),
+                    f"{(event['ts_us'] - start) / 1000:+10.3f} ms",
+                    ARROWS.get(event["direction"], event["direction"].ljust(20)),
+                    (event.get("command") or "(no pdu)").ljust(18),
+                    f"seq {event['sequence']}".ljust(14) if "sequence" in event else " " * 14,
+                    _status(event.get("status")).ljust(10),
+                    _details(event),
+                )
+            ).rstrip()
+        )
+    for event in events:
+        if event.get("text") is not None:
+            lines.append(f"text ({event.get('encoding')}): {event['text']}")
+        whole = event.get("reassembled") or {}
+        if whole.get("text") is not None:
+            parts = len(whole.get("parts", []))
+            lines.append(f"reassembled ({whole.get('encoding')}, {parts} parts): {whole['text']}")
+    return "\n".join(lines)
+
+
+def _details(event: dict[str, Any]) -> str:
+    words = []
+    if event.get("account"):
+        words.append(event["account"])
+    if event.get("bind"):
+        words.append(f"bind {event['bind']}")
+    if event.get("verdict"):
+        words.append(event["verdict"])
+    if event.get("latency_ms") is not None:
+        words.append(f"{event['latency_ms']:.1f} ms")
+    if event.get("late"):
+        words.append("LATE")
+    if event.get("reason"):
+        words.append(f"({event['reason']})")
+    concat = event.get("concat")
+    if concat:
+        words.append(f"part {concat['part']}/{concat['total']}")
+    return " ".join(words)
+
+
+def _status(status: int | None) -> str:
+    return "" if status is None else f"0x{status:08X}"
+
+
+def _clock(ts_us: int, *, date: bool = False) -> str:
+    moment = datetime.fromtimestamp(ts_us / 1_000_000, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f")
+
+
+def _content_choice(decode_content: bool | None) -> str:
+    return {None: "default", True: "decoded", False: "hidden"}[decode_content]
+
+
+def _describe(rule: dict[str, Any]) -> str:
+    words = [f"side {rule['side']}", f"content {_content_choice(rule.get('decode_content'))}"]
+    words.append(f"until {rule['expires']}" if rule.get("expires") else "no expiry")
+    return ", ".join(words)
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _parse_time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _expiry(value: str) -> str:
+    """``--expires``: a duration from now (``2h``, ``1d``) or an ISO 8601 time → ISO 8601."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        try:
+            return _parse_time(value).isoformat()
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a duration such as 2h or 1d, or an ISO 8601 time, got {value!r}"
+            ) from None
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------ the parser
+
+
+def _api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("SMPS_URL", DEFAULT_URL),
+        help=f"the node's HTTP address (default: $SMPS_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("SMPS_TOKEN"),
+        help="API token (default: $SMPS_TOKEN)",
+    )
+
+
+def _handler(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        if not args.token:
+            print("smps: no API token: pass --token or set SMPS_TOKEN", file=sys.stderr)
+            return 2
+        try:
+            return action(args)
+        except ApiError as exc:
+            print(f"smps: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``trace`` command to the ``smps`` parser."""
+    trace = commands.add_parser(
+        "trace",
+        help="protocol tracing of chosen numbers",
+        description="Trace rules and traced messages, through the REST API of a running node.",
+    )
+    actions = trace.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
+
+    add = actions.add_parser(
+        "add",
+        help="trace a number or prefix",
+        description="Trace every message from and/or to NUMBER (a prefix ends in *).",
+    )
+    add.add_argument("number", metavar="NUMBER", help='e.g. 8613800138000, +8613800138000, "8613*"')
+    add.add_argument("--side", choices=("both", "sender", "receiver"), default="both")
+    add.add_argument(
+        "--expires", type=_expiry, metavar="TIME", help="2h, 1d... from now, or an ISO 8601 time"
+    )
+    add.add_argument(
+        "--decode-content",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the message text (only where trace.decode_content allows it; "
+        "default: trace.decode_content)",
+    )
+    _api_options(add)
+    add.set_defaults(handler=_handler(_cmd_add))
+
+    listing = actions.add_parser("list", help="list the trace rules")
+    _api_options(listing)
+    listing.set_defaults(handler=_handler(_cmd_list))
+
+    remove = actions.add_parser("remove", help="stop tracing a number")
+    remove.add_argument("number", metavar="NUMBER", help="as written when added")
+    _api_options(remove)
+    remove.set_defaults(handler=_handler(_cmd_remove))
+
+    messages = actions.add_parser("messages", help="traced messages, newest first")
+    messages.add_argument("--number", help="only this number or prefix (source or destination)")
+    messages.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    _api_options(messages)
+    messages.set_defaults(handler=_handler(_cmd_messages))
+
+    show = actions.add_parser("show", help="the event ladder of one traced message")
+    show.add_argument("message_id", metavar="MESSAGE_ID", help="from `smps trace messages`")
+    _api_options(show)
+    show.set_defaults(handler=_handler(_cmd_show))
