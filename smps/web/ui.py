@@ -76,11 +76,12 @@ class NodeView(Protocol):
 
 
 def mean_latency(decisions: Iterable[Decision]) -> dict[str, float]:
-    """Mean answer latency per NE account over ``decisions`` (answers only, late included)."""
+    """Mean answer latency per NE account over ``decisions`` (allow and block answers,
+    late ones included; copies never answered have no latency to count)."""
     totals: dict[str, list[float]] = {}
     for decision in decisions:
         for result in decision.results:
-            if result.latency_ms is not None:
+            if result.verdict in ("allow", "block") and result.latency_ms is not None:
                 entry = totals.setdefault(result.account, [0.0, 0.0])
                 entry[0] += result.latency_ms
                 entry[1] += 1
@@ -382,9 +383,13 @@ def verdict_chart(counts: list[dict[str, Any]], now_us: int) -> dict[str, Any]:
                     "title": f"{label} UTC: {count:,} {verdict} ({count / 60:,.1f}/s)",
                 }
             )
+    steps = 4 if str(int(scale_top)).startswith("2") else 5  # whole-number ticks
     ticks = [
-        {"y": round(CHART_HEIGHT - bottom - plot_h * i / 4, 1), "label": _short(scale_top * i / 4)}
-        for i in range(5)
+        {
+            "y": round(CHART_HEIGHT - bottom - plot_h * i / steps, 1),
+            "label": _short(scale_top * i / steps),
+        }
+        for i in range(steps + 1)
     ]
     x_labels = [
         {
@@ -531,6 +536,7 @@ _PLAIN_MESSAGES = (
     (re.compile(r"Expected `str` of length >= 1$"), "required"),
     (re.compile(r"Expected `str` of length <= (\d+)$"), r"at most \1 characters"),
     (re.compile(r"Expected `str` of length >= (\d+)$"), r"at least \1 characters"),
+    (re.compile(r"Expected `array` of length >= 1$"), "enter at least one"),
     (re.compile(r"Expected `int` >= (-?\d+)$"), r"must be at least \1"),
     (re.compile(r"Expected `int` <= (-?\d+)$"), r"must be at most \1"),
     (re.compile(r"Invalid enum value (.*)$"), r"\1 is not one of the choices"),
@@ -779,10 +785,15 @@ def _changes(before: dict | None, after: dict | None) -> list[tuple[str, str, st
 
 
 def _show(value: Any) -> str:
+    """A configuration value as an operator writes it in the file, not as Python prints it."""
     if value is None:
         return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value) or "(none)"
+        return ", ".join(_show(v) for v in value) or "(none)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) or "(none)"
     return str(value)
 
 

@@ -82,6 +82,11 @@
     };
   }
 
+  // On a narrow screen the chart scrolls sideways; the newest minutes are on the right.
+  function showNewest(box) {
+    box.scrollLeft = box.scrollWidth;
+  }
+
   function refreshChart(box) {
     fetch(box.dataset.chartUrl, { credentials: "same-origin" })
       .then(function (response) { return response.ok ? response.text() : null; })
@@ -89,7 +94,10 @@
         if (!svg) return;
         var doc = new DOMParser().parseFromString(svg, "image/svg+xml");
         var fresh = doc.documentElement;
-        if (fresh && fresh.nodeName === "svg") box.replaceChildren(document.importNode(fresh, true));
+        if (fresh && fresh.nodeName === "svg") {
+          box.replaceChildren(document.importNode(fresh, true));
+          showNewest(box);
+        }
       })
       .catch(function () { /* keep the chart we have; the next minute tries again */ });
   }
@@ -98,7 +106,10 @@
     var root = document.querySelector("[data-live-root]");
     if (root && window.EventSource) startLive(root);
     var chart = document.querySelector("[data-chart-url]");
-    if (chart) setInterval(function () { refreshChart(chart); }, 60000);
+    if (chart) {
+      showNewest(chart);
+      setInterval(function () { refreshChart(chart); }, 60000);
+    }
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         if (!window.confirm(form.dataset.confirm)) event.preventDefault();

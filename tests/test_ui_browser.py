@@ -1,0 +1,169 @@
+"""The admin UI in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)
+against a real node: sign in, create an NE account (after a form error), see a
+simulated NE's bind appear on the dashboard without a reload, look at decisions
+and the audit log, sign out. Screenshots of each page go to test-artifacts/ui/.
+"""
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from smps.sim.ne import SimNe
+from smps.store import repo
+from smps.web.ui import LiveStatus, SmscLive, add_ui_routes, mean_latency
+from tests.test_proxy import proxy, until
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "ui"
+PASSWORD = "correct horse"
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
+if shutil.which(CHROMIUM) is None:
+    pytest.skip(
+        f"{CHROMIUM} missing: install Debian's chromium (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+
+
+class NodeLive:
+    """The single-process Node as the UI's NodeView."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def live_status(self) -> LiveStatus:
+        node = self.node
+        dispatcher = node.dispatcher.snapshot()
+        verdicts: dict[str, int] = {}
+        for key, count in dispatcher["decisions"].items():
+            verdict = key.split("/", 1)[0]
+            verdicts[verdict] = verdicts.get(verdict, 0) + count
+        return LiveStatus(
+            node=node.config.node.name,
+            role=node.role,
+            workers=1,
+            uptime_s=time.monotonic() - node.started,
+            smsc=[SmscLive(c.cfg.name, c.binds_up, c.cfg.binds) for c in node.smsc_clients],
+            ne_binds=dict(node.ne_server.snapshot()["binds"]),
+            received=dispatcher["received"],
+            in_flight=dispatcher["in_flight"],
+            verdicts=verdicts,
+            ne_latency_ms=mean_latency(node.recent.newest(500)),
+        )
+
+
+async def test_sign_in_create_account_see_its_bind_live_and_sign_out(make_config):
+    expect = playwright_api.expect
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    filed = [{"system_id": "fraud", "password": "pw2"}]
+    async with proxy(make_config, accounts=filed) as (sim, node, _add_ne):
+        await repo.add_user(node.store, "alice", PASSWORD, "admin")
+        app = web.Application()
+        add_ui_routes(app, node.store, NodeLive(node))
+        server = TestServer(app, host="127.0.0.1", port=0)
+        await server.start_server()
+        base = str(server.make_url("")).rstrip("/")
+        sim_nes: list[SimNe] = []
+        async with playwright_api.async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_FLAGS
+            )
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                await page.goto(base + "/")
+                await expect(page).to_have_url(base + "/login?next=/")
+                await page.screenshot(path=ARTIFACTS / "01-login.png")
+
+                await page.get_by_label("User name").fill("alice")
+                await page.get_by_label("Password").fill("wrong")
+                await page.get_by_role("button", name="Sign in").click()
+                await expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
+                await page.get_by_label("Password").fill(PASSWORD)
+                await page.get_by_role("button", name="Sign in").click()
+                await expect(page.get_by_role("heading", level=1)).to_contain_text("Dashboard")
+
+                await page.get_by_role("link", name="NE accounts").click()
+                await page.get_by_role("link", name="New NE account").click()
+                await page.get_by_label("System ID").fill("antispam")
+                await page.get_by_label("Password").fill("pw1")
+                await page.get_by_label("Allowed IP addresses").fill("127.0.0.1")
+                await page.get_by_label("Window").fill("0")
+                await page.get_by_role("button", name="Create account").click()
+                window_error = page.locator("#window-error")
+                await expect(window_error).to_have_text("must be at least 1")
+                await page.screenshot(path=ARTIFACTS / "02-account-form-error.png", full_page=True)
+                await page.get_by_label("Password").fill("pw1")  # never echoed back
+                await page.get_by_label("Window").fill("32")
+                await page.get_by_role("button", name="Create account").click()
+                await expect(page.get_by_role("status")).to_have_text(
+                    "NE account antispam created."
+                )
+                await page.screenshot(path=ARTIFACTS / "03-accounts.png", full_page=True)
+
+                await page.get_by_role("link", name="Dashboard").click()
+                await expect(page.locator("[data-live-state]")).to_contain_text("Live")
+                binds = page.locator('[data-live-bind="antispam"]')
+                await expect(binds).to_have_text("0")
+                await page.evaluate("window.notReloaded = true")
+
+                ne = SimNe("127.0.0.1", node.smpp_port, system_id="antispam", password="pw1")
+                sim_nes.append(ne)
+                ne.start()
+                await ne.wait_bound()
+                await expect(binds).to_have_text("1", timeout=10_000)
+                assert await page.evaluate("window.notReloaded") is True
+                await expect(page.locator('[data-live="ne_binds_total"]')).to_have_text("1")
+
+                # Some traffic, so the chart, the decisions and the rates have something.
+                for _ in range(40):
+                    sim.send_deliver()
+                await until(lambda: len(sim.answers) == 40)
+                await until(lambda: node.writer.written >= 40)
+                await expect(page.locator('[data-live="received"]')).to_have_text("40")
+                await page.reload()
+                await expect(page.locator("svg.chart rect.bar-allow")).to_have_count(1)
+                await page.screenshot(path=ARTIFACTS / "04-dashboard.png", full_page=True)
+
+                await page.get_by_role("link", name="Decisions").click()
+                await expect(page.locator("table.data tbody tr")).to_have_count(40)
+                await page.screenshot(path=ARTIFACTS / "05-decisions.png", full_page=True)
+
+                await page.get_by_role("link", name="Audit log").click()
+                await expect(page.locator("table.data tbody tr").first).to_contain_text(
+                    "user:alice"
+                )
+                await page.screenshot(path=ARTIFACTS / "06-audit.png", full_page=True)
+
+                await page.set_viewport_size({"width": 390, "height": 844})
+                await page.get_by_role("link", name="Dashboard").click()
+                await expect(page.locator("[data-live-state]")).to_contain_text("Live")
+                await page.screenshot(path=ARTIFACTS / "07-dashboard-phone.png", full_page=True)
+                await page.set_viewport_size({"width": 1280, "height": 800})
+
+                await page.keyboard.press("Tab")  # the skip link comes first
+                focused = await page.evaluate("document.activeElement.textContent")
+                assert focused == "Skip to content"
+
+                await page.get_by_role("button", name="Sign out").click()
+                await expect(page).to_have_url(base + "/login")
+                await page.goto(base + "/accounts")
+                await expect(page).to_have_url(base + "/login?next=/accounts")
+            finally:
+                await browser.close()
+                for ne in sim_nes:
+                    await ne.stop()
+                await server.close()
+                await asyncio.sleep(0)
