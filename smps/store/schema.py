@@ -198,6 +198,21 @@ writer_batches = Table(
     **_MYSQL,
 )
 
+ha_lease = Table(
+    "ha_lease",
+    metadata,
+    # The active node's lease (smps/ha.py): one row per cluster. ``epoch`` grows
+    # by one at every takeover and is the fencing token; times are the
+    # database server's clock, so the nodes' clocks never have to agree.
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("acquired_us", BigInteger, nullable=False),
+    Column("renewed_us", BigInteger, nullable=False),
+    **_MYSQL,
+)
+
 ENTITY_TABLES = {
     "ne_accounts": ne_accounts,
     "smsc": smsc,

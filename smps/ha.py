@@ -1,0 +1,714 @@
+"""High availability: which role this node plays (ACTIVE, STANDBY, FAULT) and why.
+
+Two inputs decide the role:
+
+- **keepalived** (``ha.mode: keepalived``) says MASTER, BACKUP, FAULT or STOP,
+  through its ``vrrp_notify_fifo`` (``ha.notify_fifo``; lines arrive in the
+  order the states changed, unlike notify scripts, which may run out of order)
+  or through ``smps ha notify`` on the control socket. Until it says anything
+  the node plays ``ha.initial_role``. ``ha.mode: standalone`` is always ACTIVE.
+- **the database lease** (``ha.lease``, MySQL/MariaDB only) fences a second
+  active node when VRRP splits: keepalived MASTER makes the node ACTIVE only
+  while it holds the lease row. The lease is a plain row (holder, expiry,
+  epoch) written with the database server's clock, not ``GET_LOCK()``, which
+  any connection blip releases and Galera refuses. The holder renews every
+  ttl/3 and steps down ttl/3 before the lease could expire unrenewed; a taker
+  needs an expired row, and every takeover adds one to ``epoch``, the fencing
+  token written into decision records.
+
+The node implements one callback, ``on_role(role, reason)``: STANDBY and FAULT
+mean stop taking originals, answer those in flight, unbind SMSCs and NEs and
+close the NE listener; ACTIVE means bind again (within a second). Demotion may
+come at any moment (after a healed split brain keepalived demotes the lower
+priority at once, even with ``nopreempt``): a demotion cancels a promotion
+still in progress, so ``on_role(ACTIVE)`` must be safe to cancel. A demotion
+itself is never cancelled; a promotion asked for meanwhile waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import json
+import logging
+import os
+import secrets
+import socket
+import stat
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from smps.config import Config, HaConfig
+from smps.errors import ConfigError
+
+log = logging.getLogger("smps.ha")
+
+
+class Role(enum.StrEnum):
+    ACTIVE = "active"
+    STANDBY = "standby"
+    FAULT = "fault"
+
+
+RoleCallback = Callable[[Role, str], Awaitable[None]]
+"""The node's part: make the data plane match ``role``; ``reason`` is for its log."""
+
+HealthSource = Callable[[], tuple[bool, dict[str, Any]]]
+"""The node's own health: (able to serve, details with a ``reason`` when not)."""
+
+VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def check_config(config: Config) -> None:
+    """Refuse HA settings that cannot work (ConfigError naming the key)."""
+    lease = config.ha.lease
+    if not lease.enabled:
+        return
+    if make_url(config.database.url).get_backend_name() != "mysql":
+        raise ConfigError(
+            "the lease needs a database both nodes share (MySQL/MariaDB); embedded SQLite "
+            "has no shared arbiter, so leave the lease off there",
+            path="ha.lease.enabled",
+        )
+    if config.ha.mode != "keepalived":
+        raise ConfigError(
+            "the lease fences keepalived's MASTER; it needs ha.mode: keepalived",
+            path="ha.lease.enabled",
+        )
+    if lease.ttl < 1.0:
+        raise ConfigError(
+            f"expected at least 1s (renewed every ttl/3), got {lease.ttl}s", path="ha.lease.ttl"
+        )
+
+
+# ----------------------------------------------------------------------------- keepalived
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One keepalived state change: ``kind`` is INSTANCE, GROUP or "" (a bare state)."""
+
+    kind: str
+    name: str
+    state: str
+    priority: int | None
+
+
+def parse_notice(words: str | list[str]) -> Notice:
+    """A keepalived state change from a FIFO line, notify-script arguments or a bare state.
+
+    Accepted: ``INSTANCE "SMPS" MASTER 150`` (vrrp_notify_fifo), the same as
+    separate arguments ``INSTANCE SMPS MASTER 150`` (notify script; the
+    priority may be missing), and ``MASTER|BACKUP|FAULT|STOP``. Raises
+    ValueError for anything else, including keepalived's priority-change
+    events, which are not state changes.
+    """
+    if isinstance(words, str):
+        words = _split_fifo_line(words)
+    if len(words) == 1:
+        kind, name, state, priority = "", "", words[0], None
+    elif len(words) in (3, 4):
+        kind, name, state = words[0].upper(), words[1], words[2]
+        if kind not in ("INSTANCE", "GROUP"):
+            raise ValueError(f"expected INSTANCE or GROUP, got {words[0]!r}")
+        try:
+            priority = int(words[3]) if len(words) == 4 else None
+        except ValueError:
+            raise ValueError(f"priority must be an integer, got {words[3]!r}") from None
+    else:
+        raise ValueError(f"expected STATE or TYPE NAME STATE [PRIORITY], got {' '.join(words)!r}")
+    state = state.upper()
+    if state not in VRRP_STATES:
+        raise ValueError(f"expected one of {', '.join(VRRP_STATES)}, got {state!r}")
+    return Notice(kind, name, state, priority)
+
+
+def _split_fifo_line(line: str) -> list[str]:
+    """Split on spaces; the name may be double-quoted (keepalived quotes it, spaces and all)."""
+    line = line.strip()
+    if '"' not in line:
+        return line.split()
+    head, _, rest = line.partition('"')
+    name, closed, tail = rest.partition('"')
+    if not closed:
+        raise ValueError(f"unterminated quoted name in {line!r}")
+    return [*head.split(), name, *tail.split()]
+
+
+async def read_notify_fifo(path: str, on_notice: Callable[[Notice], None]) -> None:
+    """Feed every line keepalived writes to the FIFO at ``path`` to ``on_notice``, forever.
+
+    Creates the FIFO when missing (then keepalived does not remove it when it
+    stops). keepalived closing its end (a restart) is an end of file: the FIFO
+    is opened again and the reader waits for the next writer. While no writer
+    is there the path is checked every second, so a FIFO deleted and made
+    again by a restarted keepalived is followed too. Lines that are not state
+    changes are logged and skipped. Cancel the task to stop.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            fd = _open_fifo(path)
+        except OSError as exc:
+            log.warning("cannot open the keepalived notify FIFO %s: %s; retrying", path, exc)
+            await asyncio.sleep(1.0)
+            continue
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            functools.partial(asyncio.StreamReaderProtocol, reader),
+            os.fdopen(fd, "rb", buffering=0),
+        )
+        try:
+            while True:
+                try:
+                    line = await asyncio.wait_for(reader.readline(), 1.0)
+                except TimeoutError:
+                    if _replaced(path, fd):
+                        log.info("keepalived notify FIFO %s was replaced; reopening", path)
+                        break
+                    continue
+                if not line:
+                    break  # the writer closed its end: keepalived stopped or restarts
+                _deliver(line, on_notice)
+        finally:
+            transport.close()
+
+
+def _open_fifo(path: str) -> int:
+    with contextlib.suppress(FileExistsError):
+        os.mkfifo(path, 0o600)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a FIFO")
+    return fd
+
+
+def _replaced(path: str, fd: int) -> bool:
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return True
+    opened = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) != (opened.st_dev, opened.st_ino)
+
+
+def _deliver(line: bytes, on_notice: Callable[[Notice], None]) -> None:
+    text_line = line.decode("utf-8", "replace").strip()
+    if not text_line:
+        return
+    try:
+        notice = parse_notice(text_line)
+    except ValueError as exc:
+        log.debug("keepalived FIFO line skipped: %s", exc)
+        return
+    on_notice(notice)
+
+
+# ----------------------------------------------------------------------------- the lease
+
+# Microseconds since the epoch by the database server's clock, in UTC whatever
+# the session time zone (UNIX_TIMESTAMP(NOW()) is ambiguous in the DST hour).
+_DB_NOW_US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """The lease row as read at ``now_us`` (database clock)."""
+
+    holder: str
+    epoch: int
+    expires_us: int
+    now_us: int
+
+    @property
+    def valid(self) -> bool:
+        return self.expires_us > self.now_us
+
+    @property
+    def expires_in(self) -> float:
+        """Seconds until it expires (negative: expired that long ago)."""
+        return (self.expires_us - self.now_us) / 1e6
+
+
+class DbLease:
+    """The lease row ``name`` in table ``ha_lease``, taken and renewed as ``holder``.
+
+    Every operation is one short transaction that locks the row
+    (``SELECT ... FOR UPDATE``) and writes times computed from the database's
+    own clock. MySQL/MariaDB only.
+    """
+
+    def __init__(self, engine, holder: str, ttl: float, name: str = "smps"):
+        self.engine = engine
+        self.holder = holder
+        self.ttl_us = int(ttl * 1e6)
+        self.name = name
+
+    async def acquire(self) -> LeaseState:
+        """Renew the lease if this holder has it, take it if it expired; return the row after.
+
+        The caller holds the lease when the returned holder is its own.
+        """
+        async with self.engine.begin() as conn:
+            state = await self._locked_row(conn)
+            if state.holder == self.holder and state.valid:
+                await conn.execute(
+                    text(
+                        "UPDATE ha_lease SET expires_us = :expires, renewed_us = :now "
+                        "WHERE name = :name"
+                    ),
+                    {"expires": state.now_us + self.ttl_us, "now": state.now_us, "name": self.name},
+                )
+                return LeaseState(
+                    self.holder, state.epoch, state.now_us + self.ttl_us, state.now_us
+                )
+            if state.valid:
+                return state
+            epoch = state.epoch + 1
+            await conn.execute(
+                text(
+                    "UPDATE ha_lease SET holder = :holder, epoch = :epoch, expires_us = :expires, "
+                    "acquired_us = :now, renewed_us = :now WHERE name = :name"
+                ),
+                {
+                    "holder": self.holder,
+                    "epoch": epoch,
+                    "expires": state.now_us + self.ttl_us,
+                    "now": state.now_us,
+                    "name": self.name,
+                },
+            )
+            return LeaseState(self.holder, epoch, state.now_us + self.ttl_us, state.now_us)
+
+    async def release(self) -> None:
+        """Let the lease expire now, if this holder has it (call only once no longer serving)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    f"UPDATE ha_lease SET expires_us = {_DB_NOW_US} "
+                    f"WHERE name = :name AND holder = :holder AND expires_us > {_DB_NOW_US}"
+                ),
+                {"name": self.name, "holder": self.holder},
+            )
+
+    async def read(self) -> LeaseState:
+        """The row as it is, without locking or changing it."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT holder, epoch, expires_us, {_DB_NOW_US} FROM ha_lease "
+                        "WHERE name = :name"
+                    ),
+                    {"name": self.name},
+                )
+            ).first()
+            if row is None:
+                now = (await conn.execute(text(f"SELECT {_DB_NOW_US}"))).scalar_one()
+                return LeaseState("", 0, 0, int(now))
+        return LeaseState(row[0], int(row[1]), int(row[2]), int(row[3]))
+
+    async def _locked_row(self, conn) -> LeaseState:
+        query = text(
+            f"SELECT holder, epoch, expires_us, {_DB_NOW_US} FROM ha_lease "
+            "WHERE name = :name FOR UPDATE"
+        )
+        row = (await conn.execute(query, {"name": self.name})).first()
+        if row is None:
+            # First use of this database: make the row (a concurrent maker is ignored), lock it.
+            await conn.execute(
+                text(
+                    "INSERT IGNORE INTO ha_lease "
+                    "(name, holder, epoch, expires_us, acquired_us, renewed_us) "
+                    "VALUES (:name, '', 0, 0, 0, 0)"
+                ),
+                {"name": self.name},
+            )
+            row = (await conn.execute(query, {"name": self.name})).one()
+        return LeaseState(row[0], int(row[1]), int(row[2]), int(row[3]))
+
+
+def holder_id(node_name: str) -> str:
+    """Unique per process start, so a restarted node never renews its predecessor's lease."""
+    return f"{node_name}@{socket.gethostname()}/{os.getpid()}-{secrets.token_hex(3)}"
+
+
+# ----------------------------------------------------------------------------- the controller
+
+
+@dataclass(frozen=True)
+class Transition:
+    role: Role
+    reason: str
+    at: float  # time.time()
+
+
+class HaController:
+    """Decides this node's role from keepalived and the lease, and applies it via ``on_role``.
+
+    ``start()`` applies the initial role and starts the FIFO reader and the
+    lease keeper; ``stop()`` ends them and gives the lease back (call it after
+    the node has stopped serving). ``notify()`` takes a keepalived state from
+    any source; ``handle_control()`` serves ``smps ha notify`` and ``smps ha
+    check`` on the node's control socket.
+    """
+
+    def __init__(
+        self,
+        config: HaConfig,
+        on_role: RoleCallback,
+        *,
+        health: HealthSource,
+        lease: DbLease | None = None,
+    ):
+        if config.lease.enabled and lease is None:
+            raise ValueError("ha.lease.enabled needs a DbLease")
+        self.config = config
+        self.on_role = on_role
+        self.health_source = health
+        self.lease = lease if config.lease.enabled else None
+        self.ttl = config.lease.ttl
+        self.keepalived: Notice | None = None
+        # Lease bookkeeping (times are loop.time()).
+        self.lease_state: LeaseState | None = None
+        self.held_epoch: int | None = None
+        self.lease_error: str | None = None
+        self.db_ok_at: float | None = None
+        self.role, self.reason = self._decide()
+        self.last = Transition(self.role, self.reason, time.time())
+        self.transitions: dict[Role, int] = dict.fromkeys(Role, 0)
+        self.applied: Role | None = None  # what on_role last started to apply
+        self._follow_groups = False
+        self._expiry: asyncio.TimerHandle | None = None
+        self._apply_wanted = asyncio.Event()
+        self._lease_wake = asyncio.Event()
+        self._applying: asyncio.Task | None = None
+        self._applying_role: Role | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- public -----------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int | None:
+        """The fencing token while this node holds the lease (write it with each decision)."""
+        return self.held_epoch
+
+    @property
+    def settled(self) -> bool:
+        """The data plane has been told the current role and has finished applying it."""
+        return self.applied == self.role and (self._applying is None or self._applying.done())
+
+    async def start(self) -> None:
+        self._apply_wanted.set()
+        self._tasks.append(asyncio.create_task(self._apply_roles(), name="ha-roles"))
+        if self.config.mode == "keepalived" and self.config.notify_fifo:
+            self._tasks.append(
+                asyncio.create_task(
+                    read_notify_fifo(self.config.notify_fifo, self.notify), name="ha-fifo"
+                )
+            )
+        if self.lease is not None:
+            self._tasks.append(asyncio.create_task(self._keep_lease(), name="ha-lease"))
+        log.info(
+            "HA mode %s, lease %s; role %s (%s)",
+            self.config.mode,
+            f"on (ttl {self.ttl:g}s, holder {self.lease.holder})" if self.lease else "off",
+            self.role,
+            self.last.reason,
+        )
+
+    async def stop(self) -> None:
+        """Stop following keepalived and the lease; give the lease back if this node held it."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self.lease is not None and self.held_epoch is not None:
+            try:
+                await asyncio.wait_for(self.lease.release(), self.ttl / 3)
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                log.warning("could not give the lease back (it expires by itself): %s", exc)
+            self.held_epoch = None
+
+    def notify(self, notice: Notice) -> None:
+        """Follow a keepalived state change. With a sync group, the group's state is followed
+        and its member instances' lines are ignored."""
+        if self.config.mode != "keepalived":
+            log.info("keepalived %s ignored: ha.mode is %s", notice.state, self.config.mode)
+            return
+        if notice.kind == "GROUP":
+            self._follow_groups = True
+        elif notice.kind == "INSTANCE" and self._follow_groups:
+            return
+        log.info(
+            "keepalived: %s%s%s",
+            f"{notice.kind} {notice.name} " if notice.kind else "",
+            notice.state,
+            f" priority {notice.priority}" if notice.priority is not None else "",
+        )
+        self.keepalived = notice
+        self._lease_wake.set()
+        self._evaluate()
+
+    def check(self) -> tuple[bool, str]:
+        """For keepalived's ``vrrp_script``: can this node serve? Independent of the role (a
+        node must be able to pass it while standby); reads state only."""
+        ok, body = self.health_source()
+        if not ok:
+            return False, str(body.get("reason", "node not healthy"))
+        if self.lease is not None:
+            loop_now = asyncio.get_running_loop().time()
+            if self.db_ok_at is None or loop_now - self.db_ok_at > self.ttl:
+                return False, f"lease database not reached for over {self.ttl:g}s"
+        return True, "ok"
+
+    def snapshot(self) -> dict[str, Any]:
+        """Role, why and since when, keepalived's last word, the lease: for /health, status."""
+        keepalived = None
+        if self.keepalived is not None:
+            keepalived = {
+                "state": self.keepalived.state,
+                "name": self.keepalived.name,
+                "priority": self.keepalived.priority,
+            }
+        report: dict[str, Any] = {
+            "mode": self.config.mode,
+            "role": str(self.role),
+            "reason": self.reason,
+            "since": self.last.at,
+            "last_transition": {
+                "role": str(self.last.role),
+                "reason": self.last.reason,
+                "at": self.last.at,
+            },
+            "settled": self.settled,
+            "transitions": sum(self.transitions.values()),
+            "keepalived": keepalived,
+        }
+        if self.lease is not None:
+            state = self.lease_state
+            report["lease"] = {
+                "holder": state.holder if state and state.valid else None,
+                "epoch": state.epoch if state else None,
+                "expires_in_s": round(state.expires_in, 3) if state else None,
+                "held": self.held_epoch is not None,
+                "waiting": self._wants_active() and self.held_epoch is None,
+                "error": self.lease_error,
+            }
+        return report
+
+    def metrics(self) -> Iterable[Metric]:
+        """Transitions and the lease, for a CallbackCollector (the role gauge is the node's)."""
+        transitions = CounterMetricFamily(
+            "smps_ha_transitions", "HA role changes, by the role entered.", labels=["role"]
+        )
+        for role, count in self.transitions.items():
+            transitions.add_metric([str(role)], count)
+        yield transitions
+        if self.lease is not None:
+            held = GaugeMetricFamily("smps_ha_lease_held", "1 while this node holds the HA lease.")
+            held.add_metric([], 1.0 if self.held_epoch is not None else 0.0)
+            yield held
+            epoch = GaugeMetricFamily("smps_ha_lease_epoch", "Epoch of the HA lease as last read.")
+            epoch.add_metric([], float(self.lease_state.epoch if self.lease_state else 0))
+            yield epoch
+
+    async def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``{"cmd": "ha.notify", "args": [...]}`` and ``{"cmd": "ha.check"}`` (see smps.ha_cli)."""
+        command = request.get("cmd")
+        if command == "ha.notify":
+            args = request.get("args")
+            if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+                return {"error": "ha.notify needs args: a list of strings"}
+            try:
+                notice = parse_notice(args)
+            except ValueError as exc:
+                return {"error": str(exc)}
+            self.notify(notice)
+            return {"result": "ok", "role": str(self.role), "reason": self.reason}
+        if command == "ha.check":
+            healthy, reason = self.check()
+            return {"healthy": healthy, "reason": reason, "role": str(self.role)}
+        return {"error": f"unknown command {command!r}"}
+
+    async def handle_control_line(self, line: str | bytes) -> str:
+        """One JSON request line in, one JSON answer line (with its newline) out."""
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            answer: dict[str, Any] = {"error": f"bad request: {exc}"}
+        else:
+            answer = await self.handle_control(request)
+        return json.dumps(answer) + "\n"
+
+    # ---- deciding ---------------------------------------------------------------------
+
+    def _wants_active(self) -> bool:
+        """keepalived (or, before it spoke, ha.initial_role) wants this node to serve."""
+        if self.config.mode == "standalone":
+            return True
+        if self.keepalived is None:
+            return self.config.initial_role == "active"
+        return self.keepalived.state == "MASTER"
+
+    def _decide(self) -> tuple[Role, str]:
+        if self.config.mode == "standalone":
+            return Role.ACTIVE, "standalone"
+        notice = self.keepalived
+        said = (
+            f"keepalived {notice.state}" if notice else f"initial role {self.config.initial_role}"
+        )
+        if notice is not None and notice.state == "FAULT":
+            return Role.FAULT, said
+        if not self._wants_active():
+            return Role.STANDBY, said
+        if self.lease is None:
+            return Role.ACTIVE, said
+        if self.held_epoch is None:
+            state = self.lease_state
+            if state is not None and state.valid and state.holder != self.lease.holder:
+                return Role.STANDBY, (
+                    f"{said}; waiting for the lease (held by {state.holder}, epoch {state.epoch}, "
+                    f"expires in {state.expires_in:.1f}s)"
+                )
+            return Role.STANDBY, f"{said}; waiting for the lease"
+        return Role.ACTIVE, f"{said}; lease epoch {self.held_epoch}"
+
+    def _evaluate(self, cause: str | None = None) -> None:
+        """Re-decide the role; ``cause``, when given, is why a change of role happened."""
+        role, reason = self._decide()
+        self.reason = reason
+        if role == self.role:
+            return
+        self.role = role
+        reason = cause or reason
+        self.last = Transition(role, reason, time.time())
+        self.transitions[role] += 1
+        level = logging.INFO if role == Role.ACTIVE or "keepalived" in reason else logging.WARNING
+        log.log(level, "HA role -> %s: %s", role, reason)
+        if role != Role.ACTIVE and self._applying_role == Role.ACTIVE and self._applying:
+            self._applying.cancel()  # demotion wins over a promotion still binding
+        self._apply_wanted.set()
+
+    async def _apply_roles(self) -> None:
+        """Run on_role for each new role, one at a time, the newest role winning."""
+        while True:
+            await self._apply_wanted.wait()
+            self._apply_wanted.clear()
+            target, reason = self.role, self.reason
+            if target == self.applied:
+                continue
+            self.applied = target
+            self._applying_role = target
+            self._applying = asyncio.create_task(self.on_role(target, reason), name="ha-on-role")
+            try:
+                await self._applying
+            except asyncio.CancelledError:
+                if not _being_cancelled():
+                    log.info("promotion to %s interrupted by %s", target, self.role)
+                    continue
+                raise
+            except Exception:
+                log.exception("applying HA role %s failed", target)
+            finally:
+                self._applying_role = None
+
+    # ---- the lease --------------------------------------------------------------------
+
+    async def _keep_lease(self) -> None:
+        """Hold the lease while keepalived wants this node active; read it otherwise."""
+        assert self.lease is not None
+        loop = asyncio.get_running_loop()
+        interval = self.ttl / 3
+        while True:
+            self._lease_wake.clear()
+            started = loop.time()
+            ok = await self._lease_round(started)
+            pause = interval if ok else interval / 3
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._lease_wake.wait(), max(0.0, started + pause - loop.time())
+                )
+
+    async def _lease_round(self, started: float) -> bool:
+        assert self.lease is not None
+        try:
+            # Renewed too while a demotion drains, so that it can be given back afterwards
+            # instead of the other node waiting for it to expire.
+            if self._wants_active() or (self.held_epoch is not None and not self.settled):
+                state = await asyncio.wait_for(self.lease.acquire(), self.ttl / 3)
+                if state.holder == self.lease.holder:
+                    self._granted(state, started)
+                else:
+                    self._lost(f"lease held by {state.holder} (epoch {state.epoch})")
+            elif self.held_epoch is not None:
+                await asyncio.wait_for(self.lease.release(), self.ttl / 3)
+                log.info("lease epoch %d given back", self.held_epoch)
+                self._drop_lease()
+                state = await asyncio.wait_for(self.lease.read(), self.ttl / 3)
+            else:
+                state = await asyncio.wait_for(self.lease.read(), self.ttl / 3)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if self.lease_error is None:
+                log.warning("lease database unreachable: %s", reason)
+            self.lease_error = reason
+            return False
+        if self.lease_error is not None:
+            log.info("lease database reachable again")
+        self.lease_error = None
+        self.db_ok_at = asyncio.get_running_loop().time()
+        self.lease_state = state
+        self._evaluate()  # a waiting reason may have changed
+        return True
+
+    def _granted(self, state: LeaseState, started: float) -> None:
+        """Held until ``started + ttl`` at the latest: the database set the expiry after
+        ``started``. Step down ttl/3 before that unless renewed meanwhile."""
+        if self.held_epoch != state.epoch:
+            log.info("lease taken: epoch %d", state.epoch)
+        self.held_epoch = state.epoch
+        self.lease_state = state
+        if self._expiry is not None:
+            self._expiry.cancel()
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_at(
+            started + self.ttl - self.ttl / 3, self._lost, "lease not renewed in time"
+        )
+        self._evaluate()
+
+    def _lost(self, reason: str) -> None:
+        cause = None
+        if self.held_epoch is not None:
+            cause = f"lease epoch {self.held_epoch} lost: {reason}"
+            log.warning("%s", cause)
+        self._drop_lease()
+        self._evaluate(cause)
+
+    def _drop_lease(self) -> None:
+        self.held_epoch = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,123 @@
+"""keepalived's hooks into a running node: ``smps ha notify`` and ``smps ha check``.
+
+Both talk to the node's control socket ``{node.state_dir}/smps.sock``: one JSON
+request line, one JSON answer line (served by ``HaController.handle_control``):
+
+- ``{"cmd": "ha.notify", "args": ["INSTANCE", "SMPS", "MASTER", "150"]}`` (or
+  ``["MASTER"]``) → ``{"result": "ok", "role": ..., "reason": ...}``
+- ``{"cmd": "ha.check"}`` → ``{"healthy": true|false, "reason": ..., "role": ...}``
+- anything refused → ``{"error": ...}``
+
+``smps ha notify`` is keepalived's ``notify`` script (keepalived appends TYPE
+NAME STATE PRIORITY) or a hand-typed ``MASTER|BACKUP|FAULT|STOP``; prefer the
+notify FIFO (``ha.notify_fifo``), which keeps the order of state changes.
+``smps ha check`` is a ``vrrp_script``: exit 0 only when the node answers
+healthy within about a second; it changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+
+from smps.cli import add_config_option
+
+CONTROL_SOCKET = "smps.sock"  # in node.state_dir, as smps.runtime.master serves it
+CHECK_TIMEOUT = 1.0  # seconds for the node to answer `ha check`
+NOTIFY_TIMEOUT = 5.0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``ha notify`` and ``ha check`` to the ``smps`` parser."""
+    ha = commands.add_parser(
+        "ha", help="keepalived hooks", description="Hooks for keepalived (VRRP)."
+    )
+    ha_commands = ha.add_subparsers(dest="ha_command", metavar="ACTION", required=True)
+    notify = ha_commands.add_parser(
+        "notify",
+        help="tell the running node keepalived's new state",
+        description="Tell the running node keepalived's state: MASTER, BACKUP, FAULT or STOP, "
+        "alone or as keepalived's notify-script arguments TYPE NAME STATE PRIORITY.",
+    )
+    add_config_option(notify)
+    notify.add_argument("words", nargs="+", metavar="STATE | TYPE NAME STATE PRIORITY")
+    notify.set_defaults(handler=_cmd_notify)
+    check = ha_commands.add_parser(
+        "check",
+        help="keepalived vrrp_script: exit 0 when the node can serve",
+        description="Exit 0 when the running node answers healthy within about a second, "
+        "1 otherwise. No side effects.",
+    )
+    add_config_option(check)
+    check.set_defaults(handler=_cmd_check)
+
+
+def _cmd_notify(args: argparse.Namespace) -> int:
+    from smps.ha import parse_notice
+
+    try:
+        parse_notice(args.words)
+    except ValueError as exc:
+        print(f"smps ha notify: {exc}", file=sys.stderr)
+        return 2
+    answer = _ask(args.config, {"cmd": "ha.notify", "args": args.words}, NOTIFY_TIMEOUT)
+    if answer is None:
+        return 1
+    if "error" in answer:
+        print(f"smps ha notify: refused: {answer['error']}", file=sys.stderr)
+        return 1
+    print(f"role {answer.get('role')}: {answer.get('reason')}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    answer = _ask(args.config, {"cmd": "ha.check"}, CHECK_TIMEOUT)
+    if answer is None:
+        return 1
+    if answer.get("healthy") is not True:
+        print(f"smps ha check: not healthy: {answer.get('reason') or answer}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ask(config_path: str, message: dict, timeout: float) -> dict | None:
+    """The node's answer, or None (after saying why on stderr) when there is none."""
+    from smps import config
+
+    cfg = config.load(config_path)
+    path = Path(cfg.node.state_dir) / CONTROL_SOCKET
+    try:
+        return _request(str(path), message, timeout)
+    except OSError as exc:
+        print(f"smps: no running node at {path}: {exc.strerror or exc}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"smps: unreadable answer from the node: {exc}", file=sys.stderr)
+    return None
+
+
+def _request(path: str, message: dict, timeout: float) -> dict:
+    """One request line, one answer line, all within ``timeout`` seconds.
+
+    Not smps.runtime.master.request: keepalived runs the check every few
+    seconds, and that module's imports alone take longer than the whole budget.
+    """
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
