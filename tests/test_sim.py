@@ -613,6 +613,11 @@ async def test_cli_ne_subprocess_stops_cleanly_on_sigterm(ne_server):
     await until(lambda: ne_server.registry.count("antispam") == 0)  # unbound on the way out
 
 
+async def test_cli_smsc_refuses_traced_ratio_without_numbers():
+    args = parse(["sim", "smsc", "--traced-ratio", "0.01"])
+    assert await cli.smsc_main(args, cli.Stopper(), io.StringIO()) == 2
+
+
 async def test_cli_smsc_gives_up_when_smps_never_binds():
     process, _port = await start_sim_smsc_process("--bind-timeout", "200ms")
     code, stdout, stderr = await finish(process)

@@ -24,7 +24,14 @@ from smps._native.pdu import Status
 from smps.config import format_address, parse_address, parse_duration
 from smps.sim.ne import Latency, SimNe
 from smps.sim.smsc import SimSmsc
-from smps.sim.traffic import STANDARD_MIX, Mix, NumberRange, Traffic
+from smps.sim.traffic import (
+    DEFAULT_DESTINATIONS,
+    DEFAULT_SOURCES,
+    STANDARD_MIX,
+    Mix,
+    NumberRange,
+    Traffic,
+)
 
 # ---- option types ------------------------------------------------------------
 
@@ -207,14 +214,14 @@ def _add_smsc_parser(simulators: "argparse._SubParsersAction[argparse.ArgumentPa
     p.add_argument(
         "--sources",
         type=number_range,
-        default=None,
+        default=DEFAULT_SOURCES,
         metavar="FIRST-LAST",
         help="source numbers (default: 8613800000000-8613899999999)",
     )
     p.add_argument(
         "--destinations",
         type=number_range,
-        default=None,
+        default=DEFAULT_DESTINATIONS,
         metavar="FIRST-LAST",
         help="destination numbers (default: 8613900000000-8613999999999)",
     )
@@ -387,19 +394,19 @@ def _run(
 
 async def smsc_main(args: argparse.Namespace, stopper: Stopper, out: TextIO = sys.stdout) -> int:
     """Listen, wait for SMPS's binds, drive traffic, report. Returns the exit status."""
-    traffic_options: dict[str, Any] = {}
-    if args.sources:
-        traffic_options["sources"] = args.sources
-    if args.destinations:
-        traffic_options["destinations"] = args.destinations
-    traffic = Traffic(
-        args.mix,
-        traced=args.traced,
-        traced_ratio=args.traced_ratio,
-        data_sm_ratio=args.data_sm_ratio,
-        seed=args.seed,
-        **traffic_options,
-    )
+    try:
+        traffic = Traffic(
+            args.mix,
+            sources=args.sources,
+            destinations=args.destinations,
+            traced=args.traced,
+            traced_ratio=args.traced_ratio,
+            data_sm_ratio=args.data_sm_ratio,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        _note(f"cannot build the traffic: {exc}")
+        return 2
     sim = SimSmsc(
         system_id=args.system_id,
         password=args.password,
