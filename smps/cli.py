@@ -84,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_option(check)
     check.set_defaults(handler=_cmd_config_check)
 
+    from smps.benchrun import register as register_bench
     from smps.sim.cli import register as register_sim
     from smps.store.cli import register as register_store
+    from smps.trace_cli import register as register_trace
 
     register_sim(commands)
+    register_bench(commands)
+    register_trace(commands)
     register_store(commands)
     return parser
 
