@@ -466,8 +466,17 @@ class HaController:
         self._evaluate()
 
     def check(self) -> tuple[bool, str]:
-        """For keepalived's ``vrrp_script``: can this node serve? Independent of the role (a
-        node must be able to pass it while standby); reads state only."""
+        """For keepalived's ``vrrp_script``: can this node serve? Reads state only.
+
+        Independent of the role (a standby must pass it to be eligible), with
+        one exception: in keepalived mode a node that has not heard keepalived
+        since it started fails it. keepalived does not repeat its state, so a
+        node restarted quickly under a MASTER keepalived would otherwise stay
+        standby behind the VIP; failing the check makes keepalived go FAULT,
+        which it tells the node, and then BACKUP, and a fresh election follows.
+        """
+        if self.config.mode == "keepalived" and self.keepalived is None:
+            return False, "no state from keepalived since this node started"
         ok, body = self.health_source()
         if not ok:
             return False, str(body.get("reason", "node not healthy"))

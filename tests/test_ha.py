@@ -164,6 +164,7 @@ async def test_standalone_is_always_active_and_ignores_keepalived():
         await settle(ha)
         assert node.roles == [Role.ACTIVE]
         assert ha.role == Role.ACTIVE and ha.last.reason == "standalone"
+        assert ha.check() == (True, "ok")
     finally:
         await ha.stop()
 
@@ -448,15 +449,19 @@ async def test_ha_check_and_notify_over_the_control_socket(node_config):
         assert code == 1 and "no running node" in output
 
         async with control_server(state, ha.handle_control_line):
+            code, output = await smps_ha("check", "-c", config_path)
+            assert code == 1 and "no state from keepalived" in output  # restarted under MASTER?
+            assert (await smps_ha("notify", "-c", config_path, "FAULT"))[0] == 0
             assert (await smps_ha("check", "-c", config_path))[0] == 0
             health["ok"] = False
             code, output = await smps_ha("check", "-c", config_path)
             assert code == 1 and "1 of 2 workers not running" in output
             health["ok"] = True
 
+            await settle(ha)
             calls = len(node.calls)
             code, output = await smps_ha("check", "-c", config_path)
-            assert code == 0 and len(node.calls) == calls and ha.role == Role.STANDBY
+            assert code == 0 and len(node.calls) == calls and ha.role == Role.FAULT
 
             code, output = await smps_ha(
                 "notify", "-c", config_path, "INSTANCE", "SMPS", "MASTER", "150"
@@ -628,6 +633,7 @@ async def test_holder_steps_down_within_ttl_when_its_database_dies(private_maria
     loop = asyncio.get_running_loop()
     try:
         await ha.start()
+        assert ha.check() == (False, "no state from keepalived since this node started")
         ha.notify(parse_notice("MASTER"))
         await settle(ha, lambda: ha.role == Role.ACTIVE)
         assert ha.check() == (True, "ok")
