@@ -35,8 +35,11 @@ format: $(STAMP)
 demo: build
 	$(VENV)/bin/smps demo
 
+# Micro benchmarks, then a short load run of the standard scenario (bench/README.md).
 bench: build
 	$(PY) -m pytest bench -q --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops
+	mkdir -p test-artifacts
+	$(VENV)/bin/smps bench --duration 10 --warmup 3 --json test-artifacts/bench.json
 
 soak: build
 	$(PY) -m pytest -q -m soak tests
