@@ -27,6 +27,11 @@ class FakeNode:
     def __init__(self):
         self.binds: dict[str, int] = {}
         self.received = 0
+        self.kicked: list[str] = []
+
+    def kick(self, system_id: str) -> int:
+        self.kicked.append(system_id)
+        return self.binds.pop(system_id, 0)
 
     def live_status(self) -> LiveStatus:
         return LiveStatus(
@@ -265,7 +270,19 @@ async def test_every_page_renders_for_every_role(server, as_role, store, node, r
     assert ("Delete<" in accounts) == (role == "admin")
 
 
+POLICY_FORM = {
+    "timeout": "1500ms",
+    "on_timeout": "block",
+    "on_no_ne": "allow",
+    "block_status": "0x66",
+    "tempfail_status": "0x64",
+    "ne_block_codes": "0x66, 0x65",
+    "concat_window": "60s",
+    "concat_sticky_block": "on",
+}
+
 CHANGES = [
+    ("/policy", POLICY_FORM, "policy.write"),
     ("/accounts", ACCOUNT_FORM, "accounts.write"),
     ("/accounts/fraud", {**ACCOUNT_FORM, "system_id": "fraud", "window": "8"}, "accounts.write"),
     ("/accounts/fraud/enabled", {"enabled": "false"}, "accounts.toggle"),
@@ -293,10 +310,51 @@ async def test_changes_are_allowed_only_to_the_roles_that_may(as_role, store, ro
             assert await audit_actions(store) == before
     # The matrix this test relies on is the issue's: admin all, operator toggles.
     assert [auth.allowed(role, a) for _, _, a in CHANGES] == {
-        "admin": [True] * 4,
-        "operator": [False, False, True, False],
-        "viewer": [False] * 4,
+        "admin": [True] * 5,
+        "operator": [False, False, False, True, False],
+        "viewer": [False] * 5,
     }[role]
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_operators_and_admins_may_kick_binds(as_role, store, node, role):
+    await repo.create(
+        store, repo.KINDS["accounts"], {"system_id": "fraud", "password": "pw2"}, "test"
+    )
+    node.binds = {"fraud": 2}
+    client = await as_role(role)
+    page = await (await client.get("/accounts")).text()
+    assert ("Kick binds<" in page) == (role != "viewer")
+    response = await client.post(
+        "/accounts/fraud/kick", data={"csrf": await csrf_of(client)}, allow_redirects=True
+    )
+    if role == "viewer":
+        assert response.status == 403 and node.kicked == []
+    else:
+        assert response.status == 200 and node.kicked == ["fraud"]
+        assert "Unbound 2 binds of fraud." in await response.text()
+
+
+async def test_policy_is_saved_through_the_repo_and_errors_name_the_field(as_role, store):
+    admin = await as_role("admin")
+    page = await (await admin.get("/policy")).text()
+    assert 'value="2s"' in page and 'value="0x66, 0x65"' in page  # the defaults, as in the file
+    form = {**POLICY_FORM, "timeout": "soon", "csrf": await csrf_of(admin, "/policy")}
+    response = await admin.post("/policy", data=form)
+    assert response.status == 422
+    assert re.search(r'id="timeout-error">bad duration', await response.text())
+    form = {**POLICY_FORM, "csrf": await csrf_of(admin, "/policy")}
+    response = await admin.post("/policy", data=form)
+    assert "Policy saved" in await response.text()
+    policy = await repo.get_policy(store)
+    assert (policy["timeout"], policy["on_timeout"], policy["concat_sticky_block"]) == (
+        1.5,
+        "block",
+        True,
+    )
+    assert not policy["inspect_receipts"]
+    assert await audit_actions(store) == [("user:admin", "create", "policy")]
+    assert 'value="1.5s"' in await (await admin.get("/policy")).text()
 
 
 async def test_changes_without_the_sessions_csrf_token_are_refused(as_role, server, store):

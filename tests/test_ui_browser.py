@@ -44,6 +44,9 @@ class NodeLive:
     def __init__(self, node):
         self.node = node
 
+    def kick(self, system_id: str) -> int:
+        return self.node.ne_server.kick(system_id)
+
     def live_status(self) -> LiveStatus:
         node = self.node
         dispatcher = node.dispatcher.snapshot()
@@ -146,6 +149,10 @@ async def test_sign_in_create_account_see_its_bind_live_and_sign_out(make_config
                     "user:alice"
                 )
                 await page.screenshot(path=ARTIFACTS / "06-audit.png", full_page=True)
+
+                await page.get_by_role("link", name="Policy").click()
+                await expect(page.get_by_label("Verdict timeout")).to_have_value("2s")
+                await page.screenshot(path=ARTIFACTS / "08-policy.png", full_page=True)
 
                 await page.set_viewport_size({"width": 390, "height": 844})
                 await page.get_by_role("link", name="Dashboard").click()

@@ -74,6 +74,10 @@ class NodeView(Protocol):
 
     def live_status(self) -> LiveStatus: ...
 
+    def kick(self, system_id: str) -> int:
+        """Unbind every live bind of an NE account (it may bind again); returns how many."""
+        ...
+
 
 def mean_latency(decisions: Iterable[Decision]) -> dict[str, float]:
     """Mean answer latency per NE account over ``decisions`` (allow and block answers,
@@ -145,6 +149,7 @@ _SECURITY_HEADERS = {
 NAV = (
     ("dashboard", "/", "Dashboard"),
     ("accounts", "/accounts", "NE accounts"),
+    ("policy", "/policy", "Policy"),
     ("decisions", "/decisions", "Decisions"),
     ("audit", "/audit", "Audit log"),
 )
@@ -687,6 +692,90 @@ async def _account_delete(request: web.Request) -> web.StreamResponse:
     raise _see_other("/accounts")
 
 
+async def _account_kick(request: web.Request) -> web.StreamResponse:
+    key = request.match_info["key"]
+    count = request.app[UI].node.kick(key)
+    log.warning("admin UI: %s unbound %d binds of NE account %s", _actor(request), count, key)
+    _flash(request, "ok", f"Unbound {count} bind{'s' if count != 1 else ''} of {key}.")
+    raise _see_other("/accounts")
+
+
+# ------------------------------------------------------------------------ policy
+
+POLICY = repo.KINDS["policy"]
+_POLICY_CHOICES = ("allow", "block", "tempfail")
+
+
+def _policy_document(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The form as the policy document; durations and codes are read as in the file."""
+    return {
+        "timeout": str(form.get("timeout", "")).strip(),
+        "on_timeout": str(form.get("on_timeout", "")),
+        "on_no_ne": str(form.get("on_no_ne", "")),
+        "block_status": str(form.get("block_status", "")).strip(),
+        "tempfail_status": str(form.get("tempfail_status", "")).strip(),
+        "ne_block_codes": [
+            code.strip()
+            for code in str(form.get("ne_block_codes", "")).replace(",", " ").split()
+            if code.strip()
+        ],
+        "inspect_receipts": form.get("inspect_receipts") == "on",
+        "concat_window": str(form.get("concat_window", "")).strip(),
+        "concat_sticky_block": form.get("concat_sticky_block") == "on",
+    }
+
+
+def _policy_shown(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored values as the form shows them: seconds as ``2s``, status codes in hex."""
+    return {
+        **policy,
+        "timeout": f"{policy['timeout']:g}s",
+        "concat_window": f"{policy['concat_window']:g}s",
+        "block_status": f"0x{policy['block_status']:02X}",
+        "tempfail_status": f"0x{policy['tempfail_status']:02X}",
+        "ne_block_codes": ", ".join(f"0x{code:02X}" for code in policy["ne_block_codes"]),
+    }
+
+
+def _policy_form(
+    request: web.Request,
+    policy: Mapping[str, Any],
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    return _render(
+        request,
+        "policy.html",
+        status=status,
+        page="policy",
+        policy=policy,
+        choices=_POLICY_CHOICES,
+        errors=errors or {},
+    )
+
+
+async def _policy(request: web.Request) -> web.Response:
+    return _policy_form(request, _policy_shown(await repo.get_policy(request.app[UI].store)))
+
+
+async def _policy_save(request: web.Request) -> web.StreamResponse:
+    ui = request.app[UI]
+    form = await request.post()
+    document = _policy_document(form)
+    stored = await repo.get_policy(ui.store)
+    try:
+        await repo.put_policy(ui.store, document, _actor(request))
+    except repo.Invalid as exc:
+        shown = {**stored, **document, "ne_block_codes": ", ".join(document["ne_block_codes"])}
+        return _policy_form(request, shown, errors=_field_errors(exc), status=422)
+    except repo.Conflict as exc:
+        _flash(request, "error", str(exc))
+        raise _see_other("/policy") from None
+    _flash(request, "ok", "Policy saved; it applies to messages arriving from now on.")
+    raise _see_other("/policy")
+
+
 # --------------------------------------------------------------------- decisions
 
 
@@ -811,6 +900,9 @@ ROUTES: tuple[tuple[str, str, Handler, str | None], ...] = (
     ("POST", "/accounts/{key}", _account_save, "accounts.write"),
     ("POST", "/accounts/{key}/enabled", _account_toggle, "accounts.toggle"),
     ("POST", "/accounts/{key}/delete", _account_delete, "accounts.write"),
+    ("POST", "/accounts/{key}/kick", _account_kick, "sessions.kick"),
+    ("GET", "/policy", _policy, None),
+    ("POST", "/policy", _policy_save, "policy.write"),
     ("GET", "/decisions", _decisions, None),
     ("GET", "/decisions.csv", _decisions_export, None),
     ("GET", "/audit", _audit, None),
