@@ -41,6 +41,7 @@ from smps.smpp.session import NO_RESPONSE, REFUSED, Session
 log = logging.getLogger("smps.proxy")
 
 TICK = 0.005  # seconds; keeps the 2 s deadline accurate to well within 20 ms
+IDLE_TICK = 0.1  # nothing in flight: the next deadline is at least policy.timeout away
 QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
 STICKY_LIMIT = 100_000  # concatenated messages remembered as blocked
 REASON_RECEIPT = "receipt"
@@ -598,7 +599,8 @@ class Dispatcher:
         for lane in self.lanes.values():
             if lane.queue:
                 self._drain(lane, now)
-        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        interval = TICK if len(self.pending) else IDLE_TICK
+        self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
 
     def _pause(self, session: Session) -> None:
         if session.is_open and session not in self._paused:
