@@ -224,6 +224,7 @@ class Dispatcher:
         self.stats = DispatcherStats()
         self.lanes: dict[str, Lane] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._idle = False  # the tick runs at IDLE_TICK because nothing is in flight
         self._paused: set[Session] = set()
         # Concatenated originals in flight, by message, for sticky blocking.
         self._concat_in_flight: dict[tuple[bytes, bytes, int], set[int]] = {}
@@ -275,7 +276,13 @@ class Dispatcher:
     # ---- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        self._tick_handle = asyncio.get_running_loop().call_later(TICK, self._tick)
+        self._schedule_tick(TICK)
+
+    def _schedule_tick(self, interval: float) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self._idle = interval != TICK
+        self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
 
     def stop(self) -> None:
         if self._tick_handle is not None:
@@ -342,6 +349,8 @@ class Dispatcher:
             self._answer_now(session, pdu, view, concat, P.OUTCOME_TEMPFAIL, "overload", now,
                              status=Status.RTHROTTLED, trace=trace)  # fmt: skip
             return
+        if self._idle:
+            self._schedule_tick(TICK)  # in flight again: back to the fine tick
         if concat_key is not None:
             self._concat_in_flight.setdefault(concat_key, set()).add(handle)
         if self.pause_mode and len(self.pending) >= self._pause_at:
@@ -599,8 +608,7 @@ class Dispatcher:
         for lane in self.lanes.values():
             if lane.queue:
                 self._drain(lane, now)
-        interval = TICK if len(self.pending) else IDLE_TICK
-        self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
+        self._schedule_tick(TICK if len(self.pending) else IDLE_TICK)
 
     def _pause(self, session: Session) -> None:
         if session.is_open and session not in self._paused:
