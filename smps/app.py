@@ -21,12 +21,14 @@ from smps.config import Config
 from smps.metrics import make_registry
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import FanOutSink, MemorySink
+from smps.proxy.trace_hub import TraceHub
 from smps.proxy.trace_store import TraceFileSink, TraceSink
 from smps.proxy.tracer import Tracer
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
-from smps.store import live_config, repo
+from smps.store import live_config
 from smps.store.db import Store
+from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from smps.web.http import HttpServer, make_app
@@ -60,6 +62,7 @@ class Node:
         # The newest decisions in memory; the database writer joins at start.
         self.recent = MemorySink(recent)
         self.dispatcher = Dispatcher(config, sink=self.recent, tracer=self.tracer)
+        self.trace_hub = TraceHub()  # live trace events for /api/v1/traces/stream
         self.store: Store | None = None
         self.writer: DecisionWriter | None = None
         self.ne_server = NeServer(
@@ -163,22 +166,21 @@ class Node:
         for sig in signals:
             loop.add_signal_handler(sig, self.stop)
         async with AsyncExitStack() as stack:
-            self.store = await Store.open(self.config.database.url)
-            stack.push_async_callback(self.store.close)
-            await repo.sync_file_config(self.store, self.config)
+            self.store, self.writer = await open_database(self.config, stack)
             await self._apply_live_config()
             self.store.listeners.append(self._on_config_change)
-            self.writer = DecisionWriter.from_config(self.store, self.config)
-            await self.writer.start()
-            stack.push_async_callback(self.writer.close)
             self.dispatcher.sink = FanOutSink(self.recent, self.writer)
-            self.tracer.sink = _TraceFanOut(self.tracer.sink, self.writer)
+            self.tracer.sink = _TraceFanOut(self.tracer.sink, self.writer, self.trace_hub)
             self.stats_sources.append(self.writer.stats)
             self.registry.register(self.writer.collector())
-            log.info("database %s ready", self.store.dialect)
 
             app = make_app(self.health, self.registry)
-            add_api_routes(app, self.store)
+            add_api_routes(
+                app,
+                self.store,
+                trace_hub=self.trace_hub,
+                country_code=self.config.trace.country_code,
+            )
             http = HttpServer(app)
             host, port = self.config.web.listen
             self.http_port = await http.start(host, port)
@@ -218,12 +220,14 @@ async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
 
 
 class _TraceFanOut:
-    """Trace events go to the daily files and to the database's traces table."""
+    """Trace events go to the daily files, the database's traces table and live watchers."""
 
-    def __init__(self, files: TraceSink, writer: DecisionWriter):
+    def __init__(self, files: TraceSink, writer: DecisionWriter, hub: TraceHub):
         self.files = files
         self.writer = writer
+        self.hub = hub
 
     def put(self, event) -> None:
         self.files.put(event)
         self.writer.put_trace(event)
+        self.hub.put(event)

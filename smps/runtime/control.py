@@ -23,6 +23,9 @@ from typing import Any
 
 import msgspec
 
+from smps.config import Config, NeAccount
+from smps.store.repo import StoredAccount
+
 _LENGTH = struct.Struct("!I")
 MAX_MESSAGE = 64 * 1024 * 1024  # a config with every trace rule fits many times over
 
@@ -30,6 +33,35 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 
 Message = dict[str, Any]
+
+Account = NeAccount | StoredAccount
+"""An NE account as the file gives it, or as the API stored it (password as a hash)."""
+
+_decode_config = msgspec.msgpack.Decoder(Config).decode
+_decode_file_account = msgspec.msgpack.Decoder(NeAccount).decode
+_decode_stored_account = msgspec.msgpack.Decoder(StoredAccount).decode
+
+
+def config_message(config: Config, accounts: list[Account], role: str) -> Message:
+    """The live configuration for a worker: the config with the database's routes,
+    policy and trace rules, and every NE account, each tagged with its kind."""
+    return {
+        "t": "config",
+        "config": _encode(config),
+        "accounts": [
+            ("stored" if isinstance(a, StoredAccount) else "file", _encode(a)) for a in accounts
+        ],
+        "role": role,
+    }
+
+
+def read_config(message: Message) -> tuple[Config, list[Account]]:
+    """A worker's side of `config_message`."""
+    accounts: list[Account] = [
+        _decode_stored_account(data) if kind == "stored" else _decode_file_account(data)
+        for kind, data in message["accounts"]
+    ]
+    return _decode_config(message["config"]), accounts
 
 
 class ControlChannel:
@@ -47,6 +79,11 @@ class ControlChannel:
     @property
     def is_open(self) -> bool:
         return not self._writer.is_closing()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes queued for the peer and not yet sent (the peer is slow or not reading)."""
+        return self._writer.transport.get_write_buffer_size()
 
     def send(self, message: Message) -> None:
         """Queue one message; a closed channel drops it (the peer is gone)."""

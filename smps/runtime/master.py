@@ -1,10 +1,17 @@
 """The master process: supervises `node.workers` worker processes and owns
 everything that is not the data plane.
 
-It serves HTTP (/health, /metrics), the control socket `{state_dir}/smps.sock`
-(`smps status`, reload, kick, role), is the only writer of the log, places NE
-connections on workers (balanced placement), and restarts a worker that dies,
-with back-off while it keeps dying.
+It opens the database (migrations at start; a schema newer than this SMPS
+knows is refused), runs the one batched writer that the workers' decision and
+trace records go to, serves HTTP (/health, /metrics, the REST API /api/v1),
+the control socket `{state_dir}/smps.sock` (`smps status`, reload, kick,
+role), is the only writer of the log, places NE connections on workers
+(balanced placement), and restarts a worker that dies, with back-off while it
+keeps dying.
+
+The live configuration (the file's, plus the accounts, routes, policy and
+trace rules changed through the API) is loaded from the database at start and
+again after every committed API change, and pushed to every worker.
 
 With `server.placement: reuseport` the workers listen themselves on one
 SO_REUSEPORT port; operators should set `net.ipv4.tcp_migrate_req=1`, or the
@@ -17,8 +24,9 @@ restarts, new mesh sockets reach its live peers over their handoff channels.
 
 Stopping (SIGTERM/SIGINT): no more NE connections; every worker stops reading
 originals and answers what it has in flight (forwarded copies included, as all
-NE binds are still up); once all have drained they unbind and exit. SIGHUP
-re-reads the configuration file and applies it to every worker live.
+NE binds are still up); once all have drained they unbind and exit, and their
+last records reach the writer before it closes. SIGHUP re-reads the
+configuration file and applies it to every worker live.
 """
 
 import asyncio
@@ -31,6 +39,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +51,24 @@ from smps.config import Config
 from smps.errors import ConfigError
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
-from smps.runtime.control import ControlChannel, Message, handoff_pair, send_fd
+from smps.proxy.records import MemorySink
+from smps.proxy.trace_hub import TraceHub
+from smps.runtime.control import (
+    Account,
+    ControlChannel,
+    Message,
+    config_message,
+    handoff_pair,
+    send_fd,
+)
 from smps.runtime.metrics import WorkerTotals, collect
 from smps.runtime.placement import Placement, peek_bind
+from smps.runtime.records import RECORDS, decode_records
+from smps.store import live_config, repo
+from smps.store.db import SchemaError, Store
+from smps.store.startup import open_database
+from smps.store.writer import DecisionWriter
+from smps.web.api import add_api_routes
 from smps.web.http import HttpServer, make_app
 
 log = logging.getLogger("smps.master")
@@ -53,6 +77,9 @@ RESTART_INITIAL = 0.5  # seconds before restarting a worker that died
 RESTART_MAX = 30.0
 STABLE_RUN = 10.0  # a worker that ran this long restarts without back-off
 EXIT_GRACE = 3.0  # after "exit": time to unbind before a worker is killed
+LAST_WORDS = 2.0  # after a worker ended: time to read its last records and stats
+RECENT = 10_000  # newest decisions kept in memory for the admin side
+RESTART_SECTIONS = ("node", "server", "smsc", "web", "log")  # not applied live
 CONTROL_SOCKET = "smps.sock"
 LOG_SOCKET = "smps-log.sock"
 
@@ -69,6 +96,7 @@ class WorkerSlot:
         self.started_wall = 0.0
         self.ready = False
         self.drained = asyncio.Event()
+        self.reader: asyncio.Task | None = None  # reads the worker's control messages
         self.restart_delay = RESTART_INITIAL
         self.restarts = 0
         self.report: dict[str, Any] = {}
@@ -100,8 +128,12 @@ class WorkerSlot:
 
 
 class Master:
-    def __init__(self, config: Config, config_path: str | None = None):
+    def __init__(self, config: Config, config_path: str | None = None, *, recent: int = RECENT):
         self.config = config
+        # What the workers run: the file's config with the database's routes,
+        # policy and trace rules, and the NE accounts (file and API made).
+        self.live_config = config
+        self.accounts: list[Account] = list(config.ne_accounts)
         self.config_path = config_path
         self.started = time.monotonic()
         self.role = "active" if config.ha.mode == "standalone" else config.ha.initial_role
@@ -112,10 +144,17 @@ class Master:
         self.registry.register(CallbackCollector(self._collect))
         self.http_port: int | None = None
         self.smpp_port: int | None = None
+        self.store: Store | None = None
+        self.writer: DecisionWriter | None = None
+        self.recent = MemorySink(recent)  # the newest decisions of all workers
+        self.trace_hub = TraceHub()  # live trace events for /api/v1/traces/stream
         self._listener: socket.socket | None = None
         self._stopping = False
         self._stop = asyncio.Event()
+        self._all_up = asyncio.Event()
+        self._config_lock = asyncio.Lock()  # pushes go out in the order they were loaded
         self._tasks: set[asyncio.Task] = set()
+        self._supervisors: list[asyncio.Task] = []
         self._log_writer = LogWriter()
 
     # ---- public -------------------------------------------------------------------
@@ -123,8 +162,9 @@ class Master:
     def stop(self) -> None:
         self._stop.set()
 
-    def reload(self) -> str:
-        """Re-read the configuration file and apply it to every worker."""
+    async def reload(self) -> str:
+        """Re-read the configuration file, store its entities, and apply the
+        live configuration to every worker."""
         if self.config_path is None:
             return "no configuration file to reload"
         from smps import config as config_module
@@ -134,17 +174,27 @@ class Master:
         except ConfigError as exc:
             log.error("reload refused: %s", exc)
             return f"refused: {exc}"
-        for section in ("node", "server", "smsc", "web", "log"):
+        running = {}
+        for section in RESTART_SECTIONS:
             if getattr(new, section) != getattr(self.config, section):
                 log.warning("reload: %s changed; that takes a restart", section)
-        self.apply_config(new)
+            running[section] = getattr(self.config, section)
+        self.config = msgspec.structs.replace(new, **running)
+        await repo.sync_file_config(self.store, self.config)
+        await self.apply_live_config()
         return "applied"
 
-    def apply_config(self, config: Config) -> None:
-        self.config = config
-        for slot in self._live():
-            self._send_config(slot)
+    async def apply_live_config(self) -> None:
+        """Load the live configuration from the database and push it to every worker."""
+        async with self._config_lock:
+            self.live_config, self.accounts = await live_config.load(self.store, self.config)
+            for slot in self._live():
+                self._send_config(slot)
         log.info("configuration applied to %d workers", len(self._live()))
+
+    async def _on_config_change(self, entity: str, key: str) -> None:
+        log.info("configuration changed through the API: %s %s; applying live", entity, key)
+        await self.apply_live_config()
 
     def kick(self, account: str) -> None:
         for slot in self._live():
@@ -216,51 +266,70 @@ class Master:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
         self.state_dir.mkdir(parents=True, exist_ok=True)
         await self._log_writer.start(str(self.state_dir / LOG_SOCKET))
-        http = HttpServer(make_app(self.health, self.registry))
-        control = None
         try:
-            host, port = self.config.web.listen
-            self.http_port = await http.start(host, port)
-            log.info("HTTP listening on %s:%d (/health, /metrics)", host, self.http_port)
-            self._open_ne_listener()
-            self._start_workers()
-            control = await asyncio.start_unix_server(
-                self._serve_control, str(self.state_dir / CONTROL_SOCKET)
-            )
-            if self.config.server.placement == "balanced":
-                self._spawn(self._accept())
-            log.info(
-                "SMPS %s ready: node=%s role=%s workers=%d placement=%s smpp=%s:%d",
-                __version__,
-                self.config.node.name,
-                self.role,
-                len(self.slots),
-                self.config.server.placement,
-                self.config.server.listen[0],
-                self.smpp_port,
-            )
-            await self._stop.wait()
-            log.info("stopping")
-            await self._stop_workers()
+            async with AsyncExitStack() as stack:
+                await self._start_node(stack)
+                await _first(self._all_up.wait(), self._stop.wait())
+                if not self._stop.is_set():
+                    log.info(
+                        "SMPS %s ready: node=%s role=%s workers=%d placement=%s smpp=%s:%d",
+                        __version__,
+                        self.config.node.name,
+                        self.role,
+                        len(self.slots),
+                        self.config.server.placement,
+                        self.config.server.listen[0],
+                        self.smpp_port,
+                    )
+                await self._stop.wait()
+                log.info("stopping")
+                await self._stop_workers()
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            if control is not None:
-                control.close()
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.state_dir / CONTROL_SOCKET)
-            if self._listener is not None:
-                self._listener.close()
-            await http.close()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             log.info("stopped")
             await self._log_writer.close()
         return 0
+
+    async def _start_node(self, stack: AsyncExitStack) -> None:
+        """Database and writer, HTTP, the NE listener, the workers and the
+        control socket, in that order; `stack` undoes them in reverse."""
+        self.store, self.writer = await open_database(self.config, stack)
+        self.registry.register(self.writer.collector())
+        app = make_app(self.health, self.registry)
+        add_api_routes(
+            app, self.store, trace_hub=self.trace_hub, country_code=self.config.trace.country_code
+        )
+        http = HttpServer(app)
+        host, port = self.config.web.listen
+        self.http_port = await http.start(host, port)
+        stack.push_async_callback(http.close)
+        log.info("HTTP listening on %s:%d (/health, /metrics, /api/v1)", host, self.http_port)
+        self._open_ne_listener()
+        stack.callback(self._close_ne_listener)
+        await self.apply_live_config()
+        self.store.listeners.append(self._on_config_change)
+        stack.push_async_callback(self._cancel_tasks)
+        self._start_workers()
+        control_path = self.state_dir / CONTROL_SOCKET
+        control = await asyncio.start_unix_server(self._serve_control, str(control_path))
+        stack.callback(_close_unix_server, control, control_path)
+        if self.config.server.placement == "balanced":
+            self._spawn(self._accept())
+        self._spawn(self._report_stats())
+
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _close_ne_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
     def _open_ne_listener(self) -> None:
         """Balanced: the master's listener. reuseport: reserve the port the
@@ -284,14 +353,14 @@ class Master:
     # ---- workers ------------------------------------------------------------------
 
     def _start_workers(self) -> None:
-        for slot in self.slots:
-            self._spawn(self._supervise(slot))
+        self._supervisors = [self._spawn(self._supervise(slot)) for slot in self.slots]
 
     async def _supervise(self, slot: WorkerSlot) -> None:
         while not self._stopping:
             await self._start(slot)
             code = await slot.process.wait()
             lived = time.monotonic() - slot.started
+            await self._last_words(slot)
             self._worker_gone(slot)
             if self._stopping:
                 return
@@ -309,6 +378,13 @@ class Master:
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), slot.restart_delay)
+
+    async def _last_words(self, slot: WorkerSlot) -> None:
+        """A worker that ended may have left records and stats in its control
+        socket: read them to the end before forgetting the worker."""
+        if slot.reader is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(slot.reader), LAST_WORDS)
 
     async def _start(self, slot: WorkerSlot) -> None:
         master_control, worker_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -354,12 +430,10 @@ class Master:
         slot.started_wall = time.time()
         slot.control = await ControlChannel.open(master_control)
         self._send_config(slot)
-        self._spawn(self._read_worker(slot, slot.control))
+        slot.reader = self._spawn(self._read_worker(slot, slot.control))
 
     def _send_config(self, slot: WorkerSlot) -> None:
-        slot.control.send(
-            {"t": "config", "config": msgspec.msgpack.encode(self.config), "role": self.role}
-        )
+        slot.control.send(config_message(self.live_config, self.accounts, self.role))
 
     def _worker_gone(self, slot: WorkerSlot) -> None:
         if slot.handoff is not None:
@@ -379,7 +453,9 @@ class Master:
 
     def _on_worker_message(self, slot: WorkerSlot, message: Message) -> None:
         kind = message["t"]
-        if kind == "stats":
+        if kind == RECORDS:
+            self._take_records(message)
+        elif kind == "stats":
             slot.on_stats(message)
         elif kind == "binds":
             self.placement.bound[slot.index] = message["binds"]
@@ -389,9 +465,22 @@ class Master:
             self._share_counts()
         elif kind == "ready":
             slot.ready = True
-            log.info("worker %d ready (pid %d)", slot.index, message["pid"])
+            log.info("worker %d up (pid %d)", slot.index, message["pid"])
+            if all(s.ready for s in self.slots):
+                self._all_up.set()
         elif kind == "drained":
             slot.drained.set()
+
+    def _take_records(self, message: Message) -> None:
+        """A worker's batch of decisions and trace events: to the writer, the
+        recent decisions and the live trace watchers."""
+        decisions, traces = decode_records(message)
+        for decision in decisions:
+            self.recent.put(decision)
+            self.writer.put(decision)
+        for event in traces:
+            self.writer.put_trace(event)
+            self.trace_hub.put(event)
 
     def _share_counts(self) -> None:
         """Tell each worker the binds held elsewhere, so max_binds holds node-wide."""
@@ -426,8 +515,8 @@ class Master:
                 if process.returncode is None:
                     process.kill()
             await asyncio.gather(*(p.wait() for p in processes))
-        # Let each supervisor see its worker's end and fold its last counters.
-        await asyncio.sleep(0)
+        # Each supervisor reads its worker's last records and folds its counters.
+        await asyncio.wait(self._supervisors, timeout=LAST_WORDS + 1.0)
 
     # ---- NE placement ---------------------------------------------------------------
 
@@ -474,7 +563,7 @@ class Master:
         try:
             line = await asyncio.wait_for(reader.readline(), 5.0)
             request = json.loads(line or b"{}")
-            answer = self._control_command(request)
+            answer = await self._control_command(request)
         except (TimeoutError, ValueError, ConnectionError) as exc:
             answer = {"error": str(exc) or type(exc).__name__}
         with contextlib.suppress(ConnectionError):
@@ -482,12 +571,12 @@ class Master:
             await writer.drain()
             writer.close()
 
-    def _control_command(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _control_command(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")
         if command == "status":
             return self.status()
         if command == "reload":
-            return {"result": self.reload()}
+            return {"result": await self.reload()}
         if command == "kick":
             self.kick(str(request.get("account", "")))
             return {"result": "ok"}
@@ -508,10 +597,49 @@ class Master:
                 totals[account] = totals.get(account, 0) + count
         return totals
 
-    def _spawn(self, coroutine) -> None:
+    def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- stats line ------------------------------------------------------------------
+
+    async def _report_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.log.stats_interval)
+            log.info("%s", self.stats_line())
+
+    def stats_line(self) -> str:
+        report = self.status()
+        fields: dict[str, Any] = {
+            "uptime": f"{report['uptime_s']:.0f}s",
+            "workers": f"{sum(1 for w in report['workers'] if w['up'])}/{len(self.slots)}",
+            "smsc_binds": ",".join(f"{n}:{c}" for n, c in sorted(report["smsc_binds"].items()))
+            or "-",
+            "ne_binds": ",".join(f"{a}:{c}" for a, c in sorted(report["ne_binds"].items())) or "-",
+            "received_s": f"{sum(w['received_per_s'] for w in report['workers']):.1f}",
+            "in_flight": report["in_flight"],
+        }
+        if self.writer is not None:
+            fields.update(self.writer.stats())
+        return "stats " + " ".join(f"{key}={value}" for key, value in fields.items())
+
+
+async def _first(*waits) -> None:
+    """Wait until the first of several coroutines finishes; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _close_unix_server(server: asyncio.AbstractServer, path: Path) -> None:
+    server.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _exit_text(code: int | None) -> str:
@@ -528,7 +656,7 @@ def run(config: Config, config_path: str | None = None) -> int:
     master = Master(config, config_path)
     try:
         return uvloop.run(master.run())
-    except OSError as exc:
+    except (OSError, SchemaError) as exc:
         log.critical("cannot start: %s", exc)
         return 1
 

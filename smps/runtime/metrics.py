@@ -33,6 +33,8 @@ HELP = {
     "smps_forwarded_copies": "Copies forwarded between workers (out: to a peer, in: from one).",
     "smps_in_flight": "Originals waiting for their verdict.",
     "smps_binds_up": "Bound SMPP sessions, by side (smsc, ne) and SMSC or account.",
+    "smps_records_forward_dropped": "Decision and trace records a worker dropped because "
+    "the master did not keep up, by kind.",
 }
 
 

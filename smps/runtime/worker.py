@@ -26,16 +26,15 @@ import socket
 import time
 from typing import Any
 
-import msgspec
-
 from smps import log as smps_log
 from smps.config import Config
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.trace_store import TraceFileSink
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import STATE_NAMES
-from smps.runtime.control import ControlChannel, Message, watch_handoffs
+from smps.runtime.control import Account, ControlChannel, Message, read_config, watch_handoffs
 from smps.runtime.mesh import Mesh
+from smps.runtime.records import RecordForwarder, TraceTee
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
 from smps.smpp.states import BIND_STATE
@@ -46,7 +45,14 @@ STATS_INTERVAL = 1.0
 
 
 class Worker:
-    def __init__(self, index: int, config: Config, control: ControlChannel, role: str):
+    def __init__(
+        self,
+        index: int,
+        config: Config,
+        accounts: list[Account],
+        control: ControlChannel,
+        role: str,
+    ):
         self.index = index
         self.config = config
         self.control = control
@@ -55,11 +61,14 @@ class Worker:
         self.trace_files = TraceFileSink(
             config.node.state_dir, retention_days=config.database.retention_days
         )
-        self.tracer = Tracer.from_config(config, self.trace_files, worker=index)
-        self.dispatcher = Dispatcher(config, tracer=self.tracer)
-        self.ne_server = NeServer(
-            config.server, config.ne_accounts, copy_timeout=config.policy.timeout
+        # Decisions and trace events go to the master's database writer.
+        self.records = RecordForwarder(control)
+        self.tracer = Tracer.from_config(
+            config, TraceTee(self.trace_files, self.records), worker=index
         )
+        self.dispatcher = Dispatcher(config, sink=self.records, tracer=self.tracer)
+        self.dispatcher.apply_config(config, accounts)
+        self.ne_server = NeServer(config.server, accounts, copy_timeout=config.policy.timeout)
         self.mesh = Mesh(index, self.dispatcher, self.ne_server.registry)
         self.ne_server.registry.listeners.append(self.mesh.on_bind_change)
         self.ne_server.registry.listeners.append(self._report_binds)
@@ -124,6 +133,7 @@ class Worker:
         self.mesh.close()
         self.dispatcher.stop()
         self.trace_files.flush()
+        self.records.flush()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -157,7 +167,7 @@ class Worker:
     async def _on_control(self, message: Message) -> None:
         kind = message["t"]
         if kind == "config":
-            self.apply_config(msgspec.msgpack.decode(message["config"], type=Config))
+            self.apply_config(*read_config(message))
         elif kind == "elsewhere":
             self._elsewhere = message["counts"]
         elif kind == "kick":
@@ -175,11 +185,11 @@ class Worker:
             if link is not None:
                 link.close()
 
-    def apply_config(self, config: Config) -> None:
+    def apply_config(self, config: Config, accounts: list[Account]) -> None:
         """Accounts, routes, policy and trace rules, live; binds stay up."""
         self.config = config
-        self.dispatcher.apply_config(config)
-        self.ne_server.set_accounts(config.ne_accounts)
+        self.dispatcher.apply_config(config, accounts)
+        self.ne_server.set_accounts(accounts)
         self.tracer.apply_config(config)
         log.info("configuration applied")
 
@@ -257,6 +267,8 @@ class Worker:
             "smps_copies_retried_total": stats.retried,
             "smps_auth_failures_total": self.ne_server.auth_failures,
         }
+        for kind, count in self.records.dropped.items():
+            counters[key("smps_records_forward_dropped_total", kind=kind)] = count
         for (verdict, reason), count in stats.decisions.items():
             counters[key("smps_verdicts_total", verdict=verdict, reason=reason)] = count
         for name, lane in self.dispatcher.lanes.items():
@@ -340,9 +352,9 @@ async def _main(args: argparse.Namespace) -> None:
     first = await control.receive()
     if first is None or first["t"] != "config":
         raise SystemExit("worker: no configuration from the master")
-    config = msgspec.msgpack.decode(first["config"], type=Config)
+    config, accounts = read_config(first)
     smps_log.forward_to(args.log_socket, f"worker-{args.index}", config.log.level)
-    worker = Worker(args.index, config, control, first["role"])
+    worker = Worker(args.index, config, accounts, control, first["role"])
     for pair in args.mesh:
         peer, fd = (int(x) for x in pair.split(":"))
         await worker.mesh.connect(peer, socket.socket(fileno=fd))
