@@ -655,3 +655,232 @@ async def test_holder_steps_down_within_ttl_when_its_database_dies(private_maria
     finally:
         await ha.stop()
         await store.close()
+
+
+# ----------------------------------------------------------------------------- real keepalived
+
+KEEPALIVED = "/usr/sbin/keepalived"
+VIP = "10.99.0.10"
+
+
+def _run(*argv: str) -> str:
+    import subprocess
+
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+
+class VrrpLab:
+    """Two node namespaces joined by veth pairs to a bridge namespace, keepalived in each,
+    unicast VRRP (no vrrp_strict); the notify FIFOs and control sockets are plain files,
+    shared with the test across namespaces."""
+
+    def __init__(self, base, check_cli):
+        import secrets
+
+        tag = secrets.token_hex(2)
+        self.base = base
+        self.check_cli = check_cli
+        self.bridge = f"smps-br-{tag}"
+        self.ns = {"a": f"smps-a-{tag}", "b": f"smps-b-{tag}"}
+        self.port = {"a": f"pa{tag}", "b": f"pb{tag}"}
+        self.address = {"a": "10.99.0.11", "b": "10.99.0.12"}
+        self.processes: dict = {}
+
+    def build(self) -> None:
+        _run("ip", "netns", "add", self.bridge)
+        _run("ip", "-n", self.bridge, "link", "add", "br0", "type", "bridge")
+        _run("ip", "-n", self.bridge, "link", "set", "br0", "up")
+        for node, ns in self.ns.items():
+            _run("ip", "netns", "add", ns)
+            inner = f"v{node}{self.port[node][2:]}"
+            _run("ip", "link", "add", inner, "type", "veth", "peer", "name", self.port[node])
+            _run("ip", "link", "set", inner, "netns", ns)
+            _run("ip", "link", "set", self.port[node], "netns", self.bridge)
+            _run("ip", "-n", ns, "link", "set", inner, "name", "eth0")
+            _run("ip", "-n", ns, "addr", "add", f"{self.address[node]}/24", "dev", "eth0")
+            _run("ip", "-n", ns, "link", "set", "eth0", "up")
+            _run("ip", "-n", ns, "link", "set", "lo", "up")
+            _run("ip", "-n", self.bridge, "link", "set", self.port[node], "master", "br0")
+            _run("ip", "-n", self.bridge, "link", "set", self.port[node], "up")
+
+    def start_keepalived(self, node: str, priority: int, config_path: str, fifo: str) -> None:
+        import subprocess
+
+        peer = self.address["b" if node == "a" else "a"]
+        check = self.base / f"check-{node}.sh"
+        check.write_text(
+            f"#!/bin/sh\nexec {sys.executable} {self.check_cli} ha check -c {config_path}\n"
+        )
+        check.chmod(0o755)
+        conf = self.base / f"keepalived-{node}.conf"
+        conf.write_text(
+            f"""
+global_defs {{
+    router_id smps-{node}
+    vrrp_notify_fifo {fifo}
+}}
+vrrp_script smps_check {{
+    script "{check}"
+    interval 1
+    timeout 2
+    fall 2
+    rise 1
+}}
+vrrp_instance SMPS {{
+    state BACKUP
+    nopreempt
+    interface eth0
+    virtual_router_id 51
+    priority {priority}
+    advert_int 1
+    unicast_src_ip {self.address[node]}
+    unicast_peer {{
+        {peer}
+    }}
+    virtual_ipaddress {{
+        {VIP}/24 dev eth0
+    }}
+    track_script {{
+        smps_check
+    }}
+}}
+"""
+        )
+        log_file = open(self.base / f"keepalived-{node}.log", "w")  # noqa: SIM115
+        self.processes[node] = subprocess.Popen(
+            [
+                "ip", "netns", "exec", self.ns[node], KEEPALIVED,
+                "--dont-fork", "--log-console", "--no-syslog", "--vrrp",
+                f"--use-file={conf}",
+                f"--pid={self.base / f'ka-{node}.pid'}",
+                f"--vrrp_pid={self.base / f'ka-{node}-vrrp.pid'}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def has_vip(self, node: str) -> bool:
+        return f"{VIP}/" in _run("ip", "-n", self.ns[node], "-4", "addr", "show", "dev", "eth0")
+
+    def isolate(self, node: str, isolated: bool) -> None:
+        """Take the node's port out of the bridge (or back): its link stays up, so
+        keepalived sees silence, not an interface fault."""
+        where = ["nomaster"] if isolated else ["master", "br0"]
+        _run("ip", "-n", self.bridge, "link", "set", self.port[node], *where)
+
+    def destroy(self) -> None:
+        import subprocess
+
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for ns in [*self.ns.values(), self.bridge]:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@pytest.mark.soak
+@pytest.mark.mariadb
+async def test_real_keepalived_moves_vip_and_role_and_the_lease_survives_split_brain(
+    tmp_path, mysql_url
+):
+    if not os.path.exists(KEEPALIVED):
+        pytest.skip("keepalived not installed (apt-get install keepalived)")
+    check_cli = tmp_path / "hacli.py"
+    check_cli.write_text(HA_CLI)
+    lab = VrrpLab(tmp_path, check_cli)
+    try:
+        lab.build()
+    except Exception as exc:
+        lab.destroy()
+        pytest.skip(f"network namespaces refused: {getattr(exc, 'stderr', exc)}")
+
+    ttl = 2.0
+    serving: set[str] = set()
+    health = {"a": True, "b": True}
+    stores, nodes, controllers, servers = [], {}, {}, []
+    try:
+        for name, priority in (("a", 150), ("b", 100)):
+            state = tmp_path / f"var-{name}"
+            state.mkdir()
+            config_path = tmp_path / f"smps-{name}.yaml"
+            config_path.write_text(f"node: {{name: smps-{name}, state_dir: {state}}}\n")
+            fifo = str(tmp_path / f"notify-{name}.fifo")
+            store = await Store.open(mysql_url)
+            stores.append(store)
+            nodes[name] = Recorder(name, serving)
+            controllers[name] = HaController(
+                HaConfig(
+                    mode="keepalived",
+                    notify_fifo=fifo,
+                    lease=LeaseConfig(enabled=True, ttl=ttl),
+                ),
+                nodes[name],
+                health=lambda name=name: (health[name], {"reason": "SMPS down"}),
+                lease=DbLease(store.engine, holder_id(name), ttl),
+            )
+            await controllers[name].start()
+            server = await asyncio.start_unix_server(
+                _line_server(controllers[name].handle_control_line), str(state / "smps.sock")
+            )
+            servers.append(server)
+            lab.start_keepalived(name, priority, str(config_path), fifo)
+        a, b = controllers["a"], controllers["b"]
+
+        def active():
+            return sorted(n for n, c in controllers.items() if c.role == Role.ACTIVE)
+
+        await asyncio.wait_for(_until(lambda: len(active()) == 1, 0.1), 60)
+        first = active()[0]
+        other = "b" if first == "a" else "a"
+        await asyncio.wait_for(_until(lambda: lab.has_vip(first), 0.1), 10)
+        assert not lab.has_vip(other)
+
+        # SMPS on the active node dies (its check fails): VIP and role move.
+        health[first] = False
+        await asyncio.wait_for(_until(lambda: active() == [other] and lab.has_vip(other), 0.1), 60)
+        assert controllers[first].role in (Role.FAULT, Role.STANDBY)
+        health[first] = True
+        await asyncio.wait_for(
+            _until(lambda: controllers[first].keepalived.state == "BACKUP", 0.1), 30
+        )
+        assert active() == [other]  # nopreempt: it stays where it is
+
+        # Split brain: both keepalived MASTER, the lease keeps one SMPS active.
+        lab.isolate(first, True)
+        await asyncio.wait_for(
+            _until(lambda: a.keepalived.state == b.keepalived.state == "MASTER", 0.1), 30
+        )
+        await asyncio.sleep(3 * ttl)
+        assert active() == [other] and lab.has_vip(first) and lab.has_vip(other)
+        assert controllers[first].snapshot()["lease"]["waiting"]
+
+        # Healed: keepalived demotes one at once; still exactly one active.
+        lab.isolate(first, False)
+        await asyncio.wait_for(
+            _until(lambda: {a.keepalived.state, b.keepalived.state} == {"MASTER", "BACKUP"}, 0.1),
+            30,
+        )
+        master = "a" if a.keepalived.state == "MASTER" else "b"
+        await asyncio.wait_for(_until(lambda: active() == [master], 0.1), 6 * ttl)
+        assert nodes["a"].violations == nodes["b"].violations == []
+    finally:
+        lab.destroy()
+        for server in servers:
+            server.close()
+        for controller in controllers.values():
+            await controller.stop()
+        for store in stores:
+            await store.close()
+
+
+def _line_server(handle_line):
+    async def serve(reader, writer):
+        writer.write((await handle_line(await reader.readline())).encode())
+        await writer.drain()
+        writer.close()
+
+    return serve
