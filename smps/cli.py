@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_option(run)
     run.set_defaults(handler=_cmd_run)
 
+    status = commands.add_parser(
+        "status",
+        help="role, workers, binds and rates of the running node",
+        description="Ask the running node (over its control socket under node.state_dir) for "
+        "its role, workers, SMSC and NE binds and in-flight originals. Exit 1 when none runs.",
+    )
+    add_config_option(status)
+    status.set_defaults(handler=_cmd_status)
+
     demo = commands.add_parser(
         "demo",
         help="SMPS with a simulated SMSC, three simulated NEs and live traffic",
@@ -85,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_cmd_config_check)
 
     from smps.benchrun import register as register_bench
+    from smps.ha_cli import register as register_ha
     from smps.sim.cli import register as register_sim
     from smps.store.cli import register as register_store
     from smps.trace_cli import register as register_trace
@@ -93,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_bench(commands)
     register_trace(commands)
     register_store(commands)
+    register_ha(commands)
     return parser
 
 
@@ -147,25 +158,24 @@ def _configure_logging(cfg, process_name: str = "master") -> None:
     )
 
 
-def _run_node(cfg) -> int:
-    import uvloop
+def _run_node(cfg, config_path: str) -> int:
+    """The master and its `node.workers` worker processes until SIGTERM/SIGINT."""
+    from smps.runtime import master
 
-    from smps.app import Node
-
-    node = Node(cfg)
-    try:
-        uvloop.run(node.run())
-    except OSError as exc:
-        log.critical("cannot start: %s", exc)
-        return 1
-    return 0
+    return master.run(cfg, config_path)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     _configure_logging(cfg)
     log.info("configuration %s: %s", args.config, msgspec.json.encode(cfg.masked()).decode())
-    return _run_node(cfg)
+    return _run_node(cfg, args.config)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from smps.runtime import master
+
+    return master.status(_load_config(args.config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,211 @@
+"""`smps run` (the master and 2 worker processes) with its database: decisions
+and trace events made in the workers reach the master's one writer and the
+REST API; NE accounts made and disabled through the API reach every worker live.
+
+Real processes: `smps run` in a subprocess, a simulated SMSC and simulated
+NEs in the test's loop, the test's own connection to the same SQLite file.
+"""
+
+import asyncio
+import contextlib
+import inspect
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+from smps import config as config_module
+from smps._native.pdu import Status
+from smps.proxy.trace_store import TraceFileSink, read_events
+from smps.runtime.master import request
+from smps.sim.ne import SimNe
+from smps.sim.smsc import SimSmsc
+from smps.store import repo
+from smps.store.db import Store
+
+REPO = Path(__file__).resolve().parent.parent
+TRACED = "8613900000001"
+BLOCK = 0x66  # policy.block_status by default
+
+
+async def until(predicate, timeout=20.0, interval=0.05):
+    """Wait until `predicate()` (a plain or a coroutine function) is true."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(interval)
+
+
+class RunningNode:
+    """`smps run -c FILE` with 2 workers, its control socket and its API."""
+
+    def __init__(self, tmp_path: Path, smsc_port: int):
+        self.path = tmp_path / "smps.yaml"
+        self.database = tmp_path / "var" / "smps.db"
+        sections = {
+            "node": {"name": "t", "state_dir": str(tmp_path / "var"), "workers": 2},
+            "log": {"file": str(tmp_path / "var" / "smps.log"), "level": "INFO"},
+            "database": {"url": f"sqlite:///{self.database}", "record": "all"},
+            "smsc": [
+                {
+                    "name": "smsc1",
+                    "host": "127.0.0.1",
+                    "port": smsc_port,
+                    "system_id": "smps",
+                    "password": "secret",
+                    "binds": 1,
+                    "reconnect": {"initial": "100ms", "max": "500ms"},
+                }
+            ],
+            "server": {"listen": "127.0.0.1:0"},
+            "web": {"listen": "127.0.0.1:0"},
+            "ne_accounts": [{"system_id": "antispam", "password": "pw1", "max_binds": 2}],
+            "trace": {"rules": [{"number": TRACED}]},
+        }
+        self.path.write_text(yaml.safe_dump(sections))
+        self.config = config_module.load(self.path)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "smps", "run", "-c", str(self.path)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.report: dict = {}
+
+    def status(self) -> dict:
+        return request(self.config, {"cmd": "status"})
+
+    def ne_binds(self, account: str) -> int:
+        return self.status()["ne_binds"].get(account, 0)
+
+    def up(self) -> bool:
+        assert self.process.poll() is None, "smps run exited"
+        with contextlib.suppress(OSError, ValueError):
+            self.report = self.status()
+            return all(w["up"] for w in self.report["workers"])
+        return False
+
+    async def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.to_thread(self.process.wait, 15)
+
+
+@contextlib.asynccontextmanager
+async def running(tmp_path):
+    """(sim SMSC, node, API session with an admin token, antispam NE)."""
+    sim = SimSmsc(window=5000, response_timeout=30)
+    node = RunningNode(tmp_path, await sim.start())
+    nes: list[SimNe] = []
+    try:
+        await until(node.up)
+        await sim.wait_bound(2)  # one bind per worker
+        store = await Store.open(f"sqlite:///{node.database}", migrate=False)
+        try:
+            token = await repo.create_token(store, "ops", "admin")
+        finally:
+            await store.close()
+        ne = SimNe("127.0.0.1", node.report["smpp_port"], system_id="antispam", password="pw1")
+        ne.start()
+        nes.append(ne)
+        await ne.wait_bound()
+        headers = {"Authorization": f"Bearer {token}"}
+        base = f"http://127.0.0.1:{node.report['http_port']}/api/v1"
+        async with aiohttp.ClientSession(base_url=base + "/", headers=headers) as api:
+            yield sim, node, api, nes
+    finally:
+        for ne in nes:
+            await ne.stop()
+        assert await node.stop() == 0
+        await sim.stop()
+
+
+async def answered_all(sim, numbers):
+    await until(lambda: all(n in sim.answers for n in numbers))
+
+
+async def test_decisions_and_traces_from_workers_reach_the_database_and_the_api(tmp_path):
+    async with running(tmp_path) as (sim, _node, api, _nes):
+        numbers = [sim.send_deliver(short_message=b"d%d" % i) for i in range(200)]
+        numbers.append(sim.send_deliver(destination_addr=TRACED.encode()))
+        await answered_all(sim, numbers)
+        assert sim.duplicates == 0 and {sim.answers[n][0] for n in numbers} == {Status.ROK}
+
+        items: list[dict] = []
+
+        async def all_recorded() -> bool:
+            items.clear()
+            cursor = None
+            while True:
+                query = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+                async with api.get("decisions", params=query) as response:
+                    assert response.status == 200, await response.text()
+                    page = await response.json()
+                items.extend(page["items"])
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    return len(items) >= len(numbers)
+
+        await until(all_recorded)
+        assert len(items) == len(numbers)  # none lost, none twice
+        assert {item["verdict"] for item in items} == {"allow"}
+        assert {r["account"] for item in items for r in item["results"]} == {"antispam"}
+
+        async def traced() -> bool:
+            async with api.get("traces", params={"number": TRACED}) as response:
+                assert response.status == 200, await response.text()
+                return len((await response.json())["items"]) == 1
+
+        await until(traced)
+    # The workers wrote the day files themselves, whole lines only.
+    files = TraceFileSink(tmp_path / "var").files()
+    events = list(read_events(files))
+    assert events and {e.destination_addr for e in events} == {TRACED}
+    assert {"received", "final"} <= {e.kind for e in events}
+
+
+async def test_account_made_through_the_api_binds_and_is_disabled_live(tmp_path):
+    async with running(tmp_path) as (sim, node, api, nes):
+        account = {"system_id": "newne", "password": "pw9", "allowed_ips": ["127.0.0.1/32"]}
+        async with api.post("accounts", json=account) as response:
+            assert response.status == 201, await response.text()
+        newne = SimNe(
+            "127.0.0.1",
+            node.report["smpp_port"],
+            system_id="newne",
+            password="pw9",
+            block_ratio=1.0,
+            reconnect_initial=0.05,
+            reconnect_max=0.2,
+        )
+        newne.start()
+        nes.append(newne)
+        await newne.wait_bound()  # the stored hash is verified by the worker it landed on
+
+        await until(lambda: node.ne_binds("newne") == 1)
+        # Originals from both workers' SMSC binds reach the new account (locally
+        # or through the mesh) and its block decides.
+        numbers = [sim.send_deliver(short_message=b"n%d" % i) for i in range(20)]
+        await answered_all(sim, numbers)
+        assert {sim.answers[n][0] for n in numbers} == {BLOCK}
+        assert newne.received == 20
+
+        wrong = SimNe("127.0.0.1", node.report["smpp_port"], system_id="newne", password="nope")
+        wrong.start()
+        nes.append(wrong)
+        await until(lambda: wrong.client.bind_failures >= 1)
+
+        async with api.patch("accounts/newne", json={"enabled": False}) as response:
+            assert response.status == 200, await response.text()
+
+        await until(lambda: node.ne_binds("newne") == 0)
+        numbers = [sim.send_deliver(short_message=b"x%d" % i) for i in range(5)]
+        await answered_all(sim, numbers)
+        assert {sim.answers[n][0] for n in numbers} == {Status.ROK}  # antispam alone decides
