@@ -11,11 +11,13 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from smps.cli import add_config_option
-from smps.store import repo
-from smps.store.db import Store, upgrade
-from smps.store.schema import ROLES
+from smps.store.roles import ROLES
+
+if TYPE_CHECKING:  # the database layer loads only when a command runs (keeps --help fast)
+    from smps.store.db import Store
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -69,6 +71,9 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 
     cfg = config.load(args.config)
 
+    from smps.store import repo
+    from smps.store.db import Store, upgrade
+
     async def run() -> int:
         store = await Store.open(cfg.database.url, migrate=False)
         try:
@@ -93,6 +98,8 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_create(args: argparse.Namespace) -> int:
+    from smps.store import repo
+
     expires = None
     if args.expires_days is not None:
         expires = repo.now_us() + round(args.expires_days * 86_400_000_000)
@@ -105,6 +112,8 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
+    from smps.store import repo
+
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:

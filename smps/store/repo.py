@@ -29,6 +29,7 @@ from smps import config as cfg
 from smps.errors import SmpsError
 from smps.store import passwords, schema
 from smps.store.db import ConfigListener, Store
+from smps.store.roles import ROLES
 
 MASK = "***"
 
@@ -542,8 +543,8 @@ class TokenInfo(msgspec.Struct, frozen=True):
 
 
 def _check_role(role: str) -> None:
-    if role not in schema.ROLES:
-        raise Invalid(f"role must be one of {', '.join(schema.ROLES)}", "role")
+    if role not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}", "role")
 
 
 async def add_user(store: Store, name: str, password: str, role: str) -> None:

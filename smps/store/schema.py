@@ -55,8 +55,6 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 
 _MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
-ROLES = ("admin", "operator", "viewer")
-
 
 def _entity(name: str, key_column: Column, *secrets: Column) -> Table:
     """A configuration entity table: id, unique key, secrets, JSON settings, provenance."""

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from smps.store import passwords, repo, schema
 from smps.store.db import Store
+from smps.store.roles import ROLES
 
 log = logging.getLogger("smps.web.auth")
 
@@ -38,7 +39,6 @@ MIN_PASSWORD = 8
 # incidents (traces, kicking binds, switching accounts on and off); viewers read.
 OPERATOR_ACTIONS = frozenset({"accounts.toggle", "sessions.kick", "traces.write"})
 EVERYONE_ACTIONS = frozenset({"session.end"})  # signing oneself out
-ROLES = schema.ROLES
 
 
 def allowed(role: str, action: str | None) -> bool:
