@@ -132,7 +132,7 @@ async def answered_all(sim, numbers):
 
 
 async def test_decisions_and_traces_from_workers_reach_the_database_and_the_api(tmp_path):
-    async with running(tmp_path) as (sim, _node, api, _nes):
+    async with running(tmp_path) as (sim, node, api, _nes):
         numbers = [sim.send_deliver(short_message=b"d%d" % i) for i in range(200)]
         numbers.append(sim.send_deliver(destination_addr=TRACED.encode()))
         await answered_all(sim, numbers)
@@ -164,6 +164,17 @@ async def test_decisions_and_traces_from_workers_reach_the_database_and_the_api(
                 return len((await response.json())["items"]) == 1
 
         await until(traced)
+        status = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "smps", "status", "-c", str(node.path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert status.returncode == 0, status.stderr
+        assert "role active" in status.stdout and "#1 pid" in status.stdout
+        assert "antispam:1" in status.stdout
     # The workers wrote the day files themselves, whole lines only.
     files = TraceFileSink(tmp_path / "var").files()
     events = list(read_events(files))

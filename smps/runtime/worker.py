@@ -7,6 +7,9 @@ everything from the master: the configuration comes first on the control
 channel; NE connections and mesh sockets of restarted peers arrive on the
 handoff channel.
 
+Its decisions and trace events go to the master's database writer in batches
+(`RecordForwarder`); it writes the daily trace files itself.
+
 Started by the master as ``python -m smps.runtime.worker`` with its socket
 pairs passed as inherited file descriptors, so no event loop is ever forked.
 
