@@ -9,6 +9,7 @@ NEs in the test's loop, the test's own connection to the same SQLite file.
 import asyncio
 import contextlib
 import inspect
+import json
 import signal
 import subprocess
 import sys
@@ -220,3 +221,43 @@ async def test_account_made_through_the_api_binds_and_is_disabled_live(tmp_path)
         numbers = [sim.send_deliver(short_message=b"x%d" % i) for i in range(5)]
         await answered_all(sim, numbers)
         assert {sim.answers[n][0] for n in numbers} == {Status.ROK}  # antispam alone decides
+
+
+async def test_admin_ui_on_the_runtime_shows_live_numbers(tmp_path):
+    """The master serves the admin UI; its live stream sums the workers."""
+    async with running(tmp_path) as (sim, node, _api, _nes):
+        store = await Store.open(f"sqlite:///{node.database}", migrate=False)
+        try:
+            await repo.add_user(store, "alice", "correct horse", "viewer")
+        finally:
+            await store.close()
+        numbers = [sim.send_deliver() for _ in range(30)]
+        await answered_all(sim, numbers)
+        base = f"http://127.0.0.1:{node.report['http_port']}"
+        jar = aiohttp.CookieJar(unsafe=True)  # keep cookies for an IP-address host
+        async with aiohttp.ClientSession(base_url=base, cookie_jar=jar) as browser:
+            async with browser.get("/", allow_redirects=False) as response:
+                assert response.status in (302, 303)  # sign in first
+            form = {"name": "alice", "password": "correct horse", "next": "/"}
+            async with browser.post("/login", data=form) as response:
+                assert response.status == 200
+                page = await response.text()
+            assert "Dashboard" in page and "antispam" in page
+
+            async def live_numbers():
+                async with browser.get("/live") as stream:
+                    async for line in stream.content:
+                        if line.startswith(b"data:"):
+                            return json.loads(line[5:])
+                return None
+
+            async def all_counted():
+                live = await live_numbers()
+                received = int(live["received"].replace(",", "")) if live else 0
+                return live if received >= 30 else None
+
+            live = None
+            async with asyncio.timeout(20):
+                while live is None:
+                    live = await all_counted()
+            assert live["workers"] == 2 and live["role"] == "active"

@@ -64,12 +64,14 @@ from smps.runtime.control import (
 from smps.runtime.metrics import WorkerTotals, collect
 from smps.runtime.placement import Placement, peek_bind
 from smps.runtime.records import RECORDS, decode_records
+from smps.runtime.ui_view import MasterView
 from smps.store import live_config, repo
 from smps.store.db import SchemaError, Store
 from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from smps.web.http import HttpServer, make_app
+from smps.web.ui import add_ui_routes
 
 log = logging.getLogger("smps.master")
 
@@ -303,11 +305,13 @@ class Master:
         add_api_routes(
             app, self.store, trace_hub=self.trace_hub, country_code=self.config.trace.country_code
         )
+        add_ui_routes(app, self.store, MasterView(self))
         http = HttpServer(app)
         host, port = self.config.web.listen
         self.http_port = await http.start(host, port)
         stack.push_async_callback(http.close)
-        log.info("HTTP listening on %s:%d (/health, /metrics, /api/v1)", host, self.http_port)
+        log.info("HTTP listening on %s:%d (admin UI, /health, /metrics, /api/v1)", host,
+                 self.http_port)  # fmt: skip
         self._open_ne_listener()
         stack.callback(self._close_ne_listener)
         await self.apply_live_config()

@@ -64,12 +64,12 @@ class WorkerTotals:
         return totals
 
 
-def _split(sample_key: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def split_sample_key(sample_key: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     parts = sample_key.split("\t")
     return parts[0], tuple(parts[1::2]), tuple(parts[2::2])
 
 
-def _sum(tables: Iterable[dict[str, float]]) -> dict[str, float]:
+def sum_tables(tables: Iterable[dict[str, float]]) -> dict[str, float]:
     result: dict[str, float] = {}
     for table in tables:
         for name, value in table.items():
@@ -79,12 +79,12 @@ def _sum(tables: Iterable[dict[str, float]]) -> dict[str, float]:
 
 def collect(slots: list[Any], role: str) -> Iterator[Metric]:
     """Metric families summed over every worker position."""
-    counters = _sum(slot.totals.counters() for slot in slots)
-    gauges = _sum(slot.totals.gauges for slot in slots)
+    counters = sum_tables(slot.totals.counters() for slot in slots)
+    gauges = sum_tables(slot.totals.gauges for slot in slots)
     families: dict[str, Metric] = {}
     summaries: dict[tuple[str, tuple[str, ...]], list[float]] = {}
     for sample_key, value in sorted(counters.items()):
-        name, labels, values = _split(sample_key)
+        name, labels, values = split_sample_key(sample_key)
         if name.endswith(("_sum", "_count")):
             base, _, part = name.rpartition("_")
             entry = summaries.setdefault((base, values), [0.0, 0.0])
@@ -96,7 +96,7 @@ def collect(slots: list[Any], role: str) -> Iterator[Metric]:
             family = families[base] = CounterMetricFamily(base, HELP.get(base, base), labels=labels)
         family.add_metric(values, value)
     for sample_key, value in sorted(gauges.items()):
-        name, labels, values = _split(sample_key)
+        name, labels, values = split_sample_key(sample_key)
         family = families.get(name)
         if family is None:
             family = families[name] = GaugeMetricFamily(name, HELP.get(name, name), labels=labels)

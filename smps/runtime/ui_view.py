@@ -1,0 +1,45 @@
+"""The master as the admin UI sees it (`smps.web.ui.NodeView`): live numbers
+summed over the workers' stats reports, and kicking a bind through them."""
+
+from smps.runtime.metrics import split_sample_key, sum_tables
+from smps.web.ui import LiveStatus, SmscLive, mean_latency
+
+
+class MasterView:
+    def __init__(self, master):
+        self.master = master
+
+    def live_status(self) -> LiveStatus:
+        master = self.master
+        status = master.status()
+        counters = sum_tables(slot.totals.counters() for slot in master.slots)
+        verdicts: dict[str, int] = {}
+        for sample_key, value in counters.items():
+            name, labels, values = split_sample_key(sample_key)
+            if name == "smps_verdicts_total":
+                verdict = dict(zip(labels, values, strict=True))["verdict"]
+                verdicts[verdict] = verdicts.get(verdict, 0) + int(value)
+        binds_per_worker = {smsc.name: smsc.binds for smsc in master.config.smsc}
+        workers = len(master.slots)
+        return LiveStatus(
+            node=status["node"],
+            role=status["role"],
+            workers=workers,
+            uptime_s=status["uptime_s"],
+            smsc=[
+                SmscLive(
+                    name=name, binds_up=status["smsc_binds"].get(name, 0), binds=binds * workers
+                )
+                for name, binds in binds_per_worker.items()
+            ],
+            ne_binds=status["ne_binds"],
+            received=int(counters.get("smps_originals_received_total", 0)),
+            in_flight=status["in_flight"],
+            verdicts=verdicts,
+            ne_latency_ms=mean_latency(master.recent.newest(2000)),
+        )
+
+    def kick(self, system_id: str) -> int:
+        count = self.master.status()["ne_binds"].get(system_id, 0)
+        self.master.kick(system_id)
+        return count
