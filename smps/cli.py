@@ -137,7 +137,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
+    from smps.ha import check_config
+
     cfg = _load_config(args.config)
+    check_config(cfg)
     print(
         f"{args.config}: OK ({len(cfg.smsc)} SMSC, {len(cfg.ne_accounts)} NE accounts, "
         f"{len(cfg.routes)} routes)"
@@ -166,7 +169,10 @@ def _run_node(cfg, config_path: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from smps.ha import check_config
+
     cfg = _load_config(args.config)
+    check_config(cfg)
     _configure_logging(cfg)
     log.info("configuration %s: %s", args.config, msgspec.json.encode(cfg.masked()).decode())
     return _run_node(cfg, args.config)

@@ -6,6 +6,7 @@ import sys
 from smps import config as config_module
 from smps import log as smps_log
 from smps.errors import ConfigError
+from smps.ha import check_config
 from smps.runtime.master import run
 
 
@@ -15,6 +16,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         cfg = config_module.load(args.config)
+        check_config(cfg)
     except ConfigError as exc:
         print(f"smps: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ It opens the database (migrations at start; a schema newer than this SMPS
 knows is refused), runs the one batched writer that the workers' decision and
 trace records go to, serves HTTP (/health, /metrics, the REST API /api/v1),
 the control socket `{state_dir}/smps.sock` (`smps status`, reload, kick,
-role), is the only writer of the log, places NE connections on workers
+`smps ha notify|check`), is the only writer of the log, places NE connections on workers
 (balanced placement), and restarts a worker that dies, with back-off while it
 keeps dying.
 
@@ -27,6 +27,12 @@ originals and answers what it has in flight (forwarded copies included, as all
 NE binds are still up); once all have drained they unbind and exit, and their
 last records reach the writer before it closes. SIGHUP re-reads the
 configuration file and applies it to every worker live.
+
+The role (active, standby, fault) is decided by smps.ha.HaController, from
+`ha.mode`, keepalived's state and the database lease; the master applies it
+(`_on_role`): a standby or faulty node closes its NE listener and its workers
+drain, then unbind from the SMSCs and the NEs; an active node listens and its
+workers bind.
 """
 
 import asyncio
@@ -49,6 +55,7 @@ import smps
 from smps import __version__
 from smps.config import Config
 from smps.errors import ConfigError
+from smps.ha import DbLease, HaController, Role, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.records import MemorySink
@@ -98,6 +105,7 @@ class WorkerSlot:
         self.started_wall = 0.0
         self.ready = False
         self.drained = asyncio.Event()
+        self.role_set = asyncio.Event()  # the worker applied the last role sent
         self.reader: asyncio.Task | None = None  # reads the worker's control messages
         self.restart_delay = RESTART_INITIAL
         self.restarts = 0
@@ -127,6 +135,7 @@ class WorkerSlot:
         self._last_received = None
         self.ready = False
         self.drained.set()
+        self.role_set.set()
 
 
 class Master:
@@ -138,7 +147,9 @@ class Master:
         self.accounts: list[Account] = list(config.ne_accounts)
         self.config_path = config_path
         self.started = time.monotonic()
-        self.role = "active" if config.ha.mode == "standalone" else config.ha.initial_role
+        self.role = "standby"  # until the HA controller, made once the database is open, decides
+        self.ha: HaController | None = None
+        self._role_seq = 0
         self.state_dir = Path(config.node.state_dir)
         self.slots = [WorkerSlot(i) for i in range(config.node.worker_count)]
         self.placement = Placement(len(self.slots))
@@ -151,6 +162,7 @@ class Master:
         self.recent = MemorySink(recent)  # the newest decisions of all workers
         self.trace_hub = TraceHub()  # live trace events for /api/v1/traces/stream
         self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task | None = None
         self._stopping = False
         self._stop = asyncio.Event()
         self._all_up = asyncio.Event()
@@ -202,21 +214,65 @@ class Master:
         for slot in self._live():
             slot.control.send({"t": "kick", "account": account})
 
-    def set_role(self, role: str) -> None:
-        """active: SMSC binds and NE binds; standby: neither (the HA driver calls this)."""
-        if role not in ("active", "standby") or role == self.role:
+    async def set_role(self, role: str) -> None:
+        """active: SMSC binds and NE binds; standby and fault: neither.
+
+        Going active returns at once (the workers bind in the background).
+        Leaving active returns once every worker has answered what it had in
+        flight and unbound, or after the verdict timeout and a little more.
+        """
+        if role not in ("active", "standby", "fault") or role == self.role:
             return
         self.role = role
-        log.info("role: %s", role)
-        for slot in self._live():
-            slot.control.send({"t": "role", "role": role})
+        self._role_seq += 1
+        live = self._live()
+        for slot in live:
+            slot.role_set.clear()
+            slot.control.send({"t": "role", "role": role, "seq": self._role_seq})
+        if role == "active":
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(s.role_set.wait() for s in live)),
+                self.config.policy.timeout + 2.0,
+            )
+
+    async def _on_role(self, role: Role, reason: str) -> None:
+        """The HA controller's callback: make the data plane match ``role``."""
+        if self._stopping:
+            return
+        log.info("role %s: %s", role, reason)
+        if role == Role.ACTIVE:
+            self._open_ne_listener()
+            await self.set_role("active")
+        else:
+            if self.config.server.placement == "balanced":
+                await self._close_ne_listener()  # NEs reconnect to the VIP, on the other node
+            await self.set_role(str(role))
+        log.info("role %s applied", role)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
+        """/health: 503 while a worker is down, in FAULT, or keepalived's MASTER
+        waits for the lease; a healthy standby is 200."""
+        ok, body = self._workers_health()
+        body["role"] = self.role
+        if self.ha is not None:
+            snapshot = self.ha.snapshot()
+            body["ha"] = snapshot
+            if snapshot["role"] == Role.FAULT:
+                ok, body["status"] = False, "fault"
+                body["reason"] = f"HA fault: {snapshot['reason']}"
+            elif snapshot.get("lease", {}).get("waiting"):
+                ok, body["status"] = False, "waiting"
+                body["reason"] = snapshot["reason"]
+        return ok, body
+
+    def _workers_health(self) -> tuple[bool, dict[str, Any]]:
+        """Whether every worker runs: the HA check's part (independent of the role)."""
         up = sum(1 for s in self.slots if s.ready)
         body = {
             "status": "ok" if up == len(self.slots) else "degraded",
             "node": self.config.node.name,
-            "role": self.role,
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started, 3),
             "workers": {"up": up, "configured": len(self.slots)},
@@ -260,6 +316,7 @@ class Master:
             "smsc_binds": smsc,
             "ne_binds": self._ne_binds(),
             "in_flight": sum(w["in_flight"] for w in workers),
+            "ha": self.ha.snapshot() if self.ha is not None else None,
         }
 
     # ---- run ----------------------------------------------------------------------
@@ -301,6 +358,8 @@ class Master:
         control socket, in that order; `stack` undoes them in reverse."""
         self.store, self.writer = await open_database(self.config, stack)
         self.registry.register(self.writer.collector())
+        self._make_ha()
+        stack.push_async_callback(self.ha.stop)  # gives the lease back once nothing is served
         app = make_app(self.health, self.registry)
         add_api_routes(
             app, self.store, trace_hub=self.trace_hub, country_code=self.config.trace.country_code
@@ -312,8 +371,8 @@ class Master:
         stack.push_async_callback(http.close)
         log.info("HTTP listening on %s:%d (admin UI, /health, /metrics, /api/v1)", host,
                  self.http_port)  # fmt: skip
-        self._open_ne_listener()
-        stack.callback(self._close_ne_listener)
+        self._bind_ne_port()
+        stack.push_async_callback(self._close_ne_listener)
         await self.apply_live_config()
         self.store.listeners.append(self._on_config_change)
         stack.push_async_callback(self._cancel_tasks)
@@ -321,23 +380,40 @@ class Master:
         control_path = self.state_dir / CONTROL_SOCKET
         control = await asyncio.start_unix_server(self._serve_control, str(control_path))
         stack.callback(_close_unix_server, control, control_path)
-        if self.config.server.placement == "balanced":
-            self._spawn(self._accept())
         self._spawn(self._report_stats())
+        await self.ha.start()  # applies the first role, then follows keepalived and the lease
+
+    def _make_ha(self) -> None:
+        ha = self.config.ha
+        lease = None
+        if ha.lease.enabled:
+            lease = DbLease(self.store.engine, holder_id(self.config.node.name), ha.lease.ttl)
+        self.ha = HaController(ha, self._on_role, health=self._workers_health, lease=lease)
+        self.role = str(self.ha.role)  # workers start in it; the first on_role confirms it
+        self.registry.register(CallbackCollector(self.ha.metrics))
 
     async def _cancel_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _close_ne_listener(self) -> None:
+    async def _close_ne_listener(self) -> None:
+        """No NE connections any more: connecting gets a reset."""
+        if self._accepting is not None:
+            self._accepting.cancel()
+            await asyncio.gather(self._accepting, return_exceptions=True)
+            self._accepting = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None
 
-    def _open_ne_listener(self) -> None:
-        """Balanced: the master's listener. reuseport: reserve the port the
-        workers will share (a bound socket that never listens gets no connections)."""
+    def _bind_ne_port(self) -> None:
+        """Bind the NE port without listening: it is reserved (fixed once, when
+        configured as 0), and a bound socket that never listens gets no
+        connections. With reuseport this is all the master does: the workers
+        listen on the same port."""
+        if self._listener is not None:
+            return
         host, port = self.config.server.listen
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -345,14 +421,19 @@ class Master:
         if self.config.server.placement == "reuseport":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        if self.config.server.placement == "balanced":
-            sock.listen(1024)
         sock.setblocking(False)
         self._listener = sock
         self.smpp_port = sock.getsockname()[1]
         if port == 0:
             server = msgspec.structs.replace(self.config.server, listen=(host, self.smpp_port))
             self.config = msgspec.structs.replace(self.config, server=server)
+
+    def _open_ne_listener(self) -> None:
+        """Active, balanced placement: the master accepts NE connections and places them."""
+        self._bind_ne_port()
+        if self.config.server.placement == "balanced" and self._accepting is None:
+            self._listener.listen(1024)
+            self._accepting = self._spawn(self._accept())
 
     # ---- workers ------------------------------------------------------------------
 
@@ -474,6 +555,8 @@ class Master:
                 self._all_up.set()
         elif kind == "drained":
             slot.drained.set()
+        elif kind == "role_set" and message["seq"] == self._role_seq:
+            slot.role_set.set()
 
     def _take_records(self, message: Message) -> None:
         """A worker's batch of decisions and trace events: to the writer, the
@@ -496,9 +579,7 @@ class Master:
 
     async def _stop_workers(self) -> None:
         self._stopping = True
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        await self._close_ne_listener()
         live = self._live()
         for slot in live:
             slot.control.send({"t": "stop"})
@@ -584,9 +665,8 @@ class Master:
         if command == "kick":
             self.kick(str(request.get("account", "")))
             return {"result": "ok"}
-        if command == "role":
-            self.set_role(str(request.get("role")))
-            return {"result": self.role}
+        if isinstance(command, str) and command.startswith("ha."):
+            return await self.ha.handle_control(request)
         return {"error": f"unknown command {command!r}"}
 
     # ---- metrics -----------------------------------------------------------------------
@@ -713,4 +793,23 @@ def format_status(report: dict[str, Any]) -> str:
     ne = ", ".join(f"{a}:{c}" for a, c in sorted(report["ne_binds"].items())) or "-"
     lines.append(f"SMSC binds: {smsc}")
     lines.append(f"NE binds:   {ne}")
+    if report.get("ha"):
+        lines.append(format_ha(report["ha"]))
     return "\n".join(lines)
+
+
+def format_ha(ha: dict[str, Any]) -> str:
+    """One line: mode, role and why, keepalived's last word, the lease."""
+    keepalived = ha["keepalived"]["state"] if ha["keepalived"] else "-"
+    line = f"HA {ha['mode']}: {ha['role']} ({ha['reason']})  keepalived {keepalived}"
+    lease = ha.get("lease")
+    if lease is not None:
+        holder = lease["holder"] or "none"
+        line += f"  lease holder {holder} epoch {lease['epoch']}"
+        if lease["held"]:
+            line += " (held here)"
+        elif lease["waiting"]:
+            line += " (waiting for it)"
+        if lease["error"]:
+            line += f"  lease error: {lease['error']}"
+    return line

@@ -123,6 +123,6 @@ def collect(slots: list[Any], role: str) -> Iterator[Metric]:
     yield restarts
     yield workers_up
     ha = GaugeMetricFamily("smps_ha_role", "1 for this node's current HA role.", labels=["role"])
-    for name in ("active", "standby"):
+    for name in ("active", "standby", "fault"):
         ha.add_metric([name], 1.0 if name == role else 0.0)
     yield ha

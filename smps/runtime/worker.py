@@ -112,19 +112,27 @@ class Worker:
             self._listening = True
 
     async def _deactivate(self) -> None:
-        """Standby: no SMSC binds, no NE binds."""
+        """Standby (or fault): stop reading originals, answer those in flight while
+        the NE binds are still up, then unbind from the SMSCs and the NEs."""
+        self._pause_originals()
+        await self.ne_server.stop_listening()
+        self._listening = False
+        if not await self.dispatcher.drain(self.config.policy.timeout + 0.5):
+            log.error("standing down: %d originals still unanswered", self.dispatcher.in_flight)
         clients, self.smsc_clients = self.smsc_clients, []
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
-        self._listening = False
         await self.ne_server.stop()
 
-    async def _drain(self) -> None:
-        """Stop reading originals and answer everything in flight."""
-        self._stopping = True
+    def _pause_originals(self) -> None:
         for client in self.smsc_clients:
             for session in client.sessions:
                 if session.transport is not None:
                     session.transport.pause_reading()
+
+    async def _drain(self) -> None:
+        """Stop reading originals and answer everything in flight."""
+        self._stopping = True
+        self._pause_originals()
         await self.ne_server.stop_listening()
         if not await self.dispatcher.drain(self.config.policy.timeout + 0.5):
             log.error("stopping: %d originals still unanswered", self.dispatcher.in_flight)
@@ -178,6 +186,7 @@ class Worker:
             log.info("kicked %d binds of %s", count, message["account"])
         elif kind == "role":
             await self._set_role(message["role"])
+            self.control.send({"t": "role_set", "seq": message.get("seq", 0)})
         elif kind == "stop":
             await self._drain()
             self.control.send({"t": "drained", "in_flight": self.dispatcher.in_flight})
@@ -197,12 +206,12 @@ class Worker:
         log.info("configuration applied")
 
     async def _set_role(self, role: str) -> None:
-        if role == self.role:
-            return
+        """active: bind to the SMSCs, take NEs; standby and fault (the same here): drain, unbind."""
+        was_active = self.role == "active"
         self.role = role
-        if role == "active":
+        if role == "active" and not was_active:
             await self._activate()
-        else:
+        elif role != "active" and was_active:
             await self._deactivate()
         log.info("role %s", role)
 
