@@ -1,0 +1,277 @@
+"""HA wired into `smps run`: real processes, roles driven by `smps ha notify`.
+
+A node in keepalived mode starts STANDBY (no SMSC bind, no NE listener),
+binds once told MASTER, and on BACKUP answers every original in flight before
+it unbinds. Two nodes against one simulated SMSC measure the failover time:
+from the last answer of node A to the first answer of node B.
+SQLite is enough here: without the lease, keepalived alone decides the role.
+"""
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from smps import config as config_module
+from smps._native.pdu import Status
+from smps.runtime.master import request
+from smps.sim.smsc import SimSmsc
+from tests.test_runtime import Ne, until
+
+REPO = Path(__file__).resolve().parent.parent
+PASSWORD = "pw1"
+
+
+class HaNode:
+    """`smps run` in keepalived mode with 2 workers; asked through `smps` subprocesses."""
+
+    def __init__(self, directory: Path, smsc_port: int, name: str = "t"):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir = directory
+        self.path = directory / "smps.yaml"
+        sections = {
+            "node": {"name": name, "state_dir": str(directory / "var"), "workers": 2},
+            "log": {"file": str(directory / "var" / "smps.log"), "level": "INFO"},
+            "database": {"url": f"sqlite:///{directory / 'var' / 'smps.db'}"},
+            "smsc": [
+                {
+                    "name": "smsc1",
+                    "host": "127.0.0.1",
+                    "port": smsc_port,
+                    "system_id": "smps",
+                    "password": "secret",
+                    "binds": 1,
+                    "reconnect": {"initial": "50ms", "max": "200ms"},
+                }
+            ],
+            "server": {"listen": "127.0.0.1:0"},
+            "web": {"listen": "127.0.0.1:0"},
+            "ne_accounts": [
+                {"system_id": "antispam", "password": PASSWORD, "max_binds": 2, "window": 1000}
+            ],
+            "policy": {"timeout": "5s"},
+            "ha": {"mode": "keepalived", "initial_role": "standby"},
+        }
+        self.path.write_text(yaml.safe_dump(sections))
+        self.config = config_module.load(self.path)
+        self.process: subprocess.Popen | None = None
+        self.report: dict = {}
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "smps", "run", "-c", str(self.path)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        await until(self._up)
+
+    def _up(self) -> bool:
+        assert self.process.poll() is None, "smps run exited"
+        with contextlib.suppress(OSError, ValueError):
+            self.report = self.status()
+            return all(w["up"] for w in self.report["workers"])
+        return False
+
+    def status(self) -> dict:
+        return request(self.config, {"cmd": "status"})
+
+    def smps(self, *args: str) -> subprocess.CompletedProcess:
+        """The `smps` command against this node, as keepalived would run it."""
+        return subprocess.run(
+            [sys.executable, "-m", "smps", *args, "-c", str(self.path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    async def notify(self, state: str) -> None:
+        result = await asyncio.to_thread(self.smps, "ha", "notify", state)
+        assert result.returncode == 0, result.stderr
+
+    def health(self) -> tuple[int, dict]:
+        url = f"http://127.0.0.1:{self.report['http_port']}/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.report['http_port']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+
+    async def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return await asyncio.to_thread(self.process.wait, 15)
+
+
+def refuses_connections(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return True
+        # Connected: refused only if SMPS closes it at once (no listener behind it).
+        sock.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):
+            return sock.recv(1) == b""
+        return False
+
+
+async def test_keepalived_drives_the_role_of_smps_run(tmp_path):
+    sim = SimSmsc(window=5000, response_timeout=30)
+    node = HaNode(tmp_path, await sim.start())
+    ne: Ne | None = None
+    try:
+        await node.start()
+        smpp_port = node.report["smpp_port"]
+        # STANDBY from the start: no SMSC bind, no NE listener, healthy as a standby.
+        assert node.report["ha"]["role"] == "standby"
+        await asyncio.sleep(0.5)  # time the workers would need to bind, were they active
+        assert sim.bound_sessions == []
+        assert refuses_connections(smpp_port)
+        code, health = node.health()
+        assert code == 200 and health["ha"]["role"] == "standby"
+        # keepalived has not spoken since the node started: the check fails.
+        check = node.smps("ha", "check")
+        assert check.returncode == 1 and "no state from keepalived" in check.stderr
+
+        await node.notify("MASTER")
+        await sim.wait_bound(2)  # one bind per worker
+        assert node.smps("ha", "check").returncode == 0
+        ne = Ne(smpp_port, "antispam", PASSWORD, binds=2, delay=1.5)
+        ne.client.start()
+        await until(lambda: node.status()["ne_binds"].get("antispam") == 2)
+        status = node.smps("status")
+        assert "HA keepalived: active (keepalived MASTER)" in status.stdout, status.stdout
+
+        # BACKUP under load: every original in flight is answered, then the binds go.
+        numbers = [sim.send_deliver(short_message=b"h%d" % i) for i in range(300)]
+        await until(lambda: len(ne.received) >= 300)
+        assert not any(n in sim.answers for n in numbers)  # all wait for the NE (1.5 s)
+        await node.notify("BACKUP")
+        await until(lambda: not sim.bound_sessions)
+        assert all(n in sim.answers for n in numbers)
+        assert {sim.answers[n][0] for n in numbers} == {Status.ROK}
+        assert sim.missing == 0 and sim.duplicates == 0
+        await until(lambda: ne.client.binds_up == 0)
+        assert refuses_connections(smpp_port)
+        report = node.status()
+        assert report["ha"]["role"] == "standby" and report["ne_binds"] == {}
+
+        # FAULT: /health says so with 503; the vrrp_script check still passes
+        # (it judges the node, not its role), so keepalived can recover.
+        await node.notify("FAULT")
+        await until(lambda: node.health()[0] == 503)
+        code, health = node.health()
+        assert health["status"] == "fault" and "keepalived FAULT" in health["reason"]
+        assert node.smps("ha", "check").returncode == 0
+        metrics = node.metrics()
+        assert 'smps_ha_role{role="fault"} 1.0' in metrics
+        assert 'smps_ha_transitions_total{role="active"} 1.0' in metrics
+
+        # MASTER again binds again.
+        await node.notify("MASTER")
+        await sim.wait_bound(2)
+        assert node.health()[0] == 200
+    finally:
+        if ne is not None:
+            await ne.client.stop()
+        if node.process is not None:
+            assert await node.stop() == 0
+        await sim.stop()
+    # No node running: the check fails.
+    assert node.smps("ha", "check").returncode == 1
+
+
+async def test_failover_between_two_nodes(tmp_path):
+    """A active, B standby, both bound to one SMSC in turn; traffic all along.
+    keepalived's moves are played by notify: A BACKUP, then (once A has left
+    the SMSC, as the VIP would move) B MASTER."""
+    sim = SimSmsc(window=5000, response_timeout=30)
+    smsc_port = await sim.start()
+    a = HaNode(tmp_path / "a", smsc_port, name="a")
+    b = HaNode(tmp_path / "b", smsc_port, name="b")
+    nes: list[Ne] = []
+    sent_at: dict[int, float] = {}
+    on_a: set[int] = set()
+    sending = True
+
+    async def traffic(a_sessions):
+        while sending:
+            if sim.bound_sessions:
+                session = sim._pick_session()
+                now = time.monotonic()
+                number = sim.send_deliver(short_message=b"f", session=session)
+                sent_at[number] = now
+                if session in a_sessions:
+                    on_a.add(number)
+            await asyncio.sleep(0.002)
+
+    try:
+        await asyncio.gather(a.start(), b.start())
+        assert a.report["smpp_port"] != b.report["smpp_port"]
+        await a.notify("MASTER")
+        await sim.wait_bound(2)
+        a_sessions = set(sim.bound_sessions)
+        for node in (a, b):
+            ne = Ne(node.report["smpp_port"], "antispam", PASSWORD, binds=2)
+            ne.client.start()
+            nes.append(ne)
+        await until(lambda: a.status()["ne_binds"].get("antispam") == 2)
+        sender = asyncio.create_task(traffic(a_sessions))
+        await until(lambda: len(sim.answers) >= 200)
+
+        await a.notify("BACKUP")
+        await until(lambda: not sim.bound_sessions)
+        await b.notify("MASTER")
+        await until(lambda: any(n not in on_a for n in sim.answers), timeout=10)
+        await until(lambda: sum(1 for n in sim.answers if n not in on_a) >= 200)
+        sending = False
+        await sender
+        await until(lambda: sim.answered + sim.missing >= sim.sent)
+
+        def answered_at(number):
+            return sent_at[number] + sim.answers[number][1]
+
+        last_a = max(answered_at(n) for n in sim.answers if n in on_a)
+        first_b = min(answered_at(n) for n in sim.answers if n not in on_a)
+        print(
+            f"\nfailover: {(first_b - last_a) * 1000:.0f} ms from the last answer of A to the "
+            f"first answer of B (notify BACKUP to A, wait for its unbind, notify MASTER to B); "
+            f"sent {sim.sent}, answered {sim.answered} (refused while A unbound: "
+            f"{sum(1 for st, _ in sim.answers.values() if st != Status.ROK)}), "
+            f"unanswered {sim.missing}, duplicates {sim.duplicates}"
+        )
+        assert first_b > last_a  # never two nodes answering at once
+        assert sim.duplicates == 0
+        # The only refusal is "incorrect bind status" (the SMSC sends those again): for
+        # originals that reached A after it stopped reading, and for one that B reads in
+        # the same segment as its bind_resp (SmscSession.bind marks the session bound
+        # only when its awaiting coroutine resumes).
+        statuses = {status for status, _rtt in sim.answers.values()}
+        assert statuses <= {Status.ROK, Status.RINVBNDSTS}
+        assert b.status()["ne_binds"].get("antispam") == 2
+        assert a.status()["ha"]["role"] == "standby" and b.status()["ha"]["role"] == "active"
+    finally:
+        sending = False
+        for ne in nes:
+            await ne.client.stop()
+        for node in (a, b):
+            if node.process is not None:
+                await node.stop()
+        await sim.stop()
