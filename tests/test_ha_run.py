@@ -259,10 +259,8 @@ async def test_failover_between_two_nodes(tmp_path):
         )
         assert first_b > last_a  # never two nodes answering at once
         assert sim.duplicates == 0
-        # The only refusal is "incorrect bind status" (the SMSC sends those again): for
-        # originals that reached A after it stopped reading, and for one that B reads in
-        # the same segment as its bind_resp (SmscSession.bind marks the session bound
-        # only when its awaiting coroutine resumes).
+        # The only refusal is "incorrect bind status", which the SMSC sends again: for
+        # originals that reached A after it had unbound.
         statuses = {status for status, _rtt in sim.answers.values()}
         assert statuses <= {Status.ROK, Status.RINVBNDSTS}
         assert b.status()["ne_binds"].get("antispam") == 2

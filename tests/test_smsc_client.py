@@ -231,3 +231,38 @@ async def test_submit_sm_from_smsc_gets_rinvbndsts(sim, make_config):
         assert decode(pdu).command_id == CommandId.SUBMIT_SM_RESP
     finally:
         await client.stop()
+
+
+class EagerSmsc(asyncio.Protocol):
+    """Writes bind_resp and a deliver_sm in one segment, as busy SMSCs do."""
+
+    def __init__(self):
+        self.framer = Framer()
+        self.answers = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.framer.feed(data)
+        for pdu in self.framer:
+            request = decode(pdu)
+            if request.command_id == CommandId.BIND_TRANSCEIVER:
+                deliver = encode(CommandId.DELIVER_SM, 1, {"short_message": b"right away"})
+                self.transport.write(make_resp(pdu, Status.ROK) + deliver)
+            elif request.command_id == CommandId.DELIVER_SM_RESP:
+                self.answers.append(request.command_status)
+
+
+async def test_deliver_sm_in_the_same_segment_as_bind_resp_is_accepted(make_config):
+    loop = asyncio.get_running_loop()
+    smsc = EagerSmsc()
+    server = await loop.create_server(lambda: smsc, "127.0.0.1", 0)
+    client = client_for(make_config, server.sockets[0].getsockname()[1])
+    client.start()
+    try:
+        await until(lambda: smsc.answers)
+        assert smsc.answers == [Status.ROK]
+    finally:
+        await client.stop()
+        server.close()

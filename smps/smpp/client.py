@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from smps._native.pdu import CommandId, Status
+from smps._native.pdu import CommandId, Pdu, Status
 from smps.config import SmscConfig, TlsClientConfig
 from smps.errors import SmpsError
 from smps.smpp.session import Session, SessionClosed
@@ -81,12 +81,16 @@ class SmscSession(Session):
             "system_type": cfg.system_type.encode(),
             "interface_version": INTERFACE_VERSION,
         }
-        resp = await asyncio.wait_for(self.request(command_id, fields), cfg.response_timeout)
+
+        def bound(resp: Pdu) -> None:
+            version = resp.tlv(SC_INTERFACE_VERSION)
+            self.sc_interface_version = version[0] if version else None
+            self.bound(BIND_STATE[command_id])
+
+        request = self.request(command_id, fields, on_success=bound)
+        resp = await asyncio.wait_for(request, cfg.response_timeout)
         if resp.command_status != Status.ROK:
             raise BindRefused(resp.command_status)
-        version = resp.tlv(SC_INTERFACE_VERSION)
-        self.sc_interface_version = version[0] if version else None
-        self.bound(BIND_STATE[command_id])
 
 
 def client_ssl_context(tls: TlsClientConfig) -> ssl.SSLContext:

@@ -341,18 +341,27 @@ class Session(asyncio.Protocol):
         command_id: int,
         fields: Mapping[str, Any] | None = None,
         tlvs: Iterable[tuple[int, bytes]] = (),
+        *,
+        on_success: Callable[[Pdu], None] | None = None,
     ) -> "asyncio.Future[Pdu]":
         """Send a control request (bind, unbind, enquire_link) outside the window.
 
         Returns a future of the decoded response; it fails with SessionClosed
-        when no response comes (timeout or connection lost).
+        when no response comes (timeout or connection lost). `on_success` runs
+        as the ESME_ROK response is read, before the next PDU of the same read:
+        a bind must change the state before a deliver_sm right behind its resp.
         """
         future: asyncio.Future[Pdu] = self._loop.create_future()
         if self._transport is None:
             future.set_exception(SessionClosed(f"{self.name}: not connected"))
             return future
         seq = self.allocate_sequence()
-        self._outstanding[seq] = (command_id, self._loop.time(), _resolve_future, future)
+        self._outstanding[seq] = (
+            command_id,
+            self._loop.time(),
+            _resolve_request,
+            (future, on_success),
+        )
         self.write(encode(command_id, seq, fields, tlvs))
         return future
 
@@ -469,13 +478,18 @@ class Session(asyncio.Protocol):
             self.abort_after_flush()
 
 
-def _resolve_future(future: "asyncio.Future[Pdu]", status: int, pdu: bytes | None) -> None:
+def _resolve_request(context: tuple, status: int, pdu: bytes | None) -> None:
+    future, on_success = context
     if future.done():
         return
     if pdu is None:
         future.set_exception(SessionClosed("no response"))
         return
     try:
-        future.set_result(decode(pdu))
+        response = decode(pdu)
     except PduError as exc:
         future.set_exception(exc)
+        return
+    if on_success is not None and response.command_status == 0:
+        on_success(response)
+    future.set_result(response)
