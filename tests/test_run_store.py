@@ -261,3 +261,27 @@ async def test_admin_ui_on_the_runtime_shows_live_numbers(tmp_path):
                 while live is None:
                     live = await all_counted()
             assert live["workers"] == 2 and live["role"] == "active"
+
+
+async def test_metrics_histograms_and_copies_by_account(tmp_path):
+    async with running(tmp_path) as (sim, node, _api, _nes):
+        numbers = [sim.send_deliver() for _ in range(50)]
+        await answered_all(sim, numbers)
+        url = f"http://127.0.0.1:{node.report['http_port']}/metrics"
+
+        async def scraped() -> str | None:
+            async with aiohttp.ClientSession() as http, http.get(url) as response:
+                text = await response.text()
+            done = "smps_decision_seconds_count 50.0" in text
+            return text if done else None
+
+        text = None
+        async with asyncio.timeout(20):  # workers report about once a second
+            while text is None:
+                text = await scraped()
+                await asyncio.sleep(0.2)
+        assert 'smps_copies_sent_total{account="antispam"} 50.0' in text
+        assert 'smps_ne_answer_seconds_bucket{account="antispam",le="+Inf"} 50.0' in text
+        assert 'smps_ne_answer_seconds_count{account="antispam"} 50.0' in text
+        assert 'smps_decision_seconds_bucket{le="+Inf"} 50.0' in text
+        assert "# TYPE smps_decision_seconds histogram" in text

@@ -33,6 +33,7 @@ from smps._native import pending as P
 from smps._native.pdu import Status, command_name, decode_sm
 from smps._native.text import parse_udh
 from smps.config import Config, NeAccount, Route
+from smps.proxy.histogram import Histogram
 from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult, should_record
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
@@ -55,7 +56,9 @@ class Lane:
         "account",
         "answers",
         "binds",
+        "copies_sent",
         "decisive",
+        "latency",
         "queue",
         "refilled_at",
         "system_id",
@@ -70,6 +73,8 @@ class Lane:
         self.tokens = float(account.tps)
         self.refilled_at = 0.0
         self.answers = {P.ALLOW: 0, P.BLOCK: 0, P.NONE: 0}
+        self.copies_sent = 0
+        self.latency = Histogram()  # copy sent → NE answer
         self.configure(account)
 
     def configure(self, account: NeAccount) -> None:
@@ -222,6 +227,7 @@ class Dispatcher:
         self.sink = sink if sink is not None else MemorySink()
         self.tracer = tracer
         self.stats = DispatcherStats()
+        self.decision_latency = Histogram()  # original received → verdict sent
         self.lanes: dict[str, Lane] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
         self._idle = False  # the tick runs at IDLE_TICK because nothing is in flight
@@ -390,6 +396,7 @@ class Dispatcher:
             self._record_answer(lane, handle, index, P.NONE, 0, now)
             return
         self.stats.copies_sent += 1
+        lane.copies_sent += 1
         if self.tracer is not None:
             original = self.pending.context(handle)
             if original.trace is not None:
@@ -421,6 +428,7 @@ class Dispatcher:
         handle, index, lane, session, retried, sent_at = context
         now = self.clock()
         if status != NO_RESPONSE:
+            lane.latency.observe(now - sent_at)
             self._record_answer(lane, handle, index, self.policy.classify(status), status, now,
                                 response, now - sent_at)  # fmt: skip
         elif not retried and not session.is_open and self._retry(lane, handle, index, now):
@@ -474,6 +482,9 @@ class Dispatcher:
         outcome = self.pending.outcome(handle)
         status = self.policy.status_for(outcome)
         response = original.session.respond(original.pdu, status)
+        self.decision_latency.observe(
+            self.pending.decided_at(handle) - self.pending.arrived_at(handle)
+        )
         reason_code = self.pending.reason(handle)
         self.stats.decided(OUTCOME_NAMES[outcome], P.reason_name(reason_code))
         if original.trace is not None:
@@ -495,6 +506,7 @@ class Dispatcher:
         if status is None:
             status = self.policy.status_for(outcome)
         response = session.respond(pdu, status)
+        self.decision_latency.observe(self.clock() - now)
         verdict = OUTCOME_NAMES[outcome]
         if trace is not None:
             trace.final(status, verdict, reason, response)

@@ -13,8 +13,8 @@ from typing import Any
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
-    SummaryMetricFamily,
 )
 
 HELP = {
@@ -23,6 +23,7 @@ HELP = {
     "smps_copies_sent": "Copies sent to NE accounts (forwarded ones count where they were sent).",
     "smps_ne_answers": "NE answers by account and verdict (none: no usable answer).",
     "smps_ne_answer_seconds": "Time from a copy to the NE's answer, by account.",
+    "smps_decision_seconds": "Time from an original's arrival to the verdict sent to the SMSC.",
     "smps_late_answers": "NE answers that came after the final verdict.",
     "smps_throttled": "Originals answered ESME_RTHROTTLED because too many were in flight.",
     "smps_copies_dropped": "Copies that found no bind or window before the deadline.",
@@ -82,13 +83,17 @@ def collect(slots: list[Any], role: str) -> Iterator[Metric]:
     counters = sum_tables(slot.totals.counters() for slot in slots)
     gauges = sum_tables(slot.totals.gauges for slot in slots)
     families: dict[str, Metric] = {}
-    summaries: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+    # (histogram name, label names, label values) -> {"buckets": {le: n}, "sum": s}
+    histograms: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, Any]] = {}
     for sample_key, value in sorted(counters.items()):
         name, labels, values = split_sample_key(sample_key)
-        if name.endswith(("_sum", "_count")):
+        if name.endswith(("_bucket", "_sum", "_count")):
             base, _, part = name.rpartition("_")
-            entry = summaries.setdefault((base, values), [0.0, 0.0])
-            entry[0 if part == "count" else 1] = value
+            if part == "bucket":  # le is the last label
+                entry = histograms.setdefault((base, labels[:-1], values[:-1]), {"buckets": {}})
+                entry["buckets"][values[-1]] = value
+            else:
+                histograms.setdefault((base, labels, values), {"buckets": {}})[part] = value
             continue
         base = name.removesuffix("_total")
         family = families.get(base)
@@ -106,13 +111,7 @@ def collect(slots: list[Any], role: str) -> Iterator[Metric]:
             "smps_in_flight", HELP["smps_in_flight"], value=0
         )
     yield from families.values()
-    if summaries:
-        latency = SummaryMetricFamily(
-            "smps_ne_answer_seconds", HELP["smps_ne_answer_seconds"], labels=["account"]
-        )
-        for (_base, values), (count, total) in sorted(summaries.items()):
-            latency.add_metric(values, count, total)
-        yield latency
+    yield from _histogram_families(histograms)
     restarts = CounterMetricFamily(
         "smps_worker_restarts", "Worker processes restarted after dying.", labels=["worker"]
     )
@@ -126,3 +125,16 @@ def collect(slots: list[Any], role: str) -> Iterator[Metric]:
     for name in ("active", "standby", "fault"):
         ha.add_metric([name], 1.0 if name == role else 0.0)
     yield ha
+
+
+def _histogram_families(histograms: dict) -> Iterator[Metric]:
+    families: dict[str, HistogramMetricFamily] = {}
+    for (name, labels, values), entry in sorted(histograms.items()):
+        family = families.get(name)
+        if family is None:
+            family = families[name] = HistogramMetricFamily(
+                name, HELP.get(name, name), labels=list(labels)
+            )
+        buckets = sorted(entry["buckets"].items(), key=lambda item: float(item[0]))
+        family.add_metric(list(values), buckets, entry.get("sum", 0.0))
+    yield from families.values()

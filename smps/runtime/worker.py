@@ -40,7 +40,6 @@ from smps.runtime.mesh import Mesh
 from smps.runtime.records import RecordForwarder, TraceTee
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
-from smps.smpp.states import BIND_STATE
 
 log = logging.getLogger("smps.worker")
 
@@ -272,7 +271,6 @@ class Worker:
         stats = self.dispatcher.stats
         counters: dict[str, float] = {
             "smps_originals_received_total": stats.received,
-            "smps_copies_sent_total": stats.copies_sent,
             "smps_late_answers_total": stats.late_answers,
             "smps_throttled_total": stats.throttled,
             "smps_copies_dropped_total": stats.queue_dropped,
@@ -283,7 +281,10 @@ class Worker:
             counters[key("smps_records_forward_dropped_total", kind=kind)] = count
         for (verdict, reason), count in stats.decisions.items():
             counters[key("smps_verdicts_total", verdict=verdict, reason=reason)] = count
+        add_histogram(counters, "smps_decision_seconds", self.dispatcher.decision_latency)
         for name, lane in self.dispatcher.lanes.items():
+            counters[key("smps_copies_sent_total", account=name)] = lane.copies_sent
+            add_histogram(counters, "smps_ne_answer_seconds", lane.latency, account=name)
             for state, count in lane.answers.items():
                 counters[key("smps_ne_answers_total", account=name, verdict=STATE_NAMES[state])] = (
                     count
@@ -313,6 +314,14 @@ class Worker:
             "counters": counters,
             "gauges": gauges,
         }
+
+
+def add_histogram(counters: dict[str, float], name: str, histogram, **labels: str) -> None:
+    """A histogram's samples (cumulative buckets, sum, count) in a snapshot."""
+    for bound, count in histogram.cumulative():
+        counters[key(f"{name}_bucket", **labels, le=bound)] = count
+    counters[key(f"{name}_sum", **labels)] = histogram.total
+    counters[key(f"{name}_count", **labels)] = histogram.count
 
 
 def key(name: str, **labels: str) -> str:
@@ -348,14 +357,6 @@ class SessionTotals:
             key("smps_pdu_errors_total", kind=kind): count
             for kind, count in session.stats.errors.items()
         }
-        account = getattr(session, "account", None)
-        if account is not None and session.stats.rtt_count and session.state in BIND_STATE.values():
-            values[key("smps_ne_answer_seconds_sum", account=account.system_id)] = (
-                session.stats.rtt_total
-            )
-            values[key("smps_ne_answer_seconds_count", account=account.system_id)] = (
-                session.stats.rtt_count
-            )
         return values
 
 
