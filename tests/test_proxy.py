@@ -421,17 +421,21 @@ async def test_traced_message_event_ladder(make_config, tmp_path):
     }
     async with proxy(
         make_config, trace=trace, trace_sink=events, clock=clock, state_dir=tmp_path
-    ) as (sim, _node, add_ne):
-        await add_ne("antispam", "pw1", allow)
+    ) as (sim, node, add_ne):
+        slow = await add_ne("antispam", "pw1", hold)
         fraud = await add_ne("fraud", "pw2", hold)
         silent = await add_ne("audit", "pw3", hold)
         sim.send_deliver(source_addr=b"+8613800138000")  # sloppy international form
         untraced = sim.send_deliver(source_addr=b"8613900139000")
-        await until(lambda: len(fraud.held) == 2 and len(silent.held) == 2)
-        fraud.held.sort(key=lambda held: decode_sm(held[1]).source_addr)
+        await until(lambda: all(len(ne.held) == 2 for ne in (slow, fraud, silent)))
+        for ne in (slow, fraud):  # the traced original first
+            ne.held.sort(key=lambda held: decode_sm(held[1]).source_addr)
         session, pdu = fraud.held.pop(0)
         session.respond(pdu, BLOCK)  # decides the traced original
         await until(lambda: len(sim.answers) >= 1)
+        session, pdu = slow.held.pop(0)
+        session.respond(pdu, Status.ROK)  # after the verdict: a late answer
+        await until(lambda: node.dispatcher.stats.late_answers == 1)
         clock.advance(2.0)  # audit never answers: its copy times out
         await until(lambda: untraced in sim.answers and len(events) > 0)
     kinds = [(e.kind, e.account) for e in events]
@@ -441,8 +445,10 @@ async def test_traced_message_event_ladder(make_config, tmp_path):
         ("copy_sent", "audit"),
         ("copy_sent", "fraud"),
     ]
-    assert ("answered", "antispam") in kinds and ("answered", "fraud") in kinds
-    assert kinds.index(("answered", "fraud")) < kinds.index(("final", None))
+    order = kinds.index
+    assert order(("answered", "fraud")) < order(("final", None)) < order(("answered", "antispam"))
+    late = next(e for e in events if e.kind == "answered" and e.account == "antispam")
+    assert late.late and late.verdict == "allow"
     assert kinds[-1] == ("timeout", "audit")
     final = next(e for e in events if e.kind == "final")
     assert (final.status, final.verdict, final.reason) == (BLOCK, "block", "block")
