@@ -60,7 +60,8 @@ class Subscription:
         """
         if not self._events and not self.dropped and not self.closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):  # wait_for can swallow a cancel (3.11)
+                    await self._wake.wait()
         self._wake.clear()
         events = list(self._events)
         self._events.clear()

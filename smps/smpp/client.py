@@ -88,7 +88,10 @@ class SmscSession(Session):
             self.bound(BIND_STATE[command_id])
 
         request = self.request(command_id, fields, on_success=bound)
-        resp = await asyncio.wait_for(request, cfg.response_timeout)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel
+        # that lands as the response arrives, and stop() would wait forever.
+        async with asyncio.timeout(cfg.response_timeout):
+            resp = await request
         if resp.command_status != Status.ROK:
             raise BindRefused(resp.command_status)
 
@@ -147,12 +150,10 @@ class SmscClient:
         loop = asyncio.get_running_loop()
         session: SmscSession | None = None
         try:
-            _transport, session = await asyncio.wait_for(
-                loop.create_connection(
+            async with asyncio.timeout(cfg.response_timeout):
+                _transport, session = await loop.create_connection(
                     lambda: self._new_session(name), cfg.host, cfg.port, ssl=self._ssl
-                ),
-                cfg.response_timeout,
-            )
+                )
             await session.bind(cfg)
             return session
         except BaseException:

@@ -429,11 +429,13 @@ class Session(asyncio.Protocol):
             future = self.request(CommandId.UNBIND)
             self._set_state(State.UNBOUND)
             with contextlib.suppress(TimeoutError, SessionClosed):
-                await asyncio.wait_for(future, self.unbind_grace)
+                async with asyncio.timeout(self.unbind_grace):  # not wait_for: see client.bind
+                    await future
         self.abort_after_flush()
         if self._transport is not None or not self.closed.done():
             try:
-                await asyncio.wait_for(asyncio.shield(self.closed), self.unbind_grace)
+                async with asyncio.timeout(self.unbind_grace):
+                    await asyncio.shield(self.closed)
             except TimeoutError:
                 if self._transport is not None:
                     self._transport.abort()
