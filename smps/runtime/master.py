@@ -231,11 +231,11 @@ class Master:
             slot.control.send({"t": "role", "role": role, "seq": self._role_seq})
         if role == "active":
             return
+        # asyncio.timeout rather than wait_for everywhere here: on Python 3.11
+        # wait_for can drop a cancel that arrives as the awaited thing completes.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(s.role_set.wait() for s in live)),
-                self.config.policy.timeout + 2.0,
-            )
+            async with asyncio.timeout(self.config.policy.timeout + 2.0):
+                await asyncio.gather(*(s.role_set.wait() for s in live))
 
     async def _on_role(self, role: Role, reason: str) -> None:
         """The HA controller's callback: make the data plane match ``role``."""
@@ -462,14 +462,16 @@ class Master:
                 slot.restart_delay,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), slot.restart_delay)
+                async with asyncio.timeout(slot.restart_delay):
+                    await self._stop.wait()
 
     async def _last_words(self, slot: WorkerSlot) -> None:
         """A worker that ended may have left records and stats in its control
         socket: read them to the end before forgetting the worker."""
         if slot.reader is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(slot.reader), LAST_WORDS)
+                async with asyncio.timeout(LAST_WORDS):
+                    await asyncio.shield(slot.reader)
 
     async def _start(self, slot: WorkerSlot) -> None:
         master_control, worker_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -584,10 +586,8 @@ class Master:
         for slot in live:
             slot.control.send({"t": "stop"})
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(s.drained.wait() for s in live)),
-                self.config.policy.timeout + 1.0,
-            )
+            async with asyncio.timeout(self.config.policy.timeout + 1.0):
+                await asyncio.gather(*(s.drained.wait() for s in live))
         for slot in self._live():
             slot.control.send({"t": "exit"})
         processes = [s.process for s in self.slots if s.process and s.process.returncode is None]
@@ -646,7 +646,8 @@ class Master:
 
     async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
-            line = await asyncio.wait_for(reader.readline(), 5.0)
+            async with asyncio.timeout(5.0):
+                line = await reader.readline()
             request = json.loads(line or b"{}")
             answer = await self._control_command(request)
         except (TimeoutError, ValueError, ConnectionError) as exc:
