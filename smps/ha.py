@@ -40,7 +40,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import text
@@ -51,6 +51,17 @@ from smps.config import Config, HaConfig
 from smps.errors import ConfigError
 
 log = logging.getLogger("smps.ha")
+
+
+T = TypeVar("T")
+
+
+async def _within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """`awaitable`, or TimeoutError after `seconds`. Unlike asyncio.wait_for on
+    Python 3.11 it never drops a cancel that arrives as the awaitable finishes,
+    so stop() cannot leave a lease loop running."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class Role(enum.StrEnum):
@@ -173,7 +184,7 @@ async def read_notify_fifo(path: str, on_notice: Callable[[Notice], None]) -> No
         try:
             while True:
                 try:
-                    line = await asyncio.wait_for(reader.readline(), 1.0)
+                    line = await _within(1.0, reader.readline())
                 except TimeoutError:
                     if _replaced(path, fd):
                         log.info("keepalived notify FIFO %s was replaced; reopening", path)
@@ -440,7 +451,7 @@ class HaController:
             self._expiry.cancel()
         if self.lease is not None and self.held_epoch is not None:
             try:
-                await asyncio.wait_for(self.lease.release(), self.ttl / 3)
+                await _within(self.ttl / 3, self.lease.release())
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 log.warning("could not give the lease back (it expires by itself): %s", exc)
             self.held_epoch = None
@@ -652,9 +663,7 @@ class HaController:
             ok = await self._lease_round(started)
             pause = interval if ok else interval / 3
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._lease_wake.wait(), max(0.0, started + pause - loop.time())
-                )
+                await _within(max(0.0, started + pause - loop.time()), self._lease_wake.wait())
 
     async def _lease_round(self, started: float) -> bool:
         assert self.lease is not None
@@ -662,18 +671,18 @@ class HaController:
             # Renewed too while a demotion drains, so that it can be given back afterwards
             # instead of the other node waiting for it to expire.
             if self._wants_active() or (self.held_epoch is not None and not self.settled):
-                state = await asyncio.wait_for(self.lease.acquire(), self.ttl / 3)
+                state = await _within(self.ttl / 3, self.lease.acquire())
                 if state.holder == self.lease.holder:
                     self._granted(state, started)
                 else:
                     self._lost(f"lease held by {state.holder} (epoch {state.epoch})")
             elif self.held_epoch is not None:
-                await asyncio.wait_for(self.lease.release(), self.ttl / 3)
+                await _within(self.ttl / 3, self.lease.release())
                 log.info("lease epoch %d given back", self.held_epoch)
                 self._drop_lease()
-                state = await asyncio.wait_for(self.lease.read(), self.ttl / 3)
+                state = await _within(self.ttl / 3, self.lease.read())
             else:
-                state = await asyncio.wait_for(self.lease.read(), self.ttl / 3)
+                state = await _within(self.ttl / 3, self.lease.read())
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if self.lease_error is None:
