@@ -113,28 +113,24 @@ class Worker:
     async def _deactivate(self) -> None:
         """Standby (or fault): stop reading originals, answer those in flight while
         the NE binds are still up, then unbind from the SMSCs and the NEs."""
-        self._pause_originals()
-        await self.ne_server.stop_listening()
-        self._listening = False
-        if not await self.dispatcher.drain(self.config.policy.timeout + 0.5):
-            log.error("standing down: %d originals still unanswered", self.dispatcher.in_flight)
+        await self._answer_in_flight("standing down")
         clients, self.smsc_clients = self.smsc_clients, []
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
         await self.ne_server.stop()
 
-    def _pause_originals(self) -> None:
+    async def _answer_in_flight(self, doing: str) -> None:
+        """Stop reading originals and accepting NEs, then answer everything in flight."""
         for client in self.smsc_clients:
             for session in client.sessions:
-                if session.transport is not None:
-                    session.transport.pause_reading()
+                session.pause_reading()
+        await self.ne_server.stop_listening()
+        self._listening = False
+        if not await self.dispatcher.drain(self.config.policy.timeout + 0.5):
+            log.error("%s: %d originals still unanswered", doing, self.dispatcher.in_flight)
 
     async def _drain(self) -> None:
-        """Stop reading originals and answer everything in flight."""
         self._stopping = True
-        self._pause_originals()
-        await self.ne_server.stop_listening()
-        if not await self.dispatcher.drain(self.config.policy.timeout + 0.5):
-            log.error("stopping: %d originals still unanswered", self.dispatcher.in_flight)
+        await self._answer_in_flight("stopping")
 
     async def _shutdown(self) -> None:
         clients, self.smsc_clients = self.smsc_clients, []
