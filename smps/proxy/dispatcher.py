@@ -331,13 +331,29 @@ class Dispatcher:
             concat_key = (view.source_addr, view.destination_addr, concat[0])
             if self.sticky.blocked(concat_key, now):
                 self._answer_now(
-                    session, pdu, view, concat, P.OUTCOME_BLOCK, "sticky", now, trace=trace
+                    session,
+                    pdu,
+                    view,
+                    concat,
+                    P.OUTCOME_BLOCK,
+                    "sticky",
+                    now,
+                    trace=trace,
+                    concat_key=concat_key,
                 )
                 return
         targets = self.router.targets(view, session.smsc)
         if not any(lane.binds for lane in targets):
             self._answer_now(
-                session, pdu, view, concat, self.policy.on_no_ne, "no_ne", now, trace=trace
+                session,
+                pdu,
+                view,
+                concat,
+                self.policy.on_no_ne,
+                "no_ne",
+                now,
+                trace=trace,
+                concat_key=concat_key,
             )
             return
         decisive_mask = 0
@@ -490,18 +506,11 @@ class Dispatcher:
         if original.trace is not None:
             original.trace.final(status, OUTCOME_NAMES[outcome], P.reason_name(reason_code),
                                  response)  # fmt: skip
-        key = original.concat_key
-        if outcome == P.OUTCOME_BLOCK and key is not None and reason_code != P.REASON_STICKY:
-            now = self.clock()
-            self.sticky.add(key, now)
-            for other in list(self._concat_in_flight.get(key, ())):
-                if other != handle and self.pending.decide(
-                    other, P.OUTCOME_BLOCK, P.REASON_STICKY, now
-                ):
-                    self._answer(other)
+        if outcome == P.OUTCOME_BLOCK and reason_code != P.REASON_STICKY:
+            self._block_message(original.concat_key, self.clock(), handle)
 
     def _answer_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None,
-                    trace=None):  # fmt: skip
+                    trace=None, concat_key=None):  # fmt: skip
         """Answer without involving the NEs (receipt, sticky, no NE, overload)."""
         if status is None:
             status = self.policy.status_for(outcome)
@@ -512,8 +521,8 @@ class Dispatcher:
             trace.final(status, verdict, reason, response)
             trace.close()
         self.stats.decided(verdict, reason)
-        if outcome == P.OUTCOME_BLOCK and concat is not None and self.sticky_enabled:
-            self.sticky.add((view.source_addr, view.destination_addr, concat[0]), now)
+        if outcome == P.OUTCOME_BLOCK:
+            self._block_message(concat_key, now)
         if should_record(self.record_mode, verdict, trace is not None):
             wall = self.wall_clock()
             self.sink.put(
@@ -521,6 +530,18 @@ class Dispatcher:
                     session.smsc, view, concat, wall, wall, verdict, reason, status, None, []
                 )
             )
+
+    def _block_message(self, key: tuple | None, now: float, handle: int = -1) -> None:
+        """A segment of a concatenated message was blocked: remember the message
+        for policy.concat_window, and block its other segments still in flight."""
+        if key is None:  # not a segment, or concat_sticky_block is off
+            return
+        self.sticky.add(key, now)
+        for other in list(self._concat_in_flight.get(key, ())):
+            if other != handle and self.pending.decide(
+                other, P.OUTCOME_BLOCK, P.REASON_STICKY, now
+            ):
+                self._answer(other)
 
     def _complete(self, handle: int) -> None:
         original = self.pending.context(handle)
