@@ -94,7 +94,7 @@ async def test_account_crud_never_returns_the_password(client, admin, store):
         ("create", "antispam", "token:ops"),
     ]
     text = str(audit)
-    assert "pw1" not in text and "new-pw" not in text and "scrypt" not in text
+    assert "pw1" not in text and "new-pw" not in text and "argon2" not in text
     assert audit["items"][3]["after"]["password"] == "***"
 
 

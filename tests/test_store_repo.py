@@ -33,7 +33,7 @@ async def test_file_entities_are_upserted_and_marked(store, make_config):
     assert changes == {"accounts": 1, "smsc": 1, "routes": 1, "trace_rules": 1, "policy": 0}
     accounts = await repo.load_accounts(store)
     assert [(a.system_id, a.window, a.file_managed) for a in accounts] == [("antispam", 16, True)]
-    assert accounts[0].password_hash.startswith("scrypt$")
+    assert accounts[0].password_hash.startswith("$argon2id$")
     assert repo.verify_ne_password(accounts[0], "pw1")
     assert not repo.verify_ne_password(accounts[0], "pw2")
     entries = await audit(store)

@@ -491,7 +491,7 @@ async def load_accounts(store: Store) -> list[StoredAccount]:
 
 
 def verify_ne_password(account: StoredAccount, password: str) -> bool:
-    """Does ``password`` (from a bind PDU) match the account? CPU-bound (~50 ms):
+    """Does ``password`` (from a bind PDU) match the account? CPU-bound (~30 ms):
     call it through ``loop.run_in_executor``."""
     return passwords.verify_password(account.password_hash, password)
 

@@ -17,7 +17,7 @@ Conventions (the migrations in ``migrations/versions`` must match this file):
   new config keys need no migration, and the API validates with the same
   structs as the file. ``file_managed`` marks rows that come from the YAML
   file (read-only through the API). Secrets live in their own columns, never
-  in ``settings``: NE account passwords as salted scrypt hashes; SMSC passwords
+  in ``settings``: NE account passwords as salted Argon2id hashes; SMSC passwords
   in clear, because SMPS has to present them to the SMSC.
 - A decision's per-NE results are one JSON array in the decision row rather
   than a child table: the writer then inserts one row per decision instead of
