@@ -181,7 +181,7 @@ class Node:
                 trace_hub=self.trace_hub,
                 country_code=self.config.trace.country_code,
             )
-            http = HttpServer(app)
+            http = HttpServer(app, tls=self.config.web.tls)
             host, port = self.config.web.listen
             self.http_port = await http.start(host, port)
             stack.push_async_callback(http.close)

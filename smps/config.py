@@ -70,7 +70,6 @@ __all__ = [
     "TraceConfig",
     "TraceRule",
     "WebConfig",
-    "WebTlsConfig",
     "default",
     "load",
     "loads",
@@ -380,19 +379,13 @@ class TlsClientConfig(_Section):
 
 
 class TlsServerConfig(_Section):
-    """TLS on SMPS's SMPP listener; ``verify_client`` requires NE certs signed by ``ca``."""
+    """TLS on a listener of SMPS's (SMPP for the NEs, HTTPS for the web side);
+    ``verify_client`` requires client certificates signed by ``ca``."""
 
     cert: Annotated[str, Meta(min_length=1)]
     key: Annotated[str, Meta(min_length=1)]
     ca: str = ""
     verify_client: bool = False
-
-
-class WebTlsConfig(_Section):
-    """HTTPS for the web UI, REST API, /health and /metrics."""
-
-    cert: Annotated[str, Meta(min_length=1)]
-    key: Annotated[str, Meta(min_length=1)]
 
 
 class SmscConfig(_Section):
@@ -513,7 +506,7 @@ class WebConfig(_Section):
     """Admin UI, REST API, /health and /metrics."""
 
     listen: Address = ("0.0.0.0", 8080)
-    tls: WebTlsConfig | None = None
+    tls: TlsServerConfig | None = None  # HTTPS; the session cookie is then Secure
 
 
 class LeaseConfig(_Section):

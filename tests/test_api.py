@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from smps.store import repo
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
+from smps.web.node import LiveStatus, SmscLive
 from tests.store_db import database_url, make_decision, store  # noqa: F401
 
 
@@ -26,7 +27,7 @@ async def client(store):
 
 @pytest.fixture
 async def admin(store):
-    return {"Authorization": f"Bearer {await repo.create_token(store, 'ops', 'operator')}"}
+    return {"Authorization": f"Bearer {await repo.create_token(store, 'ops', 'admin')}"}
 
 
 ACCOUNT = {"system_id": "antispam", "password": "pw1", "allowed_ips": ["10.0.0.0/8"], "window": 32}
@@ -50,6 +51,102 @@ async def test_viewers_may_read_but_not_write(client, store):
     response = await client.post("/api/v1/accounts", json=ACCOUNT, headers=viewer)
     assert response.status == 403
     assert "viewer" in (await response.json())["error"]
+
+
+async def bearer(store, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await repo.create_token(store, role, role)}"}
+
+
+class KickNode:
+    """The node's kick as the API reaches it; ``binds`` is what a kick unbinds."""
+
+    def __init__(self):
+        self.binds = {"antispam": 2}
+        self.kicked: list[str] = []
+
+    def live_status(self) -> LiveStatus:
+        return LiveStatus(
+            node="n",
+            role="active",
+            workers=1,
+            uptime_s=1.0,
+            smsc=[SmscLive("smsc1", 1, 2)],
+            ne_binds=dict(self.binds),
+            received=0,
+            in_flight=0,
+            verdicts={},
+        )
+
+    def kick(self, system_id: str) -> int:
+        self.kicked.append(system_id)
+        return self.binds.pop(system_id, 0)
+
+
+@pytest.fixture
+async def node_client(store):
+    node = KickNode()
+    app = web.Application()
+    add_api_routes(app, store, node=node)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as test_client:
+        yield test_client, node
+
+
+async def test_roles_may_change_what_the_ui_lets_them(node_client, store):
+    """The API and the admin UI share one table (auth.allowed): operators switch
+    accounts on and off, write trace rules and kick binds, and nothing else."""
+    client, node = node_client
+    admin, operator, viewer = [
+        await bearer(store, role) for role in ("admin", "operator", "viewer")
+    ]
+    assert (await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)).status == 201
+    for headers, expected in ((operator, 403), (viewer, 403)):
+        response = await client.post(
+            "/api/v1/accounts", json={**ACCOUNT, "system_id": "other"}, headers=headers
+        )
+        assert response.status == expected
+        assert "may not do accounts.write" in (await response.json())["error"]
+        response = await client.patch(
+            "/api/v1/accounts/antispam", json={"enabled": False, "tps": 5}, headers=headers
+        )
+        assert response.status == 403
+        response = await client.put("/api/v1/policy", json={"timeout": "1s"}, headers=headers)
+        assert response.status == 403
+    response = await client.patch(
+        "/api/v1/accounts/antispam", json={"enabled": False}, headers=operator
+    )
+    assert response.status == 200 and (await response.json())["enabled"] is False
+    assert (await client.patch(
+        "/api/v1/accounts/antispam", json={"enabled": True}, headers=viewer
+    )).status == 403  # fmt: skip
+    rule = {"number": "8613800138000"}
+    assert (await client.post("/api/v1/trace_rules", json=rule, headers=viewer)).status == 403
+    assert (await client.post("/api/v1/trace_rules", json=rule, headers=operator)).status == 201
+
+    live = await (await client.get("/api/v1/sessions", headers=viewer)).json()
+    assert live == {
+        "ne": [{"system_id": "antispam", "binds": 2}],
+        "smsc": [{"name": "smsc1", "binds_up": 1, "binds": 2}],
+    }
+    assert (await client.post("/api/v1/sessions/antispam/kick", headers=viewer)).status == 403
+    assert node.kicked == []
+    response = await client.post("/api/v1/sessions/antispam/kick", headers=operator)
+    assert response.status == 200
+    assert await response.json() == {"system_id": "antispam", "unbound": 2}
+    assert node.kicked == ["antispam"]
+
+    audit = (await (await client.get("/api/v1/audit", headers=viewer)).json())["items"]
+    assert [(e["actor"], e["action"], e["entity"], e["entity_key"]) for e in audit] == [
+        ("token:operator", "kick", "ne_binds", "antispam"),
+        ("token:operator", "create", "trace_rules", "8613800138000"),
+        ("token:operator", "update", "accounts", "antispam"),
+        ("token:admin", "create", "accounts", "antispam"),
+    ]
+    assert audit[0]["after"] == {"unbound": 2}
+
+
+async def test_sessions_need_a_node(client, admin):
+    assert (await client.get("/api/v1/sessions", headers=admin)).status == 503
+    assert (await client.post("/api/v1/sessions/x/kick", headers=admin)).status == 503
 
 
 async def test_account_crud_never_returns_the_password(client, admin, store):

@@ -228,7 +228,7 @@ async def test_admin_ui_on_the_runtime_shows_live_numbers(tmp_path):
     async with running(tmp_path) as (sim, node, _api, _nes):
         store = await Store.open(f"sqlite:///{node.database}", migrate=False)
         try:
-            await repo.add_user(store, "alice", "correct horse", "viewer")
+            await repo.add_user(store, "alice", "correct horse", "viewer", actor="test")
         finally:
             await store.close()
         numbers = [sim.send_deliver() for _ in range(30)]

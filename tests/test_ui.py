@@ -4,18 +4,25 @@ role, role and CSRF enforcement on every change, login throttling, audit per cha
 form errors beside their field, decisions search and CSV, the live stream."""
 
 import re
+import ssl
 import time
 
+import aiohttp
 import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from smps.config import TlsServerConfig
+from smps.errors import ConfigError
 from smps.store import repo
 from smps.store.writer import DecisionWriter
 from smps.web import auth
-from smps.web.ui import ROUTES, LiveStatus, SmscLive, add_ui_routes, verdict_chart
+from smps.web.http import HttpServer
+from smps.web.node import LiveStatus, SmscLive
+from smps.web.ui import ROUTES, add_ui_routes, verdict_chart
 from tests.store_db import database_url, make_decision, store  # noqa: F401
+from tests.test_tls import certificate  # noqa: F401
 
 PASSWORD = "correct horse"
 ROLES = ("admin", "operator", "viewer")
@@ -72,7 +79,7 @@ async def server(store, node, clock):
     throttle = auth.LoginThrottle(per_user=3, per_address=5, window=600, clock=clock)
     add_ui_routes(app, store, node, throttle=throttle)
     for role in ROLES:
-        await repo.add_user(store, role, PASSWORD, role)
+        await repo.add_user(store, role, PASSWORD, role, actor="test")
     test_server = TestServer(app, host="127.0.0.1", port=0)
     await test_server.start_server()
     yield test_server
@@ -127,9 +134,11 @@ ACCOUNT_FORM = {
 
 
 async def audit_actions(store):
+    """The audit log, newest first, without the test's own set-up."""
     return [
         (e["actor"], e["action"], e["entity_key"])
         for e in await repo.audit_entries(store, limit=100)
+        if e["actor"] != "test"
     ]
 
 
@@ -535,3 +544,43 @@ def test_verdict_chart_stacks_the_last_hour_per_minute():
     assert chart["ticks"][-1]["label"] == "200"  # 120 rounds up to a 1-2-5 step
     assert allow["h"] == pytest.approx((chart["base"] - chart["ticks"][-1]["y"]) * 90 / 200)
     assert verdict_chart([], now_us)["empty"]
+
+
+# ------------------------------------------------------------------ web.tls
+
+
+async def test_web_tls_serves_https_and_the_session_cookie_is_secure(store, node, certificate):
+    cert, key = certificate
+    await repo.add_user(store, "admin", PASSWORD, "admin", actor="test")
+    app = web.Application()
+    add_ui_routes(app, store, node)
+    http = HttpServer(app, tls=TlsServerConfig(cert=cert, key=key))
+    port = await http.start("127.0.0.1", 0)
+    trusted = ssl.create_default_context(cafile=cert)
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+            base = f"https://127.0.0.1:{port}"
+            response = await session.post(
+                f"{base}/login",
+                data={"name": "admin", "password": PASSWORD},
+                ssl=trusted,
+                allow_redirects=False,
+            )
+            assert response.status == 303
+            cookie = response.headers["Set-Cookie"]
+            assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            page = await session.get(f"{base}/", ssl=trusted)
+            assert page.status == 200 and "Dashboard" in await page.text()
+            assert "max-age=" in page.headers["Strict-Transport-Security"]
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await session.get(f"{base}/login")  # not trusted without the CA
+    finally:
+        await http.close()
+
+
+async def test_web_tls_with_an_unreadable_key_is_a_config_error(store, node, certificate, tmp_path):
+    cert, _ = certificate
+    http = HttpServer(web.Application(), tls=TlsServerConfig(cert=cert, key=str(tmp_path / "no")))
+    with pytest.raises(ConfigError, match=r"web\.tls: cannot load the certificate or key"):
+        await http.start("127.0.0.1", 0)
+    await http.close()

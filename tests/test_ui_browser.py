@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 
 from smps.sim.ne import SimNe
 from smps.store import repo
-from smps.web.ui import LiveStatus, SmscLive, add_ui_routes, mean_latency
+from smps.web.node import LiveStatus, SmscLive, mean_latency
+from smps.web.ui import add_ui_routes
 from tests.test_proxy import proxy, until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -73,7 +74,7 @@ async def test_sign_in_create_account_see_its_bind_live_and_sign_out(make_config
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     filed = [{"system_id": "fraud", "password": "pw2"}]
     async with proxy(make_config, accounts=filed) as (sim, node, _add_ne):
-        await repo.add_user(node.store, "alice", PASSWORD, "admin")
+        await repo.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
         app = web.Application()
         add_ui_routes(app, node.store, NodeLive(node))
         server = TestServer(app, host="127.0.0.1", port=0)

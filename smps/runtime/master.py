@@ -78,6 +78,7 @@ from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from smps.web.http import HttpServer, make_app
+from smps.web.node import kick
 from smps.web.ui import add_ui_routes
 
 log = logging.getLogger("smps.master")
@@ -361,11 +362,16 @@ class Master:
         self._make_ha()
         stack.push_async_callback(self.ha.stop)  # gives the lease back once nothing is served
         app = make_app(self.health, self.registry)
+        view = MasterView(self)
         add_api_routes(
-            app, self.store, trace_hub=self.trace_hub, country_code=self.config.trace.country_code
+            app,
+            self.store,
+            trace_hub=self.trace_hub,
+            node=view,
+            country_code=self.config.trace.country_code,
         )
-        add_ui_routes(app, self.store, MasterView(self))
-        http = HttpServer(app)
+        add_ui_routes(app, self.store, view)
+        http = HttpServer(app, tls=self.config.web.tls)
         host, port = self.config.web.listen
         self.http_port = await http.start(host, port)
         stack.push_async_callback(http.close)
@@ -664,8 +670,9 @@ class Master:
         if command == "reload":
             return {"result": await self.reload()}
         if command == "kick":
-            self.kick(str(request.get("account", "")))
-            return {"result": "ok"}
+            account = str(request.get("account", ""))
+            count = await kick(self.store, MasterView(self), account, "control-socket")
+            return {"result": "ok", "unbound": count}
         if isinstance(command, str) and command.startswith("ha."):
             return await self.ha.handle_control(request)
         return {"error": f"unknown command {command!r}"}

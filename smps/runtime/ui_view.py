@@ -1,8 +1,8 @@
-"""The master as the admin UI sees it (`smps.web.ui.NodeView`): live numbers
+"""The master as the admin UI sees it (`smps.web.node.NodeView`): live numbers
 summed over the workers' stats reports, and kicking a bind through them."""
 
 from smps.runtime.metrics import split_sample_key, sum_tables
-from smps.web.ui import LiveStatus, SmscLive, mean_latency
+from smps.web.node import LiveStatus, SmscLive, mean_latency
 
 
 class MasterView:

@@ -121,12 +121,12 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
         if password != getpass.getpass("again: "):
             print("smps: the passwords differ", file=sys.stderr)
             return 2
-    if len(password) < 8:
-        print("smps: use a password of at least 8 characters", file=sys.stderr)
+    if len(password) < repo.MIN_PASSWORD:
+        print(f"smps: use a password of at least {repo.MIN_PASSWORD} characters", file=sys.stderr)
         return 2
 
     async def work(store: Store) -> int:
-        await repo.add_user(store, args.name, password, args.role)
+        await repo.add_user(store, args.name, password, args.role, actor="cli")
         print(f"user {args.name} added ({args.role})")
         return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -200,17 +201,47 @@ async def _audit(
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any] | None,
 ) -> None:
+    await _audit_row(
+        conn, actor, action, kind.name, key, _audit_view(kind, before), _audit_view(kind, after)
+    )
+
+
+async def _audit_row(
+    conn: AsyncConnection,
+    actor: str,
+    action: str,
+    entity: str,
+    key: str,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+) -> None:
+    """One audit record; ``before`` and ``after`` must already have their secrets masked."""
     await conn.execute(
         insert(schema.audit_log).values(
             ts_us=now_us(),
             actor=actor[:128],
             action=action,
-            entity=kind.name,
+            entity=entity,
             entity_key=key[:64],
-            before=_audit_view(kind, before),
-            after=_audit_view(kind, after),
+            before=before,
+            after=after,
         )
     )
+
+
+async def record(
+    store: Store,
+    actor: str,
+    action: str,
+    entity: str,
+    key: str,
+    *,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+) -> None:
+    """Audit an operator's action that changes no stored entity (kicking binds)."""
+    async with store.engine.begin() as conn:
+        await _audit_row(conn, actor, action, entity, key, before, after)
 
 
 def _refuse_file_managed(kind: Kind, key: str, row: Mapping[str, Any]) -> None:
@@ -337,6 +368,19 @@ async def delete_entity(store: Store, kind: Kind, key: str, actor: str) -> None:
         await conn.execute(delete(kind.table).where(kind.table.c[kind.key] == key))
         await _audit(conn, actor, "delete", kind, key, before, None)
     await store.notify(kind.name, key)
+
+
+async def created_by(store: Store, kind: Kind) -> dict[str, tuple[str, str | None]]:
+    """Who created each entity of ``kind`` and when, from the audit log:
+    {key: (actor, ISO time)}; an entity deleted and made again counts from its last creation."""
+    table = schema.audit_log
+    statement = (
+        select(table.c.entity_key, table.c.actor, table.c.ts_us)
+        .where(table.c.entity == kind.name, table.c.action == "create")
+        .order_by(table.c.id)
+    )
+    async with store.engine.connect() as conn:
+        return {key: (actor, iso(ts)) for key, actor, ts in await conn.execute(statement)}
 
 
 async def get_policy(store: Store) -> dict[str, Any]:
@@ -547,20 +591,109 @@ def _check_role(role: str) -> None:
         raise Invalid(f"role must be one of {', '.join(ROLES)}", "role")
 
 
-async def add_user(store: Store, name: str, password: str, role: str) -> None:
-    _check_role(role)
-    digest = await asyncio.get_running_loop().run_in_executor(
-        None, passwords.hash_password, password
+MIN_PASSWORD = 8  # admin users; NE passwords follow SMPP's limits instead
+_USER_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def _user_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A user as the audit log and the UI show it: never the hash."""
+    return {"role": row["role"], "enabled": bool(row["enabled"]), "password": MASK}
+
+
+async def _hash(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(f"at least {MIN_PASSWORD} characters", "password")
+    return await asyncio.get_running_loop().run_in_executor(None, passwords.hash_password, password)
+
+
+async def _user_row(conn: AsyncConnection, name: str) -> dict[str, Any]:
+    table = schema.users
+    row = (await conn.execute(select(table).where(table.c.name == name))).mappings().first()
+    if row is None:
+        raise NotFound(f"no user {name!r}")
+    return dict(row)
+
+
+async def _refuse_last_admin(conn: AsyncConnection, name: str) -> None:
+    """Someone must stay able to manage users: the last enabled admin stays an admin."""
+    table = schema.users
+    others = await conn.execute(
+        select(func.count()).where(
+            table.c.role == "admin", table.c.enabled.is_(True), table.c.name != name
+        )
     )
+    if not others.scalar_one():
+        raise Conflict(f"{name!r} is the last admin; make another user admin first")
+
+
+async def list_users(store: Store) -> list[dict[str, Any]]:
+    table = schema.users
+    async with store.engine.connect() as conn:
+        result = await conn.execute(select(table).order_by(table.c.name))
+        return [
+            {
+                "name": row["name"],
+                "role": row["role"],
+                "enabled": bool(row["enabled"]),
+                "created_at": iso(row["created_us"]),
+            }
+            for row in result.mappings()
+        ]
+
+
+async def add_user(store: Store, name: str, password: str, role: str, *, actor: str) -> None:
+    """A new enabled admin UI user (audited); Invalid names the field, Conflict a duplicate."""
+    if not _USER_NAME.fullmatch(name):
+        raise Invalid("1 to 64 letters, digits or _ . @ -", "name")
+    _check_role(role)
+    digest = await _hash(password)
+    values = {"name": name, "password_hash": digest, "role": role, "enabled": True}
     try:
         async with store.engine.begin() as conn:
-            await conn.execute(
-                insert(schema.users).values(
-                    name=name, password_hash=digest, role=role, enabled=True, created_us=now_us()
-                )
-            )
+            await conn.execute(insert(schema.users).values(**values, created_us=now_us()))
+            await _audit_row(conn, actor, "create", "users", name, None, _user_view(values))
     except IntegrityError:
         raise Conflict(f"user {name!r} already exists") from None
+
+
+async def set_user_role(store: Store, name: str, role: str, *, actor: str) -> None:
+    _check_role(role)
+    table = schema.users
+    async with store.engine.begin() as conn:
+        before = await _user_row(conn, name)
+        if before["role"] == role:
+            return
+        if before["role"] == "admin":
+            await _refuse_last_admin(conn, name)
+        await conn.execute(sql_update(table).where(table.c.name == name).values(role=role))
+        after = {**before, "role": role}
+        await _audit_row(
+            conn, actor, "update", "users", name, _user_view(before), _user_view(after)
+        )
+
+
+async def set_user_password(store: Store, name: str, password: str, *, actor: str) -> None:
+    table = schema.users
+    digest = await _hash(password)
+    async with store.engine.begin() as conn:
+        before = await _user_row(conn, name)
+        await conn.execute(
+            sql_update(table).where(table.c.name == name).values(password_hash=digest)
+        )
+        view = _user_view(before)
+        await _audit_row(
+            conn, actor, "update", "users", name, view, {**view, "password": f"{MASK} (new)"}
+        )
+
+
+async def delete_user(store: Store, name: str, *, actor: str) -> None:
+    table = schema.users
+    async with store.engine.begin() as conn:
+        before = await _user_row(conn, name)
+        if before["role"] == "admin":
+            await _refuse_last_admin(conn, name)
+        await conn.execute(delete(table).where(table.c.name == name))
+        await _audit_row(conn, actor, "delete", "users", name, _user_view(before), None)
 
 
 async def create_token(store: Store, name: str, role: str, expires_us: int | None = None) -> str:

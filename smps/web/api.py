@@ -4,10 +4,13 @@ traced messages and their live stream.
 Mounted on the master's aiohttp application as a sub-application by
 :func:`add_api_routes`. Every request except ``GET /api/v1/openapi.json``
 needs ``Authorization: Bearer <token>`` (tokens from ``smps token create``);
-``viewer`` tokens may only read, ``operator`` and ``admin`` may change the
-configuration. Errors are JSON, ``{"error": "...", "field": "..."}``:
-401 (no or bad token), 403 (role), 404, 409 (file-managed, duplicate, still
-referenced), 422 (invalid input; ``field`` names the key, e.g. ``allowed_ips[0]``).
+what each role may change is the admin UI's table
+(:func:`smps.web.auth.allowed`): ``viewer`` tokens only read, ``operator``
+tokens write trace rules, switch NE accounts on and off (a PATCH of
+``enabled`` alone) and kick binds, ``admin`` tokens do everything. Errors
+are JSON, ``{"error": "...", "field": "..."}``: 401 (no or bad token),
+403 (role), 404, 409 (file-managed, duplicate, still referenced), 422
+(invalid input; ``field`` names the key, e.g. ``allowed_ips[0]``).
 
 Configuration bodies have the shape of the YAML file's entries and are read
 with the same rules (``"2s"`` or ``2`` for durations, ``"0x66"`` for status
@@ -17,6 +20,9 @@ an entity, PATCH merges into it; leaving out ``password`` keeps the stored one.
 Times in responses: ISO 8601 UTC (``decided_at``) beside epoch microseconds
 (``decided_us``). Time filters (``since``, ``until``) take ISO 8601 (UTC when
 no offset is given) or epoch seconds; ``since`` is inclusive, ``until`` exclusive.
+
+Sessions: ``GET /sessions`` lists the live binds per NE account and per SMSC;
+``POST /sessions/{system_id}/kick`` unbinds an NE account's binds (audited).
 
 Traces: ``GET /traces`` lists traced messages, ``GET /traces/{message_id}``
 returns one message's events as recorded (content only where decoding was
@@ -51,6 +57,8 @@ from smps.proxy.trace_hub import EventFilter, TraceHub
 from smps.proxy.tracer import TraceEvent, normalise_rule_number
 from smps.store import repo
 from smps.store.db import Store
+from smps.web import auth
+from smps.web.node import NodeView, kick
 
 log = logging.getLogger("smps.web.api")
 
@@ -59,11 +67,10 @@ STORE = web.AppKey("store", Store)
 TRACE_HUB = web.AppKey("trace_hub", TraceHub)
 COUNTRY_CODE = web.AppKey("country_code", str)
 HEARTBEAT = web.AppKey("heartbeat", float)
+NODE = web.AppKey("node", NodeView)
 IDENTITY = web.RequestKey("identity", repo.TokenInfo)
 STREAM_PATH = f"{PREFIX}/traces/stream"
 
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_WRITE_ROLES = frozenset({"admin", "operator"})
 _CRUD_KINDS = ("accounts", "smsc", "routes", "trace_rules")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -118,7 +125,7 @@ def _token(request: web.Request) -> str | None:
 
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer token → identity; viewers may only read."""
+    """Bearer token → identity (what the role may change is checked per route)."""
     if request.path == f"{PREFIX}/openapi.json":
         return await handler(request)
     token = _token(request)
@@ -127,8 +134,6 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     identity = await repo.authenticate(request.app[STORE], token)
     if identity is None:
         return _error(401, "invalid, revoked or expired token", **{"WWW-Authenticate": "Bearer"})
-    if request.method not in _READ_METHODS and identity.role not in _WRITE_ROLES:
-        return _error(403, f"role {identity.role!r} may only read")
     request[IDENTITY] = identity
     return await handler(request)
 
@@ -143,6 +148,20 @@ async def _body(request: web.Request) -> Any:
         return msgspec.json.decode(await request.read())
     except msgspec.DecodeError as exc:
         raise repo.Invalid(f"invalid JSON: {exc}") from None
+
+
+def _needs(handler: Handler, action: str | Callable[[Any], str]) -> Handler:
+    """``handler`` behind the role check for ``action`` (:func:`smps.web.auth.allowed`,
+    the admin UI's table); a callable ``action`` derives it from the JSON body."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        role = request[IDENTITY].role
+        needed = action if isinstance(action, str) else action(await _body(request))
+        if not auth.allowed(role, needed):
+            return _error(403, f"role {role!r} may not do {needed}")
+        return await handler(request)
+
+    return checked
 
 
 # ------------------------------------------------------------------------- parameters
@@ -218,7 +237,9 @@ def _time_us(value: str | None, field: str) -> int | None:
     return round(moment.timestamp() * 1_000_000)
 
 
-def _decision_query(params: DecisionParams) -> repo.DecisionQuery:
+def decision_query(params: DecisionParams) -> repo.DecisionQuery:
+    """The filters of a decisions search (API or admin UI) as the repo's query;
+    Invalid names the field of an unreadable time."""
     return repo.DecisionQuery(
         src=params.src,
         dst=params.dst,
@@ -398,7 +419,7 @@ async def _decisions(request: web.Request) -> web.Response:
         raise repo.Invalid("at most 1000 per page (use decisions.csv for more)", "limit")
     before = repo.decode_cursor(params.cursor) if params.cursor else None
     rows = await repo.query_decisions(
-        request.app[STORE], _decision_query(params), limit=limit + 1, before_id=before
+        request.app[STORE], decision_query(params), limit=limit + 1, before_id=before
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -421,12 +442,18 @@ _CSV_PAGE = 1000
 
 
 async def _decisions_csv(request: web.Request) -> web.StreamResponse:
-    """Every matching decision, newest first, streamed page by page (keyset)."""
-    params: DecisionParams = _params(request, DecisionParams)
-    query = _decision_query(params)
+    return await write_decisions_csv(request, request.app[STORE], _params(request, DecisionParams))
+
+
+async def write_decisions_csv(
+    request: web.Request, store: Store, params: DecisionParams
+) -> web.StreamResponse:
+    """Every decision matching ``params``, newest first, streamed as CSV page by page
+    (keyset); the API's export and the admin UI's download. Validate ``params``
+    with :func:`decision_query` before calling: once streaming, errors cannot be told."""
+    query = decision_query(params)
     remaining = params.limit
     before = repo.decode_cursor(params.cursor) if params.cursor else None
-    store = request.app[STORE]
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
@@ -536,6 +563,30 @@ async def _trace_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _node(request: web.Request) -> NodeView:
+    node = request.app.get(NODE)
+    if node is None:
+        raise web.HTTPServiceUnavailable(reason="live sessions are not available on this node")
+    return node
+
+
+async def _sessions(request: web.Request) -> web.Response:
+    """The live binds: per NE account, and per SMSC (up of configured)."""
+    status = _node(request).live_status()
+    return _json(
+        {
+            "ne": [{"system_id": k, "binds": v} for k, v in sorted(status.ne_binds.items())],
+            "smsc": status.smsc,
+        }
+    )
+
+
+async def _kick(request: web.Request) -> web.Response:
+    system_id = request.match_info["system_id"]
+    count = await kick(request.app[STORE], _node(request), system_id, _actor(request))
+    return _json({"system_id": system_id, "unbound": count})
+
+
 async def _openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
 
@@ -548,12 +599,14 @@ def add_api_routes(
     store: Store,
     *,
     trace_hub: TraceHub | None = None,
+    node: NodeView | None = None,
     country_code: str = "",
     heartbeat: float = 15.0,
 ) -> None:
     """Mount ``/api/v1`` on ``app``, backed by ``store``.
 
-    ``trace_hub`` feeds ``/traces/stream`` (503 without one); ``country_code``
+    ``trace_hub`` feeds ``/traces/stream`` and ``node`` serves ``/sessions``
+    (503 without them); ``country_code``
     (``trace.country_code``) normalises ``number`` filters as the tracer does;
     ``heartbeat`` is the seconds between keep-alive comments on the stream.
     """
@@ -561,6 +614,8 @@ def add_api_routes(
     api[STORE] = store
     api[COUNTRY_CODE] = country_code
     api[HEARTBEAT] = heartbeat
+    if node is not None:
+        api[NODE] = node
     if trace_hub is not None:
         api[TRACE_HUB] = trace_hub
 
@@ -571,14 +626,20 @@ def add_api_routes(
     router = api.router
     for name in _CRUD_KINDS:
         handlers = _entity_handlers(repo.KINDS[name])
+        write = auth.change_action(name)
         router.add_get(f"/{name}", handlers["list"])
-        router.add_post(f"/{name}", handlers["create"])
+        router.add_post(f"/{name}", _needs(handlers["create"], write))
         router.add_get(f"/{name}/{{key}}", handlers["get"])
-        router.add_put(f"/{name}/{{key}}", handlers["put"])
-        router.add_patch(f"/{name}/{{key}}", handlers["patch"])
-        router.add_delete(f"/{name}/{{key}}", handlers["delete"])
+        router.add_put(f"/{name}/{{key}}", _needs(handlers["put"], write))
+        router.add_patch(
+            f"/{name}/{{key}}",
+            _needs(handlers["patch"], lambda body, name=name: auth.change_action(name, body)),
+        )
+        router.add_delete(f"/{name}/{{key}}", _needs(handlers["delete"], write))
     router.add_get("/policy", _get_policy)
-    router.add_put("/policy", _put_policy)
+    router.add_put("/policy", _needs(_put_policy, auth.change_action("policy")))
+    router.add_get("/sessions", _sessions)
+    router.add_post("/sessions/{system_id}/kick", _needs(_kick, "sessions.kick"))
     router.add_get("/decisions", _decisions)
     router.add_get("/decisions.csv", _decisions_csv)
     router.add_get("/decisions/{id}", _decision)
@@ -637,7 +698,7 @@ def openapi_document() -> dict[str, Any]:
         str(code): {"description": text, **_content(_ref("ErrorOut"))}
         for code, text in (
             (401, "missing or invalid token"),
-            (403, "role may only read"),
+            (403, "the token's role may not do this"),
             (404, "not found"),
             (409, "file-managed, duplicate or still referenced"),
             (422, "invalid input; `field` names the key"),
@@ -694,6 +755,21 @@ def openapi_document() -> dict[str, Any]:
         _query("limit", "page size, 1..1000 (default 100)", {"type": "integer"}),
         _query("cursor", "next_cursor of the previous page"),
     ]
+    paths[f"{PREFIX}/sessions"] = {
+        "get": {
+            "summary": "live binds per NE account and per SMSC",
+            "responses": {"200": {"description": "ok"}, "503": {"description": "no node"}},
+        }
+    }
+    paths[f"{PREFIX}/sessions/{{system_id}}/kick"] = {
+        "post": {
+            "summary": "unbind every bind of an NE account (it may bind again); audited",
+            "parameters": [
+                {"name": "system_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": {"description": "how many were unbound"}, **errors},
+        }
+    }
     paths[f"{PREFIX}/decisions"] = {
         "get": {
             "summary": "decisions, newest first, keyset pagination",

@@ -19,8 +19,9 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -33,16 +34,40 @@ log = logging.getLogger("smps.web.auth")
 COOKIE = "smps_session"
 ADMIN_PASSWORD_ENV = "SMPS_ADMIN_PASSWORD"
 FIRST_ADMIN = "admin"
-MIN_PASSWORD = 8
 
-# What each role may do beyond reading. Admins may do everything; operators run
-# incidents (traces, kicking binds, switching accounts on and off); viewers read.
+# What each role may do beyond reading: the one table behind the admin UI's
+# routes and /api/v1 alike. Admins may do everything; operators run incidents
+# (traces, kicking binds, switching accounts on and off); viewers only read.
+ACTIONS = frozenset(
+    {
+        "accounts.write",
+        "accounts.toggle",  # enable or disable an NE account, nothing else
+        "smsc.write",
+        "routes.write",
+        "policy.write",
+        "traces.write",
+        "sessions.kick",
+        "users.write",
+        "session.end",  # signing oneself out
+    }
+)
 OPERATOR_ACTIONS = frozenset({"accounts.toggle", "sessions.kick", "traces.write"})
-EVERYONE_ACTIONS = frozenset({"session.end"})  # signing oneself out
+EVERYONE_ACTIONS = frozenset({"session.end"})
+
+# The action that changing each kind of configuration entity needs.
+KIND_ACTIONS = {
+    "accounts": "accounts.write",
+    "smsc": "smsc.write",
+    "routes": "routes.write",
+    "trace_rules": "traces.write",
+    "policy": "policy.write",
+}
 
 
 def allowed(role: str, action: str | None) -> bool:
     """May ``role`` do ``action``? ``None`` is reading, which every role may."""
+    if action is not None and action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
     if role not in ROLES:
         return False
     if action is None or action in EVERYONE_ACTIONS:
@@ -50,6 +75,14 @@ def allowed(role: str, action: str | None) -> bool:
     if role == "admin":
         return True
     return role == "operator" and action in OPERATOR_ACTIONS
+
+
+def change_action(kind: str, patch: Mapping[str, Any] | None = None) -> str:
+    """The action a change of ``kind`` needs: a patch that only switches an NE
+    account on or off is ``accounts.toggle``, anything else the kind's write."""
+    if kind == "accounts" and isinstance(patch, Mapping) and set(patch) == {"enabled"}:
+        return "accounts.toggle"
+    return KIND_ACTIONS[kind]
 
 
 # -------------------------------------------------------------------------- users
@@ -99,11 +132,13 @@ async def ensure_first_admin(store: Store, environ: dict[str, str] | None = None
             ADMIN_PASSWORD_ENV,
         )
         return False
-    if len(password) < MIN_PASSWORD:
-        log.error("%s is shorter than %d characters; not used", ADMIN_PASSWORD_ENV, MIN_PASSWORD)
-        return False
     try:
-        await repo.add_user(store, FIRST_ADMIN, password, "admin")
+        await repo.add_user(
+            store, FIRST_ADMIN, password, "admin", actor=f"env:{ADMIN_PASSWORD_ENV}"
+        )
+    except repo.Invalid as exc:
+        log.error("%s not used: %s", ADMIN_PASSWORD_ENV, exc.message)
+        return False
     except repo.Conflict:
         return False  # another process made it first
     log.info("admin UI user %r created from %s", FIRST_ADMIN, ADMIN_PASSWORD_ENV)

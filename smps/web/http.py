@@ -1,7 +1,9 @@
-"""The master's HTTP server: /health and /metrics now, the admin UI and /api/v1 later.
+"""The master's HTTP server: /health, /metrics, the admin UI and /api/v1.
 
 aiohttp runs inside the master's existing event loop (AppRunner + TCPSite), so
 the admin side shares no thread or process with the data plane's hot path.
+With ``web.tls`` it serves HTTPS, with the same certificate options (and
+helper) as the SMPP listener's ``server.tls``.
 """
 
 import asyncio
@@ -10,6 +12,10 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from smps.config import TlsServerConfig
+from smps.errors import ConfigError
+from smps.smpp.server import server_ssl_context
 
 HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
 """Returns (ready, body): ready selects 200 or 503, body is the JSON answer."""
@@ -42,16 +48,25 @@ def make_app(health: HealthProbe, registry: CollectorRegistry) -> web.Applicatio
 
 
 class HttpServer:
-    """Serves an aiohttp application on one host:port inside the running loop."""
+    """Serves an aiohttp application on one host:port inside the running loop;
+    over TLS when ``tls`` (``web.tls``) is given."""
 
-    def __init__(self, app: web.Application):
+    def __init__(self, app: web.Application, *, tls: TlsServerConfig | None = None):
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._tls = tls
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
+        context = None
+        if self._tls is not None:
+            try:
+                context = server_ssl_context(self._tls)
+            except OSError as exc:  # missing file, bad PEM (ssl.SSLError), wrong key
+                reason = f"cannot load the certificate or key: {exc}"
+                raise ConfigError(reason, path="web.tls") from None
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=context)
         await site.start()
         self.port = self._runner.addresses[0][1]
         return self.port

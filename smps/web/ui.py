@@ -18,22 +18,22 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
 import msgspec
 from aiohttp import web
 
-from smps.proxy.records import Decision
 from smps.store import repo
 from smps.store.db import Store
 from smps.web import auth
-from smps.web.api import STORE, DecisionParams, _decision_query, _decisions_csv
+from smps.web.api import DecisionParams, decision_query, write_decisions_csv
+from smps.web.node import LiveStatus, NodeView, kick
 
 log = logging.getLogger("smps.web.ui")
 
@@ -44,53 +44,6 @@ VERDICTS = ("allow", "block", "tempfail")
 REASONS = ("block", "all_allow", "timeout", "no_ne", "overload", "sticky", "receipt")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-# ------------------------------------------------------------------- live node data
-
-
-class SmscLive(msgspec.Struct, frozen=True):
-    name: str
-    binds_up: int
-    binds: int  # configured
-
-
-class LiveStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """What the dashboard shows live; counters are cumulative since the node started."""
-
-    node: str
-    role: str  # HA role: active | standby
-    workers: int
-    uptime_s: float
-    smsc: list[SmscLive]
-    ne_binds: dict[str, int]  # live binds per NE account
-    received: int  # originals received
-    in_flight: int
-    verdicts: dict[str, int]  # final verdicts by kind: allow, block, tempfail
-    ne_latency_ms: dict[str, float] = {}  # mean NE answer time over recent decisions
-
-
-class NodeView(Protocol):
-    """The running node as the UI sees it (the master adapts itself to this)."""
-
-    def live_status(self) -> LiveStatus: ...
-
-    def kick(self, system_id: str) -> int:
-        """Unbind every live bind of an NE account (it may bind again); returns how many."""
-        ...
-
-
-def mean_latency(decisions: Iterable[Decision]) -> dict[str, float]:
-    """Mean answer latency per NE account over ``decisions`` (allow and block answers,
-    late ones included; copies never answered have no latency to count)."""
-    totals: dict[str, list[float]] = {}
-    for decision in decisions:
-        for result in decision.results:
-            if result.verdict in ("allow", "block") and result.latency_ms is not None:
-                entry = totals.setdefault(result.account, [0.0, 0.0])
-                entry[0] += result.latency_ms
-                entry[1] += 1
-    return {account: round(total / count, 1) for account, (total, count) in totals.items()}
-
 
 # ------------------------------------------------------------------------ the app
 
@@ -172,6 +125,8 @@ def _render(
     )
     response = web.Response(text=page, status=status, content_type="text/html")
     response.headers.update(_SECURITY_HEADERS)
+    if request.secure:
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
     return response
 
 
@@ -500,7 +455,8 @@ async def _live(request: web.Request) -> web.StreamResponse:
             payload = msgspec.json.encode(_live_document(status, rate))
             await response.write(b"data: " + payload + b"\n\n")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ui.closing.wait(), LIVE_INTERVAL)
+                async with asyncio.timeout(LIVE_INTERVAL):
+                    await ui.closing.wait()
     except ConnectionResetError:
         pass  # the browser left
     return response
@@ -694,8 +650,8 @@ async def _account_delete(request: web.Request) -> web.StreamResponse:
 
 async def _account_kick(request: web.Request) -> web.StreamResponse:
     key = request.match_info["key"]
-    count = request.app[UI].node.kick(key)
-    log.warning("admin UI: %s unbound %d binds of NE account %s", _actor(request), count, key)
+    ui = request.app[UI]
+    count = await kick(ui.store, ui.node, key, _actor(request))
     _flash(request, "ok", f"Unbound {count} bind{'s' if count != 1 else ''} of {key}.")
     raise _see_other("/accounts")
 
@@ -794,7 +750,7 @@ async def _decisions(request: web.Request) -> web.Response:
     next_cursor = None
     try:
         params = msgspec.convert(filters, DecisionParams)
-        query = _decision_query(params)
+        query = decision_query(params)
         before = repo.decode_cursor(cursor) if cursor else None
         rows = await repo.query_decisions(ui.store, query, limit=PAGE_SIZE + 1, before_id=before)
     except repo.Invalid as exc:
@@ -825,14 +781,14 @@ async def _decisions(request: web.Request) -> web.Response:
 
 async def _decisions_export(request: web.Request) -> web.StreamResponse:
     """The API's CSV export, on the UI's session instead of a bearer token."""
-    filters = _decision_filters(request)
     try:
-        _decision_query(msgspec.convert(filters, DecisionParams))
+        params = msgspec.convert(_decision_filters(request), DecisionParams)
+        decision_query(params)
     except repo.Invalid as exc:
         return _error_page(request, 422, "Invalid filter", f"{exc.field}: {exc.message}")
     except msgspec.ValidationError as exc:
         return _error_page(request, 422, "Invalid filter", str(exc))
-    return await _decisions_csv(request.clone(rel_url=request.rel_url.with_query(filters)))
+    return await write_decisions_csv(request, request.app[UI].store, params)
 
 
 # ---------------------------------------------------------------------- audit log
@@ -930,8 +886,6 @@ def add_ui_routes(
         closing=asyncio.Event(),
     )
     app[UI] = ui
-    if STORE not in app:
-        app[STORE] = store  # the API's CSV export reads the store under this key
     router = app.router
     router.add_get("/login", _login_page)
     router.add_post("/login", _login)
