@@ -6,6 +6,12 @@ SMPP on real sockets. Every original it sends gets exactly one of: a response
 missing). A response nobody waits for — a second answer to the same original —
 is counted as a duplicate.
 
+With `resend_after`, originals from `send_deliver()` behave as a real SMSC's
+do across a failover: one that got no response (its connection was lost, or
+its response timer ran out) is not missing but sent again `resend_after`
+seconds later, on whichever session is bound then (waiting for a bind when
+none is), until it is answered.
+
 `send_deliver()` sends one original for tests; `run()` is the load driver:
 originals from a pre-encoded `Traffic` pool at a fixed rate (a token bucket
 filled once per loop tick, the tick's messages sent as one batch) or as fast
@@ -18,7 +24,7 @@ import asyncio
 import hmac
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -108,6 +114,7 @@ class SimSmsc:
         window: int = 1000,
         response_timeout: float = 10.0,
         enquire_link: float = 30.0,
+        resend_after: float | None = None,
     ):
         self.system_id = system_id
         self.password = password
@@ -115,6 +122,7 @@ class SimSmsc:
         self.window = window
         self.response_timeout = response_timeout
         self.enquire_link = enquire_link
+        self.resend_after = resend_after
         self.sessions: set[SimSmscSession] = set()
         self.bind_attempts: list[float] = []  # monotonic times
         self.sent = 0
@@ -122,6 +130,12 @@ class SimSmsc:
         self.statuses: Counter[int] = Counter()
         self.missing = 0
         self.answers: dict[int, tuple[int, float]] = {}  # message number -> (status, rtt)
+        # message number -> (session that answered, monotonic time of the answer)
+        self.answered_on: dict[int, tuple[SimSmscSession, float]] = {}
+        self.resent = 0  # send attempts after the first (resend_after)
+        # (due, number, pdu): originals waiting to be sent again, oldest first
+        self._resend: deque[tuple[float, int, bytes]] = deque()
+        self._resender: asyncio.Task | None = None
         self.latency = LatencyHistogram()
         self.messages: Counter[str] = Counter()  # run(): messages (not PDUs) by kind
         self.stalled = 0.0  # run(): originals the rate called for while no window was free
@@ -155,9 +169,15 @@ class SimSmsc:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._new_session, host, port)
+        if self.resend_after is not None:
+            self._resender = asyncio.create_task(self._resend_loop(), name="sim-smsc-resend")
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        if self._resender is not None:
+            self._resender.cancel()
+            await asyncio.gather(self._resender, return_exceptions=True)
+            self._resender = None
         if self._server is not None:
             self._server.close()
             for session in list(self.sessions):
@@ -172,7 +192,8 @@ class SimSmsc:
                 self._bound_event.clear()
                 await self._bound_event.wait()
 
-        await asyncio.wait_for(bound(), timeout)
+        async with asyncio.timeout(timeout):
+            await bound()
 
     def _new_session(self) -> SimSmscSession:
         session = SimSmscSession(
@@ -249,7 +270,7 @@ class SimSmsc:
                 "short_message": short_message,
             }
         pdu = encode(command_id, 0, fields, tlvs)
-        if not session.send(pdu, self._answered, (number, time.monotonic())):
+        if not session.send(pdu, self._answered, (number, time.monotonic(), pdu, session)):
             raise RuntimeError("simulated SMSC: session window and queue full")
         self.sent += 1
         return number
@@ -260,16 +281,39 @@ class SimSmsc:
             raise RuntimeError("simulated SMSC: no bound session")
         return max(bound, key=lambda s: s.free_window)
 
-    def _answered(self, context: tuple[int, float], status: int, pdu: bytes | None) -> None:
-        number, sent_at = context
+    def _answered(self, context: tuple, status: int, pdu: bytes | None) -> None:
+        number, sent_at, original, session = context
+        now = time.monotonic()
         if status == NO_RESPONSE:
-            self.missing += 1
+            if self.resend_after is None:
+                self.missing += 1
+            else:
+                self._resend.append((now + self.resend_after, number, original))
             return
-        rtt = time.monotonic() - sent_at
+        rtt = now - sent_at
         self.statuses[status] += 1
         self.answered += 1
         self.latency.add(rtt)
         self.answers[number] = (status, rtt)
+        self.answered_on[number] = (session, now)
+
+    async def _resend_loop(self) -> None:
+        """Send the originals that are due again, oldest first, as windows allow."""
+        queue = self._resend
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            while queue and queue[0][0] <= now:
+                sessions = [s for s in self.bound_sessions if s.free_window > 0]
+                if not sessions:
+                    break
+                session = max(sessions, key=lambda s: s.free_window)
+                _due, number, original = queue[0]
+                context = (number, now, original, session)
+                if not session.send(original, self._answered, context):
+                    break
+                queue.popleft()
+                self.resent += 1
 
     # ---- the load driver ---------------------------------------------------
 
