@@ -649,11 +649,17 @@ class HaController:
                 log.exception("applying HA role %s failed", target)
             finally:
                 self._applying_role = None
+            if self.held_epoch is not None and not self._wants_active():
+                self._lease_wake.set()  # drained: give the lease back now, not at the next round
 
     # ---- the lease --------------------------------------------------------------------
 
     async def _keep_lease(self) -> None:
-        """Hold the lease while keepalived wants this node active; read it otherwise."""
+        """Hold the lease while keepalived wants this node active; read it otherwise.
+
+        A node waiting for another holder's lease tries again as that lease
+        expires rather than up to ttl/3 later: after a crash, that is the failover.
+        """
         assert self.lease is not None
         loop = asyncio.get_running_loop()
         interval = self.ttl / 3
@@ -661,9 +667,12 @@ class HaController:
             self._lease_wake.clear()
             started = loop.time()
             ok = await self._lease_round(started)
-            pause = interval if ok else interval / 3
+            wake = started + (interval if ok else interval / 3)
+            state = self.lease_state
+            if ok and self.held_epoch is None and self._wants_active() and state.valid:
+                wake = min(wake, loop.time() + state.expires_in + 0.005)
             with contextlib.suppress(TimeoutError):
-                await _within(max(0.0, started + pause - loop.time()), self._lease_wake.wait())
+                await _within(max(0.0, wake - loop.time()), self._lease_wake.wait())
 
     async def _lease_round(self, started: float) -> bool:
         assert self.lease is not None

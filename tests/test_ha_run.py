@@ -34,7 +34,8 @@ PASSWORD = "pw1"
 class HaNode:
     """`smps run` in keepalived mode with 2 workers; asked through `smps` subprocesses."""
 
-    def __init__(self, directory: Path, smsc_port: int, name: str = "t"):
+    def __init__(self, directory: Path, smsc_port: int, name: str = "t", **sections_over):
+        """``sections_over`` replaces whole top-level sections (e.g. ``database``, ``ha``)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.dir = directory
         self.path = directory / "smps.yaml"
@@ -61,7 +62,7 @@ class HaNode:
             "policy": {"timeout": "5s"},
             "ha": {"mode": "keepalived", "initial_role": "standby"},
         }
-        self.path.write_text(yaml.safe_dump(sections))
+        self.path.write_text(yaml.safe_dump({**sections, **sections_over}))
         self.config = config_module.load(self.path)
         self.process: subprocess.Popen | None = None
         self.report: dict = {}
