@@ -260,16 +260,20 @@ async def test_sessions_expire_when_idle_and_at_their_age_limit():
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_every_page_renders_for_every_role(server, as_role, store, node, role):
-    await repo.create(
-        store, repo.KINDS["accounts"], {"system_id": "antispam", "password": "pw1"}, "test"
-    )
+    await make_entities(store)
     node.binds = {"antispam": 2}
     client = await as_role(role)
-    for method, path, _, _ in ROUTES:
+    for method, path, _, action in ROUTES:
         if method != "GET" or path == "/live":
             continue
-        response = await client.get(path.replace("{key}", "antispam"))
-        assert response.status == 200, (role, path, await response.text())
+        prefix = path.split("/")[1]
+        response = await client.get(path.replace("{key}", KEYS.get(prefix, "")))
+        if auth.allowed(role, action):
+            assert response.status == 200, (role, path, await response.text())
+        else:
+            assert response.status == 403, (role, path)
+    nav = await (await client.get("/sessions")).text()
+    assert ('href="/users"' in nav) == (role == "admin")
     dashboard = await (await client.get("/")).text()
     assert f'<span class="role">{role}</span>' in dashboard
     assert 'data-live-bind="antispam">2<' in dashboard
@@ -277,6 +281,35 @@ async def test_every_page_renders_for_every_role(server, as_role, store, node, r
     assert ("New NE account" in accounts) == (role == "admin")
     assert ("Disable<" in accounts) == (role in ("admin", "operator"))
     assert ("Delete<" in accounts) == (role == "admin")
+
+
+KEYS = {"accounts": "antispam", "smsc": "smsc1", "routes": "all", "users": "viewer"}
+SMSC_FORM = {
+    "name": "smsc2",
+    "host": "127.0.0.1",
+    "port": "2776",
+    "system_id": "smps",
+    "password": "secret",
+    "bind": "transceiver",
+    "binds": "1",
+    "enquire_link": "30s",
+    "response_timeout": "10s",
+    "reconnect_initial": "1s",
+    "reconnect_max": "30s",
+    "default_alphabet": "gsm7",
+}
+ROUTE_FORM = {"name": "cn", "accounts": "antispam", "destination_prefix": "86\n+86"}
+
+
+async def make_entities(store):
+    """An NE account, an SMSC and a route between them, as the test set-up."""
+    await repo.create(
+        store, repo.KINDS["accounts"], {"system_id": "antispam", "password": "pw1"}, "test"
+    )
+    smsc = {"name": "smsc1", "host": "127.0.0.1", "port": 2776, "system_id": "smps"}
+    await repo.create(store, repo.KINDS["smsc"], smsc, "test")
+    route = {"name": "all", "accounts": ["antispam"], "smsc": ["smsc1"]}
+    await repo.create(store, repo.KINDS["routes"], route, "test")
 
 
 POLICY_FORM = {
@@ -296,14 +329,26 @@ CHANGES = [
     ("/accounts/fraud", {**ACCOUNT_FORM, "system_id": "fraud", "window": "8"}, "accounts.write"),
     ("/accounts/fraud/enabled", {"enabled": "false"}, "accounts.toggle"),
     ("/accounts/fraud/delete", {}, "accounts.write"),
+    ("/smsc", SMSC_FORM, "smsc.write"),
+    ("/smsc/smsc2", {**SMSC_FORM, "password": "", "port": "2777"}, "smsc.write"),
+    ("/smsc/smsc2/delete", {}, "smsc.write"),
+    ("/routes", ROUTE_FORM, "routes.write"),
+    ("/routes/cn", {**ROUTE_FORM, "source_prefix": "1"}, "routes.write"),
+    ("/routes/cn/delete", {}, "routes.write"),
+    ("/sessions/antispam/kick", {}, "sessions.kick"),
+    ("/users", {"name": "newbie", "password": PASSWORD, "role": "viewer"}, "users.write"),
+    ("/users/newbie/role", {"role": "operator"}, "users.write"),
+    ("/users/newbie/password", {"password": "another pass"}, "users.write"),
+    ("/users/newbie/delete", {}, "users.write"),
 ]
 
 
 @pytest.mark.parametrize("role", ROLES)
-async def test_changes_are_allowed_only_to_the_roles_that_may(as_role, store, role):
+async def test_changes_are_allowed_only_to_the_roles_that_may(as_role, store, node, role):
     await repo.create(
         store, repo.KINDS["accounts"], {"system_id": "fraud", "password": "pw2"}, "test"
     )
+    node.binds = {"antispam": 1}
     client = await as_role(role)
     for path, form, action in CHANGES:
         before = await audit_actions(store)
@@ -318,11 +363,13 @@ async def test_changes_are_allowed_only_to_the_roles_that_may(as_role, store, ro
             assert "may not do this" in await response.text()
             assert await audit_actions(store) == before
     # The matrix this test relies on is the issue's: admin all, operator toggles.
+    operator = [a in ("accounts.toggle", "sessions.kick") for _, _, a in CHANGES]
     assert [auth.allowed(role, a) for _, _, a in CHANGES] == {
-        "admin": [True] * 5,
-        "operator": [False, False, False, True, False],
-        "viewer": [False] * 5,
+        "admin": [True] * len(CHANGES),
+        "operator": operator,
+        "viewer": [False] * len(CHANGES),
     }[role]
+    assert node.kicked == ([] if role == "viewer" else ["antispam"])
 
 
 @pytest.mark.parametrize("role", ROLES)

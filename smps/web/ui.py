@@ -31,6 +31,7 @@ from aiohttp import web
 
 from smps.store import repo
 from smps.store.db import Store
+from smps.store.roles import ROLES
 from smps.web import auth
 from smps.web.api import DecisionParams, decision_query, write_decisions_csv
 from smps.web.node import LiveStatus, NodeView, kick
@@ -100,12 +101,18 @@ _SECURITY_HEADERS = {
 }
 
 NAV = (
-    ("dashboard", "/", "Dashboard"),
-    ("accounts", "/accounts", "NE accounts"),
-    ("policy", "/policy", "Policy"),
-    ("decisions", "/decisions", "Decisions"),
-    ("audit", "/audit", "Audit log"),
+    ("dashboard", "/", "Dashboard", None),
+    ("accounts", "/accounts", "NE accounts", None),
+    ("smsc", "/smsc", "SMSC connections", None),
+    ("routes", "/routes", "Routes", None),
+    ("policy", "/policy", "Policy", None),
+    ("sessions", "/sessions", "Sessions", None),
+    ("decisions", "/decisions", "Decisions", None),
+    ("traces", "/traces", "Traces", None),
+    ("audit", "/audit", "Audit log", None),
+    ("users", "/users", "Users", "users.write"),
 )
+"""(page, path, label, action needed to see it)."""
 
 
 def _render(
@@ -113,12 +120,16 @@ def _render(
 ) -> web.Response:
     ui = request.app[UI]
     session = request.get(SESSION)
+
+    def can(action: str | None) -> bool:
+        return session is not None and auth.allowed(session.user.role, action)
+
     page = ui.templates.get_template(template).render(
         session=session,
         user=session.user if session else None,
         csrf=session.csrf if session else "",
-        can=lambda action: session is not None and auth.allowed(session.user.role, action),
-        nav=NAV,
+        can=can,
+        nav=[(key, href, label) for key, href, label, action in NAV if can(action)],
         static=lambda name: str(request.app.router["static"].url_for(filename=name)),
         flash=_take_flash(session),
         **context,
@@ -512,11 +523,17 @@ def _plain(message: str) -> str:
     return message
 
 
+_LINE_LISTS = frozenset(
+    {"allowed_ips", "source_prefix", "destination_prefix", "service_type", "data_coding"}
+)
+
+
 def _field_errors(exc: repo.Invalid) -> dict[str, str]:
-    """{form field: message}; ``allowed_ips[1]`` is shown at the ``allowed_ips`` field."""
-    name = (exc.field or "").split("[", 1)[0].split(".", 1)[0]
+    """{form field: message}: ``allowed_ips[1]`` is shown at the ``allowed_ips``
+    field ("line 2: ..."), ``reconnect.max`` at ``reconnect_max``."""
+    name = (exc.field or "").split("[", 1)[0].replace(".", "_")
     index = re.search(r"\[(\d+)\]", exc.field or "")
-    prefix = f"line {int(index.group(1)) + 1}: " if index and name == "allowed_ips" else ""
+    prefix = f"line {int(index.group(1)) + 1}: " if index and name in _LINE_LISTS else ""
     return {name: prefix + _plain(exc.message)}
 
 
@@ -648,12 +665,474 @@ async def _account_delete(request: web.Request) -> web.StreamResponse:
     raise _see_other("/accounts")
 
 
-async def _account_kick(request: web.Request) -> web.StreamResponse:
+async def _kick(request: web.Request, back: str) -> web.StreamResponse:
+    """Unbind an NE account's binds (audited, as the API's kick) and go ``back``."""
     key = request.match_info["key"]
     ui = request.app[UI]
     count = await kick(ui.store, ui.node, key, _actor(request))
     _flash(request, "ok", f"Unbound {count} bind{'s' if count != 1 else ''} of {key}.")
-    raise _see_other("/accounts")
+    raise _see_other(back)
+
+
+async def _account_kick(request: web.Request) -> web.StreamResponse:
+    return await _kick(request, "/accounts")
+
+
+# ----------------------------------------------------------------- shared form bits
+
+
+def _lines(form: Mapping[str, Any], name: str) -> list[str]:
+    """A list typed one per line (commas and spaces also separate)."""
+    return str(form.get(name, "")).replace(",", " ").split()
+
+
+def _number_or_text(text: str) -> int | str:
+    """A whole number as a number, else as typed, for the validator to name the field."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+async def _entity_or_404(
+    request: web.Request, kind: repo.Kind, what: str
+) -> dict[str, Any] | web.Response:
+    key = request.match_info["key"]
+    try:
+        return await repo.get_entity(request.app[UI].store, kind, key)
+    except repo.NotFound:
+        return _error_page(request, 404, f"No such {what}", f"There is no {what} {key!r}.")
+
+
+async def _entity_delete(request: web.Request, kind: repo.Kind, what: str, back: str):
+    key = request.match_info["key"]
+    try:
+        await repo.delete_entity(request.app[UI].store, kind, key, _actor(request))
+        _flash(request, "ok", f"{what} {key} deleted.")
+    except (repo.Conflict, repo.NotFound) as exc:
+        _flash(request, "error", str(exc))
+    raise _see_other(back)
+
+
+# ----------------------------------------------------------------- SMSC connections
+
+SMSC = repo.KINDS["smsc"]
+_SMSC_NUMBERS = ("port", "binds")
+_SMSC_TEXT = ("name", "host", "system_id", "system_type", "bind", "default_alphabet")
+_SMSC_DURATIONS = ("enquire_link", "response_timeout", "reconnect_initial", "reconnect_max")
+_NEW_SMSC = {
+    "name": "",
+    "host": "",
+    "port": "",
+    "system_id": "",
+    "system_type": "",
+    "bind": "transceiver",
+    "binds": 1,
+    "enquire_link": "30s",
+    "response_timeout": "10s",
+    "reconnect_initial": "1s",
+    "reconnect_max": "30s",
+    "default_alphabet": "gsm7",
+    "gsm7_packed": False,
+    "tls": False,
+    "tls_ca": "",
+    "tls_cert": "",
+    "tls_key": "",
+    "tls_verify": True,
+    "password_set": False,
+    "file_managed": False,
+}
+
+
+def _smsc_shown(smsc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored SMSC as the form shows it (durations as ``30s``, TLS flattened)."""
+    tls = smsc.get("tls") or {}
+    return {
+        **smsc,
+        "enquire_link": _seconds(smsc["enquire_link"]),
+        "response_timeout": _seconds(smsc["response_timeout"]),
+        "reconnect_initial": _seconds(smsc["reconnect"]["initial"]),
+        "reconnect_max": _seconds(smsc["reconnect"]["max"]),
+        "tls": bool(smsc.get("tls")),
+        "tls_ca": tls.get("ca", ""),
+        "tls_cert": tls.get("cert", ""),
+        "tls_key": tls.get("key", ""),
+        "tls_verify": tls.get("verify", True),
+    }
+
+
+def _smsc_echo(form: Mapping[str, Any]) -> dict[str, Any]:
+    """What the user typed, to show again beside the error (never the password)."""
+    names = (*_SMSC_TEXT, *_SMSC_NUMBERS, *_SMSC_DURATIONS, "tls_ca", "tls_cert", "tls_key")
+    echo: dict[str, Any] = {name: str(form.get(name, "")) for name in names}
+    for flag in ("gsm7_packed", "tls", "tls_verify"):
+        echo[flag] = form.get(flag) == "on"
+    return echo
+
+
+def _smsc_document(form: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
+    """The form as an API document. An empty password on edit keeps the stored one
+    unless "remove the password" is ticked."""
+    document: dict[str, Any] = {name: str(form.get(name, "")).strip() for name in _SMSC_TEXT}
+    for name in _SMSC_NUMBERS:
+        document[name] = _number_or_text(str(form.get(name, "")).strip())
+    for name in ("enquire_link", "response_timeout"):
+        document[name] = str(form.get(name, "")).strip()
+    document["reconnect"] = {
+        "initial": str(form.get("reconnect_initial", "")).strip(),
+        "max": str(form.get("reconnect_max", "")).strip(),
+    }
+    document["gsm7_packed"] = form.get("gsm7_packed") == "on"
+    if form.get("tls") == "on":
+        document["tls"] = {
+            "ca": str(form.get("tls_ca", "")).strip(),
+            "cert": str(form.get("tls_cert", "")).strip(),
+            "key": str(form.get("tls_key", "")).strip(),
+            "verify": form.get("tls_verify") == "on",
+        }
+    password = str(form.get("password", ""))
+    if password or new or form.get("clear_password") == "on":
+        document["password"] = password
+    return document
+
+
+async def _smsc_list(request: web.Request) -> web.Response:
+    ui = request.app[UI]
+    return _render(
+        request,
+        "smsc.html",
+        page="smsc",
+        connections=await repo.list_entities(ui.store, SMSC),
+        live={s.name: s for s in ui.node.live_status().smsc},
+    )
+
+
+def _smsc_form(
+    request: web.Request,
+    smsc: Mapping[str, Any],
+    *,
+    new: bool,
+    errors: dict[str, str] | None = None,
+    problem: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    return _render(
+        request,
+        "smsc_form.html",
+        status=status,
+        page="smsc",
+        smsc=smsc,
+        new=new,
+        errors=errors or {},
+        problem=problem,
+    )
+
+
+async def _smsc_new(request: web.Request) -> web.Response:
+    return _smsc_form(request, dict(_NEW_SMSC), new=True)
+
+
+async def _smsc_create(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    shown = {**_NEW_SMSC, **_smsc_echo(form)}
+    try:
+        created = await repo.create(
+            request.app[UI].store, SMSC, _smsc_document(form, new=True), _actor(request)
+        )
+    except repo.Invalid as exc:
+        return _smsc_form(request, shown, new=True, errors=_field_errors(exc), status=422)
+    except repo.Conflict as exc:
+        return _smsc_form(request, shown, new=True, problem=str(exc), status=409)
+    _flash(request, "ok", f"SMSC connection {created['name']} created.")
+    raise _see_other("/smsc")
+
+
+async def _smsc_edit(request: web.Request) -> web.Response:
+    smsc = await _entity_or_404(request, SMSC, "SMSC connection")
+    if isinstance(smsc, web.Response):
+        return smsc
+    return _smsc_form(request, _smsc_shown(smsc), new=False)
+
+
+async def _smsc_save(request: web.Request) -> web.StreamResponse:
+    stored = await _entity_or_404(request, SMSC, "SMSC connection")
+    if isinstance(stored, web.Response):
+        return stored
+    key = stored["name"]
+    form = await request.post()
+    shown = {**_smsc_shown(stored), **_smsc_echo(form), "name": key}
+    try:
+        document = {**_smsc_document(form, new=False), "name": key}
+        await repo.update(request.app[UI].store, SMSC, key, document, _actor(request), merge=False)
+    except repo.Invalid as exc:
+        return _smsc_form(request, shown, new=False, errors=_field_errors(exc), status=422)
+    except repo.Conflict as exc:
+        return _smsc_form(request, shown, new=False, problem=str(exc), status=409)
+    _flash(request, "ok", f"SMSC connection {key} saved.")
+    raise _see_other("/smsc")
+
+
+async def _smsc_delete(request: web.Request) -> web.StreamResponse:
+    return await _entity_delete(request, SMSC, "SMSC connection", "/smsc")
+
+
+# -------------------------------------------------------------------------- routes
+
+ROUTE_KIND = repo.KINDS["routes"]
+_ROUTE_LISTS = ("source_prefix", "destination_prefix", "service_type", "data_coding")
+_NEW_ROUTE = {
+    "name": "",
+    "accounts": [],
+    "smsc": [],
+    **{name: [] for name in _ROUTE_LISTS},
+    "file_managed": False,
+}
+
+
+def _route_document(form: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "name": str(form.get("name", "")).strip(),
+        "accounts": [str(v) for v in form.getall("accounts", [])],
+        "smsc": [str(v) for v in form.getall("smsc", [])],
+        **{name: _lines(form, name) for name in _ROUTE_LISTS},
+    }
+    document["data_coding"] = [_number_or_text(v) for v in document["data_coding"]]
+    return document
+
+
+async def _routes(request: web.Request) -> web.Response:
+    ui = request.app[UI]
+    return _render(
+        request, "routes.html", page="routes", routes=await repo.list_entities(ui.store, ROUTE_KIND)
+    )
+
+
+async def _route_form(
+    request: web.Request,
+    route: Mapping[str, Any],
+    *,
+    new: bool,
+    errors: dict[str, str] | None = None,
+    problem: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    store = request.app[UI].store
+    return _render(
+        request,
+        "route_form.html",
+        status=status,
+        page="routes",
+        route=route,
+        new=new,
+        errors=errors or {},
+        problem=problem,
+        account_names=[a["system_id"] for a in await repo.list_entities(store, ACCOUNTS)],
+        smsc_names=[s["name"] for s in await repo.list_entities(store, SMSC)],
+    )
+
+
+async def _route_new(request: web.Request) -> web.Response:
+    return await _route_form(request, dict(_NEW_ROUTE), new=True)
+
+
+async def _route_create(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    document = _route_document(form)
+    shown = {**_NEW_ROUTE, **document}
+    try:
+        await repo.create(request.app[UI].store, ROUTE_KIND, document, _actor(request))
+    except repo.Invalid as exc:
+        return await _route_form(request, shown, new=True, errors=_field_errors(exc), status=422)
+    except repo.Conflict as exc:
+        return await _route_form(request, shown, new=True, problem=str(exc), status=409)
+    _flash(request, "ok", f"Route {document['name']} created; it applies to new messages now.")
+    raise _see_other("/routes")
+
+
+async def _route_edit(request: web.Request) -> web.Response:
+    route = await _entity_or_404(request, ROUTE_KIND, "route")
+    if isinstance(route, web.Response):
+        return route
+    return await _route_form(request, route, new=False)
+
+
+async def _route_save(request: web.Request) -> web.StreamResponse:
+    stored = await _entity_or_404(request, ROUTE_KIND, "route")
+    if isinstance(stored, web.Response):
+        return stored
+    key = stored["name"]
+    document = {**_route_document(await request.post()), "name": key}
+    shown = {**stored, **document}
+    try:
+        await repo.update(
+            request.app[UI].store, ROUTE_KIND, key, document, _actor(request), merge=False
+        )
+    except repo.Invalid as exc:
+        return await _route_form(request, shown, new=False, errors=_field_errors(exc), status=422)
+    except repo.Conflict as exc:
+        return await _route_form(request, shown, new=False, problem=str(exc), status=409)
+    _flash(request, "ok", f"Route {key} saved; it applies to new messages now.")
+    raise _see_other("/routes")
+
+
+async def _route_delete(request: web.Request) -> web.StreamResponse:
+    return await _entity_delete(request, ROUTE_KIND, "Route", "/routes")
+
+
+# ------------------------------------------------------------------------ sessions
+
+
+async def _sessions(request: web.Request) -> web.Response:
+    """Live binds per NE account (configured and still-bound removed ones) and per SMSC."""
+    ui = request.app[UI]
+    status = ui.node.live_status()
+    accounts = {a["system_id"]: a for a in await repo.list_entities(ui.store, ACCOUNTS)}
+    names = [*accounts, *sorted(set(status.ne_binds) - set(accounts))]
+    return _render(
+        request,
+        "sessions.html",
+        page="sessions",
+        live=_live_document(status, None),
+        ne=[(name, accounts.get(name), status.ne_binds.get(name, 0)) for name in names],
+        smsc=status.smsc,
+    )
+
+
+async def _session_kick(request: web.Request) -> web.StreamResponse:
+    return await _kick(request, "/sessions")
+
+
+# --------------------------------------------------------------------------- users
+
+
+def _user_form(
+    request: web.Request,
+    template: str,
+    *,
+    errors: dict[str, str] | None = None,
+    problem: str | None = None,
+    status: int = 200,
+    **context: Any,
+) -> web.Response:
+    return _render(
+        request,
+        template,
+        status=status,
+        page="users",
+        roles=ROLES,
+        errors=errors or {},
+        problem=problem,
+        **context,
+    )
+
+
+async def _users(request: web.Request) -> web.Response:
+    return _render(
+        request, "users.html", page="users", users=await repo.list_users(request.app[UI].store)
+    )
+
+
+async def _user_new(request: web.Request) -> web.Response:
+    return _user_form(request, "user_new.html", shown={"name": "", "role": "viewer"})
+
+
+async def _user_create(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    shown = {"name": str(form.get("name", "")).strip(), "role": str(form.get("role", ""))}
+    try:
+        await repo.add_user(
+            request.app[UI].store,
+            shown["name"],
+            str(form.get("password", "")),
+            shown["role"],
+            actor=_actor(request),
+        )
+    except repo.Invalid as exc:
+        return _user_form(
+            request, "user_new.html", shown=shown, errors=_field_errors(exc), status=422
+        )
+    except repo.Conflict as exc:
+        return _user_form(request, "user_new.html", shown=shown, problem=str(exc), status=409)
+    _flash(request, "ok", f"User {shown['name']} added as {shown['role']}.")
+    raise _see_other("/users")
+
+
+async def _user_or_404(request: web.Request) -> dict[str, Any] | web.Response:
+    name = request.match_info["key"]
+    for user in await repo.list_users(request.app[UI].store):
+        if user["name"] == name:
+            return user
+    return _error_page(request, 404, "No such user", f"There is no user {name!r}.")
+
+
+async def _user_edit(request: web.Request) -> web.Response:
+    user = await _user_or_404(request)
+    if isinstance(user, web.Response):
+        return user
+    return _user_form(request, "user_edit.html", person=user)
+
+
+async def _user_change(
+    request: web.Request, change: Callable[[str, Mapping[str, Any]], Awaitable[str]]
+) -> web.StreamResponse:
+    """Apply one change to a user; the user's sessions end, as their role or password
+    is no longer what they signed in with."""
+    user = await _user_or_404(request)
+    if isinstance(user, web.Response):
+        return user
+    form = await request.post()
+    try:
+        done = await change(user["name"], form)
+    except repo.Invalid as exc:
+        return _user_form(
+            request, "user_edit.html", person=user, errors=_field_errors(exc), status=422
+        )
+    except (repo.Conflict, repo.NotFound) as exc:
+        return _user_form(request, "user_edit.html", person=user, problem=str(exc), status=409)
+    request.app[UI].sessions.end_user(user["name"])
+    _flash(request, "ok", done)
+    raise _see_other("/users")
+
+
+def _not_yourself(request: web.Request, name: str, what: str) -> None:
+    if name == request[SESSION].user.name:
+        raise repo.Conflict(f"You cannot {what} yourself; ask another admin.")
+
+
+async def _user_role(request: web.Request) -> web.StreamResponse:
+    async def change(name: str, form: Mapping[str, Any]) -> str:
+        _not_yourself(request, name, "change the role of")
+        role = str(form.get("role", ""))
+        await repo.set_user_role(request.app[UI].store, name, role, actor=_actor(request))
+        return f"{name} is now {role}; their sessions were ended."
+
+    return await _user_change(request, change)
+
+
+async def _user_password(request: web.Request) -> web.StreamResponse:
+    async def change(name: str, form: Mapping[str, Any]) -> str:
+        password = str(form.get("password", ""))
+        await repo.set_user_password(request.app[UI].store, name, password, actor=_actor(request))
+        return f"Password of {name} reset; their sessions were ended."
+
+    return await _user_change(request, change)
+
+
+async def _user_delete(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["key"]
+    try:
+        _not_yourself(request, name, "delete")
+        await repo.delete_user(request.app[UI].store, name, actor=_actor(request))
+    except (repo.Conflict, repo.NotFound) as exc:
+        _flash(request, "error", str(exc))
+    else:
+        request.app[UI].sessions.end_user(name)
+        _flash(request, "ok", f"User {name} deleted.")
+    raise _see_other("/users")
 
 
 # ------------------------------------------------------------------------ policy
@@ -857,6 +1336,27 @@ ROUTES: tuple[tuple[str, str, Handler, str | None], ...] = (
     ("POST", "/accounts/{key}/enabled", _account_toggle, "accounts.toggle"),
     ("POST", "/accounts/{key}/delete", _account_delete, "accounts.write"),
     ("POST", "/accounts/{key}/kick", _account_kick, "sessions.kick"),
+    ("GET", "/smsc", _smsc_list, None),
+    ("GET", "/smsc/new", _smsc_new, None),
+    ("POST", "/smsc", _smsc_create, "smsc.write"),
+    ("GET", "/smsc/{key}", _smsc_edit, None),
+    ("POST", "/smsc/{key}", _smsc_save, "smsc.write"),
+    ("POST", "/smsc/{key}/delete", _smsc_delete, "smsc.write"),
+    ("GET", "/routes", _routes, None),
+    ("GET", "/routes/new", _route_new, None),
+    ("POST", "/routes", _route_create, "routes.write"),
+    ("GET", "/routes/{key}", _route_edit, None),
+    ("POST", "/routes/{key}", _route_save, "routes.write"),
+    ("POST", "/routes/{key}/delete", _route_delete, "routes.write"),
+    ("GET", "/sessions", _sessions, None),
+    ("POST", "/sessions/{key}/kick", _session_kick, "sessions.kick"),
+    ("GET", "/users", _users, "users.write"),
+    ("GET", "/users/new", _user_new, "users.write"),
+    ("POST", "/users", _user_create, "users.write"),
+    ("GET", "/users/{key}", _user_edit, "users.write"),
+    ("POST", "/users/{key}/role", _user_role, "users.write"),
+    ("POST", "/users/{key}/password", _user_password, "users.write"),
+    ("POST", "/users/{key}/delete", _user_delete, "users.write"),
     ("GET", "/policy", _policy, None),
     ("POST", "/policy", _policy_save, "policy.write"),
     ("GET", "/decisions", _decisions, None),
@@ -893,6 +1393,9 @@ def add_ui_routes(
         if method == "POST" and action is None:
             raise ValueError(f"POST {path} must name the action it needs")
         router.add_route(method, path, _guard(handler, action))
+    from smps.web.ui_traces import add_trace_pages  # here: that module builds on this one
+
+    add_trace_pages(app)
     router.add_static("/static", HERE / "static", append_version=True, name="static")
 
     async def first_admin(_app: web.Application) -> None:
