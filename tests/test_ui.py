@@ -12,10 +12,11 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from smps.config import TlsServerConfig
 from smps.errors import ConfigError
-from smps.store import repo
+from smps.store import repo, schema
 from smps.store.writer import DecisionWriter
 from smps.web import auth
 from smps.web.http import HttpServer
@@ -631,3 +632,191 @@ async def test_web_tls_with_an_unreadable_key_is_a_config_error(store, node, cer
     with pytest.raises(ConfigError, match=r"web\.tls: cannot load the certificate or key"):
         await http.start("127.0.0.1", 0)
     await http.close()
+
+
+# ------------------------------------------------------------------ SMSC, routes, sessions, users
+
+
+async def test_smsc_connections_show_live_state_errors_and_never_the_password(as_role, store):
+    admin = await as_role("admin")
+    page = await (await admin.get("/smsc")).text()
+    assert "No SMSC connections yet" in page and 'href="/smsc/new"' in page
+    form = {**SMSC_FORM, "port": "many", "csrf": await csrf_of(admin)}
+    response = await admin.post("/smsc", data=form)
+    assert response.status == 422
+    page = await response.text()
+    assert re.search(r'id="port-error">enter a whole number|id="port-error">Expected `int`', page)
+    assert "secret" not in page  # a typed password is never echoed
+    form = {**SMSC_FORM, "name": "smsc1", "reconnect_max": "0.5s", "csrf": await csrf_of(admin)}
+    response = await admin.post("/smsc", data=form)
+    assert re.search(
+        r'id="reconnect_max-error">must be at least reconnect.initial', await response.text()
+    )
+    form = {
+        **SMSC_FORM,
+        "name": "smsc1",
+        "tls": "on",
+        "tls_cert": "c.pem",
+        "csrf": await csrf_of(admin),
+    }
+    response = await admin.post("/smsc", data=form)
+    assert 'id="tls_key-error">cert and key go together' in await response.text()
+
+    form = {**SMSC_FORM, "name": "smsc1", "csrf": await csrf_of(admin)}
+    response = await admin.post("/smsc", data=form)
+    assert "SMSC connection smsc1 created." in await response.text()
+    page = await (await admin.get("/smsc")).text()
+    assert "1/2 up" in page  # the node's live state for smsc1
+    edit = await (await admin.get("/smsc/smsc1")).text()
+    assert "secret" not in edit and "(one is set)" in edit and 'value="30s"' in edit
+    form = {**SMSC_FORM, "name": "x", "password": "", "port": "2999", "csrf": await csrf_of(admin)}
+    assert (await admin.post("/smsc/smsc1", data=form)).status == 200
+    stored = await repo.get_entity(store, repo.KINDS["smsc"], "smsc1")
+    assert stored["port"] == 2999 and stored["name"] == "smsc1" and stored["password_set"]
+    audit = await (await admin.get("/audit")).text()
+    assert "secret" not in audit and "***" in audit
+
+
+async def test_file_managed_smsc_and_routes_are_read_only(as_role, store, make_config):
+    cfg = make_config(
+        ne_accounts=[{"system_id": "filed", "password": "pw"}],
+        smsc=[{"name": "filed", "host": "127.0.0.1", "port": 2776, "system_id": "s"}],
+        routes=[{"name": "filed", "accounts": ["filed"]}],
+    )
+    await repo.sync_file_config(store, cfg)
+    admin = await as_role("admin")
+    for kind in ("smsc", "routes"):
+        page = await (await admin.get(f"/{kind}")).text()
+        assert "read-only" in page and f'action="/{kind}/filed/delete"' not in page
+        form = await (await admin.get(f"/{kind}/filed")).text()
+        assert "defined in the configuration file" in form
+        response = await admin.post(f"/{kind}/filed/delete", data={"csrf": await csrf_of(admin)})
+        assert "managed by the configuration file" in await response.text()
+
+
+async def test_routes_name_existing_accounts_and_errors_sit_at_the_field(as_role, store):
+    admin = await as_role("admin")
+    page = await (await admin.get("/routes")).text()
+    assert "No routes: every NE account gets a copy of every message" in page
+    form = await (await admin.get("/routes/new")).text()
+    assert 'href="/accounts/new">create one</a>' in form  # no accounts yet
+    await repo.create(
+        store, repo.KINDS["accounts"], {"system_id": "antispam", "password": "pw1"}, "test"
+    )
+    token = await csrf_of(admin)
+    response = await admin.post("/routes", data={"name": "cn", "csrf": token})
+    assert response.status == 422
+    assert 'id="accounts-error">enter at least one' in await response.text()
+    response = await admin.post(
+        "/routes", data={**ROUTE_FORM, "data_coding": "0\n300", "csrf": token}
+    )
+    assert 'id="data_coding-error">line 2: must be at most 255' in await response.text()
+    response = await admin.post("/routes", data={**ROUTE_FORM, "csrf": token})
+    assert "Route cn created" in await response.text()
+    route = await repo.get_entity(store, repo.KINDS["routes"], "cn")
+    assert route["accounts"] == ["antispam"] and route["destination_prefix"] == ["86", "+86"]
+    edit = await (await admin.get("/routes/cn")).text()
+    assert 'value="antispam" checked' in edit
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_sessions_list_live_binds_and_a_kick_is_audited(as_role, store, node, role):
+    await make_entities(store)
+    node.binds = {"antispam": 2, "gone": 1}
+    client = await as_role(role)
+    page = await (await client.get("/sessions")).text()
+    assert "2 / 4" in page and "gone" in page and "removed" in page and "1/2" in page
+    assert ("Kick<" in page) == (role != "viewer")
+    response = await client.post("/sessions/antispam/kick", data={"csrf": await csrf_of(client)})
+    if role == "viewer":
+        assert response.status == 403 and node.kicked == []
+        assert await audit_actions(store) == []
+    else:
+        assert "Unbound 2 binds of antispam." in await response.text()
+        assert await audit_actions(store) == [(f"user:{role}", "kick", "antispam")]
+        assert "a-kick" in await (await client.get("/audit")).text()
+
+
+async def test_sessions_empty_state_says_what_to_do(as_role):
+    admin = await as_role("admin")
+    page = await (await admin.get("/sessions")).text()
+    assert 'No NE accounts and no NE binds. <a href="/accounts/new">' in page
+
+
+async def test_users_are_argon2_hashed_audited_and_the_last_admin_stays(as_role, store):
+    admin = await as_role("admin")
+    token = await csrf_of(admin)
+    response = await admin.post(
+        "/users", data={"name": "bob", "password": "short", "role": "admin", "csrf": token}
+    )
+    assert response.status == 422
+    page = await response.text()
+    assert 'id="password-error">at least 8 characters' in page and "short" not in page
+    response = await admin.post(
+        "/users", data={"name": "bob", "password": PASSWORD, "role": "boss", "csrf": token}
+    )
+    assert 'id="role-error">role must be one of' in await response.text()
+    response = await admin.post(
+        "/users", data={"name": "viewer", "password": PASSWORD, "role": "viewer", "csrf": token}
+    )
+    assert response.status == 409 and "already exists" in await response.text()
+    response = await admin.post(
+        "/users", data={"name": "bob", "password": PASSWORD, "role": "operator", "csrf": token}
+    )
+    assert "User bob added as operator." in await response.text()
+    async with store.engine.connect() as conn:
+        hashed = (
+            await conn.execute(
+                select(schema.users.c.password_hash).where(schema.users.c.name == "bob")
+            )
+        ).scalar_one()
+    assert hashed.startswith("$argon2id$") and PASSWORD not in hashed
+
+    bob = await as_role("bob")
+    # A role change ends bob's sessions; he signs in again with the new role.
+    response = await admin.post("/users/bob/role", data={"role": "viewer", "csrf": token})
+    assert "bob is now viewer" in await response.text()
+    assert (await bob.get("/", allow_redirects=False)).status == 303
+    response = await admin.post(
+        "/users/bob/password", data={"password": "new secret!", "csrf": token}
+    )
+    assert "Password of bob reset" in await response.text()
+    assert await auth.check_password(store, "bob", "new secret!") == auth.User("bob", "viewer")
+    assert await auth.check_password(store, "bob", PASSWORD) is None
+
+    # Not yourself, and never the last admin.
+    response = await admin.post("/users/admin/delete", data={"csrf": token})
+    assert "You cannot delete yourself" in await response.text()
+    response = await admin.post("/users/admin/role", data={"role": "viewer", "csrf": token})
+    assert response.status == 409 and "change the role of yourself" in await response.text()
+    with pytest.raises(repo.Conflict, match="last admin"):
+        await repo.delete_user(store, "admin", actor="test")
+    with pytest.raises(repo.Conflict, match="last admin"):
+        await repo.set_user_role(store, "admin", "operator", actor="test")
+    response = await admin.post("/users/bob/delete", data={"csrf": token})
+    assert "User bob deleted." in await response.text()
+    assert [u["name"] for u in await repo.list_users(store)] == ["admin", "operator", "viewer"]
+    assert await audit_actions(store) == [
+        ("user:admin", "delete", "bob"),
+        ("user:admin", "update", "bob"),
+        ("user:admin", "update", "bob"),
+        ("user:admin", "create", "bob"),
+    ]
+    audit = await (await admin.get("/audit")).text()
+    assert PASSWORD not in audit and "new secret!" not in audit and "argon2" not in audit
+
+
+async def test_new_pages_refuse_a_change_without_the_csrf_token(as_role, store, node):
+    admin = await as_role("admin")
+    node.binds = {"antispam": 1}
+    for path, form in (
+        ("/users", {"name": "eve", "password": PASSWORD, "role": "admin"}),
+        ("/smsc", SMSC_FORM),
+        ("/sessions/antispam/kick", {}),
+    ):
+        response = await admin.post(path, data={**form, "csrf": "forged"})
+        assert (
+            response.status == 403
+            and "did not come from your current session" in await response.text()
+        )
+    assert node.kicked == [] and await audit_actions(store) == []
