@@ -66,6 +66,11 @@ TRACED_NUMBER_BASE = 8613700000000  # outside the traffic's source and destinati
 STARTUP_TIMEOUT = 60.0  # SMPS start, migrations and every bind
 PROGRESS_EVERY = 0.5  # seconds between progress reports from the SMSC process
 TAIL = 0.5  # load goes on this long after the measured interval, so it ends under load
+INFLIGHT_RATE = 10_000.0  # originals/s of an in-flight run without --rate
+INFLIGHT_NE_WINDOW = 10_000  # the largest ne_accounts[].window
+INFLIGHT_TIMEOUT = 600.0  # policy.timeout of an in-flight run: nothing expires while measured
+SETTLE = 1.0  # seconds SMPS is left alone before each in-flight RSS reading
+COPIES_STALL = 10.0  # seconds without a new copy at the NEs before measuring anyway
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -92,9 +97,17 @@ class Scenario:
     traced_ratio: float = 0.01
     record: str = "non_allow"
     timeout: float = 2.0  # policy.timeout
+    inflight: int = 0  # > 0: the in-flight memory run (send this many, NEs never answer)
+    rss_every: float = 10.0  # seconds between RSS samples over the measured interval
     mix: dict[str, float] = field(
         default_factory=lambda: {"gsm7": 70.0, "ucs2": 20.0, "concat": 10.0, "receipt": 0.0}
     )
+
+    @property
+    def max_inflight(self) -> int:
+        """flow.max_inflight per worker: the default, or room for every original of
+        an in-flight run (whichever worker gets them) so that none is throttled."""
+        return max(20_000, self.inflight + self.inflight // 10)
 
     @property
     def binds_per_worker(self) -> int:
@@ -136,6 +149,7 @@ def bench_config(scenario: Scenario, workdir: Path, smsc_port: int, ne_port: int
             for system_id, password in scenario.accounts()
         ],
         "policy": {"timeout": scenario.timeout},
+        "flow": {"max_inflight": scenario.max_inflight},
         "trace": {"rules": [{"number": n.decode()} for n in scenario.traced_numbers()]},
         "web": {"listen": "127.0.0.1:0"},
     }
@@ -180,12 +194,19 @@ class ProcessTree:
 
     def peak_rss_bytes(self) -> int:
         """Sum of each live process's peak resident set (VmHWM)."""
+        return self._status_total("VmHWM:")
+
+    def rss_bytes(self) -> int:
+        """Sum of each live process's resident set now (VmRSS)."""
+        return self._status_total("VmRSS:")
+
+    def _status_total(self, key: str) -> int:
         total = 0
         for pid in self.pids():
             try:
                 with open(f"/proc/{pid}/status") as file:
                     for line in file:
-                        if line.startswith("VmHWM:"):
+                        if line.startswith(key):
                             total += int(line.split()[1]) * 1024
                             break
             except (FileNotFoundError, ProcessLookupError):
@@ -258,6 +279,10 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
             traced_ratio=scenario.traced_ratio,
         )
 
+        if scenario.inflight:
+            await _send_and_hold(conn, sim, scenario, traffic)
+            return
+
         def sample() -> dict[str, Any]:
             return {
                 "at": time.perf_counter(),
@@ -276,6 +301,8 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
         measured_from = started + scenario.warmup
         measured_to = measured_from + scenario.duration
         first = last = None
+        rss: list[tuple[float, int]] = []  # (seconds into the interval, SMPS's RSS)
+        next_rss = measured_from
         while not run.done():
             now = time.perf_counter()
             if first is None and now >= measured_from:
@@ -284,18 +311,53 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
             elif first is not None and last is None and now >= measured_to:
                 last = sample()
                 histogram, sim.latency = sim.latency, LatencyHistogram()
+                if proxy is not None:
+                    rss.append((last["at"] - first["at"], proxy.rss_bytes()))
+            if proxy is not None and first is not None and last is None and now >= next_rss:
+                rss.append((now - first["at"], proxy.rss_bytes()))
+                next_rss += scenario.rss_every
             phase = "warmup" if first is None else "measuring" if last is None else "draining"
             conn.send(("progress", phase, now - started, sim.answered))
-            upcoming = measured_from if first is None else measured_to if last is None else now
+            upcoming = (
+                measured_from
+                if first is None
+                else min(measured_to, next_rss)
+                if last is None
+                else now
+            )
             await asyncio.wait([run], timeout=max(0.0, min(PROGRESS_EVERY, upcoming - now)) or 0.01)
         whole = run.result()
         if last is None:  # the run ended early (everything unbound)
             raise SmpsError(f"load run ended before the measured interval was over: {whole}")
-        conn.send(("result", _measured(first, last, histogram, whole, scenario)))
+        conn.send(("result", {**_measured(first, last, histogram, whole, scenario), "rss": rss}))
     except Exception as exc:  # the driver reports it; a traceback here is lost
         conn.send(("error", f"simulated SMSC: {type(exc).__name__}: {exc}"))
     finally:
         await sim.stop()
+
+
+async def _send_and_hold(conn: Connection, sim: Any, scenario: Scenario, traffic: Any) -> None:
+    """The in-flight run's SMSC side: send `scenario.inflight` originals, say so,
+    then hold them unanswered until the driver has measured; report the counts."""
+    import asyncio
+
+    run = asyncio.create_task(sim.run(scenario.rate, count=scenario.inflight, mix=traffic))
+    started = time.perf_counter()
+    try:
+        while sim.sent < scenario.inflight and not run.done():
+            conn.send(("progress", "sending", time.perf_counter() - started, sim.sent))
+            await asyncio.wait([run], timeout=PROGRESS_EVERY)
+        if run.done():  # it only ends early when every bind is gone
+            raise SmpsError(f"sending ended after {sim.sent} originals: {run.result()}")
+        conn.send(("sent", sim.sent))
+        await _receive(conn)  # "measure": the driver has read SMPS's memory
+        conn.send(("result", {key: sim.summary()[key] for key in _HELD_KEYS}))
+    finally:
+        sim.stop_run(drain=False)
+        await asyncio.gather(run, return_exceptions=True)
+
+
+_HELD_KEYS = ("sent", "answered", "missing", "duplicates", "statuses")
 
 
 def _measured(
@@ -364,7 +426,8 @@ async def _ne_main(
             system_id=system_id,
             password=password,
             binds=scenario.ne_binds,
-            block_ratio=scenario.block_ratio,
+            block_ratio=0.0 if scenario.inflight else scenario.block_ratio,
+            silent_ratio=1.0 if scenario.inflight else 0.0,  # in-flight run: never answer
             latency=Latency(scenario.ne_latency),
             reconnect_initial=0.1,
             reconnect_max=0.5,
@@ -377,7 +440,8 @@ async def _ne_main(
     try:
         await asyncio.gather(*(ne.wait_bound(timeout=STARTUP_TIMEOUT) for ne in nes))
         conn.send(("bound",))
-        await _receive(conn)  # "stop"
+        while (await _receive(conn))[0] == "count":  # until "stop"
+            conn.send(("count", sum(ne.received for ne in nes)))
         conn.send(("result", [ne.summary() for ne in nes]))
     except Exception as exc:
         conn.send(("error", f"simulated NEs: {type(exc).__name__}: {exc}"))
@@ -391,9 +455,10 @@ async def _ne_main(
 class Progress:
     """A bar redrawn in place on a terminal; a line every few seconds otherwise."""
 
-    def __init__(self, out: TextIO, scenario: Scenario):
+    def __init__(self, out: TextIO, total: float, noun: str = "answered"):
         self.out = out
-        self.total = scenario.warmup + scenario.duration
+        self.total = total
+        self.noun = noun
         self.tty = out.isatty()
         self._last_line = 0.0
         self._last = (0.0, 0)
@@ -406,7 +471,7 @@ class Progress:
         bar = "#" * int(done * 30)
         text = (
             f"[{bar:<30}] {phase:<9} {min(elapsed, self.total):5.1f}/{self.total:.0f} s  "
-            f"{rate:9,.0f} msg/s  answered {answered:,}"
+            f"{rate:9,.0f} msg/s  {self.noun} {answered:,}"
         )
         if self.tty:
             print(f"\r{text}", end="", file=self.out, flush=True)
@@ -459,6 +524,7 @@ class Run:
     ):
         self.scenario = scenario
         self.proxy_cpus, self.generator_cpus = _split_cpus(scenario.workers, pin)
+        self.pin = pin
         self.keep = keep
         self.profile = profile
         self.out = out
@@ -565,6 +631,8 @@ class Run:
             ne_pid = self.children[-1].pid
             self._expect(ne_conn, "waiting for the NE binds")
             self._note("all bound; sending")
+            if scenario.inflight:
+                return self._hold(smsc, ne_conn, ne_pid, target)
             smsc.send(("go", target.pid, ne_pid))
             measured = self._follow(smsc, target.pid)
             rss = ProcessTree(target.pid).peak_rss_bytes() if target.pid else None
@@ -577,7 +645,7 @@ class Run:
 
     def _follow(self, smsc: Connection, pid: int | None) -> dict[str, Any]:
         """Show progress until the SMSC process sends its result."""
-        progress = Progress(self.out, self.scenario)
+        progress = Progress(self.out, self.scenario.warmup + self.scenario.duration)
         try:
             while True:
                 message = self._expect(
@@ -592,8 +660,64 @@ class Run:
         finally:
             progress.end()
 
+    def _hold(self, smsc: Connection, ne_conn: Connection, ne_pid: int, target: Target) -> dict:
+        """The in-flight run: SMPS's RSS before any load and once `inflight`
+        originals wait, unanswered, for their verdict."""
+        scenario = self.scenario
+        if not target.pid:
+            raise SmpsError("the in-flight run reads SMPS's memory: give --pid with --no-start")
+        tree = ProcessTree(target.pid)
+        time.sleep(SETTLE)
+        before = tree.rss_bytes()
+        smsc.send(("go", target.pid, ne_pid))
+        progress = Progress(self.out, scenario.inflight / (scenario.rate or INFLIGHT_RATE), "sent")
+        try:
+            while True:
+                message = self._expect(smsc, "sending the originals", timeout=60.0)
+                if message[0] == "sent":
+                    break
+                progress.show(*message[1:])
+        finally:
+            progress.end()
+        copies = self._wait_copies(ne_conn, scenario.nes * scenario.inflight)
+        time.sleep(SETTLE)
+        held = tree.rss_bytes()
+        peak = tree.peak_rss_bytes()
+        smsc.send(("measure",))
+        _, counts = self._expect(smsc, "collecting the SMSC counts", timeout=30.0)
+        ne_conn.send(("stop",))
+        self.ne_conn = None
+        _, nes = self._expect(ne_conn, "collecting the NE counts", timeout=30.0)
+        return build_inflight_report(
+            scenario, counts, copies, before, held, peak, nes, self._pinning(), target
+        )
+
+    def _wait_copies(self, ne_conn: Connection, expected: int) -> int:
+        """Copies the NEs received, once that is `expected` or stops growing."""
+        copies, grew_at = -1, time.monotonic()
+        while time.monotonic() - grew_at < COPIES_STALL:
+            ne_conn.send(("count",))
+            _, count = self._expect(ne_conn, "counting the copies the NEs received")
+            if count >= expected:
+                return count
+            if count > copies:
+                copies, grew_at = count, time.monotonic()
+            time.sleep(0.2)
+        self._note(f"the NEs received {copies:,} copies, not {expected:,}; measuring anyway")
+        return copies
+
     def _pinning(self) -> dict[str, Any]:
-        return {"smps_cpus": self.proxy_cpus, "generator_cpus": self.generator_cpus}
+        pinning: dict[str, Any] = {
+            "smps_cpus": self.proxy_cpus,
+            "generator_cpus": self.generator_cpus,
+        }
+        cpus = len(os.sched_getaffinity(0))
+        if self.proxy_cpus is None and self.pin and cpus <= self.scenario.workers:
+            pinning["shared"] = (
+                f"{self.scenario.workers} worker(s) on {cpus} CPU(s): the generators share "
+                "SMPS's cores, so msg/s understates SMPS; CPU µs/msg still holds"
+            )
+        return pinning
 
     def _note(self, text: str) -> None:
         print(f"bench: {text}", file=self.out, flush=True)
@@ -612,7 +736,7 @@ class Run:
         if self.smps is not None and self.smps.poll() is None:
             self.smps.send_signal(signal.SIGTERM)  # graceful: drains, unbinds
             try:
-                self.smps.wait(timeout=self.scenario.timeout + 10.0)
+                self.smps.wait(timeout=min(self.scenario.timeout, 20.0) + 10.0)
             except subprocess.TimeoutExpired:
                 self.smps.kill()
                 self.smps.wait()
@@ -703,6 +827,7 @@ def build_report(
         for key, value in measured["latency_ms"].items()
     }
     statuses = measured["statuses"]
+    memory = _memory(measured["rss"], scenario.rss_every)
     return {
         "msgs_per_s": round(decided / interval, 1) if interval > 0 else 0.0,
         "cpu_us_per_msg": round(1e6 * proxy_cpu / decided, 2) if proxy_cpu and decided else None,
@@ -712,6 +837,8 @@ def build_report(
         "throttled": statuses.get(Status.RTHROTTLED, 0),
         "timeouts": measured["timeouts"],
         "rss_mb": round(rss / 2**20, 1) if rss is not None else None,
+        "rss_growth_mb": memory["rss_growth_mb"] if memory else None,
+        "memory": memory,
         "scenario": {**asdict(scenario), "rate": scenario.rate or "max"},
         "measured": {
             "interval_s": round(interval, 3),
@@ -735,6 +862,92 @@ def build_report(
         "machine": _machine(),
         "smps_pid": target.pid,
     }
+
+
+def _memory(samples: list[tuple[float, int]], every: float) -> dict[str, Any] | None:
+    """SMPS's RSS over the measured interval: first and last sample, growth, samples."""
+    if len(samples) < 2:
+        return None
+    mb = [(round(at, 1), round(rss / 2**20, 1)) for at, rss in samples]
+    return {
+        "rss_start_mb": mb[0][1],
+        "rss_end_mb": mb[-1][1],
+        "rss_growth_mb": round((samples[-1][1] - samples[0][1]) / 2**20, 1),
+        "rss_max_mb": max(rss for _at, rss in mb),
+        "every_s": every,
+        "samples": mb,
+    }
+
+
+def build_inflight_report(
+    scenario: Scenario,
+    counts: dict[str, Any],
+    copies: int,
+    before: int,
+    held: int,
+    peak: int,
+    nes: list[dict[str, Any]],
+    pinning: dict[str, Any],
+    target: Target,
+) -> dict[str, Any]:
+    """The in-flight run: what SMPS's resident memory grew by per original held."""
+    in_flight = counts["sent"] - counts["answered"] - counts["missing"]
+    return {
+        "mode": "inflight",
+        "inflight": {
+            "originals": in_flight,
+            "sent": counts["sent"],
+            "answered": counts["answered"],
+            "ne_copies": copies,
+            "ne_copies_expected": scenario.nes * counts["sent"],
+            "rss_before_bytes": before,
+            "rss_held_bytes": held,
+            "rss_before_mb": round(before / 2**20, 1),
+            "rss_held_mb": round(held / 2**20, 1),
+            "bytes_per_original": round((held - before) / in_flight) if in_flight > 0 else None,
+            "target_bytes": 2048,
+        },
+        "rss_mb": round(peak / 2**20, 1),
+        "duplicates": counts["duplicates"],
+        "scenario": {**asdict(scenario), "rate": scenario.rate or "max"},
+        "generators": {"ne_summaries": nes},
+        "pinning": pinning,
+        "machine": _machine(),
+        "smps_pid": target.pid,
+    }
+
+
+def format_inflight_report(report: dict[str, Any]) -> str:
+    s = report["scenario"]
+    i = report["inflight"]
+    per = i["bytes_per_original"]
+    rows = [
+        (
+            "scenario",
+            f"{s['nes']} NEs x {s['ne_binds']} binds (window {s['ne_window']}, never answering), "
+            f"SMSC {s['smsc_binds']} binds (window {s['window']}), {s['workers']} worker(s), "
+            f"policy.timeout {s['timeout']:g} s",
+        ),
+        (
+            "in flight",
+            f"{i['originals']:,} originals ({i['answered']:,} answered of {i['sent']:,} sent); "
+            f"NEs hold {i['ne_copies']:,} of {i['ne_copies_expected']:,} copies",
+        ),
+        ("RSS before", f"{i['rss_before_mb']:,.1f} MB"),
+        ("RSS held", f"{i['rss_held_mb']:,.1f} MB"),
+        (
+            "per original",
+            "n/a"
+            if per is None
+            else f"{per:,} bytes (target <= {i['target_bytes']:,}: "
+            f"{'met' if per <= i['target_bytes'] else 'NOT met'})",
+        ),
+        ("peak RSS", f"{report['rss_mb']:,.1f} MB"),
+    ]
+    complete = i["ne_copies"] >= i["ne_copies_expected"] and i["answered"] == 0
+    lines = [f"smps bench --inflight: {'OK' if complete else 'INCOMPLETE (see counts)'}"]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(lines + [f"  {name:<{width}}  {value}" for name, value in rows])
 
 
 def _per_message(seconds: float, messages: int) -> float | None:
@@ -796,6 +1009,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"max {lat['max']:.3f} ms",
         ),
         ("peak RSS", number(report["rss_mb"], " MB")),
+        ("RSS over run", _memory_row(report["memory"])),
         ("throttled", report["throttled"]),
         ("timeouts", report["timeouts"]),
         ("missing", report["missing"]),
@@ -813,7 +1027,19 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
     if g["cpus"] and g["cpu_share"] is not None and g["cpu_share"] > 0.9 * g["cpus"]:
         lines.append("  warning: the generators used their CPUs fully; they may be the bottleneck")
+    if report["pinning"].get("shared"):
+        lines.append(f"  note: {report['pinning']['shared']}")
     return "\n".join(lines)
+
+
+def _memory_row(memory: dict[str, Any] | None) -> str:
+    if memory is None:
+        return "n/a"
+    return (
+        f"{memory['rss_start_mb']:,.1f} -> {memory['rss_end_mb']:,.1f} MB "
+        f"(growth {memory['rss_growth_mb']:+,.1f} MB, max {memory['rss_max_mb']:,.1f}; "
+        f"{len(memory['samples'])} samples every {memory['every_s']:g} s)"
+    )
 
 
 # ---- the command ---------------------------------------------------------------------
@@ -833,15 +1059,18 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     defaults = Scenario()
     p.add_argument(
         "--nes",
-        type=sim_cli.positive_int,
-        default=defaults.nes,
-        help=f"NE accounts (default: {defaults.nes})",
+        type=int_list,
+        default=[defaults.nes],
+        metavar="N[,N...]",
+        help=f"NE accounts; a list (1,3,6,10) runs one after another and ends with a table "
+        f"(default: {defaults.nes})",
     )
     p.add_argument(
         "--binds",
         type=sim_cli.positive_int,
-        default=defaults.ne_binds,
-        help=f"binds per NE account (default: {defaults.ne_binds})",
+        default=None,
+        help=f"binds per NE account (default: {defaults.ne_binds}; with --inflight enough "
+        "for every copy to fit the NE windows)",
     )
     p.add_argument(
         "--smsc-binds",
@@ -851,9 +1080,10 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     p.add_argument(
         "--workers",
-        type=sim_cli.positive_int,
-        default=defaults.workers,
-        help="node.workers of the started SMPS (default: 1)",
+        type=int_list,
+        default=[defaults.workers],
+        metavar="N[,N...]",
+        help="node.workers of the started SMPS; a list (1,2) runs each (default: 1)",
     )
     p.add_argument(
         "--ne-latency",
@@ -872,20 +1102,39 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     p.add_argument(
         "--window",
         type=sim_cli.positive_int,
-        default=defaults.window,
-        help=f"originals outstanding per SMSC bind (default: {defaults.window})",
+        default=None,
+        help=f"originals outstanding per SMSC bind (default: {defaults.window}; with "
+        "--inflight room for all of them)",
     )
     p.add_argument(
         "--ne-window",
         type=sim_cli.positive_int,
-        default=defaults.ne_window,
-        help=f"copies outstanding per NE bind (default: {defaults.ne_window})",
+        default=None,
+        help=f"copies outstanding per NE bind (default: {defaults.ne_window}; with "
+        f"--inflight {INFLIGHT_NE_WINDOW})",
     )
     p.add_argument(
         "--rate",
-        type=sim_cli.rate,
+        type=bench_rate,
         default=None,
-        help="originals per second, or 'max' for as fast as the window allows (default: max)",
+        help="originals per second; 'max' for as fast as the window allows; or a share "
+        "such as '50%%': a max run first, then one at that share of its msg/s "
+        f"(default: max; with --inflight {INFLIGHT_RATE:g})",
+    )
+    p.add_argument(
+        "--inflight",
+        type=sim_cli.positive_int,
+        metavar="N",
+        help="memory per original in flight instead of a timed run: send N originals to "
+        f"NEs that never answer (policy.timeout {INFLIGHT_TIMEOUT:g} s) and report SMPS's "
+        "RSS before and with all N held, and the difference / N",
+    )
+    p.add_argument(
+        "--rss-every",
+        type=sim_cli.positive_duration,
+        default=defaults.rss_every,
+        metavar="DURATION",
+        help="sample SMPS's RSS this often over the measured interval (default: 10s)",
     )
     p.add_argument(
         "--duration",
@@ -930,39 +1179,141 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     p.set_defaults(handler=cmd_bench)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    scenario = Scenario(
-        nes=args.nes,
-        ne_binds=args.binds,
+def _int_list(value: str) -> list[int]:
+    numbers = [int(n) for n in value.split(",") if n.strip()]
+    if not numbers or min(numbers) < 1:
+        raise ValueError(f"expected whole numbers >= 1, comma-separated, not {value!r}")
+    return numbers
+
+
+@dataclass(frozen=True)
+class RateShare:
+    """--rate 50%: that share of the msg/s a max run of the same point reached."""
+
+    share: float
+
+
+def _bench_rate(value: str) -> float | RateShare | None:
+    text = value.strip()
+    if not text.endswith("%"):
+        return sim_cli.parse_rate(text)
+    share = float(text[:-1]) / 100
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"a share of the maximum rate is above 0% and at most 100%, not {value!r}")
+    return RateShare(share)
+
+
+int_list = sim_cli.option_type(_int_list)
+bench_rate = sim_cli.option_type(_bench_rate)
+
+
+def scenario_of(args: argparse.Namespace, nes: int, workers: int, rate: float | None) -> Scenario:
+    """The run's scenario from the options; an in-flight run sizes the windows so
+    that every original and copy fits, and times nothing out while it holds them."""
+    n = args.inflight or 0
+    defaults = Scenario()
+    ne_window = args.ne_window or (INFLIGHT_NE_WINDOW if n else defaults.ne_window)
+    return Scenario(
+        nes=nes,
+        ne_binds=args.binds or (-(-n // ne_window) + 1 if n else defaults.ne_binds),
         smsc_binds=args.smsc_binds,
-        workers=args.workers,
+        workers=workers,
         ne_latency=args.ne_latency,
         block_ratio=args.block_ratio,
-        window=args.window,
-        ne_window=args.ne_window,
-        rate=args.rate,
+        window=args.window or (-(-n // args.smsc_binds) + 1 if n else defaults.window),
+        ne_window=ne_window,
+        rate=rate or (INFLIGHT_RATE if n else None),
         duration=args.duration,
         warmup=args.warmup,
+        timeout=INFLIGHT_TIMEOUT if n else defaults.timeout,
+        inflight=n,
+        rss_every=args.rss_every,
     )
+
+
+def _ok(report: dict[str, Any]) -> bool:
+    if report.get("mode") == "inflight":
+        i = report["inflight"]
+        return i["bytes_per_original"] is not None and i["ne_copies"] >= i["ne_copies_expected"]
+    return report["missing"] == 0 and report["duplicates"] == 0
+
+
+def _run_point(
+    args: argparse.Namespace, nes: int, workers: int, existing: tuple[Config, int | None] | None
+) -> dict[str, Any]:
+    """One point of the command: a run, or with --rate N% a max run and then one at N %."""
+
+    def run(rate: float | None) -> dict[str, Any]:
+        report = Run(
+            scenario_of(args, nes, workers, rate),
+            pin=not args.no_pin,
+            keep=args.keep,
+            profile=args.profile,
+        ).execute(existing)
+        print(format_inflight_report(report) if args.inflight else format_report(report))
+        return report
+
+    if not isinstance(args.rate, RateShare):
+        return run(args.rate)
+    top = run(None)
+    if not _ok(top) or not top["msgs_per_s"]:
+        return top
+    report = run(round(args.rate.share * top["msgs_per_s"], 1))
+    report["rate_share"] = args.rate.share
+    report["max_run"] = {
+        key: top[key]
+        for key in ("msgs_per_s", "cpu_us_per_msg", "latency_ms", "missing", "duplicates")
+    }
+    report["ok"] = _ok(top) and _ok(report)
+    return report
+
+
+def format_sweep(reports: list[dict[str, Any]]) -> str:
+    """One line per point of a --nes/--workers list."""
+    lines = [
+        "smps bench sweep:",
+        "  NEs  workers      msg/s  CPU µs/msg  p50 / p99 ms       RSS MB  missing/dup",
+    ]
+    for r in reports:
+        s, lat = r["scenario"], r["latency_ms"]
+        latency = "n/a" if lat["p50"] is None else f"{lat['p50']:.1f} / {lat['p99']:.1f}"
+        cpu = "n/a" if r["cpu_us_per_msg"] is None else f"{r['cpu_us_per_msg']:.1f}"
+        lines.append(
+            f"  {s['nes']:>3}  {s['workers']:>7}  {r['msgs_per_s']:>9,.0f}  {cpu:>10}  "
+            f"{latency:<17} {r['rss_mb'] or 0:>6.1f}  {r['missing']}/{r['duplicates']}"
+            + (" (shared cores)" if r["pinning"].get("shared") else "")
+        )
+    return "\n".join(lines)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    points = [(nes, workers) for workers in args.workers for nes in args.nes]
     existing = None
     if args.no_start:
         if not args.config:
             print("smps bench: --no-start needs -c FILE", file=sys.stderr)
             return 2
+        if len(points) > 1:
+            print("smps bench: --no-start runs one point, not a list", file=sys.stderr)
+            return 2
         existing = (load(args.config), args.pid)
+    if args.inflight and isinstance(args.rate, RateShare):
+        print("smps bench: --inflight takes a rate in originals/s, not a share", file=sys.stderr)
+        return 2
+    reports = []
     try:
-        report = Run(scenario, pin=not args.no_pin, keep=args.keep, profile=args.profile).execute(
-            existing
-        )
+        for nes, workers in points:
+            reports.append(_run_point(args, nes, workers, existing))
     except SmpsError as exc:
         print(f"smps bench: {exc}", file=sys.stderr)
         return 1
-    print(format_report(report))
+    if len(reports) > 1 and not args.inflight:
+        print(format_sweep(reports))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
-            json.dump(report, file, indent=2)
+            json.dump(reports[0] if len(reports) == 1 else {"sweep": reports}, file, indent=2)
             file.write("\n")
-    return 0 if report["missing"] == 0 and report["duplicates"] == 0 else 1
+    return 0 if all(r.get("ok", _ok(r)) for r in reports) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

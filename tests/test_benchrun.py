@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from smps.benchrun import ProcessTree, Scenario, answers_at_least, bench_config
+from smps.benchrun import (
+    INFLIGHT_TIMEOUT,
+    ProcessTree,
+    RateShare,
+    Scenario,
+    answers_at_least,
+    bench_config,
+    format_sweep,
+    scenario_of,
+)
 from smps.config import loads
 from smps.sim.smsc import LatencyHistogram
 
@@ -53,19 +62,59 @@ def test_process_tree_reads_cpu_and_memory_of_descendants():
         child.communicate(b"")
 
 
-@pytest.mark.timeout(60)
-def test_short_run_answers_every_original_once(tmp_path):
+def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`smps bench ARGS --json FILE` in a process of its own: its result and report."""
     out = tmp_path / "out.json"
-    code = (
-        "import sys; from smps.benchrun import main; "
-        "sys.exit(main(['bench', '--duration', '2', '--warmup', '1', '--rate', '200', "
-        f"'--json', {str(out)!r}]))"
-    )
+    argv = ["bench", *args, "--json", str(out)]
+    code = f"import sys; from smps.benchrun import main; sys.exit(main({argv!r}))"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    report = json.loads(out.read_text())
+    return result, json.loads(out.read_text())
+
+
+def test_inflight_scenario_has_room_for_every_original(tmp_path):
+    args = _parse("--inflight", "100000", "--nes", "3", "--smsc-binds", "2")
+    scenario = scenario_of(args, nes=3, workers=1, rate=None)
+    assert scenario.ne_binds * scenario.ne_window >= 100_000
+    assert scenario.window * scenario.smsc_binds >= 100_000
+    assert scenario.timeout == INFLIGHT_TIMEOUT and scenario.rate > 0
+    config = loads(bench_config(scenario, tmp_path, smsc_port=4000, ne_port=4001))
+    assert config.flow.max_inflight >= 100_000
+    assert config.policy.timeout == INFLIGHT_TIMEOUT
+    assert all(a.max_binds == scenario.ne_binds for a in config.ne_accounts)
+    # a timed run keeps the standard scenario
+    timed = scenario_of(_parse(), nes=3, workers=1, rate=None)
+    assert timed == Scenario()
+
+
+def test_rate_takes_a_share_of_the_maximum_and_lists_of_points():
+    args = _parse("--rate", "50%", "--nes", "1,3,6,10", "--workers", "1,2")
+    assert args.rate == RateShare(0.5)
+    assert args.nes == [1, 3, 6, 10] and args.workers == [1, 2]
+    assert _parse("--rate", "max").rate is None
+    assert _parse("--rate", "1500").rate == 1500
+    for bad in (["--rate", "0%"], ["--rate", "150%"], ["--nes", "1,0"]):
+        with pytest.raises(SystemExit):
+            _parse(*bad)
+
+
+def _parse(*args: str):
+    import argparse
+
+    from smps.benchrun import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["bench", *args])
+
+
+@pytest.mark.timeout(60)
+def test_short_run_answers_every_original_once(tmp_path):
+    result, report = bench(
+        tmp_path, "--duration", "2", "--warmup", "1", "--rate", "200", "--rss-every", "0.5"
+    )
     assert report["missing"] == 0
     assert report["duplicates"] == 0
     assert report["throttled"] == 0
@@ -85,3 +134,44 @@ def test_short_run_answers_every_original_once(tmp_path):
     # blocked originals (5 % per NE) came back with the block status
     assert report["measured"]["statuses"].get("0x66", 0) > 0
     assert "smps bench: OK" in result.stdout
+    # SMPS's RSS sampled over the measured interval: start, a few in between, end
+    memory = report["memory"]
+    assert len(memory["samples"]) >= 4
+    assert memory["rss_start_mb"] == memory["samples"][0][1] > 0
+    assert memory["rss_end_mb"] == memory["samples"][-1][1] > 0
+    assert report["rss_growth_mb"] == memory["rss_growth_mb"]
+    assert "RSS over run" in result.stdout
+    # a --nes/--workers list ends with one line per point
+    table = format_sweep([report, {**report, "scenario": {**report["scenario"], "nes": 6}}])
+    assert table.splitlines()[2].split()[:2] == ["3", "1"]
+    assert table.splitlines()[3].split()[:2] == ["6", "1"]
+
+
+@pytest.mark.timeout(60)
+def test_inflight_run_reads_smps_memory_with_every_original_held(tmp_path):
+    result, report = bench(tmp_path, "--inflight", "2000", "--rate", "2000", "--nes", "2")
+    held = report["inflight"]
+    # none answered: the NEs stay silent and nothing times out within 600 s
+    assert held["sent"] == held["originals"] == 2000 and held["answered"] == 0
+    assert held["ne_copies"] == held["ne_copies_expected"] == 4000
+    # real readings of SMPS's processes, and the figure is their difference per original
+    assert held["rss_before_bytes"] > 10 * 2**20
+    assert held["rss_held_bytes"] > held["rss_before_bytes"]
+    per = (held["rss_held_bytes"] - held["rss_before_bytes"]) / 2000
+    assert held["bytes_per_original"] == round(per)
+    assert report["scenario"]["timeout"] == INFLIGHT_TIMEOUT
+    assert "smps bench --inflight: OK" in result.stdout
+
+
+@pytest.mark.timeout(60)
+def test_half_rate_runs_after_a_max_run(tmp_path):
+    result, report = bench(
+        tmp_path, "--rate", "50%", "--nes", "1", "--duration", "1", "--warmup", "0.5"
+    )
+    assert report["rate_share"] == 0.5
+    top = report["max_run"]
+    assert top["msgs_per_s"] > 0 and top["missing"] == top["duplicates"] == 0
+    assert report["scenario"]["rate"] == round(top["msgs_per_s"] / 2, 1)
+    assert report["missing"] == report["duplicates"] == 0
+    assert set(report["latency_ms"]) == {"p50", "p90", "p99", "max"}
+    assert result.stdout.count("smps bench: OK") == 2  # the max run, then the half-rate run

@@ -36,7 +36,7 @@ from smps.sim.traffic import (
 # ---- option types ------------------------------------------------------------
 
 
-def _option_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+def option_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """Turn a parser's ValueError into argparse's one-line usage error."""
 
     def convert(value: str) -> Any:
@@ -56,7 +56,7 @@ def _ratio(value: str) -> float:
     return number
 
 
-def _rate(value: str) -> float | None:
+def parse_rate(value: str) -> float | None:
     if value.strip().lower() == "max":
         return None
     rate = float(value)
@@ -100,16 +100,16 @@ def _numbers(value: str) -> list[bytes]:
     return [n.encode() for n in numbers]
 
 
-address = _option_type(parse_address)
-ratio = _option_type(_ratio)
-rate = _option_type(_rate)
-duration = _option_type(_duration)
-positive_duration = _option_type(_positive_duration)
-status = _option_type(_status)
-positive_int = _option_type(_positive_int)
-numbers = _option_type(_numbers)
-mix = _option_type(Mix.parse)
-number_range = _option_type(NumberRange.parse)
+address = option_type(parse_address)
+ratio = option_type(_ratio)
+rate = option_type(parse_rate)
+duration = option_type(_duration)
+positive_duration = option_type(_positive_duration)
+status = option_type(_status)
+positive_int = option_type(_positive_int)
+numbers = option_type(_numbers)
+mix = option_type(Mix.parse)
+number_range = option_type(NumberRange.parse)
 
 
 # ---- the parsers -------------------------------------------------------------
