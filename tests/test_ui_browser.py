@@ -175,3 +175,85 @@ async def test_sign_in_create_account_see_its_bind_live_and_sign_out(make_config
                     await ne.stop()
                 await server.close()
                 await asyncio.sleep(0)
+
+
+async def test_smsc_routes_sessions_and_users_pages(make_config):
+    """Screenshots of the SMSC, routes, sessions and users pages against a real node,
+    with one real NE bind to kick."""
+    expect = playwright_api.expect
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    accounts = [{"system_id": "antispam", "password": "pw1"}]
+    async with proxy(make_config, accounts=accounts) as (_sim, node, _add_ne):
+        await repo.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
+        app = web.Application()
+        add_ui_routes(app, node.store, NodeLive(node))
+        server = TestServer(app, host="127.0.0.1", port=0)
+        await server.start_server()
+        base = str(server.make_url("")).rstrip("/")
+        ne = SimNe("127.0.0.1", node.smpp_port, system_id="antispam", password="pw1")
+        ne.start()
+        async with playwright_api.async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_FLAGS
+            )
+            try:
+                await ne.wait_bound()
+                page = await browser.new_page(viewport={"width": 1280, "height": 800})
+                page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+                await page.goto(base + "/login")
+                await page.get_by_label("User name").fill("alice")
+                await page.get_by_label("Password").fill(PASSWORD)
+                await page.get_by_role("button", name="Sign in").click()
+
+                await page.get_by_role("link", name="SMSC connections").click()
+                await expect(page.locator("table.data tbody tr")).to_have_count(1)
+                await page.screenshot(path=ARTIFACTS / "10-smsc.png", full_page=True)
+                await page.get_by_role("link", name="New SMSC connection").click()
+                await page.get_by_label("Name", exact=True).fill("backup")
+                await page.get_by_label("Host").fill("127.0.0.1")
+                await page.get_by_label("Port").fill("70000")
+                await page.get_by_label("System ID").fill("smps")
+                await page.get_by_role("button", name="Create connection").click()
+                await expect(page.locator("#port-error")).to_be_visible()
+                await page.screenshot(path=ARTIFACTS / "11-smsc-form-error.png", full_page=True)
+
+                await page.get_by_role("link", name="Routes").click()
+                await page.screenshot(path=ARTIFACTS / "12-routes-empty.png", full_page=True)
+                await page.get_by_role("link", name="New route").click()
+                await page.get_by_label("Name", exact=True).fill("china")
+                await page.get_by_label("antispam").check()
+                await page.get_by_label("Destination prefixes").fill("86")
+                await page.get_by_role("button", name="Create route").click()
+                await expect(page.get_by_role("status")).to_contain_text("Route china created")
+                await page.screenshot(path=ARTIFACTS / "13-routes.png", full_page=True)
+
+                await page.get_by_role("link", name="Sessions").click()
+                await page.screenshot(path=ARTIFACTS / "14-sessions.png", full_page=True)
+                await page.get_by_role("button", name="Kick the binds of antispam").click()
+                await expect(page.get_by_role("status")).to_have_text("Unbound 1 bind of antispam.")
+
+                await page.get_by_role("link", name="Users").click()
+                await page.get_by_role("link", name="Add user").click()
+                await page.get_by_label("User name").fill("bob")
+                await page.get_by_label("Password").fill("short")
+                await page.get_by_label("Operator").check()
+                await page.get_by_role("button", name="Add user").click()
+                await expect(page.locator("#password-error")).to_have_text("at least 8 characters")
+                await page.screenshot(path=ARTIFACTS / "15-user-form-error.png", full_page=True)
+                await page.get_by_label("Password").fill(PASSWORD)
+                await page.get_by_role("button", name="Add user").click()
+                await expect(page.get_by_role("status")).to_have_text("User bob added as operator.")
+                await page.screenshot(path=ARTIFACTS / "16-users.png", full_page=True)
+                await page.get_by_role("link", name="Change role or password of bob").click()
+                await page.screenshot(path=ARTIFACTS / "17-user-edit.png", full_page=True)
+
+                await page.get_by_role("link", name="Audit log").click()
+                await expect(page.locator("table.data tbody")).to_contain_text("kick")
+                await page.set_viewport_size({"width": 390, "height": 844})
+                await page.get_by_role("link", name="Sessions").click()
+                await page.screenshot(path=ARTIFACTS / "18-sessions-phone.png", full_page=True)
+            finally:
+                await browser.close()
+                await ne.stop()
+                await server.close()
+                await asyncio.sleep(0)
