@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from smps._native.fanout import with_sequence
+from smps._native.fanout import append_with_sequence
 from smps._native.pdu import (
     CommandId,
     Framer,
@@ -149,7 +149,7 @@ class Session(asyncio.Protocol):
         # order, so the oldest request is always first (one timeout for all).
         self._outstanding: dict[int, tuple[int, float, ResponseCallback, Any]] = {}
         self._queue: deque[tuple[bytes, ResponseCallback, Any, float]] = deque()
-        self._wbuf: list[bytes | memoryview] = []
+        self._wbuf = bytearray()  # what goes out at the end of this loop iteration
         self._flush_scheduled = False
         self._last_rx = 0.0
         self._enquire_outstanding = False
@@ -189,7 +189,7 @@ class Session(asyncio.Protocol):
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         self._transport = None
-        self._wbuf = []
+        self._wbuf = bytearray()
         outstanding, self._outstanding = self._outstanding, {}
         queued, self._queue = self._queue, deque()
         for _command, _sent, callback, context in outstanding.values():
@@ -317,12 +317,20 @@ class Session(asyncio.Protocol):
         return QUEUED
 
     def _transmit(self, pdu: bytes, callback: ResponseCallback, context: Any) -> int:
-        seq = self.allocate_sequence()
-        command_id = header(pdu)[1]
-        self._outstanding[seq] = (command_id, self._loop.time(), callback, context)
-        if len(self._outstanding) > self.stats.window_peak:
-            self.stats.window_peak = len(self._outstanding)
-        self.write(with_sequence(pdu, seq))
+        seq = self._next_seq
+        self._next_seq = 1 if seq >= MAX_SEQUENCE else seq + 1
+        # The copy goes straight into the write buffer with its new sequence number.
+        command_id = append_with_sequence(self._wbuf, pdu, seq)
+        outstanding = self._outstanding
+        outstanding[seq] = (command_id, self._loop.time(), callback, context)
+        stats = self.stats
+        if len(outstanding) > stats.window_peak:
+            stats.window_peak = len(outstanding)
+        counts = stats.pdus_out
+        counts[command_id] = counts.get(command_id, 0) + 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
         return seq
 
     def _drain_queue(self) -> None:
@@ -371,14 +379,14 @@ class Session(asyncio.Protocol):
         self.write(response)
         return response
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes) -> None:
         """Queue one encoded PDU; everything queued in one loop iteration goes out in one writev."""
         if self._transport is None:
             return
         counts = self.stats.pdus_out
-        command_id = int.from_bytes(data[4:8], "big")
+        command_id = header(data)[1]
         counts[command_id] = counts.get(command_id, 0) + 1
-        self._wbuf.append(data)
+        self._wbuf += data
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
@@ -386,8 +394,9 @@ class Session(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._wbuf and self._transport is not None:
-            self._transport.writelines(self._wbuf)
-        self._wbuf = []
+            # A fresh buffer each time: the transport may keep this one until sent.
+            self._transport.write(self._wbuf)
+            self._wbuf = bytearray()
 
     def pause_reading(self) -> None:
         """Act on no more requests from the peer (flow control): PDUs already
