@@ -145,3 +145,4 @@ cdef class PendingTable:
     cpdef list expire(self, double now)
     cpdef release(self, int64_t handle)
     cpdef object context(self, int64_t handle)
+    cpdef tuple verdict(self, int64_t handle)

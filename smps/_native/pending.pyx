@@ -443,6 +443,12 @@ cdef class PendingTable:
         """True once the entry waits for nothing: record it and release it."""
         return self._entries[self._valid_slot(handle)].phase == PHASE_COMPLETE
 
+    cpdef tuple verdict(self, int64_t handle):
+        """(outcome, reason, seconds from arrival to verdict) of a decided entry:
+        what answering the SMSC needs, in one call."""
+        cdef const Entry* entry = self._decided(handle)
+        return (entry.outcome, entry.reason, entry.decided_at - entry.arrived_at)
+
     def outcome(self, int64_t handle):
         """OUTCOME_ALLOW, OUTCOME_BLOCK or OUTCOME_TEMPFAIL of a decided entry."""
         return self._decided(handle).outcome

@@ -130,6 +130,7 @@ class Router:
     def __init__(self, routes: Iterable[Route], lanes: dict[str, Lane]):
         enabled = {name: lane for name, lane in lanes.items() if lane.account.enabled}
         self.everyone = tuple(enabled.values())
+        self.everyone_mask = decisive_mask(self.everyone)
         self.routes = [_CompiledRoute(route, enabled) for route in routes]
 
     def targets(self, view: Any, smsc: str) -> tuple[Lane, ...]:
@@ -140,6 +141,15 @@ class Router:
             if route.matches(view, smsc):
                 selected.update(dict.fromkeys(route.lanes))
         return tuple(selected)
+
+
+def decisive_mask(targets: tuple[Lane, ...]) -> int:
+    """Bit i set when target i is an enforcing account (the pending table's mask)."""
+    mask = 0
+    for index, lane in enumerate(targets):
+        if lane.decisive:
+            mask |= 1 << index
+    return mask
 
 
 class StickyBlocks:
@@ -183,6 +193,14 @@ class Original:
         self.arrived_wall = arrived_wall
         self.trace = trace  # None unless a trace rule matched
         self.answered: set[str] | None = set() if trace is not None else None  # traced only
+
+
+# (verdict, reason) names of the decision counters, by outcome and reason code.
+_DECISION_KEYS = {
+    (outcome, reason): (OUTCOME_NAMES[outcome], P.reason_name(reason))
+    for outcome in OUTCOME_NAMES
+    for reason in range(P.REASON_BLOCK, P.REASON_STICKY + 1)
+}
 
 
 class DispatcherStats:
@@ -248,6 +266,10 @@ class Dispatcher:
         self.pending.set_timeout(config.policy.timeout)
         self.pending.on_no_answer = self.policy.on_timeout
         self.record_mode = config.database.record
+        self._record_all = self.record_mode == "all"
+        self._record_non_allow = self.record_mode == "non_allow"
+        self._block_codes = self.policy.block_codes
+        self._outcome_status = self.policy.outcome_status
         self.sticky = StickyBlocks(config.policy.concat_window)
         self.sticky_enabled = config.policy.concat_sticky_block
         self.inspect_receipts = config.policy.inspect_receipts
@@ -342,8 +364,12 @@ class Dispatcher:
                     concat_key=concat_key,
                 )
                 return
-        targets = self.router.targets(view, session.smsc)
-        if not any(lane.binds for lane in targets):
+        router = self.router
+        targets = router.targets(view, session.smsc)
+        for lane in targets:
+            if lane.binds:
+                break
+        else:  # no target has a bind (or there is no target)
             self._answer_now(
                 session,
                 pdu,
@@ -356,14 +382,11 @@ class Dispatcher:
                 concat_key=concat_key,
             )
             return
-        decisive_mask = 0
-        for index, lane in enumerate(targets):
-            if lane.decisive:
-                decisive_mask |= 1 << index
+        mask = router.everyone_mask if targets is router.everyone else decisive_mask(targets)
         original = Original(
             session, pdu, view, concat, concat_key, targets, self.wall_clock(), trace
         )
-        handle = self.pending.add(now, original, len(targets), decisive_mask)
+        handle = self.pending.add(now, original, len(targets), mask)
         if handle < 0:
             self.stats.throttled += 1
             if trace is not None:
@@ -377,12 +400,12 @@ class Dispatcher:
             self._concat_in_flight.setdefault(concat_key, set()).add(handle)
         if self.pause_mode and len(self.pending) >= self._pause_at:
             self._pause(session)
-        if not decisive_mask:
+        if not mask:
             # Only monitor accounts: they see the copy, but cannot decide.
             self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
-            self._answer(handle)
+            self._answer(handle, original)
         for index, lane in enumerate(targets):
-            self._send_copy(lane, handle, index, pdu, now)
+            self._send_copy(lane, handle, index, pdu, now, original)
 
     def _concat(self, view: Any) -> tuple[int, int, int] | None:
         """(ref, total, part) of a concatenated segment, from the UDH or SAR TLVs."""
@@ -392,65 +415,66 @@ class Dispatcher:
                 return udh.concat
         return view.sar
 
-    def _send_copy(self, lane: Lane, handle: int, index: int, pdu: bytes, now: float) -> None:
+    def _send_copy(self, lane: Lane, handle: int, index: int, pdu: bytes, now: float,
+                   original: Original) -> None:  # fmt: skip
         if not lane.queue:
             session = lane.pick_bind()
             if session is not None and lane.take_token(now):
-                self._transmit(session, lane, handle, index, pdu, now, retried=False)
+                self._transmit(session, lane, handle, index, pdu, now, original, retried=False)
                 return
         if not lane.binds or len(lane.queue) >= QUEUE_LIMIT:
             self.stats.queue_dropped += 1
-            self._trace_drop(handle, lane, "no bind" if not lane.binds else "queue full")
-            self._record_answer(lane, handle, index, P.NONE, 0, now)
+            if original.trace is not None:
+                original.trace.dropped("no bind" if not lane.binds else "queue full",
+                                       lane.system_id)  # fmt: skip
+            self._record_answer(lane, handle, index, P.NONE, 0, now, original)
             return
         lane.queue.append((handle, index, pdu, now + self.pending.timeout))
 
-    def _transmit(self, session, lane, handle, index, pdu, now, *, retried: bool) -> None:
+    def _transmit(self, session, lane, handle, index, pdu, now, original, *, retried: bool):
+        # The copy's context carries the original, so its answer needs no lookup.
         sequence = session.send(pdu, self._on_ne_answer, (handle, index, lane, session, retried,
-                                                          now))  # fmt: skip
+                                                          now, original))  # fmt: skip
         if sequence == REFUSED:  # the bind closed under us: no answer from the account
-            self._record_answer(lane, handle, index, P.NONE, 0, now)
+            self._record_answer(lane, handle, index, P.NONE, 0, now, original)
             return
         self.stats.copies_sent += 1
         lane.copies_sent += 1
-        if self.tracer is not None:
-            original = self.pending.context(handle)
-            if original.trace is not None:
-                original.trace.copy_sent(lane.system_id, session.name, 0, sequence, pdu)
-
-    def _trace_drop(self, handle: int, lane: Lane, reason: str) -> None:
-        if self.tracer is not None:
-            original = self.pending.context(handle)
-            if original is not None and original.trace is not None:
-                original.trace.dropped(reason, lane.system_id)
+        if original.trace is not None:
+            original.trace.copy_sent(lane.system_id, session.name, 0, sequence, pdu)
 
     def _drain(self, lane: Lane, now: float) -> None:
         queue = lane.queue
         while queue:
             handle, index, pdu, deadline = queue[0]
+            original = self.pending.context(handle)  # a queued copy's original is in flight
             if deadline <= now:
                 queue.popleft()
                 self.stats.queue_dropped += 1
-                self._trace_drop(handle, lane, "waited past the deadline")
-                self._record_answer(lane, handle, index, P.NONE, 0, now)
+                if original.trace is not None:
+                    original.trace.dropped("waited past the deadline", lane.system_id)
+                self._record_answer(lane, handle, index, P.NONE, 0, now, original)
                 continue
             session = lane.pick_bind()
             if session is None or not lane.take_token(now):
                 return
             queue.popleft()
-            self._transmit(session, lane, handle, index, pdu, now, retried=False)
+            self._transmit(session, lane, handle, index, pdu, now, original, retried=False)
 
     def _on_ne_answer(self, context: tuple, status: int, response: bytes | None) -> None:
-        handle, index, lane, session, retried, sent_at = context
+        handle, index, lane, session, retried, sent_at, original = context
         now = self.clock()
         if status != NO_RESPONSE:
-            lane.latency.observe(now - sent_at)
-            self._record_answer(lane, handle, index, self.policy.classify(status), status, now,
-                                response, now - sent_at)  # fmt: skip
+            latency = now - sent_at
+            lane.latency.observe(latency)
+            # VerdictPolicy.classify, inline: this runs for every copy.
+            state = P.ALLOW if status == 0 else P.BLOCK if status in self._block_codes else P.NONE
+            self._record_answer(lane, handle, index, state, status, now, original, response,
+                                latency)  # fmt: skip
         elif not retried and not session.is_open and self._retry(lane, handle, index, now):
             return
         else:
-            self._record_answer(lane, handle, index, P.NONE, 0, now)
+            self._record_answer(lane, handle, index, P.NONE, 0, now, original)
         if lane.queue:
             self._drain(lane, now)
 
@@ -464,26 +488,27 @@ class Dispatcher:
         if now >= self.pending.arrived_at(handle) + self.pending.timeout:
             return False
         self.stats.retried += 1
-        self._transmit(other, lane, handle, index, original.pdu, now, retried=True)
+        self._transmit(other, lane, handle, index, original.pdu, now, original, retried=True)
         return True
 
-    def _record_answer(self, lane, handle, index, state, status, now, response=None,
+    def _record_answer(self, lane, handle, index, state, status, now, original, response=None,
                        latency=None) -> None:  # fmt: skip
+        """One target's answer for `original` (which may be complete already: late)."""
         lane.answers[state] += 1
         result = self.pending.answer(handle, index, state, status, now)
-        if self.tracer is not None and result != P.ANSWER_UNKNOWN:
-            self._trace_answer(handle, lane, state, status, response, latency, result)
+        if result == P.ANSWER_UNKNOWN:
+            self.stats.late_answers += 1
+            return
+        if original.trace is not None:
+            self._trace_answer(original, lane, state, status, response, latency, result)
         if result & P.ANSWER_DECIDED:
-            self._answer(handle)
-        elif result & P.ANSWER_LATE or result == P.ANSWER_UNKNOWN:
+            self._answer(handle, original)
+        elif result & P.ANSWER_LATE:
             self.stats.late_answers += 1
         if result & P.ANSWER_COMPLETE:
-            self._complete(handle)
+            self._complete(handle, original)
 
-    def _trace_answer(self, handle, lane, state, status, response, latency, result) -> None:
-        original = self.pending.context(handle)
-        if original.trace is None:
-            return
+    def _trace_answer(self, original, lane, state, status, response, latency, result) -> None:
         late = bool(result & P.ANSWER_LATE)
         latency_ms = round(latency * 1000, 3) if latency is not None else 0.0
         reason = "" if response is not None else "bind dropped, or no bind or window in time"
@@ -493,19 +518,16 @@ class Dispatcher:
 
     # ---- verdicts --------------------------------------------------------------
 
-    def _answer(self, handle: int) -> None:
-        original = self.pending.context(handle)
-        outcome = self.pending.outcome(handle)
-        status = self.policy.status_for(outcome)
+    def _answer(self, handle: int, original: Original) -> None:
+        outcome, reason_code, seconds = self.pending.verdict(handle)
+        status = self._outcome_status[outcome]
         response = original.session.respond(original.pdu, status)
-        self.decision_latency.observe(
-            self.pending.decided_at(handle) - self.pending.arrived_at(handle)
-        )
-        reason_code = self.pending.reason(handle)
-        self.stats.decided(OUTCOME_NAMES[outcome], P.reason_name(reason_code))
+        self.decision_latency.observe(seconds)
+        key = _DECISION_KEYS[outcome, reason_code]
+        decisions = self.stats.decisions
+        decisions[key] = decisions.get(key, 0) + 1
         if original.trace is not None:
-            original.trace.final(status, OUTCOME_NAMES[outcome], P.reason_name(reason_code),
-                                 response)  # fmt: skip
+            original.trace.final(status, key[0], key[1], response)
         if outcome == P.OUTCOME_BLOCK and reason_code != P.REASON_STICKY:
             self._block_message(original.concat_key, self.clock(), handle)
 
@@ -541,15 +563,19 @@ class Dispatcher:
             if other != handle and self.pending.decide(
                 other, P.OUTCOME_BLOCK, P.REASON_STICKY, now
             ):
-                self._answer(other)
+                self._answer(other, self.pending.context(other))
 
-    def _complete(self, handle: int) -> None:
-        original = self.pending.context(handle)
+    def _complete(self, handle: int, original: Original) -> None:
         outcome = self.pending.outcome(handle)
         verdict = OUTCOME_NAMES[outcome]
         if original.trace is not None:
             self._close_trace(handle, original)
-        if should_record(self.record_mode, verdict, original.trace is not None):
+        # should_record(), inline: this runs for every original.
+        if (
+            original.trace is not None
+            or self._record_all
+            or (self._record_non_allow and outcome != P.OUTCOME_ALLOW)
+        ):
             pending = self.pending
             targets = original.targets
             results = [
@@ -635,9 +661,10 @@ class Dispatcher:
     def _tick(self) -> None:
         now = self.clock()
         for handle, needs_answer in self.pending.expire(now):
+            original = self.pending.context(handle)
             if needs_answer:
-                self._answer(handle)
-            self._complete(handle)
+                self._answer(handle, original)
+            self._complete(handle, original)
         for lane in self.lanes.values():
             if lane.queue:
                 self._drain(lane, now)
