@@ -35,6 +35,10 @@ STABLE_BIND = 60.0  # a bind that lasted this long resets the back-off
 
 MessageHandler = Callable[["SmscSession", bytes], None]
 
+# Plain ints: an enum member lookup per original costs more than the comparison.
+MESSAGES = frozenset({int(CommandId.DELIVER_SM), int(CommandId.DATA_SM)})
+_ALERT_NOTIFICATION = int(CommandId.ALERT_NOTIFICATION)
+
 
 def allow_all(session: "SmscSession", pdu: bytes) -> None:
     """Default handler until the proxy core is plugged in: allow every message."""
@@ -64,9 +68,9 @@ class SmscSession(Session):
         self.alerts = 0
 
     def on_request(self, command_id: int, pdu: bytes) -> None:
-        if command_id == CommandId.DELIVER_SM or command_id == CommandId.DATA_SM:
+        if command_id in MESSAGES:
             self.on_message(self, pdu)
-        elif command_id == CommandId.ALERT_NOTIFICATION:
+        elif command_id == _ALERT_NOTIFICATION:
             self.alerts += 1  # no response PDU exists (SMPP 3.4 §4.12)
         # OUTBIND while we are connecting ourselves: nothing to do.
 

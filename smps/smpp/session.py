@@ -64,6 +64,12 @@ KNOWN_REQUESTS = frozenset(
 )
 # Requests that have no response PDU: an error about them is a generic_nack.
 NO_RESPONSE_COMMANDS = frozenset({CommandId.OUTBIND, CommandId.ALERT_NOTIFICATION})
+# The per-PDU path compares with these plain values: looking up an enum member
+# (State.CLOSED, CommandId.UNBIND) costs about as much as the rest of a comparison.
+_CLOSED = State.CLOSED
+_ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
+_UNBIND = int(CommandId.UNBIND)
+_GENERIC_NACK = int(CommandId.GENERIC_NACK)
 
 
 class SessionClosed(SmpsError):
@@ -173,10 +179,16 @@ class Session(asyncio.Protocol):
 
     def _process_buffered(self) -> None:
         framer = self._framer
+        counts = self.stats.pdus_in
         try:
             while not self._paused and (pdu := framer.next_pdu()) is not None:
-                self._on_pdu(pdu)
-                if self.state is State.CLOSED:
+                _length, command_id, status, seq = header(pdu)
+                counts[command_id] = counts.get(command_id, 0) + 1
+                if command_id & RESPONSE_BIT:
+                    self._on_response(command_id, status, seq, pdu)
+                else:
+                    self._on_request_pdu(command_id, seq, pdu)
+                if self.state is _CLOSED:
                     return
         except FramingError as exc:
             self.stats.error("framing")
@@ -214,17 +226,12 @@ class Session(asyncio.Protocol):
 
     # ---- receiving ---------------------------------------------------------
 
-    def _on_pdu(self, pdu: bytes) -> None:
-        _length, command_id, status, seq = header(pdu)
-        counts = self.stats.pdus_in
-        counts[command_id] = counts.get(command_id, 0) + 1
-        if command_id & RESPONSE_BIT:
-            self._on_response(command_id, status, seq, pdu)
-        elif command_id not in self._allowed:
+    def _on_request_pdu(self, command_id: int, seq: int, pdu: bytes) -> None:
+        if command_id not in self._allowed:
             self._refuse(command_id, seq, pdu)
-        elif command_id == CommandId.ENQUIRE_LINK:
+        elif command_id == _ENQUIRE_LINK:
             self.write(make_resp(pdu))
-        elif command_id == CommandId.UNBIND:
+        elif command_id == _UNBIND:
             self.write(make_resp(pdu))
             self._set_state(State.UNBOUND)
             self.abort_after_flush()
@@ -261,11 +268,12 @@ class Session(asyncio.Protocol):
             self.stats.unexpected_responses += 1
             return
         request_id, sent_at, callback, context = entry
-        if command_id != CommandId.GENERIC_NACK and command_id != request_id | RESPONSE_BIT:
-            self.stats.error("mismatched_response")
+        stats = self.stats
+        if command_id != request_id | RESPONSE_BIT and command_id != _GENERIC_NACK:
+            stats.error("mismatched_response")
             status = Status.RSYSERR if status == 0 else status
-        self.stats.rtt_total += self._loop.time() - sent_at
-        self.stats.rtt_count += 1
+        stats.rtt_total += self._loop.time() - sent_at
+        stats.rtt_count += 1
         callback(context, status, pdu)
         if self._queue:
             self._drain_queue()
@@ -291,7 +299,7 @@ class Session(asyncio.Protocol):
 
     @property
     def is_open(self) -> bool:
-        return self._transport is not None and self.state is not State.CLOSED
+        return self._transport is not None and self.state is not _CLOSED
 
     def allocate_sequence(self) -> int:
         seq = self._next_seq
