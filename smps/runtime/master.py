@@ -80,6 +80,7 @@ from smps.web.api import add_api_routes
 from smps.web.http import HttpServer, make_app
 from smps.web.node import kick
 from smps.web.ui import add_ui_routes
+from smps.web.ui_traces import TRACE_SETTINGS
 
 log = logging.getLogger("smps.master")
 
@@ -371,6 +372,7 @@ class Master:
             country_code=self.config.trace.country_code,
         )
         add_ui_routes(app, self.store, view)
+        app[TRACE_SETTINGS] = lambda: self.config.trace  # live: a reload may change it
         http = HttpServer(app, tls=self.config.web.tls)
         host, port = self.config.web.listen
         self.http_port = await http.start(host, port)
