@@ -384,18 +384,24 @@ class HaController:
         *,
         health: HealthSource,
         lease: DbLease | None = None,
+        on_lease: Callable[[float], None] | None = None,
     ):
         if config.lease.enabled and lease is None:
             raise ValueError("ha.lease.enabled needs a DbLease")
         self.config = config
         self.on_role = on_role
         self.health_source = health
+        self.on_lease = on_lease  # told serve_until at every grant and renewal
         self.lease = lease if config.lease.enabled else None
         self.ttl = config.lease.ttl
         self.keepalived: Notice | None = None
         # Lease bookkeeping (times are loop.time()).
         self.lease_state: LeaseState | None = None
         self.held_epoch: int | None = None
+        # While held: when this node must have stopped serving unless renewed, on the
+        # time.monotonic() clock, which every process of the host shares. The node's
+        # workers enforce it themselves, so a stalled master cannot keep them serving.
+        self.serve_until: float | None = None
         self.lease_error: str | None = None
         self.db_ok_at: float | None = None
         self.role, self.reason = self._decide()
@@ -716,10 +722,12 @@ class HaController:
         if self._expiry is not None:
             self._expiry.cancel()
         loop = asyncio.get_running_loop()
-        self._expiry = loop.call_at(
-            started + self.ttl - self.ttl / 3, self._lost, "lease not renewed in time"
-        )
+        step_down = started + self.ttl - self.ttl / 3
+        self._expiry = loop.call_at(step_down, self._lost, "lease not renewed in time")
+        self.serve_until = time.monotonic() + (step_down - loop.time())
         self._evaluate()
+        if self.on_lease is not None:
+            self.on_lease(self.serve_until)
 
     def _lost(self, reason: str) -> None:
         cause = None
@@ -731,6 +739,7 @@ class HaController:
 
     def _drop_lease(self) -> None:
         self.held_epoch = None
+        self.serve_until = None
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None

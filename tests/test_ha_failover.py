@@ -327,6 +327,59 @@ async def test_active_node_steps_down_before_its_lease_expires_when_the_database
         await sim.stop()
 
 
+async def test_a_stalled_master_cannot_keep_its_workers_serving_past_its_lease(
+    private_mariadb, tmp_path
+):
+    """The master renews the lease, the workers serve: if the master stalls (here SIGSTOP),
+    its workers stand down by themselves at the deadline it last gave them, before the
+    lease can expire and the other node take over."""
+    ttl = 2.0
+    url = await make_database(private_mariadb)
+    sim = SimSmsc(window=5000, response_timeout=30, resend_after=0.2)
+    smsc_port = await sim.start()
+    a = lease_node(tmp_path / "a", smsc_port, "a", url, ttl)
+    b = lease_node(tmp_path / "b", smsc_port, "b", url, ttl)
+    ne: Ne | None = None
+    traffic: Traffic | None = None
+    master_a = None
+    try:
+        await a.start()
+        await b.start()
+        master_a = a.status()["pid"]
+        await a.notify("MASTER")
+        on_a = await new_binds(sim, set())
+        ne = Ne(a.report["smpp_port"], "antispam", PASSWORD, binds=2, delay=NE_DELAY)
+        ne.client.start()
+        await until(lambda: a.status()["ne_binds"].get("antispam") == 2)
+        traffic = Traffic(sim)
+        await until(lambda: len(answered_on(sim, on_a)) >= 100)
+
+        os.kill(master_a, signal.SIGSTOP)  # the master only: its workers run on
+        await b.notify("MASTER")
+        on_b = await new_binds(sim, on_a)
+        assert not set(sim.bound_sessions) & on_a  # A's workers left before B came
+        await until(lambda: len(answered_on(sim, on_b)) >= 100)
+        assert answered_on(sim, on_a)[-1] < answered_on(sim, on_b)[0]
+
+        os.kill(master_a, signal.SIGCONT)  # A's master finds its lease gone: standby
+        await until(lambda: a.health()[1]["ha"]["role"] == "standby")
+        assert "lease not renewed in time" in a.health()[1]["ha"]["last_transition"]["reason"]
+        assert set(sim.bound_sessions) == on_b
+
+        await traffic.stop()
+        await until(lambda: sim.answered + sim.missing >= sim.sent, timeout=15)
+        assert sim.missing == 0 and sim.duplicates == 0 and sim.answered == sim.sent
+    finally:
+        if master_a is not None:
+            os.kill(master_a, signal.SIGCONT)
+        if traffic is not None:
+            await traffic.stop()
+        if ne is not None:
+            await ne.client.stop()
+        await asyncio.gather(*(node.stop() for node in (a, b) if node.process is not None))
+        await sim.stop()
+
+
 async def test_a_demoted_holder_gives_the_lease_back_once_drained_not_a_round_later(mysql_url):
     """With ttl 30 s the lease rounds are 10 s apart: the hand-back must not wait for one."""
     store = await Store.open(mysql_url)

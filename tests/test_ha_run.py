@@ -74,7 +74,7 @@ class HaNode:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        await until(self._up)
+        await until(self._up, timeout=60)  # slow to start on a busy machine
 
     def _up(self) -> bool:
         assert self.process.poll() is None, "smps run exited"

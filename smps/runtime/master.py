@@ -228,9 +228,10 @@ class Master:
         self.role = role
         self._role_seq += 1
         live = self._live()
+        until = self.ha.serve_until if self.ha is not None else None
         for slot in live:
             slot.role_set.clear()
-            slot.control.send({"t": "role", "role": role, "seq": self._role_seq})
+            slot.control.send({"t": "role", "role": role, "seq": self._role_seq, "until": until})
         if role == "active":
             return
         # asyncio.timeout rather than wait_for everywhere here: on Python 3.11
@@ -396,7 +397,9 @@ class Master:
         lease = None
         if ha.lease.enabled:
             lease = DbLease(self.store.engine, holder_id(self.config.node.name), ha.lease.ttl)
-        self.ha = HaController(ha, self._on_role, health=self._workers_health, lease=lease)
+        self.ha = HaController(
+            ha, self._on_role, health=self._workers_health, lease=lease, on_lease=self._send_lease
+        )
         self.role = str(self.ha.role)  # workers start in it; the first on_role confirms it
         self.registry.register(CallbackCollector(self.ha.metrics))
 
@@ -525,7 +528,14 @@ class Master:
         slot.started_wall = time.time()
         slot.control = await ControlChannel.open(master_control)
         self._send_config(slot)
+        if self.ha is not None and self.ha.serve_until is not None:
+            slot.control.send({"t": "lease", "until": self.ha.serve_until})
         slot.reader = self._spawn(self._read_worker(slot, slot.control))
+
+    def _send_lease(self, until: float) -> None:
+        """Every renewal moves the deadline by which the workers stand down by themselves."""
+        for slot in self._live():
+            slot.control.send({"t": "lease", "until": until})
 
     def _send_config(self, slot: WorkerSlot) -> None:
         slot.control.send(config_message(self.live_config, self.accounts, self.role))

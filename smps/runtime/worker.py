@@ -59,6 +59,12 @@ class Worker:
         self.config = config
         self.control = control
         self.role = role
+        self.wanted_role = role  # what the master said; role is it unless the lease lapsed
+        # The lease's deadline (time.monotonic()) while the master holds it: stand down by
+        # then unless the master extends it, even when the master stalls and cannot say so.
+        self.serve_until: float | None = None
+        self._lapse: asyncio.TimerHandle | None = None
+        self._role_lock = asyncio.Lock()
         self.started = time.time()
         self.trace_files = TraceFileSink(
             config.node.state_dir, retention_days=config.database.retention_days
@@ -180,8 +186,14 @@ class Worker:
             count = self.ne_server.kick(message["account"])
             log.info("kicked %d binds of %s", count, message["account"])
         elif kind == "role":
+            self.wanted_role = message["role"]
+            self._set_serve_until(message.get("until"))
             await self._set_role(message["role"])
             self.control.send({"t": "role_set", "seq": message.get("seq", 0)})
+        elif kind == "lease":
+            self._set_serve_until(message["until"])
+            if self.wanted_role == "active" and self.role != "active":
+                self._spawn(self._set_role("active"))  # renewed after it had lapsed here
         elif kind == "stop":
             await self._drain()
             self.control.send({"t": "drained", "in_flight": self.dispatcher.in_flight})
@@ -202,13 +214,35 @@ class Worker:
 
     async def _set_role(self, role: str) -> None:
         """active: bind to the SMSCs, take NEs; standby and fault (the same here): drain, unbind."""
-        was_active = self.role == "active"
-        self.role = role
-        if role == "active" and not was_active:
-            await self._activate()
-        elif role != "active" and was_active:
-            await self._deactivate()
-        log.info("role %s", role)
+        async with self._role_lock:
+            if role == "active" and self._lapsed():
+                log.warning("not going active: the lease deadline has passed")
+                role = "standby"
+            was_active = self.role == "active"
+            self.role = role
+            if role == "active" and not was_active:
+                await self._activate()
+            elif role != "active" and was_active:
+                await self._deactivate()
+            log.info("role %s", role)
+
+    def _set_serve_until(self, until: float | None) -> None:
+        self.serve_until = until
+        if self._lapse is not None:
+            self._lapse.cancel()
+            self._lapse = None
+        if until is not None:
+            delay = max(0.0, until - time.monotonic())
+            self._lapse = asyncio.get_running_loop().call_later(delay, self._on_lapse)
+
+    def _lapsed(self) -> bool:
+        return self.serve_until is not None and time.monotonic() >= self.serve_until
+
+    def _on_lapse(self) -> None:
+        self._lapse = None
+        if self.role == "active" and not self._stopping:
+            log.warning("the lease deadline passed with no renewal from the master: standing down")
+            self._spawn(self._set_role("standby"))
 
     # ---- NE placement ------------------------------------------------------------
 
