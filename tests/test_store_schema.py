@@ -16,14 +16,17 @@ async def test_upgrade_from_empty_creates_every_table(store):
         decision_indexes = await conn.run_sync(
             lambda sync: {ix["name"] for ix in inspect(sync).get_indexes("decisions")}
         )
+        decision_columns = await conn.run_sync(
+            lambda sync: {c["name"]: c for c in inspect(sync).get_columns("decisions")}
+        )
     assert set(schema.metadata.tables) <= tables
     assert revision == head_revision()
-    assert {
+    assert decision_indexes == {
         "ix_decisions_source_addr",
         "ix_decisions_destination_addr",
         "ix_decisions_decided_us",
-        "ix_decisions_deciding_account",
-    } <= decision_indexes
+    }
+    assert decision_columns["epoch"]["nullable"]
 
 
 async def test_upgrade_twice_is_a_no_op(store):

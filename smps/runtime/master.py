@@ -246,6 +246,8 @@ class Master:
             return
         log.info("role %s: %s", role, reason)
         if role == Role.ACTIVE:
+            # Decisions from now on carry the lease epoch this node serves under (#11).
+            await self.writer.set_epoch(self.ha.epoch)
             self._open_ne_listener()
             await self.set_role("active")
         else:

@@ -54,6 +54,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     for pragma in (
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
+        # Checkpoint (and fsync) every ~40 MB of WAL rather than every 4 MB: the batched
+        # writer's commits then spend far less time in checkpoints.
+        "PRAGMA wal_autocheckpoint=10000",
         "PRAGMA busy_timeout=10000",
         "PRAGMA foreign_keys=ON",
     ):

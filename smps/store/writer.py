@@ -39,10 +39,11 @@ Times in the rows are integer microseconds since the epoch (see schema.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -86,6 +87,7 @@ DECISION_COLUMNS = (
     "status",
     "deciding_account",
     "results",
+    "epoch",
 )
 TRACE_COLUMNS = (
     "message_id",
@@ -128,38 +130,68 @@ class Batch(msgspec.Struct, array_like=True, frozen=True):
 
 _encode_batch = msgspec.msgpack.Encoder().encode
 _decode_batch = msgspec.msgpack.Decoder(Batch).decode
+
+
+def _spooled_batch(payload: bytes) -> Batch:
+    """A batch read back from the spool; one spooled before decisions had an epoch
+    column (migration 0003) gets NULL there."""
+    batch = _decode_batch(payload)
+    if batch.decisions and len(batch.decisions[0]) < len(DECISION_COLUMNS):
+        rows = [(*row, None) for row in batch.decisions]
+        return Batch(batch.batch_id, rows, batch.traces, batch.counters)
+    return batch
+
+
 _encode_json = msgspec.json.Encoder().encode
 
 
-def _us(seconds: float) -> int:
-    return round(seconds * 1_000_000)
+def decision_rows(decisions: list[Decision], epoch: int | None) -> tuple[list[tuple], list[tuple]]:
+    """Decisions as rows in DECISION_COLUMNS order, stamped with the lease ``epoch``, and
+    their per-minute counter increments, in one pass (this is the writer's per-record cost).
 
-
-def decision_row(d: Decision) -> tuple:
-    """A decision as a row in DECISION_COLUMNS order; strings cut to their column widths."""
-    return (
-        _us(d.arrived_at),
-        _us(d.decided_at),
-        d.smsc[:64],
-        d.command[:16],
-        d.sequence,
-        d.source_addr[:65],
-        d.source_ton,
-        d.source_npi,
-        d.destination_addr[:65],
-        d.dest_ton,
-        d.dest_npi,
-        d.esm_class,
-        d.data_coding,
-        d.concat_ref,
-        d.concat_part,
-        d.concat_total,
-        d.verdict[:16],
-        d.reason[:16],
-        d.status,
-        d.deciding_account[:16] if d.deciding_account else None,
-        _encode_json(d.results).decode(),
-    )
+    Counters: account "" counts final verdicts, an account name that NE's verdicts.
+    Strings from outside SMPS (PDUs, configuration) are cut to their column widths;
+    command, verdict and reason are SMPS's own words, all shorter than 16.
+    """
+    rows: list[tuple] = []
+    row = rows.append
+    keys: list[tuple[int, str, str]] = []
+    key = keys.append
+    for d in decisions:
+        decided = round(d.decided_at * 1_000_000)
+        account = d.deciding_account
+        results = d.results
+        row(
+            (
+                round(d.arrived_at * 1_000_000),
+                decided,
+                d.smsc[:64],
+                d.command,
+                d.sequence,
+                d.source_addr[:65],
+                d.source_ton,
+                d.source_npi,
+                d.destination_addr[:65],
+                d.dest_ton,
+                d.dest_npi,
+                d.esm_class,
+                d.data_coding,
+                d.concat_ref,
+                d.concat_part,
+                d.concat_total,
+                d.verdict,
+                d.reason,
+                d.status,
+                account[:16] if account else None,
+                _encode_json(results).decode(),
+                epoch,
+            )
+        )
+        minute = decided // _US_PER_MINUTE
+        key((minute, "", d.verdict))
+        for result in results:
+            key((minute, result.account, result.verdict))
+    return rows, [(*k, count) for k, count in Counter(keys).items()]
 
 
 def trace_row(event: Any) -> tuple:
@@ -175,21 +207,12 @@ def trace_row(event: Any) -> tuple:
     )
 
 
-def _counters(decisions: list[Decision]) -> list[tuple]:
-    """Per-minute increments: account "" for final verdicts, else that NE's verdict."""
-    counts: dict[tuple[int, str, str], int] = {}
-    for d in decisions:
-        minute = _us(d.decided_at) // _US_PER_MINUTE
-        key = (minute, "", d.verdict)
-        counts[key] = counts.get(key, 0) + 1
-        for result in d.results:
-            key = (minute, result.account, result.verdict)
-            counts[key] = counts.get(key, 0) + 1
-    return [(*key, count) for key, count in counts.items()]
-
-
 class _AlreadyWritten(Exception):
     """The batch id is in the ledger: committed earlier."""
+
+
+class _Regroup(Exception):
+    """A group of batches could not be written whole: write them one per transaction."""
 
 
 class _Statements:
@@ -228,6 +251,7 @@ class DecisionWriter:
         *,
         batch_size: int = 500,
         flush_interval: float = 0.2,
+        transaction_records: int = 5000,
         retention_days: int = 30,
         buffer_limit: int = 100_000,
         spool_max_bytes: int = 1 << 30,
@@ -240,6 +264,7 @@ class DecisionWriter:
         self.store = store
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.transaction_records = transaction_records
         self.retention_days = retention_days
         self.buffer_limit = buffer_limit
         self.retry_initial = retry_initial
@@ -267,6 +292,8 @@ class DecisionWriter:
         self._closed = False
         self._next_retention = 0.0
         self._outage_since: float | None = None
+        self._singly = 0  # batches to write one per transaction (after a group was refused)
+        self.epoch: int | None = None  # the HA lease epoch stamped on decisions (set_epoch)
 
         # Counters in records (metric-ready; read by stats() and collect()).
         self.written = 0
@@ -308,6 +335,13 @@ class DecisionWriter:
         self._traces.append(event)
         if len(self._traces) >= self.batch_size:
             self._wake.set()
+
+    async def set_epoch(self, epoch: int | None) -> None:
+        """Stamp decisions from now on with ``epoch``, the fencing token of the lease the
+        node serves under (None: no lease). Decisions already buffered keep the old one."""
+        if epoch != self.epoch:
+            await self._cut()
+            self.epoch = epoch
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -422,12 +456,8 @@ class DecisionWriter:
             traces = self._traces[: self.batch_size]
             del self._decisions[: self.batch_size]
             del self._traces[: self.batch_size]
-            batch = Batch(
-                uuid.uuid4().hex,
-                [decision_row(d) for d in decisions],
-                [trace_row(t) for t in traces],
-                _counters(decisions),
-            )
+            rows, counters = decision_rows(decisions, self.epoch)
+            batch = Batch(uuid.uuid4().hex, rows, [trace_row(t) for t in traces], counters)
             await self._queue(batch)
 
     async def _queue(self, batch: Batch) -> None:
@@ -457,15 +487,29 @@ class DecisionWriter:
 
     # ----------------------------------------------------------------------- writing
 
-    async def _next_batch(self) -> tuple[Batch, bool] | None:
-        """The oldest queued batch and whether it came from the spool; None when idle."""
+    async def _next_batches(self) -> tuple[list[Batch], bool] | None:
+        """The oldest queued batches and whether they came from the spool; None when idle.
+
+        From memory, consecutive batches up to ``transaction_records`` go together into
+        one transaction: under load the commit (SQLite: the WAL write of every page the
+        indexes dirtied) is shared by more rows. From the spool, one at a time.
+        """
         if self._ready:
-            return self._ready[0], False
+            if self._singly:
+                return [self._ready[0]], False
+            group = [self._ready[0]]
+            records = group[0].records
+            for batch in itertools.islice(self._ready, 1, None):
+                records += batch.records
+                if records > self.transaction_records:
+                    break
+                group.append(batch)
+            return group, False
         if len(self._spool):
             payload = await asyncio.get_running_loop().run_in_executor(self._io, self._spool.peek)
             if payload is not None:
                 try:
-                    return _decode_batch(payload), True
+                    return [_spooled_batch(payload)], True
                 except msgspec.DecodeError:
                     log.error("undecodable batch in the spool, skipped")
                     await asyncio.get_running_loop().run_in_executor(self._io, self._spool.pop)
@@ -479,7 +523,7 @@ class DecisionWriter:
             if loop.time() >= self._next_retention:
                 await self._retention_step()
             self._queued.clear()  # before looking, so a batch queued meanwhile is not missed
-            item = await self._next_batch()
+            item = await self._next_batches()
             if item is None:
                 wait = max(self._next_retention - loop.time(), 0.01)
                 try:
@@ -488,13 +532,17 @@ class DecisionWriter:
                 except TimeoutError:
                     pass
                 continue
-            batch, from_spool = item
+            batches, from_spool = item
             try:
-                await self._write(batch)
+                await self._write(batches)
+            except _Regroup:
+                # A batch of the group was committed before, or refused: one at a time.
+                self._singly = len(batches)
+                continue
             except (DataError, ProgrammingError, IntegrityError) as exc:
                 # The database is up but refuses these rows: retrying cannot help.
-                log.error("database refused a batch of %d records: %s", batch.records, exc)
-                self.dropped += batch.records
+                log.error("database refused a batch of %d records: %s", batches[0].records, exc)
+                self.dropped += batches[0].records
                 await self._discard_connection()
             except Exception as exc:
                 if self._outage_since is None:
@@ -517,20 +565,33 @@ class DecisionWriter:
                 if not len(self._spool):
                     log.info("spool replayed")
             else:
-                self._ready.popleft()
-                self._ready_records -= batch.records
+                for batch in batches:
+                    self._ready.popleft()
+                    self._ready_records -= batch.records
+                self._singly = max(self._singly - 1, 0)
 
     async def _discard_connection(self) -> None:
         await self._runner.discard()
 
-    async def _write(self, batch: Batch) -> None:
-        async with asyncio.timeout(self.write_timeout):
-            new = await self._runner.run(write_batch, self._sql, batch)
+    async def _write(self, batches: list[Batch]) -> None:
+        """Write ``batches`` in one transaction. A group that cannot be written whole
+        (one of its batches is already in the ledger, or refused) raises _Regroup."""
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                new = await self._runner.run(write_batches, self._sql, batches)
+        except (DataError, ProgrammingError, IntegrityError):
+            if len(batches) > 1:
+                await self._discard_connection()
+                raise _Regroup from None
+            raise
+        records = sum(batch.records for batch in batches)
         if new:
-            self.written += batch.records
-            self.batches += 1
+            self.written += records
+            self.batches += len(batches)
+        elif len(batches) > 1:
+            raise _Regroup
         else:
-            self.skipped += batch.records
+            self.skipped += records
 
     async def _retention_step(self) -> None:
         loop = asyncio.get_running_loop()
@@ -563,20 +624,22 @@ class DecisionWriter:
             )
 
 
-def write_batch(conn: Connection, sql: _Statements, batch: Batch) -> bool:
-    """One batch in one transaction; False when its id is already in the ledger."""
+def write_batches(conn: Connection, sql: _Statements, batches: list[Batch]) -> bool:
+    """Batches in one transaction; False (nothing written) when an id is already in the ledger."""
     try:
         with conn.begin():
             try:
-                conn.exec_driver_sql(sql.ledger, (batch.batch_id, time.time_ns() // 1000))
+                now_us = time.time_ns() // 1000
+                conn.exec_driver_sql(sql.ledger, [(batch.batch_id, now_us) for batch in batches])
             except IntegrityError:
                 raise _AlreadyWritten from None
-            if batch.decisions:
-                conn.exec_driver_sql(sql.decisions, batch.decisions)
-            if batch.traces:
-                conn.exec_driver_sql(sql.traces, batch.traces)
-            if batch.counters:
-                conn.exec_driver_sql(sql.counters, batch.counters)
+            for rows, statement in (
+                ([row for batch in batches for row in batch.decisions], sql.decisions),
+                ([row for batch in batches for row in batch.traces], sql.traces),
+                ([row for batch in batches for row in batch.counters], sql.counters),
+            ):
+                if rows:
+                    conn.exec_driver_sql(statement, rows)
     except _AlreadyWritten:
         return False
     return True

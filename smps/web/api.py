@@ -308,6 +308,7 @@ class DecisionOut(msgspec.Struct):
     status: int
     deciding_account: str | None
     results: list[NeResultOut]
+    epoch: int | None  # the HA lease epoch (fencing token) the node held; null without a lease
 
 
 class DecisionPage(msgspec.Struct):
