@@ -868,11 +868,15 @@ def _memory(samples: list[tuple[float, int]], every: float) -> dict[str, Any] | 
     """SMPS's RSS over the measured interval: first and last sample, growth, samples."""
     if len(samples) < 2:
         return None
-    mb = [(round(at, 1), round(rss / 2**20, 1)) for at, rss in samples]
+    mb = [(max(0.0, round(at, 1)), round(rss / 2**20, 1)) for at, rss in samples]
     return {
         "rss_start_mb": mb[0][1],
         "rss_end_mb": mb[-1][1],
         "rss_growth_mb": round((samples[-1][1] - samples[0][1]) / 2**20, 1),
+        # the first minutes include pools and caches filling; a leak shows here too
+        "rss_growth_second_half_mb": round(
+            (samples[-1][1] - samples[(len(samples) - 1) // 2][1]) / 2**20, 1
+        ),
         "rss_max_mb": max(rss for _at, rss in mb),
         "every_s": every,
         "samples": mb,
@@ -943,9 +947,9 @@ def format_inflight_report(report: dict[str, Any]) -> str:
             f"{'met' if per <= i['target_bytes'] else 'NOT met'})",
         ),
         ("peak RSS", f"{report['rss_mb']:,.1f} MB"),
+        ("code", f"commit {report['machine']['commit']}, {report['machine']['date']}"),
     ]
-    complete = i["ne_copies"] >= i["ne_copies_expected"] and i["answered"] == 0
-    lines = [f"smps bench --inflight: {'OK' if complete else 'INCOMPLETE (see counts)'}"]
+    lines = [f"smps bench --inflight: {'OK' if _ok(report) else 'INCOMPLETE (see counts)'}"]
     width = max(len(name) for name, _ in rows)
     return "\n".join(lines + [f"  {name:<{width}}  {value}" for name, value in rows])
 
@@ -969,7 +973,24 @@ def _machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
+        "commit": _commit(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # others' load makes msg/s noisy
     }
+
+
+def _commit() -> str | None:
+    """The source tree's commit, with -dirty when it has changes: which code ran."""
+    try:
+        result = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(smps.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -1021,6 +1042,11 @@ def format_report(report: dict[str, Any]) -> str:
             f"{number(g['cpu_share'], '', '.0%')} of a core"
             + (f" (on {g['cpus']} CPU)" if g["cpus"] else " (not pinned)"),
         ),
+        (
+            "code",
+            f"commit {report['machine']['commit']}, {report['machine']['date']}, load "
+            f"average {report['machine']['loadavg_1m']:g} on {report['machine']['cpus']} CPUs",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"smps bench: {'OK' if ok else 'FAILED (missing or duplicate responses)'}"]
@@ -1037,7 +1063,8 @@ def _memory_row(memory: dict[str, Any] | None) -> str:
         return "n/a"
     return (
         f"{memory['rss_start_mb']:,.1f} -> {memory['rss_end_mb']:,.1f} MB "
-        f"(growth {memory['rss_growth_mb']:+,.1f} MB, max {memory['rss_max_mb']:,.1f}; "
+        f"(growth {memory['rss_growth_mb']:+,.1f} MB, in the second half "
+        f"{memory['rss_growth_second_half_mb']:+,.1f}; max {memory['rss_max_mb']:,.1f}; "
         f"{len(memory['samples'])} samples every {memory['every_s']:g} s)"
     )
 
@@ -1232,9 +1259,15 @@ def scenario_of(args: argparse.Namespace, nes: int, workers: int, rate: float | 
 
 
 def _ok(report: dict[str, Any]) -> bool:
+    """A timed run: no response missing or duplicated. An in-flight run: every
+    original held unanswered, every copy at the NEs."""
     if report.get("mode") == "inflight":
         i = report["inflight"]
-        return i["bytes_per_original"] is not None and i["ne_copies"] >= i["ne_copies_expected"]
+        return (
+            i["bytes_per_original"] is not None
+            and i["answered"] == 0
+            and i["ne_copies"] >= i["ne_copies_expected"]
+        )
     return report["missing"] == 0 and report["duplicates"] == 0
 
 

@@ -140,6 +140,9 @@ def test_short_run_answers_every_original_once(tmp_path):
     assert memory["rss_start_mb"] == memory["samples"][0][1] > 0
     assert memory["rss_end_mb"] == memory["samples"][-1][1] > 0
     assert report["rss_growth_mb"] == memory["rss_growth_mb"]
+    middle = memory["samples"][(len(memory["samples"]) - 1) // 2][1]
+    # from the samples' bytes; the MB shown are each rounded to 0.1
+    assert abs(memory["rss_growth_second_half_mb"] - (memory["rss_end_mb"] - middle)) <= 0.11
     assert "RSS over run" in result.stdout
     # a --nes/--workers list ends with one line per point
     table = format_sweep([report, {**report, "scenario": {**report["scenario"], "nes": 6}}])
