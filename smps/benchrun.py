@@ -31,7 +31,14 @@ the measured interval only:
   and its descendants, from /proc) ÷ messages decided;
 - throttled: answers with ESME_RTHROTTLED; timeouts: answers that came at or
   after the verdict timeout (so the deadline, not the NEs, answered them);
-- missing and duplicate responses over the whole run, which must be 0.
+- missing and duplicate responses over the whole run, which must be 0;
+- SMPS's RSS, sampled every `rss_every` seconds over the interval: its growth.
+
+`--rate N%` makes a max run first and then one at that share of its msg/s;
+`--nes`/`--workers` lists run one point after another. `--inflight N` is a
+different run: N originals sent to NEs that never answer, with a verdict
+timeout long enough that all are held, and SMPS's RSS before and after,
+÷ N: the memory one original in flight costs.
 """
 
 import argparse
