@@ -13,6 +13,10 @@
     var waiting = [];
     var arrived = 0;
 
+    function liveText() {
+      return arrived ? "Live · " + arrived + " new since the page loaded" : "Live · waiting for traced messages";
+    }
+
     function say(text) {
       if (state && state.firstChild && state.firstChild.nodeType === 3) {
         state.firstChild.nodeValue = text;
@@ -55,7 +59,7 @@
       if (!paused) {
         waiting.forEach(show);
         waiting = [];
-        say("Live · " + arrived + " new since the page loaded");
+        say(liveText());
       } else {
         say("Paused · new messages are held");
       }
@@ -67,7 +71,7 @@
 
     var source = new EventSource(box.dataset.liveUrl);
     source.onopen = function () {
-      if (!paused) say("Live · " + arrived + " new since the page loaded");
+      if (!paused) say(liveText());
     };
     source.onmessage = function (event) {
       var data = JSON.parse(event.data);
@@ -77,7 +81,7 @@
         return;
       }
       show(data.html);
-      say("Live · " + arrived + " new since the page loaded");
+      say(liveText());
     };
     source.onerror = function () {
       say("Live updates interrupted; reconnecting…");
