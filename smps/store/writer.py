@@ -59,7 +59,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from smps.config import Config
 from smps.metrics import CallbackCollector
 from smps.proxy.records import Decision
-from smps.store import schema
+from smps.store import partitions, schema
 from smps.store.db import Store, create_sync_engine
 from smps.store.spool import Spool
 
@@ -653,18 +653,24 @@ def purge_expired(
     Decisions, traces and counters expire after ``retention_days`` (0: never);
     the batch ledger after LEDGER_DAYS. Ids are selected first and deleted by
     key, which both engines accept (MySQL refuses LIMIT inside IN subqueries).
+    On MySQL, decisions are in daily partitions instead: whole days are dropped,
+    and days ahead added (:func:`smps.store.partitions.maintain`).
     """
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     cutoff = now_us - retention_days * _US_PER_DAY
+    with conn.begin():
+        dropped = partitions.maintain(conn, retention_days, now_us)
+    if dropped:
+        log.info("retention: dropped decision partitions %s", ", ".join(dropped))
     ledger = schema.writer_batches
     plans = [
         (ledger, ledger.c.batch_id, ledger.c.committed_us < now_us - LEDGER_DAYS * _US_PER_DAY)
     ]
     if retention_days:
-        plans += [
-            (schema.decisions, schema.decisions.c.id, schema.decisions.c.decided_us < cutoff),
-            (schema.traces, schema.traces.c.id, schema.traces.c.ts_us < cutoff),
-        ]
+        if dropped is None:
+            decisions = schema.decisions
+            plans.append((decisions, decisions.c.id, decisions.c.decided_us < cutoff))
+        plans.append((schema.traces, schema.traces.c.id, schema.traces.c.ts_us < cutoff))
     deleted = 0
     for table, key, expired in plans:
         with conn.begin():
