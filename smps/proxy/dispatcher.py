@@ -86,7 +86,7 @@ class Lane:
         """The bind with the most free window, or None when all are full."""
         best, best_free = None, 0
         for session in self.binds:
-            free = session.free_window
+            free = session.free_window  # a Session, or a mesh RemoteBind
             if free > best_free:
                 best, best_free = session, free
         return best
@@ -253,6 +253,7 @@ class Dispatcher:
         # Concatenated originals in flight, by message, for sticky blocking.
         self._concat_in_flight: dict[tuple[bytes, bytes, int], set[int]] = {}
         self._next_id = 0
+        self._answer_callback = self._on_ne_answer  # bound once, not per copy
         self.pending = P.PendingTable(config.flow.max_inflight, config.policy.timeout)
         self.apply_config(config)
 
@@ -433,8 +434,8 @@ class Dispatcher:
 
     def _transmit(self, session, lane, handle, index, pdu, now, original, *, retried: bool):
         # The copy's context carries the original, so its answer needs no lookup.
-        sequence = session.send(pdu, self._on_ne_answer, (handle, index, lane, session, retried,
-                                                          now, original))  # fmt: skip
+        sequence = session.send(pdu, self._answer_callback, (handle, index, lane, session,
+                                                             retried, now, original))  # fmt: skip
         if sequence == REFUSED:  # the bind closed under us: no answer from the account
             self._record_answer(lane, handle, index, P.NONE, 0, now, original)
             return

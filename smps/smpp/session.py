@@ -179,15 +179,32 @@ class Session(asyncio.Protocol):
 
     def _process_buffered(self) -> None:
         framer = self._framer
-        counts = self.stats.pdus_in
+        stats = self.stats
+        counts = stats.pdus_in
         try:
             while not self._paused and (pdu := framer.next_pdu()) is not None:
                 _length, command_id, status, seq = header(pdu)
                 counts[command_id] = counts.get(command_id, 0) + 1
-                if command_id & RESPONSE_BIT:
-                    self._on_response(command_id, status, seq, pdu)
-                else:
+                if not command_id & RESPONSE_BIT:
                     self._on_request_pdu(command_id, seq, pdu)
+                    if self.state is _CLOSED:
+                        return
+                    continue
+                # A response, handled here rather than in a method: one per copy.
+                entry = self._outstanding.pop(seq, None)
+                if entry is None:
+                    # Late or unknown: never answer a response (reference §4.3).
+                    stats.unexpected_responses += 1
+                    continue
+                request_id, sent_at, callback, context = entry
+                if command_id != request_id | RESPONSE_BIT and command_id != _GENERIC_NACK:
+                    stats.error("mismatched_response")
+                    status = Status.RSYSERR if status == 0 else status
+                stats.rtt_total += self._loop.time() - sent_at
+                stats.rtt_count += 1
+                callback(context, status, pdu)
+                if self._queue:
+                    self._drain_queue()
                 if self.state is _CLOSED:
                     return
         except FramingError as exc:
@@ -260,23 +277,6 @@ class Session(asyncio.Protocol):
             self.write(make_generic_nack(seq, status))
         else:
             self.write(make_resp(request, status))
-
-    def _on_response(self, command_id: int, status: int, seq: int, pdu: bytes) -> None:
-        entry = self._outstanding.pop(seq, None)
-        if entry is None:
-            # Late or unknown: never answer a response (reference §4.3).
-            self.stats.unexpected_responses += 1
-            return
-        request_id, sent_at, callback, context = entry
-        stats = self.stats
-        if command_id != request_id | RESPONSE_BIT and command_id != _GENERIC_NACK:
-            stats.error("mismatched_response")
-            status = Status.RSYSERR if status == 0 else status
-        stats.rtt_total += self._loop.time() - sent_at
-        stats.rtt_count += 1
-        callback(context, status, pdu)
-        if self._queue:
-            self._drain_queue()
 
     # ---- sending -----------------------------------------------------------
 
