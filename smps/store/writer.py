@@ -16,13 +16,16 @@ Behind ``put``, three stages, all on the event loop except file I/O:
    that, or while anything is already spooled, they are appended to the spool
    (``state_dir/spool``, :mod:`smps.store.spool`), so that the queue is always
    "memory, then spool" in arrival order.
-3. **Write**: one task writes the oldest batch in one transaction: its id into
+3. **Write**: one task writes the oldest batch in one transaction (with the
+   batches queued behind it, up to ``transaction_records``, when the database
+   lags: the commit's cost is then shared): the batch ids into
    ``writer_batches`` first, then the rows as multi-row statements through the
-   driver's ``executemany`` (``exec_driver_sql``), then the counters. If the
+   driver's ``executemany`` (``exec_driver_sql``), then the counters. If a
    batch id is already there, the batch was committed before (its outcome was
    lost with the connection, or it was replayed from the spool after a crash)
-   and it is skipped: none twice. A failed write is retried with back-off; the
-   queue grows into the spool meanwhile; none lost.
+   and it is skipped: none twice (a group holding one is retried a batch at a
+   time). A failed write is retried with back-off; the queue grows into the
+   spool meanwhile; none lost.
 
 Records are dropped only when memory *and* spool are full, when the writer is
 closed, or when the database refuses a batch as invalid (not as unavailable).
@@ -30,8 +33,12 @@ Each drop is counted (:attr:`DecisionWriter.dropped`, exported as
 ``smps_db_records_dropped_total``) and logged once per ``report_interval``.
 
 Retention: between batches, rows older than ``retention_days`` are deleted a
-chunk at a time on the writer's own connection (SQLite keeps a single writer).
+chunk at a time on the writer's own connection (SQLite keeps a single writer);
+on MySQL, decisions go by whole daily partitions (:mod:`smps.store.partitions`).
 The batch ledger is kept for ``LEDGER_DAYS``.
+
+Each decision row carries the HA lease epoch the node served under
+(:meth:`DecisionWriter.set_epoch`, called by the master as it goes ACTIVE).
 
 Times in the rows are integer microseconds since the epoch (see schema.py).
 """
@@ -99,6 +106,7 @@ TRACE_COLUMNS = (
     "event",
 )
 LEDGER_DAYS = 7
+SQLITE_ROWS = 40  # decision rows per SQLite INSERT: 40 x 22 values, under SQLite's old 999 limit
 RETENTION_CHUNK = 2000
 _US_PER_MINUTE = 60_000_000
 _US_PER_DAY = 86_400_000_000
@@ -221,15 +229,18 @@ class _Statements:
     def __init__(self, dialect: str, paramstyle: str):
         mark = "?" if paramstyle == "qmark" else "%s"
 
-        def insert(table: str, columns: Iterable[str]) -> str:
+        def insert(table: str, columns: Iterable[str], rows: int = 1) -> str:
             names = list(columns)
-            return (
-                f"INSERT INTO {table} ({', '.join(names)}) "
-                f"VALUES ({', '.join([mark] * len(names))})"
-            )
+            values = f"({', '.join([mark] * len(names))})"
+            return f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([values] * rows)}"
 
         self.ledger = insert("writer_batches", ("batch_id", "committed_us"))
         self.decisions = insert("decisions", DECISION_COLUMNS)
+        # asyncmy rewrites executemany into multi-row INSERTs by itself; sqlite3 steps the
+        # statement once per row, so SQLite gets statements of SQLITE_ROWS rows each.
+        self.decisions_multi = (
+            insert("decisions", DECISION_COLUMNS, SQLITE_ROWS) if dialect == "sqlite" else None
+        )
         self.traces = insert("traces", TRACE_COLUMNS)
         counters = insert("minute_counters", ("minute", "account", "verdict", "count"))
         if dialect == "mysql":
@@ -633,8 +644,17 @@ def write_batches(conn: Connection, sql: _Statements, batches: list[Batch]) -> b
                 conn.exec_driver_sql(sql.ledger, [(batch.batch_id, now_us) for batch in batches])
             except IntegrityError:
                 raise _AlreadyWritten from None
+            decisions = [row for batch in batches for row in batch.decisions]
+            if sql.decisions_multi is not None and len(decisions) >= SQLITE_ROWS:
+                whole = len(decisions) - len(decisions) % SQLITE_ROWS
+                flat = [
+                    tuple(itertools.chain.from_iterable(decisions[i : i + SQLITE_ROWS]))
+                    for i in range(0, whole, SQLITE_ROWS)
+                ]
+                conn.exec_driver_sql(sql.decisions_multi, flat)
+                decisions = decisions[whole:]
             for rows, statement in (
-                ([row for batch in batches for row in batch.decisions], sql.decisions),
+                (decisions, sql.decisions),
                 ([row for batch in batches for row in batch.traces], sql.traces),
                 ([row for batch in batches for row in batch.counters], sql.counters),
             ):
