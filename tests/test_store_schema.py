@@ -2,10 +2,11 @@
 """Migrations from an empty database, on SQLite and MariaDB; refusing a newer schema."""
 
 import pytest
+from alembic import command
 from sqlalchemy import inspect, text
 
 from smps.store import schema
-from smps.store.db import SchemaError, Store, head_revision, upgrade
+from smps.store.db import SchemaError, Store, _alembic_config, head_revision, upgrade
 from tests.store_db import database_url, store  # noqa: F401
 
 
@@ -75,3 +76,29 @@ async def test_relative_sqlite_path_is_relative_to_working_directory(tmp_path, m
     store = await Store.open("sqlite:///./var/smps.db")
     await store.close()
     assert (tmp_path / "var" / "smps.db").exists()
+
+
+async def test_decisions_migrations_go_down_and_up_again(store):
+    """0003 (epoch column) and 0004 (MySQL: daily partitions) undo and redo cleanly."""
+
+    def partitioned(sync) -> bool:
+        if sync.dialect.name != "mysql":
+            return False
+        rows = sync.exec_driver_sql(
+            "SELECT PARTITION_NAME FROM information_schema.PARTITIONS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'decisions'"
+        ).scalars()
+        return any(name is not None for name in rows)
+
+    def columns(sync) -> set[str]:
+        return {c["name"] for c in inspect(sync).get_columns("decisions")}
+
+    async with store.engine.begin() as conn:
+        assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
+        await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0002"))
+        assert not await conn.run_sync(partitioned)
+        assert "epoch" not in await conn.run_sync(columns)
+    assert await upgrade(store.engine) == head_revision()
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
+        assert "epoch" in await conn.run_sync(columns)
