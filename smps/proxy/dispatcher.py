@@ -468,7 +468,8 @@ class Dispatcher:
         if status != NO_RESPONSE:
             latency = now - sent_at
             lane.latency.observe(latency)
-            # VerdictPolicy.classify, inline: this runs for every copy.
+            # The NE's status: ESME_ROK allows, one of policy.ne_block_codes blocks,
+            # anything else is no usable answer.
             state = P.ALLOW if status == 0 else P.BLOCK if status in self._block_codes else P.NONE
             self._record_answer(lane, handle, index, state, status, now, original, response,
                                 latency)  # fmt: skip

@@ -1,5 +1,6 @@
-"""Verdicts on the wire (design.md 6.3): what an NE's status means, and what
-status the SMSC gets for a final outcome.
+"""Verdicts on the wire (design.md 6.3): the NE statuses that mean block (the
+dispatcher classifies every NE answer with them, inline), and what status the
+SMSC gets for a final outcome.
 
 The combination rule itself (first block wins...) lives in the native pending
 table (`smps._native.pending`), which calls it on every answer.
@@ -30,14 +31,6 @@ class VerdictPolicy:
             P.OUTCOME_BLOCK: policy.block_status,
             P.OUTCOME_TEMPFAIL: policy.tempfail_status,
         }
-
-    def classify(self, status: int) -> int:
-        """An NE's command_status as ALLOW, BLOCK or NONE (no usable answer)."""
-        if status == Status.ROK:
-            return P.ALLOW
-        if status in self.block_codes:
-            return P.BLOCK
-        return P.NONE
 
     def status_for(self, outcome: int) -> int:
         """The command_status that tells the SMSC this outcome."""
