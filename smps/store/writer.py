@@ -19,8 +19,9 @@ Behind ``put``, three stages, all on the event loop except file I/O:
 3. **Write**: one task writes the oldest batch in one transaction (with the
    batches queued behind it, up to ``transaction_records``, when the database
    lags: the commit's cost is then shared): the batch ids into
-   ``writer_batches`` first, then the rows as multi-row statements through the
-   driver's ``executemany`` (``exec_driver_sql``), then the counters. If a
+   ``writer_batches`` first, then the rows as multi-row statements (SQLite:
+   ``executemany`` of 40-row INSERTs; MySQL: INSERTs of up to 1 MB rendered
+   here, see :func:`_mysql_insert`), then the counters. If a
    batch id is already there, the batch was committed before (its outcome was
    lost with the connection, or it was replayed from the spool after a crash)
    and it is skipped: none twice (a group holding one is retried a batch at a
