@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smps._native.fanout import copies, with_sequence
+from smps._native.fanout import append_with_sequence, copies, with_sequence
 from smps._native.pdu import CommandId, decode, encode, header
 
 DELIVER = encode(
@@ -57,9 +57,22 @@ def test_header_only_pdu_has_an_empty_body_view():
     assert hdr == with_sequence(pdu, 9)
 
 
+def test_append_with_sequence_fills_one_write_buffer():
+    out = bytearray(b"queued")
+    enquire = encode(CommandId.ENQUIRE_LINK, 3)
+    assert append_with_sequence(out, DELIVER, 0xFFFFFFFF) == CommandId.DELIVER_SM
+    assert append_with_sequence(out, enquire, 8) == CommandId.ENQUIRE_LINK
+    assert bytes(out) == b"queued" + with_sequence(DELIVER, 0xFFFFFFFF) + with_sequence(enquire, 8)
+    assert header(DELIVER)[3] == 77  # the original is untouched
+
+
 @pytest.mark.parametrize("bad", [b"", b"\0" * 15, DELIVER[:-1], DELIVER + b"\0"])
 def test_not_a_whole_pdu_is_refused(bad):
     with pytest.raises(ValueError):
         copies(bad, [1])
     with pytest.raises(ValueError):
         with_sequence(bad, 1)
+    out = bytearray(b"queued")
+    with pytest.raises(ValueError):
+        append_with_sequence(out, bad, 1)
+    assert out == b"queued"  # nothing half-appended

@@ -55,6 +55,16 @@ def test_first_block_decides_at_once_while_others_wait(table):
     ]
 
 
+def test_verdict_is_outcome_reason_and_decision_time_in_one(table):
+    h = table.add(T0, None, 2, 0b11)
+    with pytest.raises(ValueError):
+        table.verdict(h)  # not decided yet
+    table.answer(h, 1, BLOCK, 0x66, T0 + 0.25)
+    assert table.verdict(h) == (OUTCOME_BLOCK, P.REASON_BLOCK, 0.25)
+    assert table.verdict(h) == (table.outcome(h), table.reason(h),
+                                table.decided_at(h) - table.arrived_at(h))  # fmt: skip
+
+
 def test_all_allow_decides_at_the_last_allow(table):
     h = table.add(T0, None, 3, ALL)
     assert table.answer(h, 2, ALLOW, 0, T0 + 0.1) == ANSWER_PENDING
