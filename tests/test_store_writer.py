@@ -146,6 +146,22 @@ async def test_a_group_holding_a_committed_batch_is_written_one_by_one(store, tm
     assert writer.written == 30 and writer.skipped == 10 and writer.batches == 3
 
 
+async def test_a_refused_batch_in_a_group_is_dropped_alone(store, tmp_path):
+    """One batch the database refuses (here a NULL verdict) costs only its own records."""
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    bad = batch_of("b" * 32, 10, 10)
+    bad = Batch(bad.batch_id, [(*row[:16], None, *row[17:]) for row in bad.decisions], [], [])
+    writer._ready.extend([batch_of("a" * 32, 0, 10), bad, batch_of("c" * 32, 20, 10)])
+    writer._ready_records = 30
+    await writer.start()
+    await wait_for(lambda: not writer._ready)
+    await writer.close()
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT sequence FROM decisions ORDER BY id"))
+        assert list(rows.scalars()) == [*range(10), *range(20, 30)]
+    assert writer.written == 20 and writer.dropped == 10
+
+
 async def test_decisions_carry_the_lease_epoch_they_were_made_under(store, tmp_path):
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=30)
     await writer.start()
