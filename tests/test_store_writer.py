@@ -162,6 +162,24 @@ async def test_a_refused_batch_in_a_group_is_dropped_alone(store, tmp_path):
     assert writer.written == 20 and writer.dropped == 10
 
 
+async def test_a_batch_spooled_before_the_epoch_column_is_replayed(store, tmp_path):
+    """Rows spooled by an SMPS before migration 0003 have no epoch: NULL there."""
+    import msgspec
+
+    from smps.store.spool import Spool
+
+    old = batch_of("d" * 32, 0, 3)
+    old = Batch(old.batch_id, [row[:-1] for row in old.decisions], [], old.counters)
+    Spool(tmp_path / "spool", 1 << 20).append(msgspec.msgpack.encode(old))
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    await wait_for(lambda: writer.written == 3)
+    await writer.close()
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT sequence, epoch FROM decisions ORDER BY id"))
+        assert [tuple(row) for row in rows] == [(0, None), (1, None), (2, None)]
+
+
 async def test_decisions_carry_the_lease_epoch_they_were_made_under(store, tmp_path):
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=30)
     await writer.start()
