@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,7 @@ import msgspec
 from msgspec import inspect as mi
 from sqlalchemy import Table, and_, delete, func, insert, or_, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smps import config as cfg
@@ -31,6 +32,8 @@ from smps.errors import SmpsError
 from smps.store import passwords, schema
 from smps.store.db import ConfigListener, Store
 from smps.store.roles import ROLES
+
+log = logging.getLogger("smps.store")
 
 MASK = "***"
 
@@ -429,73 +432,81 @@ async def sync_file_config(store: Store, config: cfg.Config) -> dict[str, int]:
     deleted. Every change is audited as ``config-file``. A stored NE password
     hash is kept when the file's password still matches it (no rehash per
     start). Returns the number of changes per kind.
+
+    Nodes sharing a database may sync at the same moment: a kind whose
+    transaction clashed with another node's (a duplicate key, a deadlock,
+    SQLite's stale snapshot) is read again and synced once more.
     """
     changes: dict[str, int] = {}
-    loop = asyncio.get_running_loop()
     for name, values in _file_entities(config).items():
         kind = KINDS[name]
-        table = kind.table
-        count = 0
-        async with store.engine.begin() as conn:
-            rows = {
-                row[kind.key]: dict(row) for row in (await conn.execute(select(table))).mappings()
-            }
-            wanted = set()
-            for value in values:
-                key, secret, settings = _split(kind, value)
-                wanted.add(key)
-                before = rows.get(key)
-                stored_secret = None
-                if kind.secret is not None:
-                    column = _secret_column(kind)
-                    stored = before[column] if before else None
-                    if (
-                        kind.hashed
-                        and stored
-                        and await loop.run_in_executor(
-                            None, passwords.verify_password, stored, secret
-                        )
-                    ) or (not kind.hashed and stored == secret):
-                        stored_secret = stored
-                    else:
-                        stored_secret = await _secret_value(kind, secret)
-                if (
-                    before is not None
-                    and before["file_managed"]
-                    and before["settings"] == settings
-                    and (kind.secret is None or before[_secret_column(kind)] == stored_secret)
-                ):
-                    continue
-                values_row: dict[str, Any] = {
-                    "settings": settings,
-                    "file_managed": True,
-                    "updated_us": now_us(),
-                }
-                if kind.secret is not None:
-                    values_row[_secret_column(kind)] = stored_secret
-                if before is None:
-                    await conn.execute(
-                        insert(table).values(
-                            **{kind.key: key, "created_us": values_row["updated_us"]}, **values_row
-                        )
-                    )
-                    action = "create"
-                else:
-                    await conn.execute(
-                        sql_update(table).where(table.c[kind.key] == key).values(**values_row)
-                    )
-                    action = "update"
-                await _audit(
-                    conn, FILE_ACTOR, action, kind, key, before, await _row(conn, kind, key)
-                )
-                count += 1
-            for key, before in rows.items():
-                if before["file_managed"] and key not in wanted:
-                    await conn.execute(delete(table).where(table.c[kind.key] == key))
-                    await _audit(conn, FILE_ACTOR, "delete", kind, key, before, None)
-                    count += 1
-        changes[name] = count
+        try:
+            changes[name] = await _sync_kind(store, kind, values)
+        except (IntegrityError, OperationalError) as exc:
+            log.warning("file config sync of %s clashed with another writer (%s); again", name,
+                        type(exc.orig).__name__)  # fmt: skip
+            changes[name] = await _sync_kind(store, kind, values)
     return changes
+
+
+async def _sync_kind(store: Store, kind: Kind, values: list[msgspec.Struct]) -> int:
+    """One kind of the file's entities into the database, in one transaction."""
+    loop = asyncio.get_running_loop()
+    table = kind.table
+    count = 0
+    async with store.engine.begin() as conn:
+        rows = {row[kind.key]: dict(row) for row in (await conn.execute(select(table))).mappings()}
+        wanted = set()
+        for value in values:
+            key, secret, settings = _split(kind, value)
+            wanted.add(key)
+            before = rows.get(key)
+            stored_secret = None
+            if kind.secret is not None:
+                column = _secret_column(kind)
+                stored = before[column] if before else None
+                if (
+                    kind.hashed
+                    and stored
+                    and await loop.run_in_executor(None, passwords.verify_password, stored, secret)
+                ) or (not kind.hashed and stored == secret):
+                    stored_secret = stored
+                else:
+                    stored_secret = await _secret_value(kind, secret)
+            if (
+                before is not None
+                and before["file_managed"]
+                and before["settings"] == settings
+                and (kind.secret is None or before[_secret_column(kind)] == stored_secret)
+            ):
+                continue
+            values_row: dict[str, Any] = {
+                "settings": settings,
+                "file_managed": True,
+                "updated_us": now_us(),
+            }
+            if kind.secret is not None:
+                values_row[_secret_column(kind)] = stored_secret
+            if before is None:
+                await conn.execute(
+                    insert(table).values(
+                        **{kind.key: key, "created_us": values_row["updated_us"]}, **values_row
+                    )
+                )
+                action = "create"
+            else:
+                await conn.execute(
+                    sql_update(table).where(table.c[kind.key] == key).values(**values_row)
+                )
+                action = "update"
+            await _audit(conn, FILE_ACTOR, action, kind, key, before, await _row(conn, kind, key))
+            count += 1
+        for key, before in rows.items():
+            if before["file_managed"] and key not in wanted:
+                await conn.execute(delete(table).where(table.c[kind.key] == key))
+                await _audit(conn, FILE_ACTOR, "delete", kind, key, before, None)
+                count += 1
+    return count
 
 
 # ----------------------------------------------------------- accounts for the bind path
