@@ -33,10 +33,11 @@ from smps._native.pdu import Status
 from smps.ha import DbLease, HaController, Role, holder_id, parse_notice
 from smps.sim.smsc import SimSmsc, SimSmscSession
 from smps.store.db import Store
+from tests.helpers import until
+from tests.nodes import PASSWORD, HaNode
+from tests.peers import Ne
 from tests.store_db import mariadb_connect
 from tests.test_ha import Recorder, healthy, lease_config, mysql_url, settle  # noqa: F401
-from tests.test_ha_run import PASSWORD, HaNode
-from tests.test_runtime import Ne, until
 from tests.test_store_outage import private_mariadb  # noqa: F401
 
 pytestmark = pytest.mark.mariadb

@@ -9,114 +9,14 @@ SQLite is enough here: without the lease, keepalived alone decides the role.
 
 import asyncio
 import contextlib
-import json
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
-import yaml
-
-from smps import config as config_module
 from smps._native.pdu import Status
-from smps.runtime.master import request
 from smps.sim.smsc import SimSmsc
-from tests.test_runtime import Ne, until
-
-REPO = Path(__file__).resolve().parent.parent
-PASSWORD = "pw1"
-
-
-class HaNode:
-    """`smps run` in keepalived mode with 2 workers; asked through `smps` subprocesses."""
-
-    def __init__(self, directory: Path, smsc_port: int, name: str = "t", **sections_over):
-        """``sections_over`` replaces whole top-level sections (e.g. ``database``, ``ha``)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        self.dir = directory
-        self.path = directory / "smps.yaml"
-        sections = {
-            "node": {"name": name, "state_dir": str(directory / "var"), "workers": 2},
-            "log": {"file": str(directory / "var" / "smps.log"), "level": "INFO"},
-            "database": {"url": f"sqlite:///{directory / 'var' / 'smps.db'}"},
-            "smsc": [
-                {
-                    "name": "smsc1",
-                    "host": "127.0.0.1",
-                    "port": smsc_port,
-                    "system_id": "smps",
-                    "password": "secret",
-                    "binds": 1,
-                    "reconnect": {"initial": "50ms", "max": "200ms"},
-                }
-            ],
-            "server": {"listen": "127.0.0.1:0"},
-            "web": {"listen": "127.0.0.1:0"},
-            "ne_accounts": [
-                {"system_id": "antispam", "password": PASSWORD, "max_binds": 2, "window": 1000}
-            ],
-            "policy": {"timeout": "5s"},
-            "ha": {"mode": "keepalived", "initial_role": "standby"},
-        }
-        self.path.write_text(yaml.safe_dump({**sections, **sections_over}))
-        self.config = config_module.load(self.path)
-        self.process: subprocess.Popen | None = None
-        self.report: dict = {}
-
-    async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "smps", "run", "-c", str(self.path)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        await until(self._up, timeout=60)  # slow to start on a busy machine
-
-    def _up(self) -> bool:
-        assert self.process.poll() is None, "smps run exited"
-        with contextlib.suppress(OSError, ValueError):
-            self.report = self.status()
-            return all(w["up"] for w in self.report["workers"])
-        return False
-
-    def status(self) -> dict:
-        return request(self.config, {"cmd": "status"})
-
-    def smps(self, *args: str) -> subprocess.CompletedProcess:
-        """The `smps` command against this node, as keepalived would run it."""
-        return subprocess.run(
-            [sys.executable, "-m", "smps", *args, "-c", str(self.path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
-    async def notify(self, state: str) -> None:
-        result = await asyncio.to_thread(self.smps, "ha", "notify", state)
-        assert result.returncode == 0, result.stderr
-
-    def health(self) -> tuple[int, dict]:
-        url = f"http://127.0.0.1:{self.report['http_port']}/health"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.report['http_port']}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.read().decode()
-
-    async def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.to_thread(self.process.wait, 15)
+from tests.helpers import until
+from tests.nodes import PASSWORD, HaNode
+from tests.peers import Ne
 
 
 def refuses_connections(port: int) -> bool:
@@ -181,7 +81,7 @@ async def test_keepalived_drives_the_role_of_smps_run(tmp_path):
         code, health = node.health()
         assert health["status"] == "fault" and "keepalived FAULT" in health["reason"]
         assert node.smps("ha", "check").returncode == 0
-        metrics = node.metrics()
+        metrics = node.metrics_text()
         assert 'smps_ha_role{role="fault"} 1.0' in metrics
         assert 'smps_ha_transitions_total{role="active"} 1.0' in metrics
 

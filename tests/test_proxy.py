@@ -11,15 +11,10 @@ from smps._native import text
 from smps._native.pdu import CommandId, Status, decode_sm, encode
 from smps.app import Node
 from smps.sim.smsc import SimSmsc
-from smps.smpp.client import SmscClient
+from tests.helpers import until
+from tests.peers import Ne, allow, hold
 
 BLOCK = 0x66
-
-
-async def until(predicate, timeout=10.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 class ManualClock:
@@ -38,57 +33,8 @@ class ManualClock:
         self.offset += seconds
 
 
-class Ne:
-    """A test NE: binds to SMPS and answers copies through a verdict function.
-
-    `verdict(view)` returns a status to answer at once, or None to hold the
-    copy in `held` until the test answers it.
-    """
-
-    def __init__(self, make_config, port, system_id, password, verdict, binds=1):
-        cfg = make_config(
-            smsc=[
-                {
-                    "name": system_id,
-                    "host": "127.0.0.1",
-                    "port": port,
-                    "system_id": system_id,
-                    "password": password,
-                    "bind": "receiver",
-                    "binds": binds,
-                    "reconnect": {"initial": "50ms", "max": "200ms"},
-                }
-            ]
-        )
-        self.verdict = verdict
-        self.received: list[bytes] = []
-        self.held: list[tuple] = []
-        self.client = SmscClient(cfg.smsc[0], self._on_copy)
-
-    def _on_copy(self, session, pdu):
-        self.received.append(pdu)
-        status = self.verdict(decode_sm(pdu))
-        if status is None:
-            self.held.append((session, pdu))
-        else:
-            session.respond(pdu, status)
-
-    def release(self, status=Status.ROK):
-        for session, pdu in self.held:
-            session.respond(pdu, status)
-        self.held.clear()
-
-
-def allow(_view):
-    return Status.ROK
-
-
 def block(_view):
     return BLOCK
-
-
-def hold(_view):
-    return None
 
 
 ACCOUNTS = [
@@ -155,7 +101,7 @@ async def _proxy(make_config, state_dir, *, accounts, policy, flow, routes, data
     nes: list[Ne] = []
 
     async def add_ne(system_id, password, verdict, binds=1):
-        ne = Ne(make_config, node.smpp_port, system_id, password, verdict, binds)
+        ne = Ne(node.smpp_port, system_id, password, verdict, binds=binds)
         ne.client.start()
         nes.append(ne)
         await until(lambda: node.ne_server.registry.count(system_id) == binds)

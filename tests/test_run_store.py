@@ -8,95 +8,40 @@ NEs in the test's loop, the test's own connection to the same SQLite file.
 
 import asyncio
 import contextlib
-import inspect
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
-import yaml
 
-from smps import config as config_module
 from smps._native.pdu import Status
 from smps.proxy.trace_store import TraceFileSink, read_events
-from smps.runtime.master import request
 from smps.sim.ne import SimNe
 from smps.sim.smsc import SimSmsc
 from smps.store import repo
 from smps.store.db import Store
+from tests.helpers import until
+from tests.nodes import RunNode, sections
 
-REPO = Path(__file__).resolve().parent.parent
 TRACED = "8613900000001"
 BLOCK = 0x66  # policy.block_status by default
 
 
-async def until(predicate, timeout=20.0, interval=0.05):
-    """Wait until `predicate()` (a plain or a coroutine function) is true."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(interval)
-
-
-class RunningNode:
-    """`smps run -c FILE` with 2 workers, its control socket and its API."""
+class RunningNode(RunNode):
+    """`smps run -c FILE` with 2 workers, recording everything, started at once."""
 
     def __init__(self, tmp_path: Path, smsc_port: int):
-        self.path = tmp_path / "smps.yaml"
-        self.database = tmp_path / "var" / "smps.db"
-        sections = {
-            "node": {"name": "t", "state_dir": str(tmp_path / "var"), "workers": 2},
-            "log": {"file": str(tmp_path / "var" / "smps.log"), "level": "INFO"},
-            "database": {"url": f"sqlite:///{self.database}", "record": "all"},
-            "smsc": [
-                {
-                    "name": "smsc1",
-                    "host": "127.0.0.1",
-                    "port": smsc_port,
-                    "system_id": "smps",
-                    "password": "secret",
-                    "binds": 1,
-                    "reconnect": {"initial": "100ms", "max": "500ms"},
-                }
-            ],
-            "server": {"listen": "127.0.0.1:0"},
-            "web": {"listen": "127.0.0.1:0"},
-            "ne_accounts": [{"system_id": "antispam", "password": "pw1", "max_binds": 2}],
-            "trace": {"rules": [{"number": TRACED}]},
-        }
-        self.path.write_text(yaml.safe_dump(sections))
-        self.config = config_module.load(self.path)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "smps", "run", "-c", str(self.path)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        super().__init__(
+            tmp_path,
+            sections(
+                tmp_path,
+                smsc_port,
+                database={"url": f"sqlite:///{tmp_path / 'var' / 'smps.db'}", "record": "all"},
+                ne_accounts=[{"system_id": "antispam", "password": "pw1", "max_binds": 2}],
+                trace={"rules": [{"number": TRACED}]},
+            ),
         )
-        self.report: dict = {}
-
-    def status(self) -> dict:
-        return request(self.config, {"cmd": "status"})
-
-    def ne_binds(self, account: str) -> int:
-        return self.status()["ne_binds"].get(account, 0)
-
-    def up(self) -> bool:
-        assert self.process.poll() is None, "smps run exited"
-        with contextlib.suppress(OSError, ValueError):
-            self.report = self.status()
-            return all(w["up"] for w in self.report["workers"])
-        return False
-
-    async def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.to_thread(self.process.wait, 15)
+        self.database = tmp_path / "var" / "smps.db"
+        self.launch()
 
 
 @contextlib.asynccontextmanager
@@ -165,14 +110,7 @@ async def test_decisions_and_traces_from_workers_reach_the_database_and_the_api(
                 return len((await response.json())["items"]) == 1
 
         await until(traced)
-        status = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "smps", "status", "-c", str(node.path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        status = await asyncio.to_thread(node.smps, "status")
         assert status.returncode == 0, status.stderr
         assert "role active" in status.stdout and "#1 pid" in status.stdout
         assert "antispam:1" in status.stdout

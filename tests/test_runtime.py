@@ -14,122 +14,38 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
-from smps import config as config_module
 from smps._native.pdu import Status
 from smps.runtime.master import request
 from smps.sim.smsc import SimSmsc
-from smps.smpp.client import SmscClient
+from tests.helpers import until
+from tests.nodes import REPO, RunNode, sections
+from tests.peers import Ne, hold
 
-REPO = Path(__file__).resolve().parent.parent
 PASSWORDS = {"antispam": "pw1", "fraud": "pw2", "audit": "pw3"}
 
 
-async def until(predicate, timeout=15.0, interval=0.02):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(interval)
+class Node(RunNode):
+    """`python -m smps.runtime` (the master of `smps run`) without a database."""
 
-
-class Ne:
-    """An NE binding to SMPS; answers copies at once, or after `delay` seconds."""
-
-    def __init__(self, port, system_id, password, *, binds=1, answer=True, delay=0.0):
-        cfg = config_module.loads(
-            yaml.safe_dump(
-                {
-                    "smsc": [
-                        {
-                            "name": system_id,
-                            "host": "127.0.0.1",
-                            "port": port,
-                            "system_id": system_id,
-                            "password": password,
-                            "bind": "receiver",
-                            "binds": binds,
-                            "reconnect": {"initial": "50ms", "max": "200ms"},
-                        }
-                    ]
-                }
-            )
-        )
-        self.answer = answer
-        self.delay = delay
-        self.received: list[bytes] = []
-        self.client = SmscClient(cfg.smsc[0], self._on_copy)
-
-    def _on_copy(self, session, pdu):
-        self.received.append(pdu)
-        if not self.answer:
-            return
-        if self.delay:
-            asyncio.get_running_loop().call_later(self.delay, session.respond, pdu, Status.ROK)
-        else:
-            session.respond(pdu, Status.ROK)
-
-
-class Node:
-    """`python -m smps.runtime` in a subprocess, and its control socket."""
+    command = ("smps.runtime",)
 
     def __init__(self, tmp_path: Path, smsc_port: int, placement: str, accounts, policy=None):
-        self.dir = tmp_path
-        self.sections = {
-            "node": {"name": "t", "state_dir": str(tmp_path / "var"), "workers": 2},
-            "log": {"file": str(tmp_path / "var" / "smps.log"), "level": "INFO"},
-            "smsc": [
-                {
-                    "name": "smsc1",
-                    "host": "127.0.0.1",
-                    "port": smsc_port,
-                    "system_id": "smps",
-                    "password": "secret",
-                    "binds": 1,
-                    "reconnect": {"initial": "100ms", "max": "500ms"},
-                }
-            ],
-            "server": {"listen": "127.0.0.1:0", "placement": placement},
-            "web": {"listen": "127.0.0.1:0"},
-            "ne_accounts": accounts,
-            "policy": policy or {},
-        }
-        self.path = tmp_path / "smps.yaml"
-        self.write()
-        self.config = config_module.load(self.path)
-        self.process: subprocess.Popen | None = None
-
-    def write(self) -> None:
-        self.path.write_text(yaml.safe_dump(self.sections))
-
-    async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "smps.runtime", "-c", str(self.path)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        super().__init__(
+            tmp_path,
+            sections(
+                tmp_path,
+                smsc_port,
+                database=None,
+                server={"listen": "127.0.0.1:0", "placement": placement},
+                ne_accounts=accounts,
+                policy=policy or {},
+            ),
         )
-        await until(lambda: self._ready())
-        self.report = self.status()
-
-    def _ready(self) -> bool:
-        assert self.process.poll() is None, "the master exited"
-        with contextlib.suppress(OSError, ValueError):
-            return all(w["up"] for w in self.status()["workers"])
-        return False
-
-    def status(self) -> dict:
-        return request(self.config, {"cmd": "status"})
-
-    @property
-    def smpp_port(self) -> int:
-        return self.report["smpp_port"]
 
     def metrics(self) -> dict[str, float]:
-        url = f"http://127.0.0.1:{self.report['http_port']}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
         samples = {}
-        for line in text.splitlines():
+        for line in self.metrics_text().splitlines():
             if line.startswith("smps_"):
                 name, _, value = line.rpartition(" ")
                 samples[name] = float(value)
@@ -137,14 +53,6 @@ class Node:
 
     def worker_of(self, account: str) -> dict:
         return next(w for w in self.status()["workers"] if w["ne_binds"].get(account))
-
-    async def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return await asyncio.to_thread(self.process.wait, 15)
-
-    def log_text(self) -> str:
-        return (self.dir / "var" / "smps.log").read_text()
 
 
 @contextlib.asynccontextmanager
@@ -264,7 +172,7 @@ async def test_worker_killed_under_load(tmp_path):
     policy = {"timeout": "30s"}
     async with running(tmp_path, accounts=accounts, policy=policy) as (sim, node, add_ne):
         talker = await add_ne("antispam")
-        silent = await add_ne("fraud", answer=False)
+        silent = await add_ne("fraud", verdict=hold)
         await settle_two(sim, talker, silent)
         victim = node.worker_of("fraud")
         assert victim["index"] != node.worker_of("antispam")["index"]

@@ -8,10 +8,11 @@ import asyncio
 import pytest
 
 from smps.sim.smsc import SimSmsc
+from tests.helpers import until
+from tests.nodes import PASSWORD, HaNode
+from tests.peers import Ne
 from tests.store_db import mariadb_connect
 from tests.test_ha_failover import make_database
-from tests.test_ha_run import PASSWORD, HaNode
-from tests.test_runtime import Ne, until
 from tests.test_store_outage import private_mariadb  # noqa: F401
 
 pytestmark = pytest.mark.mariadb

@@ -1,0 +1,16 @@
+"""Waiting helpers shared by the tests (no fixed sleeps: poll what the system under test does)."""
+
+import asyncio
+import inspect
+
+
+async def until(predicate, timeout=10.0, interval=0.01):
+    """Wait until ``predicate()`` (a plain or a coroutine function) is true."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(interval)
