@@ -24,7 +24,7 @@ from smps.proxy.records import FanOutSink, MemorySink
 from smps.proxy.trace_hub import TraceHub
 from smps.proxy.trace_store import TraceFileSink, TraceSink
 from smps.proxy.tracer import Tracer
-from smps.smpp.client import SmscClient
+from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
 from smps.store import live_config
 from smps.store.db import Store
@@ -69,7 +69,9 @@ class Node:
             config.server, config.ne_accounts, copy_timeout=config.policy.timeout
         )
         self.ne_server.registry.listeners.append(self.dispatcher.on_bind_change)
-        self.smsc_clients = [SmscClient(smsc, self.dispatcher.on_message) for smsc in config.smsc]
+        self.smsc_clients = SmscClients(self.dispatcher.on_message)
+        self.live_smsc = list(config.smsc)  # the database's list once the store is open
+        self._serving = False  # the SMSC clients follow live_smsc once the node serves
         self.stats_sources: list[StatsSource] = [self._uptime_stats, self._smpp_stats]
         self._pdu_totals = (0, 0, time.monotonic())
         self._stop = asyncio.Event()
@@ -135,6 +137,14 @@ class Node:
         self.ne_server.set_accounts(accounts)
         self.dispatcher.apply_config(config, accounts)
         self.tracer.apply_config(config)
+        self.live_smsc = config.smsc
+        if self._serving:
+            await self.smsc_clients.apply(self.live_smsc, self._answer_smsc_in_flight)
+
+    async def _answer_smsc_in_flight(self) -> None:
+        """Before a removed or changed SMSC's binds go: its originals are answered
+        by the verdict timeout at the latest."""
+        await self.dispatcher.drain(self.config.policy.timeout + 0.5)
 
     async def _on_config_change(self, entity: str, key: str) -> None:
         log.info("configuration changed through the API: %s %s; applying live", entity, key)
@@ -193,9 +203,9 @@ class Node:
             self.smpp_port = await self.ne_server.start()
             stack.push_async_callback(self.ne_server.stop)
             log.info("SMPP server for NEs listening on %s:%d", smpp_host, self.smpp_port)
-            for client in self.smsc_clients:
-                client.start()
-                stack.push_async_callback(client.stop)
+            await self.smsc_clients.apply(self.live_smsc, self._answer_smsc_in_flight)
+            self._serving = True
+            stack.push_async_callback(self.smsc_clients.stop)
             stack.push_async_callback(self._graceful_stop)
 
             stats = asyncio.create_task(self._report_stats(), name="stats")

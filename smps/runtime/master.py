@@ -9,9 +9,11 @@ the control socket `{state_dir}/smps.sock` (`smps status`, reload, kick,
 (balanced placement), and restarts a worker that dies, with back-off while it
 keeps dying.
 
-The live configuration (the file's, plus the accounts, routes, policy and
-trace rules changed through the API) is loaded from the database at start and
-again after every committed API change, and pushed to every worker.
+The live configuration (the file's, plus the accounts, SMSC connections,
+routes, policy and trace rules changed through the API) is loaded from the
+database at start and again after every committed API change (and SIGHUP), and
+pushed to every worker; a worker rebinds only to the SMSCs whose connection
+changed. SMSC binds stay per worker: each worker binds each SMSC's `binds`.
 
 With `server.placement: reuseport` the workers listen themselves on one
 SO_REUSEPORT port; operators should set `net.ipv4.tcp_migrate_req=1`, or the
@@ -90,7 +92,7 @@ STABLE_RUN = 10.0  # a worker that ran this long restarts without back-off
 EXIT_GRACE = 3.0  # after "exit": time to unbind before a worker is killed
 LAST_WORDS = 2.0  # after a worker ended: time to read its last records and stats
 RECENT = 10_000  # newest decisions kept in memory for the admin side
-RESTART_SECTIONS = ("node", "server", "smsc", "web", "log")  # not applied live
+RESTART_SECTIONS = ("node", "server", "web", "log")  # not applied live
 CONTROL_SOCKET = "smps.sock"
 LOG_SOCKET = "smps-log.sock"
 
@@ -143,8 +145,8 @@ class WorkerSlot:
 class Master:
     def __init__(self, config: Config, config_path: str | None = None, *, recent: int = RECENT):
         self.config = config
-        # What the workers run: the file's config with the database's routes,
-        # policy and trace rules, and the NE accounts (file and API made).
+        # What the workers run: the file's config with the database's SMSCs,
+        # routes, policy and trace rules, and the NE accounts (file and API made).
         self.live_config = config
         self.accounts: list[Account] = list(config.ne_accounts)
         self.config_path = config_path

@@ -19,7 +19,7 @@ class MasterView:
             if name == "smps_verdicts_total":
                 verdict = dict(zip(labels, values, strict=True))["verdict"]
                 verdicts[verdict] = verdicts.get(verdict, 0) + int(value)
-        binds_per_worker = {smsc.name: smsc.binds for smsc in master.config.smsc}
+        binds_per_worker = {smsc.name: smsc.binds for smsc in master.live_config.smsc}
         workers = len(master.slots)
         return LiveStatus(
             node=status["node"],

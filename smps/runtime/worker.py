@@ -1,6 +1,7 @@
 """One worker process: a full data plane on its own uvloop.
 
-A worker opens its own binds to every SMSC, serves the NE binds the master
+A worker opens its own binds to every SMSC (each SMSC's `binds` per worker),
+following the live SMSC list the master pushes; it serves the NE binds the master
 hands it (or accepts them itself on an SO_REUSEPORT listener), runs a
 dispatcher, and reaches accounts bound elsewhere through the mesh. It learns
 everything from the master: the configuration comes first on the control
@@ -38,7 +39,7 @@ from smps.proxy.verdicts import STATE_NAMES
 from smps.runtime.control import Account, ControlChannel, Message, read_config, watch_handoffs
 from smps.runtime.mesh import Mesh
 from smps.runtime.records import RecordForwarder, TraceTee
-from smps.smpp.client import SmscClient
+from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
 
 log = logging.getLogger("smps.worker")
@@ -82,7 +83,7 @@ class Worker:
         self.ne_server.registry.listeners.append(self._report_binds)
         self.ne_server.binds_elsewhere = self._binds_elsewhere
         self.ne_server.refusal_listeners.append(self._placed)
-        self.smsc_clients: list[SmscClient] = []
+        self.smsc_clients = SmscClients(self.dispatcher.on_message, name_prefix=f"w{index}:")
         self.counters = SessionTotals()
         self._elsewhere: dict[str, int] = {}
         self._adopting: dict[Any, int] = {}  # NE session -> handoff id, until it binds or closes
@@ -108,10 +109,7 @@ class Worker:
         await self._shutdown()
 
     async def _activate(self) -> None:
-        for smsc in self.config.smsc:
-            client = SmscClient(smsc, self.dispatcher.on_message, name_prefix=f"w{self.index}:")
-            client.start()
-            self.smsc_clients.append(client)
+        await self.smsc_clients.apply(self.config.smsc, self._answer_smsc_in_flight)
         if self.config.server.placement == "reuseport" and not self._listening:
             await self.ne_server.start(reuse_port=True)
             self._listening = True
@@ -120,9 +118,20 @@ class Worker:
         """Standby (or fault): stop reading originals, answer those in flight while
         the NE binds are still up, then unbind from the SMSCs and the NEs."""
         await self._answer_in_flight("standing down")
-        clients, self.smsc_clients = self.smsc_clients, []
-        await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+        await self.smsc_clients.stop()
         await self.ne_server.stop()
+
+    async def _answer_smsc_in_flight(self) -> None:
+        """Before the binds of a removed or changed SMSC go: their originals are
+        answered by the verdict timeout at the latest (other SMSCs' traffic may
+        keep the dispatcher from ever being empty)."""
+        await self.dispatcher.drain(self.config.policy.timeout + 0.5)
+
+    async def _follow_smsc_list(self) -> None:
+        """The live SMSC list changed: rebind only where it changed (active only)."""
+        async with self._role_lock:
+            if self.role == "active" and not self._stopping:
+                await self.smsc_clients.apply(self.config.smsc, self._answer_smsc_in_flight)
 
     async def _answer_in_flight(self, doing: str) -> None:
         """Stop reading originals and accepting NEs, then answer everything in flight."""
@@ -139,8 +148,7 @@ class Worker:
         await self._answer_in_flight("stopping")
 
     async def _shutdown(self) -> None:
-        clients, self.smsc_clients = self.smsc_clients, []
-        await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+        await self.smsc_clients.stop()
         await self.ne_server.stop()
         self.mesh.close()
         self.dispatcher.stop()
@@ -205,11 +213,15 @@ class Worker:
                 link.close()
 
     def apply_config(self, config: Config, accounts: list[Account]) -> None:
-        """Accounts, routes, policy and trace rules, live; binds stay up."""
+        """Accounts, routes, policy, trace rules and SMSCs, live; binds not
+        concerned by a change stay up."""
+        smsc_changed = config.smsc != self.config.smsc
         self.config = config
         self.dispatcher.apply_config(config, accounts)
         self.ne_server.set_accounts(accounts)
         self.tracer.apply_config(config)
+        if smsc_changed:
+            self._spawn(self._follow_smsc_list())
         log.info("configuration applied")
 
     async def _set_role(self, role: str) -> None:

@@ -10,6 +10,9 @@ few minutes while it lasts, never once per attempt.
 Every deliver_sm / data_sm is handed to the `on_message(session, pdu)`
 handler, which must answer it exactly once with `session.respond()`; the proxy
 core plugs in there. The default handler allows everything.
+
+`SmscClients` keeps one data plane's clients equal to the live SMSC list: a
+change of the list starts, stops or rebinds only the SMSCs it concerns.
 """
 
 import asyncio
@@ -17,8 +20,10 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
+
+import msgspec
 
 from smps._native.pdu import CommandId, Pdu, Status
 from smps.config import SmscConfig, TlsClientConfig
@@ -129,6 +134,7 @@ class SmscClient:
         self._name_prefix = name_prefix
         self._ssl = client_ssl_context(cfg.tls) if cfg.tls else None
         self._tasks: list[asyncio.Task[None]] = []
+        self._held: list[SmscSession] = []  # bound when pause() stopped the reconnecting
 
     @property
     def binds_up(self) -> int:
@@ -139,9 +145,19 @@ class SmscClient:
             name = f"{self._name_prefix}{self.cfg.name}#{index}"
             self._tasks.append(asyncio.create_task(self._keep_bound(name), name=name))
 
+    def pause(self) -> None:
+        """Read no more originals from this SMSC: no reconnecting, bound sessions
+        stop reading but stay bound (to answer what is in flight) until stop()."""
+        self._held = list(self.sessions)  # the tasks forget their session when cancelled
+        for task in self._tasks:
+            task.cancel()
+        for session in self._held:
+            session.pause_reading()
+
     async def stop(self) -> None:
         """Stop reconnecting, unbind every session politely."""
-        sessions = list(self.sessions)  # the tasks forget their session when cancelled
+        sessions = set(self.sessions) | set(self._held)
+        self._held = []
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -239,6 +255,67 @@ class SmscClient:
             "reconnects": self.reconnects,
             "bind_failures": self.bind_failures,
         }
+
+
+def needs_rebind(old: SmscConfig, new: SmscConfig) -> bool:
+    """Whether a change touches the connection; the decoding settings apply to live binds."""
+    unchanged = msgspec.structs.replace(
+        old, default_alphabet=new.default_alphabet, gsm7_packed=new.gsm7_packed
+    )
+    return unchanged != new
+
+
+class SmscClients:
+    """One data plane's SmscClients by SMSC name, made to follow the live SMSC list."""
+
+    def __init__(self, on_message: MessageHandler = allow_all, *, name_prefix: str = ""):
+        self.on_message = on_message
+        self.name_prefix = name_prefix
+        self.clients: dict[str, SmscClient] = {}
+        self._lock = asyncio.Lock()  # one change at a time, in the order they came
+
+    def __iter__(self) -> Iterator[SmscClient]:
+        return iter(list(self.clients.values()))
+
+    def __len__(self) -> int:
+        return len(self.clients)
+
+    async def apply(
+        self, configs: list[SmscConfig], answer_in_flight: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Start the new SMSCs, stop the removed ones, rebind the changed ones,
+        leave the others bound.
+
+        A client that goes first stops reading originals and stays bound while
+        `answer_in_flight()` runs, so what it delivered is answered before the unbind.
+        """
+        async with self._lock:
+            wanted = {cfg.name: cfg for cfg in configs}
+            going = [
+                client
+                for name, client in self.clients.items()
+                if name not in wanted or needs_rebind(client.cfg, wanted[name])
+            ]
+            for client in going:
+                del self.clients[client.cfg.name]
+                client.pause()
+            for name, client in self.clients.items():
+                client.cfg = wanted[name]  # decoding settings only
+            if going:
+                await answer_in_flight()
+                await asyncio.gather(*(c.stop() for c in going), return_exceptions=True)
+                log.info("SMSC binds stopped: %s", ", ".join(c.cfg.name for c in going))
+            for name, cfg in wanted.items():
+                if name not in self.clients:
+                    client = SmscClient(cfg, self.on_message, name_prefix=self.name_prefix)
+                    client.start()
+                    self.clients[name] = client
+
+    async def stop(self) -> None:
+        """Unbind from every SMSC (the caller has answered what was in flight)."""
+        async with self._lock:
+            clients, self.clients = list(self.clients.values()), {}
+            await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
 
 def _describe(exc: BaseException) -> str:

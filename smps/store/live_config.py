@@ -1,17 +1,18 @@
 """The configuration a running node applies: the file's, plus what the API
-changed in the database (accounts, routes, policy, trace rules).
+changed in the database (accounts, SMSC connections, routes, policy, trace rules).
 
 The node loads it at start and again whenever the store reports a committed
-change, then pushes it into the NE server, the dispatcher and the tracer
-without dropping binds.
+change, then pushes it into the NE server, the dispatcher, the tracer and the SMSC
+clients, dropping only the binds of SMSCs that were removed or changed.
 """
 
 from typing import Any
 
 import msgspec
+from sqlalchemy import select
 
-from smps.config import Config, NeAccount
-from smps.store import repo
+from smps.config import Config, NeAccount, SmscConfig
+from smps.store import repo, schema
 from smps.store.db import Store
 
 
@@ -20,8 +21,21 @@ def _struct_fields(document: dict[str, Any], struct: type[msgspec.Struct]) -> di
     return {k: v for k, v in document.items() if k in struct.__struct_fields__}
 
 
+async def load_smsc(store: Store) -> list[SmscConfig]:
+    """Every SMSC connection in the database (the file's, synced at start, and the
+    API's), in the order they were made, with its password."""
+    kind = repo.KINDS["smsc"]
+    table = schema.smsc
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(select(table).order_by(table.c.id))).mappings().all()
+    return [
+        repo.validate(kind, {**row["settings"], "name": row["name"], "password": row["password"]})
+        for row in rows
+    ]
+
+
 async def load(store: Store, config: Config) -> tuple[Config, list[NeAccount | repo.StoredAccount]]:
-    """(config with the database's routes, policy and trace rules, NE accounts).
+    """(config with the database's SMSCs, routes, policy and trace rules, NE accounts).
 
     File-managed accounts keep the file's entry (its password is compared as
     is); accounts made through the API carry only their password hash, which
@@ -40,6 +54,7 @@ async def load(store: Store, config: Config) -> tuple[Config, list[NeAccount | r
     ]
     live = msgspec.structs.replace(
         config,
+        smsc=await load_smsc(store),
         routes=routes,
         policy=policy,
         trace=msgspec.structs.replace(config.trace, rules=rules),
