@@ -7,8 +7,9 @@ single-process node (`smps demo`) follows the same way."""
 from smps._native.pdu import CommandId, Status
 from smps.sim.smsc import SimSmsc
 from smps.store import repo
+from tests.helpers import until
 from tests.test_proxy import proxy
-from tests.test_run_store import running, until
+from tests.test_run_store import running
 
 
 async def test_smsc_made_moved_and_deleted_through_the_api_follow_live(tmp_path):
