@@ -34,14 +34,16 @@ C = CommandId
 # Spec layouts: (name, kind, max octets incl. NUL). Kinds: i = Int1,
 # c = Cstr, t = time (0 or 16 chars), sm = sm_length + short_message.
 
+
+def address(prefix, name, size):
+    """An address field as the spec lays it out: TON, NPI, then the C-string."""
+    return [(f"{prefix}_ton", "i", 1), (f"{prefix}_npi", "i", 1), (name, "c", size)]
+
+
 SM = [
     ("service_type", "c", 6),
-    ("source_addr_ton", "i", 1),
-    ("source_addr_npi", "i", 1),
-    ("source_addr", "c", 21),
-    ("dest_addr_ton", "i", 1),
-    ("dest_addr_npi", "i", 1),
-    ("destination_addr", "c", 21),
+    *address("source_addr", "source_addr", 21),
+    *address("dest_addr", "destination_addr", 21),
     ("esm_class", "i", 1),
     ("protocol_id", "i", 1),
     ("priority_flag", "i", 1),
@@ -64,12 +66,8 @@ BIND = [
 ]
 DATA_SM = [
     ("service_type", "c", 6),
-    ("source_addr_ton", "i", 1),
-    ("source_addr_npi", "i", 1),
-    ("source_addr", "c", 65),
-    ("dest_addr_ton", "i", 1),
-    ("dest_addr_npi", "i", 1),
-    ("destination_addr", "c", 65),
+    *address("source_addr", "source_addr", 65),
+    *address("dest_addr", "destination_addr", 65),
     ("esm_class", "i", 1),
     ("registered_delivery", "i", 1),
     ("data_coding", "i", 1),
@@ -90,18 +88,12 @@ LAYOUTS = {
     C.DELIVER_SM_RESP: MESSAGE_ID,
     C.DATA_SM_RESP: MESSAGE_ID,
     C.ALERT_NOTIFICATION: [
-        ("source_addr_ton", "i", 1),
-        ("source_addr_npi", "i", 1),
-        ("source_addr", "c", 65),
-        ("esme_addr_ton", "i", 1),
-        ("esme_addr_npi", "i", 1),
-        ("esme_addr", "c", 65),
+        *address("source_addr", "source_addr", 65),
+        *address("esme_addr", "esme_addr", 65),
     ],
     C.QUERY_SM: [
         ("message_id", "c", 65),
-        ("source_addr_ton", "i", 1),
-        ("source_addr_npi", "i", 1),
-        ("source_addr", "c", 21),
+        *address("source_addr", "source_addr", 21),
     ],
     C.QUERY_SM_RESP: [
         ("message_id", "c", 65),
@@ -112,18 +104,12 @@ LAYOUTS = {
     C.CANCEL_SM: [
         ("service_type", "c", 6),
         ("message_id", "c", 65),
-        ("source_addr_ton", "i", 1),
-        ("source_addr_npi", "i", 1),
-        ("source_addr", "c", 21),
-        ("dest_addr_ton", "i", 1),
-        ("dest_addr_npi", "i", 1),
-        ("destination_addr", "c", 21),
+        *address("source_addr", "source_addr", 21),
+        *address("dest_addr", "destination_addr", 21),
     ],
     C.REPLACE_SM: [
         ("message_id", "c", 65),
-        ("source_addr_ton", "i", 1),
-        ("source_addr_npi", "i", 1),
-        ("source_addr", "c", 21),
+        *address("source_addr", "source_addr", 21),
         ("schedule_delivery_time", "t", 17),
         ("validity_period", "t", 17),
         ("registered_delivery", "i", 1),
