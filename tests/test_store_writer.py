@@ -20,14 +20,16 @@ from smps.store.writer import (
     decision_rows,
     purge_expired,
 )
+from tests.helpers import until
 from tests.store_db import database_url, make_decision, store  # noqa: F401
 
 
-async def wait_for(predicate, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)
+async def put_over_time(writer: DecisionWriter, count: int, every: int, pause: float) -> None:
+    """Put ``count`` decisions, pausing ``pause`` s after each ``every``: traffic over time."""
+    for i in range(count):
+        writer.put(make_decision(i))
+        if i % every == 0:
+            await asyncio.sleep(pause)
 
 
 async def scalar(store: Store, sql: str):
@@ -54,7 +56,7 @@ async def test_burst_of_50000_written_once_in_multi_row_statements(store, tmp_pa
     total = 50_000
     for i in range(total):
         writer.put(make_decision(i))
-    await wait_for(lambda: writer.written == total)
+    await until(lambda: writer.written == total, timeout=60)
     if store.dialect == "mysql":
         # The server's own count of INSERT statements on the writer's session:
         # asyncmy turns each executemany into multi-row INSERTs.
@@ -101,7 +103,7 @@ async def test_rows_keep_every_field(store, tmp_path):
         source_addr="Bücher-über-€",
     )
     writer.put(decision)
-    await wait_for(lambda: writer.written == 1)
+    await until(lambda: writer.written == 1, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
         row = (await conn.execute(text("SELECT * FROM decisions"))).mappings().one()
@@ -138,7 +140,7 @@ async def test_a_group_holding_a_committed_batch_is_written_one_by_one(store, tm
     writer._ready.extend([done, batch_of("b" * 32, 10, 10), batch_of("c" * 32, 20, 10)])
     writer._ready_records = 30
     await writer.start()
-    await wait_for(lambda: not writer._ready)
+    await until(lambda: not writer._ready, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
         rows = await conn.execute(text("SELECT sequence FROM decisions ORDER BY id"))
@@ -154,7 +156,7 @@ async def test_a_refused_batch_in_a_group_is_dropped_alone(store, tmp_path):
     writer._ready.extend([batch_of("a" * 32, 0, 10), bad, batch_of("c" * 32, 20, 10)])
     writer._ready_records = 30
     await writer.start()
-    await wait_for(lambda: not writer._ready)
+    await until(lambda: not writer._ready, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
         rows = await conn.execute(text("SELECT sequence FROM decisions ORDER BY id"))
@@ -173,7 +175,7 @@ async def test_a_batch_spooled_before_the_epoch_column_is_replayed(store, tmp_pa
     Spool(tmp_path / "spool", 1 << 20).append(msgspec.msgpack.encode(old))
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
     await writer.start()
-    await wait_for(lambda: writer.written == 3)
+    await until(lambda: writer.written == 3, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
         rows = await conn.execute(text("SELECT sequence, epoch FROM decisions ORDER BY id"))
@@ -213,7 +215,7 @@ async def test_traces_are_written_with_the_whole_event(store, tmp_path):
     await writer.start()
     writer.put_trace(Event("m-1", 1_700_000_000_000_000, "copy", "861", "862", "antispam", "hi"))
     writer.put_trace(Event("m-1", 1_700_000_000_000_500, "verdict", "861", "862", None, ""))
-    await wait_for(lambda: writer.written == 2)
+    await until(lambda: writer.written == 2, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
         rows = (await conn.execute(text("SELECT * FROM traces ORDER BY id"))).mappings().all()
@@ -239,16 +241,15 @@ async def test_unreachable_database_spools_then_replays_in_order(tmp_path):
         retry_max=0.1,
     )
     await writer.start()
-    for i in range(2000):
-        writer.put(make_decision(i))
-        if i % 50 == 0:
-            await asyncio.sleep(0.002)  # traffic over time, not one burst
+    await put_over_time(writer, 2000, every=50, pause=0.002)
     # At most buffer_limit records stay in memory; the rest goes to the spool.
-    await wait_for(lambda: writer.spooled >= 1700 and writer.spooled + writer.pending == 2000)
+    await until(
+        lambda: writer.spooled >= 1700 and writer.spooled + writer.pending == 2000, timeout=60
+    )
     assert writer.written == 0
     path.rmdir()
     (tmp_path / "away.db").rename(path)
-    await wait_for(lambda: writer.written == 2000)
+    await until(lambda: writer.written == 2000, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
         rows = await conn.execute(text("SELECT sequence FROM decisions ORDER BY id"))
@@ -272,11 +273,8 @@ async def test_memory_is_bounded_and_drops_are_counted(tmp_path, caplog):
         report_interval=0.05,
     )
     await writer.start()
-    for i in range(5000):
-        writer.put(make_decision(i))
-        if i % 10 == 0:
-            await asyncio.sleep(0)
-    await wait_for(lambda: writer.dropped > 0)
+    await put_over_time(writer, 5000, every=10, pause=0)
+    await until(lambda: writer.dropped > 0, timeout=60)
     await asyncio.sleep(0.1)
     assert writer.pending <= 2 * 50
     await writer.close(drain_timeout=0.1)
@@ -312,7 +310,7 @@ async def test_retention_deletes_old_rows_in_chunks(store, tmp_path):
     await writer.start()
     for i in range(300):
         writer.put(make_decision(i, at=now - 40 * 86400 if i < 250 else now))
-    await wait_for(lambda: writer.written == 300)
+    await until(lambda: writer.written == 300, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
         for expected in (100, 100, 50, 0):
@@ -327,7 +325,7 @@ async def write_decisions(store, tmp_path, times: list[float]) -> None:
     await writer.start()
     for i, at in enumerate(times):
         writer.put(make_decision(i, at=at))
-    await wait_for(lambda: writer.written == len(times))
+    await until(lambda: writer.written == len(times), timeout=60)
     await writer.close()
 
 
