@@ -1,5 +1,6 @@
 """The `smps` command as an operator meets it: real processes, real HTTP."""
 
+import contextlib
 import json
 import re
 import signal
@@ -96,6 +97,24 @@ def _wait_for_line(proc, pattern: str, timeout: float = 30.0) -> re.Match:
     raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(seen)}")
 
 
+@contextlib.contextmanager
+def smps_run(path, cwd):
+    """`smps run -c path` with its output piped; killed on the way out if still running."""
+    proc = subprocess.Popen(
+        [*SMPS, "run", "-c", str(path)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=cwd,  # relative paths (./var/smps.db) land in the test's own directory
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
     log_file = tmp_path / "log" / "smps.log"
     path = write_config(
@@ -106,14 +125,7 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
         web={"listen": "127.0.0.1:0"},
         ne_accounts=[{"system_id": "antispam", "password": "s3cr3t"}],
     )
-    proc = subprocess.Popen(
-        [*SMPS, "run", "-c", str(path)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,  # relative paths (./var/smps.db) land in the test's own directory
-    )
-    try:
+    with smps_run(path, tmp_path) as proc:
         port = int(_wait_for_line(proc, r"HTTP listening on 127\.0\.0\.1:(\d+)").group(1))
         _wait_for_line(proc, r"ready")
         status, body = _http_get(f"http://127.0.0.1:{port}/health")
@@ -128,10 +140,6 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
         _wait_for_line(proc, r"INFO .* stats uptime=")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = log_file.read_text()
     assert "stats uptime=" in text
     assert "configuration" in text and "***" in text
@@ -145,21 +153,10 @@ def test_sigint_also_stops_cleanly(tmp_path):
         server={"listen": "127.0.0.1:0"},
         web={"listen": "127.0.0.1:0"},
     )
-    proc = subprocess.Popen(
-        [*SMPS, "run", "-c", str(path)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,  # relative paths (./var/smps.db) land in the test's own directory
-    )
-    try:
+    with smps_run(path, tmp_path) as proc:
         _wait_for_line(proc, r"ready")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_run_reports_port_in_use(tmp_path):
