@@ -37,3 +37,22 @@ def make_config():
         return config.loads(yaml.safe_dump(sections), file="<test>")
 
     return build
+
+
+@pytest.fixture
+def private_mariadb(tmp_path):
+    """A mariadbd of the test's own (fresh datadir, own port, no grant tables), for outage
+    and kill tests that must not touch the shared server on 3306."""
+    import shutil
+
+    from tests.store_db import INSTALL_DB, MARIADBD, PrivateMariaDB
+
+    if not (os.path.exists(MARIADBD) and INSTALL_DB):
+        pytest.skip("needs mariadbd and mariadb-install-db")
+    server = PrivateMariaDB(tmp_path / "mariadb")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(server.base, ignore_errors=True)

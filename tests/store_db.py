@@ -12,11 +12,17 @@ Import the fixtures into a test module with
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from smps.store.db import Store
+from tests.helpers import free_port
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
@@ -114,3 +120,67 @@ def make_decision(i: int, *, at: float | None = None, verdict: str = "block", **
     )
     values.update(fields)
     return Decision(**values)
+
+
+MARIADBD = "/usr/sbin/mariadbd"
+INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
+
+
+class PrivateMariaDB:
+    """One mariadbd on 127.0.0.1:<port> with its own datadir; start, kill, start again."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.datadir = base / "data"
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        subprocess.run(
+            [
+                INSTALL_DB,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                "--user=root",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                MARIADBD,
+                "--no-defaults",
+                f"--datadir={self.datadir}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={self.base / 'mysqld.sock'}",
+                f"--pid-file={self.base / 'mysqld.pid'}",
+                "--skip-grant-tables",
+                "--user=root",
+                "--innodb-buffer-pool-size=32M",
+                "--skip-log-bin",
+                f"--log-error={self.base / 'error.log'}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError((self.base / "error.log").read_text()[-2000:]) from None
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def url(self, database: str) -> str:
+        return f"mysql+asyncmy://root@127.0.0.1:{self.port}/{database}"

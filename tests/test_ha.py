@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_store_outage)
 """HA: keepalived notices, the role state machine, the notify FIFO, the control socket
 hooks, and the database lease on real MariaDB (shared server and a private one killed)."""
 
@@ -23,8 +22,9 @@ from smps.ha import (
     read_notify_fifo,
 )
 from smps.store.db import Store
+from tests import helpers
+from tests.helpers import until
 from tests.store_db import _create_database, drop_database, mariadb_connect
-from tests.test_store_outage import private_mariadb  # noqa: F401
 
 # ----------------------------------------------------------------------------- parsing
 
@@ -146,11 +146,7 @@ def healthy():
 
 
 async def settle(controller: HaController, until=lambda: True, timeout=10.0):
-    async def wait():
-        while not (controller.settled and until()):
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(wait(), timeout)
+    await helpers.until(lambda: controller.settled and until(), timeout=timeout)
 
 
 def keepalived_config(**overrides):
@@ -237,7 +233,7 @@ async def test_demotion_interrupts_a_promotion_in_progress():
     try:
         await settle(ha)
         ha.notify(parse_notice("MASTER"))
-        await asyncio.wait_for(_until(lambda: node.roles[-1] == Role.ACTIVE), 5)
+        await until(lambda: node.roles[-1] == Role.ACTIVE, timeout=5)
         ha.notify(parse_notice("BACKUP"))  # e.g. a healed split brain, at once
         await settle(ha)
         assert node.roles == [Role.STANDBY, Role.ACTIVE, Role.STANDBY]
@@ -253,7 +249,7 @@ async def test_promotion_waits_for_a_demotion_to_finish():
     try:
         await settle(ha)
         ha.notify(parse_notice("BACKUP"))
-        await asyncio.wait_for(_until(lambda: node.roles[-1] == Role.STANDBY), 5)
+        await until(lambda: node.roles[-1] == Role.STANDBY, timeout=5)
         ha.notify(parse_notice("MASTER"))  # while the demotion still drains
         await settle(ha)
         # The demotion ran to its end (serving was off, then on again), never cancelled.
@@ -277,11 +273,6 @@ async def test_sync_group_state_wins_over_its_instances():
         assert ha.role == Role.STANDBY
     finally:
         await ha.stop()
-
-
-async def _until(condition, step=0.01):
-    while not condition():
-        await asyncio.sleep(step)
 
 
 # ----------------------------------------------------------------------------- the FIFO
@@ -319,14 +310,14 @@ async def test_fifo_reader_follows_keepalived_through_restarts(tmp_path):
         keepalived.write("garbage that is skipped\n")
         keepalived.write('INSTANCE "SMPS" MASTER_RX_LOWER_PRI 100\nINSTANCE "SMPS" MA')
         keepalived.write("STER 150\n")  # a line split over two writes
-        await asyncio.wait_for(_until(lambda: len(seen) == 2), 5)
+        await until(lambda: len(seen) == 2, timeout=5)
         assert [n.state for n in seen] == ["BACKUP", "MASTER"]
 
         keepalived.close()  # keepalived restarts: end of file for the reader
         await asyncio.sleep(0.1)
         keepalived = await FifoWriter(path).open()
         keepalived.write('INSTANCE "SMPS" FAULT 150\n')
-        await asyncio.wait_for(_until(lambda: len(seen) == 3), 5)
+        await until(lambda: len(seen) == 3, timeout=5)
         keepalived.close()
 
         # A restarted keepalived that deleted the FIFO and made a new one.
@@ -334,7 +325,7 @@ async def test_fifo_reader_follows_keepalived_through_restarts(tmp_path):
         os.mkfifo(path)
         keepalived = await FifoWriter(path).open()
         keepalived.write('INSTANCE "SMPS" BACKUP 100\n')
-        await asyncio.wait_for(_until(lambda: len(seen) == 4), 10)
+        await until(lambda: len(seen) == 4, timeout=10)
         keepalived.close()
         assert [n.state for n in seen] == ["BACKUP", "MASTER", "FAULT", "BACKUP"]
         assert not reader.done()
@@ -577,7 +568,7 @@ async def test_lease_keeps_one_node_active_through_a_split_brain(mysql_url):
         assert a.epoch == 1
 
         b.notify(parse_notice('INSTANCE "SMPS" MASTER 100'))  # split brain: both MASTER
-        await asyncio.wait_for(_until(lambda: b.lease_state is not None), 5)
+        await until(lambda: b.lease_state is not None, timeout=5)
         await asyncio.sleep(ttl)  # several renewals by A, several refusals for B
         assert b.role == Role.STANDBY and serving == {"a"}
         report = b.snapshot()["lease"]
@@ -644,13 +635,13 @@ async def test_holder_steps_down_within_ttl_when_its_database_dies(private_maria
 
         private_mariadb.kill()
         killed_at = loop.time()
-        await asyncio.wait_for(_until(lambda: not node.serving), 2 * ttl)
+        await until(lambda: not node.serving, timeout=2 * ttl)
         stepped_down_after = loop.time() - killed_at
         assert stepped_down_after < ttl, stepped_down_after  # the lease cannot have expired yet
         assert ha.role == Role.STANDBY and ha.epoch is None
         assert ha.snapshot()["lease"]["error"]
 
-        await asyncio.wait_for(_until(lambda: not ha.check()[0]), 2 * ttl)
+        await until(lambda: not ha.check()[0], timeout=2 * ttl)
         assert "lease database" in ha.check()[1]
     finally:
         await ha.stop()
@@ -833,26 +824,26 @@ async def test_real_keepalived_moves_vip_and_role_and_the_lease_survives_split_b
         def active():
             return sorted(n for n, c in controllers.items() if c.role == Role.ACTIVE)
 
-        await asyncio.wait_for(_until(lambda: len(active()) == 1, 0.1), 60)
+        await until(lambda: len(active()) == 1, timeout=60, interval=0.1)
         first = active()[0]
         other = "b" if first == "a" else "a"
-        await asyncio.wait_for(_until(lambda: lab.has_vip(first), 0.1), 10)
+        await until(lambda: lab.has_vip(first), timeout=10, interval=0.1)
         assert not lab.has_vip(other)
 
         # SMPS on the active node dies (its check fails): VIP and role move.
         health[first] = False
-        await asyncio.wait_for(_until(lambda: active() == [other] and lab.has_vip(other), 0.1), 60)
+        await until(lambda: active() == [other] and lab.has_vip(other), timeout=60, interval=0.1)
         assert controllers[first].role in (Role.FAULT, Role.STANDBY)
         health[first] = True
-        await asyncio.wait_for(
-            _until(lambda: controllers[first].keepalived.state == "BACKUP", 0.1), 30
+        await until(
+            lambda: controllers[first].keepalived.state == "BACKUP", timeout=30, interval=0.1
         )
         assert active() == [other]  # nopreempt: it stays where it is
 
         # Split brain: both keepalived MASTER, the lease keeps one SMPS active.
         lab.isolate(first, True)
-        await asyncio.wait_for(
-            _until(lambda: a.keepalived.state == b.keepalived.state == "MASTER", 0.1), 30
+        await until(
+            lambda: a.keepalived.state == b.keepalived.state == "MASTER", timeout=30, interval=0.1
         )
         await asyncio.sleep(3 * ttl)
         assert active() == [other] and lab.has_vip(first) and lab.has_vip(other)
@@ -860,12 +851,13 @@ async def test_real_keepalived_moves_vip_and_role_and_the_lease_survives_split_b
 
         # Healed: keepalived demotes one at once; still exactly one active.
         lab.isolate(first, False)
-        await asyncio.wait_for(
-            _until(lambda: {a.keepalived.state, b.keepalived.state} == {"MASTER", "BACKUP"}, 0.1),
-            30,
+        await until(
+            lambda: {a.keepalived.state, b.keepalived.state} == {"MASTER", "BACKUP"},
+            timeout=30,
+            interval=0.1,
         )
         master = "a" if a.keepalived.state == "MASTER" else "b"
-        await asyncio.wait_for(_until(lambda: active() == [master], 0.1), 6 * ttl)
+        await until(lambda: active() == [master], timeout=6 * ttl, interval=0.1)
         assert nodes["a"].violations == nodes["b"].violations == []
     finally:
         lab.destroy()

@@ -1,4 +1,4 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_store_outage)
+# ruff: noqa: F811  (the mysql_url fixture imported from tests.test_ha)
 """Failover with the lease on, through real `smps run` processes and a private mariadbd.
 
 Two nodes share one database (a mariadbd of the test's own, on its own port and
@@ -38,7 +38,6 @@ from tests.nodes import PASSWORD, HaNode
 from tests.peers import Ne
 from tests.store_db import mariadb_connect
 from tests.test_ha import Recorder, healthy, lease_config, mysql_url, settle  # noqa: F401
-from tests.test_store_outage import private_mariadb  # noqa: F401
 
 pytestmark = pytest.mark.mariadb
 

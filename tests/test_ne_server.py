@@ -13,6 +13,7 @@ import smpplib.exceptions
 from smps._native.pdu import CommandId, Framer, Status, decode, encode
 from smps.smpp.server import AuthThrottle, NeServer
 from smps.smpp.states import State
+from tests.helpers import until
 
 pytestmark = pytest.mark.both_loops
 
@@ -21,12 +22,6 @@ ACCOUNTS = [
     {"system_id": "fraud", "password": "pw2", "allowed_ips": ["10.0.0.0/8"]},
     {"system_id": "bulk", "password": "pw3", "max_binds": 200},
 ]
-
-
-async def until(predicate, timeout=5.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from tests.test_store_outage)
 """Decisions carry the lease epoch (#11's fencing token) of the node that made them:
 `smps run` with the lease on, on a private mariadbd, stamps what it decides while
 holding epoch N with N."""
@@ -13,7 +12,6 @@ from tests.nodes import PASSWORD, HaNode
 from tests.peers import Ne
 from tests.store_db import mariadb_connect
 from tests.test_ha_failover import make_database
-from tests.test_store_outage import private_mariadb  # noqa: F401
 
 pytestmark = pytest.mark.mariadb
 

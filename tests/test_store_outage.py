@@ -6,114 +6,21 @@ socket, no grant tables), started and killed by the test; the shared server on
 """
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from smps.store.db import Store
 from smps.store.writer import DecisionWriter
-from tests.store_db import make_decision
+from tests.store_db import make_decision, mariadb_connect
 
-MARIADBD = "/usr/sbin/mariadbd"
-INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
-
-pytestmark = [
-    pytest.mark.mariadb,
-    pytest.mark.skipif(
-        not (os.path.exists(MARIADBD) and INSTALL_DB),
-        reason="needs mariadbd and mariadb-install-db",
-    ),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class PrivateMariaDB:
-    """One mariadbd on 127.0.0.1:<port> with its own datadir; start, kill, start again."""
-
-    def __init__(self, base: Path):
-        self.base = base
-        self.datadir = base / "data"
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-        subprocess.run(
-            [
-                INSTALL_DB,
-                "--no-defaults",
-                f"--datadir={self.datadir}",
-                "--user=root",
-                "--skip-test-db",
-                "--auth-root-authentication-method=normal",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                MARIADBD,
-                "--no-defaults",
-                f"--datadir={self.datadir}",
-                f"--port={self.port}",
-                "--bind-address=127.0.0.1",
-                f"--socket={self.base / 'mysqld.sock'}",
-                f"--pid-file={self.base / 'mysqld.pid'}",
-                "--skip-grant-tables",
-                "--user=root",
-                "--innodb-buffer-pool-size=32M",
-                "--skip-log-bin",
-                f"--log-error={self.base / 'error.log'}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError((self.base / "error.log").read_text()[-2000:]) from None
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-    def url(self, database: str) -> str:
-        return f"mysql+asyncmy://root@127.0.0.1:{self.port}/{database}"
-
-
-@pytest.fixture
-def private_mariadb(tmp_path):
-    server = PrivateMariaDB(tmp_path / "mariadb")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
-        shutil.rmtree(server.base, ignore_errors=True)
+pytestmark = pytest.mark.mariadb
 
 
 async def test_server_killed_mid_run_loses_nothing_and_duplicates_nothing(
     private_mariadb, tmp_path
 ):
-    from tests.store_db import mariadb_connect
-
     conn = await mariadb_connect(port=private_mariadb.port)
     async with conn.cursor() as cursor:
         await cursor.execute("CREATE DATABASE smps CHARACTER SET utf8mb4")

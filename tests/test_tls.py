@@ -2,7 +2,6 @@
 (`smsc[].tls`) binding to it — both sides of the TLS options with a real
 self-signed certificate."""
 
-import asyncio
 import shutil
 import subprocess
 
@@ -11,14 +10,9 @@ import pytest
 from smps._native.pdu import CommandId, encode
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
+from tests.helpers import until
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
-
-
-async def until(predicate, timeout=10.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,12 @@ from smps.proxy.tracer import TraceEvent, Tracer
 from smps.store import repo
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
+from tests.helpers import until
 from tests.store_db import database_url, store  # noqa: F401
 
 ALICE = "8613800138000"  # traced subscriber, as normalised under country code 86
 BOB = "8613900139000"
 SECRET = "Secret code 4711"
-
-
-async def until(predicate, timeout=10.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.005)
 
 
 class Clock:
