@@ -3,11 +3,11 @@ against SMPS's real SMSC client and NE server on loopback sockets."""
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import re
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -24,21 +24,10 @@ from smps.sim.traffic import KINDS, Mix, NumberRange, Traffic
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
 from smps.smpp.session import NO_RESPONSE
+from tests.helpers import free_port, until
 
 EXTENSION_CHARS = set("€{}[]~^\\|")
 SIM_MAIN = [sys.executable, "-c", "from smps.sim.cli import main; raise SystemExit(main())"]
-
-
-async def until(predicate, timeout=10.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def decoded(pdu):
@@ -288,8 +277,10 @@ COPY = encode(
 )
 
 
-async def send_copies(server, n, results):
-    """Send n copies over the account's binds; results[status] counts the outcomes."""
+async def answered(server, n) -> dict:
+    """Send n copies over the account's binds and wait for every outcome:
+    results[status] lists the round-trip times."""
+    results: dict = {}
 
     def settled(sent_at, status, pdu):
         results.setdefault(status, []).append(time.monotonic() - sent_at)
@@ -300,30 +291,34 @@ async def send_copies(server, n, results):
             results.setdefault("unsent", []).append(0)
         if i % 50 == 49:
             await asyncio.sleep(0.005)
+    await until(lambda: sum(map(len, results.values())) == n)
+    return results
+
+
+@contextlib.asynccontextmanager
+async def antispam_ne(ne_server, **options):
+    """A SimNe bound as antispam to the NE server, stopped on the way out."""
+    ne = SimNe("127.0.0.1", ne_server.port, system_id="antispam", password="pw1", **options)
+    ne.start()
+    try:
+        yield ne
+    finally:
+        await ne.stop()
 
 
 @pytest.mark.both_loops
 async def test_ne_answers_with_block_ratio_silence_and_latency(ne_server):
-    ne = SimNe(
-        "127.0.0.1",
-        ne_server.port,
-        system_id="antispam",
-        password="pw1",
+    async with antispam_ne(
+        ne_server,
         binds=2,
         block_ratio=0.2,
         silent_ratio=0.1,
         latency=Latency(0.02, "fixed"),
         seed=7,
-    )
-    ne.start()
-    try:
+    ) as ne:
         await ne.wait_bound()
         assert ne_server.registry.count("antispam") == 2
-        results: dict = {}
-        await send_copies(ne_server, 1000, results)
-        await until(lambda: sum(map(len, results.values())) == 1000)
-    finally:
-        await ne.stop()
+        results = await answered(ne_server, 1000)
     assert ne.received == 1000
     assert len(results[Status.ROK]) == ne.allowed
     assert len(results[Status.RX_R_APPN]) == ne.blocked
@@ -336,50 +331,32 @@ async def test_ne_answers_with_block_ratio_silence_and_latency(ne_server):
 
 
 async def test_ne_exponential_latency_answers_out_of_order_and_custom_status(ne_server):
-    ne = SimNe(
-        "127.0.0.1",
-        ne_server.port,
-        system_id="antispam",
-        password="pw1",
+    async with antispam_ne(
+        ne_server,
         block_ratio=1.0,
         block_status=0x65,
         latency=Latency(0.01, "exp"),
         seed=3,
-    )
-    ne.start()
-    try:
+    ) as ne:
         await ne.wait_bound()
-        results: dict = {}
-        await send_copies(ne_server, 300, results)
-        await until(lambda: sum(map(len, results.values())) == 300)
-    finally:
-        await ne.stop()
+        results = await answered(ne_server, 300)
     assert list(results) == [0x65] and ne.blocked == 300
     rtts = results[0x65]
     assert rtts != sorted(rtts)  # random think times: later copies overtake earlier ones
 
 
 async def test_ne_drops_binds_and_binds_again(ne_server):
-    ne = SimNe(
-        "127.0.0.1",
-        ne_server.port,
-        system_id="antispam",
-        password="pw1",
+    async with antispam_ne(
+        ne_server,
         binds=2,
         disconnect_ratio=0.02,
         reconnect_initial=0.02,
         reconnect_max=0.05,
         seed=11,
-    )
-    ne.start()
-    try:
+    ) as ne:
         await ne.wait_bound()
-        results: dict = {}
-        await send_copies(ne_server, 600, results)
-        await until(lambda: sum(map(len, results.values())) == 600)
+        results = await answered(ne_server, 600)
         await ne.wait_bound()
-    finally:
-        await ne.stop()
     assert ne.disconnects >= 3 and ne.client.reconnects >= 3
     # Every answer the NE wrote reached SMPS: a drop closes after what is written.
     assert len(results.get(Status.ROK, ())) == ne.allowed
@@ -387,21 +364,14 @@ async def test_ne_drops_binds_and_binds_again(ne_server):
 
 
 async def test_ne_disconnects_periodically(ne_server):
-    ne = SimNe(
-        "127.0.0.1",
-        ne_server.port,
-        system_id="antispam",
-        password="pw1",
+    async with antispam_ne(
+        ne_server,
         disconnect_every=0.05,
         reconnect_initial=0.01,
         reconnect_max=0.02,
-    )
-    ne.start()
-    try:
+    ) as ne:
         await until(lambda: ne.disconnects >= 2)
         await ne.wait_bound()
-    finally:
-        await ne.stop()
     assert ne.client.reconnects >= 2
 
 
@@ -532,9 +502,7 @@ async def test_cli_ne_in_process_until_stopped(ne_server, tmp_path):
     out = io.StringIO()
     main = asyncio.create_task(cli.ne_main(args, stopper, out))
     await until(lambda: ne_server.registry.count("antispam") == 2)
-    results: dict = {}
-    await send_copies(ne_server, 100, results)
-    await until(lambda: sum(map(len, results.values())) == 100)
+    await answered(ne_server, 100)
     stopper()  # Ctrl-C
     assert await main == 0
     report = json.loads((tmp_path / "ne.json").read_text())
@@ -603,9 +571,7 @@ async def test_cli_ne_subprocess_stops_cleanly_on_sigterm(ne_server):
         stderr=asyncio.subprocess.PIPE,
     )
     await until(lambda: ne_server.registry.count("antispam") == 1, timeout=20)
-    results: dict = {}
-    await send_copies(ne_server, 50, results)
-    await until(lambda: sum(map(len, results.values())) == 50)
+    await answered(ne_server, 50)
     process.send_signal(signal.SIGTERM)
     code, stdout, stderr = await finish(process)
     assert code == 0, stderr
