@@ -1,6 +1,7 @@
 """SMPS as an ESME against a test SMSC on real loopback sockets."""
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -9,6 +10,7 @@ from smps._native.pdu import CommandId, Framer, Status, decode, encode, make_res
 from smps.sim.smsc import SimSmsc
 from smps.smpp.client import SmscClient
 from smps.smpp.states import State
+from tests.helpers import until
 
 pytestmark = pytest.mark.both_loops
 
@@ -27,13 +29,6 @@ def smsc_section(port, **overrides):
     return section
 
 
-async def until(predicate, timeout=5.0):
-    """Wait for a condition driven by the system under test (no fixed sleeps)."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def sim():
     smsc = SimSmsc()
@@ -42,16 +37,26 @@ async def sim():
     await smsc.stop()
 
 
-def client_for(make_config, port, **overrides):
+def port_of(sim: SimSmsc) -> int:
+    return sim._server.sockets[0].getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def running_client(make_config, port, on_message=None, **overrides):
+    """An SmscClient to the SMSC on ``port``, started; stopped on the way out."""
     cfg = make_config(smsc=[smsc_section(port, **overrides)])
-    return SmscClient(cfg.smsc[0])
+    handler = {} if on_message is None else {"on_message": on_message}
+    client = SmscClient(cfg.smsc[0], **handler)
+    client.start()
+    try:
+        yield client
+    finally:
+        await client.stop()
 
 
 async def test_binds_and_default_handler_allows(sim, make_config):
-    port = sim._server.sockets[0].getsockname()[1]
-    client = client_for(make_config, port, binds=2)
-    client.start()
-    try:
+    port = port_of(sim)
+    async with running_client(make_config, port, binds=2) as client:
         await sim.wait_bound(2)
         await until(lambda: client.binds_up == 2)
         assert all(s.sc_interface_version == 0x34 for s in client.sessions)
@@ -59,35 +64,25 @@ async def test_binds_and_default_handler_allows(sim, make_config):
         await until(lambda: len(sim.answers) == 50)
         assert {sim.answers[n][0] for n in numbers} == {Status.ROK}
         assert sim.missing == 0 and sim.duplicates == 0
-    finally:
-        await client.stop()
     assert client.binds_up == 0
 
 
 async def test_data_sm_is_answered_with_data_sm_resp(sim, make_config):
-    port = sim._server.sockets[0].getsockname()[1]
-    client = client_for(make_config, port)
-    client.start()
-    try:
+    port = port_of(sim)
+    async with running_client(make_config, port):
         await sim.wait_bound()
         sim.send_deliver(command_id=CommandId.DATA_SM, short_message=b"payload")
         await until(lambda: sim.answers)
         session = next(iter(sim.sessions))
         assert session.stats.pdus_in.get(CommandId.DATA_SM_RESP) == 1
-    finally:
-        await client.stop()
 
 
 async def test_refused_bind_backs_off_and_logs_once(sim, make_config, caplog):
     sim.refuse_status = Status.RBINDFAIL
-    port = sim._server.sockets[0].getsockname()[1]
-    client = client_for(make_config, port)
+    port = port_of(sim)
     caplog.set_level(logging.DEBUG, logger="smps.smsc")
-    client.start()
-    try:
+    async with running_client(make_config, port) as client:
         await until(lambda: len(sim.bind_attempts) >= 5)
-    finally:
-        await client.stop()
     gaps = [b - a for a, b in zip(sim.bind_attempts, sim.bind_attempts[1:], strict=False)]
     # Jittered exponential back-off: each wait is within [delay/2, delay] and
     # delay doubles from 50 ms up to 400 ms.
@@ -103,37 +98,31 @@ async def test_refused_bind_backs_off_and_logs_once(sim, make_config, caplog):
 async def test_reconnects_after_smsc_restart(make_config):
     sim = SimSmsc()
     port = await sim.start()
-    client = client_for(make_config, port)
-    client.start()
     try:
-        await sim.wait_bound()
-        await sim.stop()
-        await until(lambda: client.binds_up == 0)
-        down_attempts = len(client.attempt_times)
-        await asyncio.sleep(0.3)  # the SMSC stays down for a while
-        assert len(client.attempt_times) - down_attempts <= 5  # no reconnect storm
-        sim = SimSmsc()
-        await sim.start(port=port)
-        await sim.wait_bound()
-        assert client.reconnects == 1
-        sim.send_deliver()
-        await until(lambda: sim.answers)
+        async with running_client(make_config, port) as client:
+            await sim.wait_bound()
+            await sim.stop()
+            await until(lambda: client.binds_up == 0)
+            down_attempts = len(client.attempt_times)
+            await asyncio.sleep(0.3)  # the SMSC stays down for a while
+            assert len(client.attempt_times) - down_attempts <= 5  # no reconnect storm
+            sim = SimSmsc()
+            await sim.start(port=port)
+            await sim.wait_bound()
+            assert client.reconnects == 1
+            sim.send_deliver()
+            await until(lambda: sim.answers)
     finally:
-        await client.stop()
         await sim.stop()
 
 
 async def test_enquire_link_sent_when_idle(sim, make_config):
-    port = sim._server.sockets[0].getsockname()[1]
-    client = client_for(make_config, port, enquire_link="100ms")
-    client.start()
-    try:
+    port = port_of(sim)
+    async with running_client(make_config, port, enquire_link="100ms"):
         await sim.wait_bound()
         session = next(iter(sim.sessions))
         await until(lambda: session.stats.pdus_in.get(CommandId.ENQUIRE_LINK, 0) >= 2)
         assert session.stats.pdus_out.get(CommandId.ENQUIRE_LINK_RESP, 0) >= 2
-    finally:
-        await client.stop()
 
 
 class SilentSmsc(asyncio.Protocol):
@@ -160,25 +149,22 @@ async def test_unanswered_enquire_link_closes_and_reconnects(make_config):
 
     server = await loop.create_server(factory, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = client_for(make_config, port, enquire_link="100ms", response_timeout="200ms")
-    client.start()
     try:
-        await until(lambda: len(connections) >= 2, timeout=5)
-        assert client.reconnects >= 1
+        async with running_client(
+            make_config, port, enquire_link="100ms", response_timeout="200ms"
+        ) as client:
+            await until(lambda: len(connections) >= 2, timeout=5)
+            assert client.reconnects >= 1
     finally:
-        await client.stop()
         server.close()
 
 
 async def test_window_limits_outstanding_requests(sim, make_config):
     """The SMSC side's window holds requests back; nothing is lost."""
     sim.window = 2
-    port = sim._server.sockets[0].getsockname()[1]
+    port = port_of(sim)
     held = []
-    cfg = make_config(smsc=[smsc_section(port)])
-    client = SmscClient(cfg.smsc[0], on_message=lambda s, pdu: held.append((s, pdu)))
-    client.start()
-    try:
+    async with running_client(make_config, port, lambda s, pdu: held.append((s, pdu))):
         await sim.wait_bound()
         for _ in range(5):
             sim.send_deliver()
@@ -191,15 +177,11 @@ async def test_window_limits_outstanding_requests(sim, make_config):
             session.respond(pdu, Status.ROK)
         await until(lambda: len(sim.answers) == 5)
         assert smsc_side.stats.window_peak == 2
-    finally:
-        await client.stop()
 
 
 async def test_unbind_from_smsc_closes_session(sim, make_config):
-    port = sim._server.sockets[0].getsockname()[1]
-    client = client_for(make_config, port)
-    client.start()
-    try:
+    port = port_of(sim)
+    async with running_client(make_config, port) as client:
         await sim.wait_bound()
         await until(lambda: client.binds_up == 1)
         smsc_side = next(iter(sim.sessions))
@@ -208,16 +190,12 @@ async def test_unbind_from_smsc_closes_session(sim, make_config):
         assert smsc_side.state is State.CLOSED
         await until(lambda: esme_side.state is State.CLOSED)
         assert esme_side.stats.pdus_out.get(CommandId.UNBIND_RESP) == 1
-    finally:
-        await client.stop()
 
 
 async def test_submit_sm_from_smsc_gets_rinvbndsts(sim, make_config):
     """A request the state table forbids is answered with its own resp, not dropped."""
-    port = sim._server.sockets[0].getsockname()[1]
-    client = client_for(make_config, port)
-    client.start()
-    try:
+    port = port_of(sim)
+    async with running_client(make_config, port):
         await sim.wait_bound()
         smsc_side = next(iter(sim.sessions))
         answers = []
@@ -229,8 +207,6 @@ async def test_submit_sm_from_smsc_gets_rinvbndsts(sim, make_config):
         status, pdu = answers[0]
         assert status == Status.RINVBNDSTS
         assert decode(pdu).command_id == CommandId.SUBMIT_SM_RESP
-    finally:
-        await client.stop()
 
 
 class EagerSmsc(asyncio.Protocol):
@@ -258,11 +234,9 @@ async def test_deliver_sm_in_the_same_segment_as_bind_resp_is_accepted(make_conf
     loop = asyncio.get_running_loop()
     smsc = EagerSmsc()
     server = await loop.create_server(lambda: smsc, "127.0.0.1", 0)
-    client = client_for(make_config, server.sockets[0].getsockname()[1])
-    client.start()
     try:
-        await until(lambda: smsc.answers)
-        assert smsc.answers == [Status.ROK]
+        async with running_client(make_config, server.sockets[0].getsockname()[1]):
+            await until(lambda: smsc.answers)
+            assert smsc.answers == [Status.ROK]
     finally:
-        await client.stop()
         server.close()
