@@ -16,9 +16,10 @@ Behind ``put``, three stages, all on the event loop except file I/O:
    that, or while anything is already spooled, they are appended to the spool
    (``state_dir/spool``, :mod:`smps.store.spool`), so that the queue is always
    "memory, then spool" in arrival order.
-3. **Write**: one task writes the oldest batch in one transaction (with the
-   batches queued behind it, up to ``transaction_records``, when the database
-   lags: the commit's cost is then shared): the batch ids into
+3. **Write**: one task writes the oldest batch in one transaction, with the
+   batches queued behind it up to ``transaction_records``. Under load it commits
+   at most once per ``commit_interval`` (unless a whole transaction's worth
+   waits), so that the commit's cost is shared by more rows: the batch ids into
    ``writer_batches`` first, then the rows as multi-row statements (SQLite:
    ``executemany`` of 40-row INSERTs; MySQL: INSERTs of up to 1 MB rendered
    here, see :func:`_mysql_insert`), then the counters. If a
@@ -269,6 +270,7 @@ class DecisionWriter:
         batch_size: int = 500,
         flush_interval: float = 0.2,
         transaction_records: int = 5000,
+        commit_interval: float = 1.0,
         retention_days: int = 30,
         buffer_limit: int = 100_000,
         spool_max_bytes: int = 1 << 30,
@@ -282,6 +284,7 @@ class DecisionWriter:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.transaction_records = transaction_records
+        self.commit_interval = commit_interval
         self.retention_days = retention_days
         self.buffer_limit = buffer_limit
         self.retry_initial = retry_initial
@@ -536,7 +539,9 @@ class DecisionWriter:
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         delay = self.retry_initial
+        committed = 0.0
         while True:
+            await self._gather(committed)
             if loop.time() >= self._next_retention:
                 await self._retention_step()
             self._queued.clear()  # before looking, so a batch queued meanwhile is not missed
@@ -550,6 +555,7 @@ class DecisionWriter:
                     pass
                 continue
             batches, from_spool = item
+            started = loop.time()
             try:
                 await self._write(batches)
             except _Regroup:
@@ -582,10 +588,32 @@ class DecisionWriter:
                 if not len(self._spool):
                     log.info("spool replayed")
             else:
+                committed = started
                 for batch in batches:
                     self._ready.popleft()
                     self._ready_records -= batch.records
                 self._singly = max(self._singly - 1, 0)
+
+    async def _gather(self, since: float) -> None:
+        """Let batches gather until ``commit_interval`` has passed ``since`` the last
+        write from memory began, or a whole transaction's worth waits: a commit (SQLite: the WAL
+        write of every page the indexes dirtied) costs about as much for 500 rows as
+        for 5000."""
+        loop = asyncio.get_running_loop()
+        while (
+            not self._closed
+            and not len(self._spool)  # replaying: as fast as the database takes it
+            and self._ready_records < self.transaction_records
+        ):
+            left = since + self.commit_interval - loop.time()
+            if left <= 0:
+                return
+            self._queued.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._queued.wait()
+            except TimeoutError:
+                return
 
     async def _discard_connection(self) -> None:
         await self._runner.discard()
