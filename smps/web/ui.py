@@ -552,25 +552,24 @@ async def _accounts(request: web.Request) -> web.Response:
     )
 
 
-def _account_form(
+def _form_page(
     request: web.Request,
-    account: dict[str, Any],
+    template: str,
+    page: str,
     *,
-    new: bool,
     errors: dict[str, str] | None = None,
     problem: str | None = None,
     status: int = 200,
+    **context: Any,
 ) -> web.Response:
+    """A form page: field errors shown beside their fields, a problem above the form."""
     return _render(
-        request,
-        "account_form.html",
-        status=status,
-        page="accounts",
-        account=account,
-        new=new,
-        errors=errors or {},
-        problem=problem,
+        request, template, status=status, page=page, errors=errors or {}, problem=problem, **context
     )
+
+
+def _account_form(request: web.Request, account: dict[str, Any], **form: Any) -> web.Response:
+    return _form_page(request, "account_form.html", "accounts", account=account, **form)
 
 
 _NEW_ACCOUNT = {
@@ -811,25 +810,8 @@ async def _smsc_list(request: web.Request) -> web.Response:
     )
 
 
-def _smsc_form(
-    request: web.Request,
-    smsc: Mapping[str, Any],
-    *,
-    new: bool,
-    errors: dict[str, str] | None = None,
-    problem: str | None = None,
-    status: int = 200,
-) -> web.Response:
-    return _render(
-        request,
-        "smsc_form.html",
-        status=status,
-        page="smsc",
-        smsc=smsc,
-        new=new,
-        errors=errors or {},
-        problem=problem,
-    )
+def _smsc_form(request: web.Request, smsc: Mapping[str, Any], **form: Any) -> web.Response:
+    return _form_page(request, "smsc_form.html", "smsc", smsc=smsc, **form)
 
 
 async def _smsc_new(request: web.Request) -> web.Response:
@@ -911,25 +893,14 @@ async def _routes(request: web.Request) -> web.Response:
     )
 
 
-async def _route_form(
-    request: web.Request,
-    route: Mapping[str, Any],
-    *,
-    new: bool,
-    errors: dict[str, str] | None = None,
-    problem: str | None = None,
-    status: int = 200,
-) -> web.Response:
+async def _route_form(request: web.Request, route: Mapping[str, Any], **form: Any) -> web.Response:
     store = request.app[UI].store
-    return _render(
+    return _form_page(
         request,
         "route_form.html",
-        status=status,
-        page="routes",
+        "routes",
         route=route,
-        new=new,
-        errors=errors or {},
-        problem=problem,
+        **form,
         account_names=[a["system_id"] for a in await repo.list_entities(store, ACCOUNTS)],
         smsc_names=[s["name"] for s in await repo.list_entities(store, SMSC)],
     )
@@ -1009,25 +980,8 @@ async def _session_kick(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- users
 
 
-def _user_form(
-    request: web.Request,
-    template: str,
-    *,
-    errors: dict[str, str] | None = None,
-    problem: str | None = None,
-    status: int = 200,
-    **context: Any,
-) -> web.Response:
-    return _render(
-        request,
-        template,
-        status=status,
-        page="users",
-        roles=ROLES,
-        errors=errors or {},
-        problem=problem,
-        **context,
-    )
+def _user_form(request: web.Request, template: str, **form: Any) -> web.Response:
+    return _form_page(request, template, "users", roles=ROLES, **form)
 
 
 async def _users(request: web.Request) -> web.Response:
