@@ -193,7 +193,11 @@ async def test_kill_9_with_the_lease_fails_over_after_expiry_and_loses_nothing(
         resent_before_kill = sim.resent
         kill_node(a)
         fifo_b.say("MASTER")
-        in_flight_on_a = sim.sent - sim.answered - sim.missing  # A's answers will never come
+        # Once the SMSC has seen A's connections close it has read every answer A wrote
+        # before dying, and B cannot be bound yet (it waits for A's lease): what is
+        # unanswered now is exactly what A left in flight.
+        await until(lambda: not set(sim.bound_sessions) & on_a)
+        in_flight_on_a = sim.sent - sim.answered - sim.missing
         last_a = answered_on(sim, on_a)[-1]
         a_expires_us = None
         b_waited = False
