@@ -761,6 +761,9 @@ class Run:
                 self.workdir.rmdir()
 
 
+_PROFILE_FORMATS = {".json": "speedscope", ".txt": "raw"}  # else an SVG flame graph
+
+
 def _start_profiler(path: str, pid: int, duration: float) -> subprocess.Popen[bytes] | None:
     """py-spy over the measured interval (its samples cost SMPS a little CPU)."""
     py_spy = Path(sys.executable).with_name("py-spy")
@@ -778,8 +781,9 @@ def _start_profiler(path: str, pid: int, duration: float) -> subprocess.Popen[by
             "--rate",
             "200",
             "--nonblocking",
+            "--subprocesses",  # the master and its workers
             "--format",
-            "speedscope" if path.endswith(".json") else "flamegraph",
+            _PROFILE_FORMATS.get(Path(path).suffix, "flamegraph"),
             "-o",
             path,
         ],
@@ -1204,8 +1208,8 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     p.add_argument(
         "--profile",
         metavar="FILE",
-        help="record SMPS with py-spy over the measured interval (FILE.svg "
-        "flame graph, FILE.json speedscope)",
+        help="record SMPS and its workers with py-spy over the measured interval "
+        "(FILE.svg flame graph, FILE.json speedscope, FILE.txt collapsed stacks)",
     )
     p.add_argument(
         "--keep", action="store_true", help="keep the run's directory (config, log, database)"
