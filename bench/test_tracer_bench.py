@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from smps._native.pdu import CommandId, decode_sm, encode
+from smps._native.pdu import CommandId, decode, decode_sm, encode, make_resp
 from smps.config import TraceRule
-from smps.proxy.trace_store import MemoryTraceSink
+from smps.proxy.trace_store import MemoryTraceSink, TraceFileSink
 from smps.proxy.tracer import Tracer
 
 
@@ -59,3 +59,62 @@ def test_match_traced_message_10k_rules(benchmark):
     view = view_of(rules[0].number.encode(), b"15087654321")
     assert tracer.match(view, "smsc1") is not None
     benchmark(tracer.match, view, "smsc1")
+
+
+@pytest.mark.parametrize("content", [False, True])
+def test_traced_original_events(benchmark, content):
+    """A whole traced original at 3 NEs, as the dispatcher drives it: match,
+    received, 3 copies, 3 answers, final, close (into a memory sink)."""
+    rules = make_rules(100)
+    tracer = Tracer(MemoryTraceSink(), rules, decode_content=content, country_code="86")
+    original = encode(
+        CommandId.DELIVER_SM,
+        41,
+        {
+            "source_addr": b"8615012345678",
+            "source_addr_ton": 1,
+            "source_addr_npi": 1,
+            "destination_addr": rules[0].number.encode(),
+            "dest_addr_ton": 1,
+            "dest_addr_npi": 1,
+            "short_message": b"hello from the benchmark",
+        },
+    )
+    view = decode_sm(original)
+    fields = decode(original).fields
+    copies = [encode(CommandId.DELIVER_SM, 100 + n, fields) for n in range(3)]
+    answers = [make_resp(copy) for copy in copies]
+    final = make_resp(original)
+
+    def one_original():
+        trace = tracer.match(view, "smsc1")
+        trace.received(original, view, "smsc1")
+        for n, copy in enumerate(copies):
+            trace.copy_sent(f"ne{n}", f"ne{n}#1", 0, 100 + n, copy)
+        for n, answer in enumerate(answers):
+            trace.answered(f"ne{n}", 0, "allow", 1.5, False, answer)
+        trace.final(0, "allow", "all_allow", final)
+        trace.close()
+
+    one_original()
+    assert len(tracer.sink) == 8
+    benchmark(one_original)
+
+
+def test_trace_file_flush(benchmark, tmp_path):
+    """Writing a batch of 1,000 events (125 traced originals) to the day file."""
+    tracer = Tracer(MemoryTraceSink(), make_rules(100), country_code="86")
+    view = view_of(b"8615012345678", tracer.rules[0].number.encode())
+    pdu = encode(CommandId.DELIVER_SM, 1, {"source_addr": b"1", "short_message": b"hi"})
+    trace = tracer.match(view, "smsc1")
+    for _ in range(1000):
+        trace.final(0, "allow", "all_allow", make_resp(pdu))
+    events = list(trace._events)
+    files = TraceFileSink(tmp_path)
+
+    def flush():
+        files._buffer = list(events)
+        return files.flush()
+
+    assert flush() == 1000
+    benchmark(flush)
