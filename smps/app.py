@@ -28,12 +28,15 @@ from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
 from smps.store import live_config
 from smps.store.db import Store
+from smps.store.minute_counts import verdict_totals
 from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from smps.web.http import HttpServer, make_app
 
 log = logging.getLogger("smps.node")
+
+COUNT_INTERVAL = 1.0  # seconds between readings of the verdict totals for the database
 
 StatsSource = Callable[[], dict[str, Any]]
 """Returns the counters one component contributes to the periodic stats line."""
@@ -169,6 +172,16 @@ class Node:
             log.info("%s", self.stats_line())
             self.tracer.prune_expired()
 
+    async def _count_verdicts(self) -> None:
+        """The per-minute counters in the database, from the dispatcher's running totals."""
+        while True:
+            await asyncio.sleep(COUNT_INTERVAL)
+            self.writer.add_totals(None, verdict_totals(self.dispatcher))
+
+    async def _stop_counting(self, counting: asyncio.Task[None]) -> None:
+        await _cancel_and_wait(counting)
+        self.writer.add_totals(None, verdict_totals(self.dispatcher))
+
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until stop(); with handle_signals, SIGINT and SIGTERM call stop()."""
         loop = asyncio.get_running_loop()
@@ -183,6 +196,9 @@ class Node:
             self.tracer.sink = _TraceFanOut(self.tracer.sink, self.writer, self.trace_hub)
             self.stats_sources.append(self.writer.stats)
             self.registry.register(self.writer.collector())
+            counting = asyncio.create_task(self._count_verdicts(), name="verdict-counts")
+            # Unwound after the graceful stop (pushed later): the final totals count too.
+            stack.push_async_callback(self._stop_counting, counting)
 
             app = make_app(self.health, self.registry)
             add_api_routes(

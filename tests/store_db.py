@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from smps.store.db import Store
 from tests.helpers import free_port
@@ -120,6 +121,12 @@ def make_decision(i: int, *, at: float | None = None, verdict: str = "block", **
     )
     values.update(fields)
     return Decision(**values)
+
+
+async def scalar(store, sql: str):
+    """One value from a query on the store's own engine."""
+    async with store.engine.connect() as conn:
+        return (await conn.execute(text(sql))).scalar()
 
 
 MARIADBD = "/usr/sbin/mariadbd"

@@ -297,9 +297,12 @@ async def fill_decisions(store, tmp_path, count: int) -> None:
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01, batch_size=100)
     await writer.start()
     base = time.time() - 600
+    totals = {("", "allow"): 0, ("", "block"): 0}
     for i in range(count):
         verdict = "allow" if i % 3 == 0 else "block"
         writer.put(make_decision(i, at=base + i, verdict=verdict))
+        totals["", verdict] += 1
+    writer.add_totals("plane", totals)  # the data plane's running totals
     await writer.close()
     assert writer.written == count
 

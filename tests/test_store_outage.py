@@ -41,6 +41,8 @@ async def test_server_killed_mid_run_loses_nothing_and_duplicates_nothing(
     try:
         for i in range(total):
             writer.put(make_decision(i))
+            if i % 1000 == 999:  # the data plane's running totals, read now and then
+                writer.add_totals("plane", {("", "block"): i + 1})
             if i == killed_at:
                 private_mariadb.kill()  # in the middle of whatever the writer was doing
             if i % 100 == 0:

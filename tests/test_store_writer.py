@@ -21,7 +21,7 @@ from smps.store.writer import (
     purge_expired,
 )
 from tests.helpers import until
-from tests.store_db import database_url, make_decision, store  # noqa: F401
+from tests.store_db import database_url, make_decision, scalar, store  # noqa: F401
 
 
 async def put_over_time(writer: DecisionWriter, count: int, every: int, pause: float) -> None:
@@ -30,11 +30,6 @@ async def put_over_time(writer: DecisionWriter, count: int, every: int, pause: f
         writer.put(make_decision(i))
         if i % every == 0:
             await asyncio.sleep(pause)
-
-
-async def scalar(store: Store, sql: str):
-    async with store.engine.connect() as conn:
-        return (await conn.execute(text(sql))).scalar()
 
 
 async def test_burst_of_50000_written_once_in_multi_row_statements(store, tmp_path, request):
@@ -56,6 +51,8 @@ async def test_burst_of_50000_written_once_in_multi_row_statements(store, tmp_pa
     total = 50_000
     for i in range(total):
         writer.put(make_decision(i))
+        if i % 5000 == 4999:  # the data plane's running totals, read now and then
+            writer.add_totals("plane", {("", "block"): i + 1, ("fraud", "allow"): i + 1})
     await until(lambda: writer.written == total, timeout=60)
     if store.dialect == "mysql":
         # The server's own count of INSERT statements on the writer's session:
@@ -117,8 +114,8 @@ async def test_rows_keep_every_field(store, tmp_path):
 
 
 def batch_of(batch_id: str, first: int, count: int) -> Batch:
-    rows, counters = decision_rows([make_decision(first + i) for i in range(count)], None)
-    return Batch(batch_id, rows, [], counters)
+    rows = decision_rows([make_decision(first + i) for i in range(count)], None)
+    return Batch(batch_id, rows, [], [(29_000_000, "", "block", count)])
 
 
 async def test_a_batch_committed_before_is_not_written_twice(store, tmp_path):

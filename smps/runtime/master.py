@@ -551,6 +551,8 @@ class Master:
         if slot.control is not None:
             self._spawn(slot.control.close())
         self.placement.forget(slot.index)
+        if self.writer is not None:
+            self.writer.forget_source(slot.index)
         slot.gone()
         self._share_counts()
 
@@ -566,6 +568,8 @@ class Master:
             self._take_records(message)
         elif kind == "stats":
             slot.on_stats(message)
+            if self.writer is not None:
+                self.writer.add_totals(slot.index, {(a, v): n for a, v, n in message["verdicts"]})
         elif kind == "binds":
             self.placement.bound[slot.index] = message["binds"]
             self._share_counts()

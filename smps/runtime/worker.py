@@ -41,6 +41,7 @@ from smps.runtime.mesh import Mesh
 from smps.runtime.records import RecordForwarder, TraceTee
 from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
+from smps.store.minute_counts import verdict_totals
 
 log = logging.getLogger("smps.worker")
 
@@ -204,6 +205,7 @@ class Worker:
                 self._spawn(self._set_role("active"))  # renewed after it had lapsed here
         elif kind == "stop":
             await self._drain()
+            self._send_stats()  # the final totals, for the per-minute counters
             self.control.send({"t": "drained", "in_flight": self.dispatcher.in_flight})
         elif kind == "exit":
             self._exit.set()
@@ -355,6 +357,8 @@ class Worker:
             "in_flight": self.dispatcher.in_flight,
             "counters": counters,
             "gauges": gauges,
+            # For the per-minute counters in the database (smps.store.minute_counts).
+            "verdicts": [[a, v, n] for (a, v), n in verdict_totals(self.dispatcher).items()],
         }
 
 

@@ -11,7 +11,8 @@ Behind ``put``, three stages, all on the event loop except file I/O:
 
 1. **Cut**: every ``flush_interval``, or as soon as ``batch_size`` records wait,
    the buffer is cut into batches of at most ``batch_size`` decisions (and
-   traces), each with a random batch id and its per-minute counter increments.
+   traces), each with a random batch id; the per-minute counter increments
+   gathered since the last cut (:meth:`DecisionWriter.add_totals`) ride in the first.
 2. **Queue**: batches wait in memory, up to ``buffer_limit`` records. Past
    that, or while anything is already spooled, they are appended to the spool
    (``state_dir/spool``, :mod:`smps.store.spool`), so that the queue is always
@@ -52,8 +53,8 @@ import itertools
 import logging
 import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -70,6 +71,7 @@ from smps.metrics import CallbackCollector
 from smps.proxy.records import Decision
 from smps.store import partitions, schema
 from smps.store.db import Store, create_sync_engine
+from smps.store.minute_counts import Totals, TotalsDelta
 from smps.store.spool import Spool
 
 log = logging.getLogger("smps.store.writer")
@@ -157,26 +159,21 @@ def _spooled_batch(payload: bytes) -> Batch:
 _encode_json = msgspec.json.Encoder().encode
 
 
-def decision_rows(decisions: list[Decision], epoch: int | None) -> tuple[list[tuple], list[tuple]]:
-    """Decisions as rows in DECISION_COLUMNS order, stamped with the lease ``epoch``, and
-    their per-minute counter increments, in one pass (this is the writer's per-record cost).
+def decision_rows(decisions: list[Decision], epoch: int | None) -> list[tuple]:
+    """Decisions as rows in DECISION_COLUMNS order, stamped with the lease ``epoch``
+    (this is the writer's per-record cost).
 
-    Counters: account "" counts final verdicts, an account name that NE's verdicts.
     Strings from outside SMPS (PDUs, configuration) are cut to their column widths;
     command, verdict and reason are SMPS's own words, all shorter than 16.
     """
     rows: list[tuple] = []
     row = rows.append
-    keys: list[tuple[int, str, str]] = []
-    key = keys.append
     for d in decisions:
-        decided = round(d.decided_at * 1_000_000)
         account = d.deciding_account
-        results = d.results
         row(
             (
                 round(d.arrived_at * 1_000_000),
-                decided,
+                round(d.decided_at * 1_000_000),
                 d.smsc[:64],
                 d.command,
                 d.sequence,
@@ -195,15 +192,11 @@ def decision_rows(decisions: list[Decision], epoch: int | None) -> tuple[list[tu
                 d.reason,
                 d.status,
                 account[:16] if account else None,
-                _encode_json(results).decode(),
+                _encode_json(d.results).decode(),
                 epoch,
             )
         )
-        minute = decided // _US_PER_MINUTE
-        key((minute, "", d.verdict))
-        for result in results:
-            key((minute, result.account, result.verdict))
-    return rows, [(*k, count) for k, count in Counter(keys).items()]
+    return rows
 
 
 def trace_row(event: Any) -> tuple:
@@ -300,6 +293,8 @@ class DecisionWriter:
 
         self._decisions: list[Decision] = []
         self._traces: list[Any] = []
+        self._counts: dict[tuple[int, str, str], int] = {}  # (minute, account, verdict)
+        self._totals = TotalsDelta()
         self._ready: deque[Batch] = deque()
         self._ready_records = 0
         self._wake = asyncio.Event()
@@ -355,6 +350,21 @@ class DecisionWriter:
         self._traces.append(event)
         if len(self._traces) >= self.batch_size:
             self._wake.set()
+
+    def add_totals(self, source: Hashable, totals: Totals, now: float | None = None) -> None:
+        """A data plane's running verdict totals (:mod:`smps.store.minute_counts`): their
+        growth since its last call counts in the current minute."""
+        if self._closed:
+            return
+        minute = int((time.time() if now is None else now) // 60)
+        counts = self._counts
+        for (account, verdict), growth in self._totals.step(source, totals).items():
+            key = (minute, account[:16], verdict)
+            counts[key] = counts.get(key, 0) + growth
+
+    def forget_source(self, source: Hashable) -> None:
+        """The data plane behind ``source`` ended; a new one counts from zero."""
+        self._totals.forget(source)
 
     async def set_epoch(self, epoch: int | None) -> None:
         """Stamp decisions from now on with ``epoch``, the fencing token of the lease the
@@ -471,12 +481,14 @@ class DecisionWriter:
 
     async def _cut(self) -> None:
         """Turn buffered records into batches and queue them (memory, else spool)."""
-        while self._decisions or self._traces:
+        while self._decisions or self._traces or self._counts:
             decisions = self._decisions[: self.batch_size]
             traces = self._traces[: self.batch_size]
             del self._decisions[: self.batch_size]
             del self._traces[: self.batch_size]
-            rows, counters = decision_rows(decisions, self.epoch)
+            counters = [(*key, count) for key, count in self._counts.items()]
+            self._counts = {}
+            rows = decision_rows(decisions, self.epoch)
             batch = Batch(uuid.uuid4().hex, rows, [trace_row(t) for t in traces], counters)
             await self._queue(batch)
 
