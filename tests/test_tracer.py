@@ -4,6 +4,7 @@ one original, content decoding and its redaction, trace files."""
 import asyncio
 import datetime as dt
 import json
+import random
 import time
 
 import msgspec
@@ -13,6 +14,7 @@ from smps._native import pdu as P
 from smps._native import text
 from smps.config import TraceRule
 from smps.proxy import trace_store
+from smps.proxy import tracer as tracer_module
 from smps.proxy.trace_store import MemoryTraceSink, TraceFileSink, read_events
 from smps.proxy.tracer import (
     ConcatTracker,
@@ -193,6 +195,70 @@ def test_other_numbers_do_not_match():
     for addr in (b"8613800138001", b"861380013800", b"86138001380000", b"8613901"[:-1]):
         view = P.decode_sm(deliver(addr, b"8613700000000", dest_ton=1))
         assert tracer.match(view, "smsc1") is None, addr
+
+
+GRID_RULES = ["8613800138000", "+8613800138000", "13800138000", "013800138000", "10086",
+              "MyBank", "8613*", "+8613*", "0138*", "+44791112*", "8*", "86*", "0*", "00*",
+              "1*", "4*"]  # fmt: skip
+
+
+def grid_addresses():
+    """Every way the grid's numbers may be written, plus random digit strings."""
+    rng = random.Random(9)
+    bases = [b"8613800138000", b"447911123456", b"10086", b"8613512345678", b"4401234567"]
+    bases += [b"%d" % rng.randrange(10 ** rng.randrange(1, 17)) for _ in range(8)]
+    out = {b"", b"+", b"0", b"00", b"8", b"86", b"MyBank", b"+ABC"}
+    for digits in bases:
+        for cut in (0, 1, 2, 3):
+            for lead in (b"", b"+", b"0", b"00", b"+0", b"000"):
+                out.add(lead + digits[cut:])
+        out.update((digits[:-1], digits + b"0", digits[:6]))
+    return sorted(out)
+
+
+def reference_match(rules, addr, ton, npi, cc):
+    """The rule numbers a normalised address matches, by definition."""
+    number = normalise_address(addr, ton, npi, cc)
+    hits = set()
+    for r in rules:
+        key, prefix = normalise_rule_number(r.number, cc)
+        if number.startswith(key) if prefix else number == key:
+            hits.add(r.number)
+    return hits
+
+
+@pytest.mark.parametrize("cc", ["86", "44", "", "1", "8"])
+def test_raw_address_shortcut_agrees_with_normalised_matching(cc):
+    """The raw-form sets only skip numbers that cannot match: every address
+    form, TON and NPI matches exactly what normalising it would match."""
+    rule_sets = [[rule(number)] for number in GRID_RULES] + [[rule(n) for n in GRID_RULES]]
+    other = b"99999"  # matches none of the rules under any cc
+    for rules in rule_sets:
+        tracer, _, _ = make_tracer(rules, country_code=cc)
+        for addr in grid_addresses():
+            for ton in (0, 1, 2, 5):
+                for npi in (0, 1, 9):
+                    expected = reference_match(rules, addr, ton, npi, cc.encode())
+                    as_sender = P.decode_sm(deliver(addr, other, source_ton=ton, source_npi=npi))
+                    as_receiver = P.decode_sm(deliver(other, addr, dest_ton=ton, dest_npi=npi))
+                    for view in (as_sender, as_receiver):
+                        trace = tracer.match(view, "s")
+                        got = set(trace.rules) if trace is not None else set()
+                        assert got == expected, (cc, [r.number for r in rules], addr, ton, npi)
+
+
+def test_numbers_that_cannot_match_are_not_normalised(monkeypatch):
+    """The untraced case costs set lookups on the raw addresses, nothing more."""
+    tracer, _, _ = make_tracer([rule(SUBSCRIBER), rule("+44791112*"), rule("139*")])
+
+    def refuse(*args):
+        raise AssertionError(f"normalised {args}")
+
+    monkeypatch.setattr(tracer_module, "normalise_address", refuse)
+    for source, destination in [(b"8613800138001", b"10086"), (b"+4915012345678", b"4480111")]:
+        for ton in (0, 1, 2):
+            view = P.decode_sm(deliver(source, destination, source_ton=ton, dest_ton=ton))
+            assert tracer.match(view, "s") is None
 
 
 def test_prefix_rules_of_several_lengths():

@@ -17,11 +17,13 @@ Call sequence (the dispatcher, for each original it reads)::
 (throttled...), followed by `final` with the status sent. Keep the Trace on
 the in-flight original; a call after `close()` goes to the sink directly.
 
-Matching costs one call for an untraced message: no rules → None at once;
-otherwise both addresses are normalised (below) and looked up in a dict of
-exact numbers, then in a set of every prefix cut to the shortest prefix
-length (one lookup rejects most numbers), and only then in a dict of prefixes
-per distinct prefix length (at most ~20 lookups), whatever the rule count.
+Matching costs one call for an untraced message, whatever the rule count:
+each address as sent is looked up in a set of every raw form that can
+normalise (below) to a rule's number (``N``, ``+N``, ``00N``, ``0`` + national,
+national) and its first octets in a set of the raw forms of every prefix cut
+to the shortest; a number in neither cannot match and is neither normalised
+nor decoded. One that passes is normalised and looked up in a dict of exact
+numbers, then in a dict of prefixes per distinct prefix length.
 Expiry is checked only for rules that matched; `prune_expired()` drops them.
 
 Number normalisation (`normalise_address`), applied to both addresses and to
@@ -231,9 +233,12 @@ class _Rule:
 
 
 class _Side:
-    """Rules for one address: exact numbers plus prefixes keyed by length."""
+    """Rules for one address: exact numbers plus prefixes keyed by length, and
+    the raw forms that may match (a superset: `normalise_address` only strips
+    ``+``, ``00`` or a trunk ``0`` and prepends the country code)."""
 
-    __slots__ = ("active", "exact", "lengths", "prefixes", "shortest", "stems")
+    __slots__ = ("exact", "lengths", "prefixes", "raw", "raw_stem", "raw_stems", "shortest",
+                 "stems")  # fmt: skip
 
     def __init__(self) -> None:
         self.exact: dict[bytes, tuple[_Rule, ...]] = {}
@@ -241,17 +246,22 @@ class _Side:
         self.lengths: tuple[int, ...] = ()
         self.shortest = 0
         self.stems: frozenset[bytes] = frozenset()  # every prefix cut to the shortest length
-        self.active = False
+        self.raw: frozenset[bytes] = frozenset()  # every address as sent that may be exact
+        self.raw_stem = 0
+        self.raw_stems: frozenset[bytes] = frozenset()  # raw prefix forms cut to raw_stem
 
     def add(self, key: bytes, prefix: bool, rule: _Rule) -> None:
         table = self.prefixes if prefix else self.exact
         table[key] = (*table.get(key, ()), rule)
 
-    def seal(self) -> None:
+    def seal(self, country_code: bytes) -> None:
         self.lengths = tuple(sorted({len(key) for key in self.prefixes}))
         self.shortest = self.lengths[0] if self.lengths else 0
         self.stems = frozenset(key[: self.shortest] for key in self.prefixes)
-        self.active = bool(self.exact or self.prefixes)
+        self.raw = frozenset(f for key in self.exact for f in _raw_forms(key, country_code))
+        stems = {f for key in self.prefixes for f in _raw_forms(key, country_code)}
+        self.raw_stem = min(map(len, stems), default=0)
+        self.raw_stems = frozenset(f[: self.raw_stem] for f in stems)
 
     def find(self, number: bytes) -> tuple[_Rule, ...] | None:
         found = self.exact.get(number)
@@ -263,6 +273,18 @@ class _Side:
             if hit is not None:
                 found = hit if found is None else found + hit
         return found
+
+
+def _raw_forms(key: bytes, country_code: bytes) -> tuple[bytes, ...]:
+    """Every start of an address as sent whose normalised form starts with `key`
+    (for an exact key: every address that may normalise to it)."""
+    forms = (key, b"+" + key, b"00" + key)
+    if key.startswith(country_code):  # national, with or without the trunk 0
+        national = key[len(country_code) :]
+        return (*forms, b"0" + national, national)
+    if country_code.startswith(key):  # a prefix of the country code: any national number
+        return (*forms, b"")
+    return forms
 
 
 class _RuleIndex:
@@ -281,8 +303,8 @@ class _RuleIndex:
                 self.sender.add(key, prefix, compiled)
             if rule.side in ("receiver", "both"):
                 self.receiver.add(key, prefix, compiled)
-        self.sender.seal()
-        self.receiver.seal()
+        self.sender.seal(self.country_code)
+        self.receiver.seal(self.country_code)
 
 
 # ---- the tracer --------------------------------------------------------------------
@@ -352,42 +374,39 @@ class Tracer:
     def match(self, view: Any, smsc: str) -> "Trace | None":
         """A Trace when a live rule selects this original, else None."""
         index = self._index
-        sender, receiver = index.sender, index.receiver
-        if not (sender.active or receiver.active):
+        if not index.rules:
             return None
+        sender, receiver = index.sender, index.receiver
+        source, destination = view.source_addr, view.destination_addr
+        stems = sender.raw_stems  # empty without prefix rules: no slice then
+        maybe_src = source in sender.raw or (stems and source[: sender.raw_stem] in stems)
+        if not maybe_src:
+            stems = receiver.raw_stems
+            if destination not in receiver.raw and not (
+                stems and destination[: receiver.raw_stem] in stems
+            ):
+                return None  # the 99 % case: neither address can normalise to a rule's number
         cc = index.country_code
-        src = dst = None
-        hits: tuple[_Rule, ...] = ()
-        if sender.active:
-            src = normalise_address(view.source_addr, view.source_addr_ton,
-                                    view.source_addr_npi, cc)  # fmt: skip
-            hits = sender.find(src) or ()
-        if receiver.active:
-            dst = normalise_address(view.destination_addr, view.dest_addr_ton,
-                                    view.dest_addr_npi, cc)  # fmt: skip
-            found = receiver.find(dst)
-            if found:
-                hits += found
+        src = normalise_address(source, view.source_addr_ton, view.source_addr_npi, cc)
+        dst = normalise_address(destination, view.dest_addr_ton, view.dest_addr_npi, cc)
+        hits = (sender.find(src) or ()) if maybe_src else ()
+        found = receiver.find(dst)
+        if found:
+            hits += found
         if not hits:
             return None
         now = self.clock()
         live = [rule for rule in hits if rule.expires_us is None or rule.expires_us > now]
         if not live:
             return None
-        if src is None:
-            src = normalise_address(view.source_addr, view.source_addr_ton,
-                                    view.source_addr_npi, cc)  # fmt: skip
-        if dst is None:
-            dst = normalise_address(view.destination_addr, view.dest_addr_ton,
-                                    view.dest_addr_npi, cc)  # fmt: skip
         return Trace(
             self,
             f"{self._id_prefix}{next(self._ids)}",
             smsc,
             src.decode("latin-1"),
             dst.decode("latin-1"),
-            view.source_addr.decode("latin-1"),
-            view.destination_addr.decode("latin-1"),
+            source.decode("latin-1"),
+            destination.decode("latin-1"),
             all(rule.decode_content for rule in live),
             sorted({rule.number for rule in live}),
         )
