@@ -685,6 +685,32 @@ def test_daily_files_batched_and_read_back(tmp_path, monkeypatch):
     assert len(list(read_events(files.files()))) == 44  # appended, not overwritten
 
 
+def test_events_around_midnight_go_to_their_own_day(tmp_path):
+    """The day is worked out once per run of same-day events: out-of-order
+    stamps on both sides of a UTC midnight still land in their own file."""
+    midnight = 1_750_032_000_000_000  # 2025-06-16T00:00:00Z in epoch µs
+    tracer, _, _ = make_tracer([rule(SUBSCRIBER)], clock=lambda: midnight)
+    stamps = [midnight - 1, midnight, midnight - 1, midnight + 5, midnight - 86_400_000_000,
+              midnight - 86_400_000_001, midnight]  # fmt: skip
+    trace = tracer.match(P.decode_sm(deliver()), "s")
+    files = TraceFileSink(tmp_path)
+    for n, ts in enumerate(stamps):
+        tracer.clock = lambda ts=ts: ts
+        trace.dropped(f"event {n}")
+    trace.close()
+    events = list(trace.tracer.sink)
+    for event in events:
+        files.put(event)
+    assert files.flush() == len(stamps)
+    by_file = {p.name: [e.ts_us for e in read_events([p])] for p in files.files()}
+    assert by_file == {
+        "2025-06-14.jsonl": [midnight - 86_400_000_001],
+        "2025-06-15.jsonl": [midnight - 1, midnight - 1, midnight - 86_400_000_000],
+        "2025-06-16.jsonl": [midnight, midnight + 5, midnight],
+    }
+    assert all(trace_store.day_of(ts) == name[:10] for name, v in by_file.items() for ts in v)
+
+
 def test_retention_deletes_old_day_files(tmp_path):
     files = TraceFileSink(tmp_path, retention_days=7)
     files.directory.mkdir(parents=True)

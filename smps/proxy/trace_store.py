@@ -28,6 +28,7 @@ from smps.proxy.tracer import TraceEvent
 
 log = logging.getLogger("smps.trace")
 
+DAY_US = 86_400_000_000
 BUFFER_LIMIT = 100_000  # events waiting for the writer before new ones are dropped (and counted)
 _DAY_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.jsonl$")
 
@@ -96,8 +97,15 @@ class TraceFileSink:
         if not batch:
             return 0
         by_day: dict[str, list[TraceEvent]] = {}
+        start = end = 0  # the UTC day of `events`, in epoch µs: one date format per day
+        events: list[TraceEvent] = []
         for event in batch:
-            by_day.setdefault(day_of(event.ts_us), []).append(event)
+            ts = event.ts_us
+            if not start <= ts < end:
+                start = ts - ts % DAY_US
+                end = start + DAY_US
+                events = by_day.setdefault(day_of(start), [])
+            events.append(event)
         self.directory.mkdir(parents=True, exist_ok=True)
         written = 0
         for day, events in by_day.items():
