@@ -33,7 +33,7 @@ from smps._native import pending as P
 from smps._native.pdu import Status, command_name, decode_sm
 from smps._native.text import parse_udh
 from smps.config import Config, NeAccount, Route
-from smps.proxy.histogram import Histogram
+from smps._native.histogram import Histogram
 from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult, should_record
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
