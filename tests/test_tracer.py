@@ -408,6 +408,30 @@ def test_complete_ordered_event_list():
     assert all(e.fields["source_addr"] == "8613911112222" for e in events[:4])
 
 
+def test_copies_of_the_same_bytes_keep_their_own_sequence_and_status():
+    """The dispatcher hands copy_sent the original's bytes: rendered once, each
+    event still carries its own sequence; a different PDU is rendered afresh."""
+    tracer, sink, _ = make_tracer([rule(SUBSCRIBER)], decode_content=False)
+    original = deliver(sequence=41)
+    view = P.decode_sm(original)
+    trace = tracer.match(view, "s")
+    trace.received(original, view, "s")
+    for sequence in (100, 200, 300):
+        trace.copy_sent("ne", "ne#1", 0, sequence, original)
+    trace.answered("ne", 0x45, "block", 1.0, False, P.make_resp(original))
+    trace.final(0x66, "block", "block", P.make_resp(original, 0x66))
+    trace.close()
+    received, *copies, answer, final = list(sink)
+    assert (received.sequence, received.status) == (41, 0)
+    assert [c.sequence for c in copies] == [100, 200, 300]
+    alone = render_pdu(original, False)
+    for event in (received, *copies):
+        assert (event.fields, event.pdu_hex) == (alone["fields"], alone["pdu_hex"])
+    assert (answer.command, answer.status, answer.sequence) == ("deliver_sm_resp", 0x45, 41)
+    assert (final.command, final.status, final.sequence) == ("deliver_sm_resp", 0x66, 41)
+    assert final.pdu_hex == P.make_resp(original, 0x66).hex()
+
+
 def test_events_after_close_go_straight_to_the_sink():
     tracer, sink, _ = make_tracer([rule(SUBSCRIBER)])
     trace = trace_one(tracer, deliver())

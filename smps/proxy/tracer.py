@@ -87,6 +87,7 @@ TON_INTERNATIONAL, TON_NATIONAL, TON_UNKNOWN, TON_ALPHANUMERIC = 1, 2, 0, 5
 TAG_MESSAGE_PAYLOAD = 0x0424
 CONCAT_TTL = 300.0  # seconds a partial concatenated set waits for its other parts
 CONCAT_LIMIT = 10_000  # partial sets remembered at most
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))  # what str.isprintable() accepts of ASCII
 
 TLV_NAMES = {
     0x0005: "dest_addr_subunit", 0x000D: "source_addr_subunit", 0x0019: "payload_type",
@@ -419,8 +420,9 @@ class Tracer:
 class Trace:
     """The events of one traced original, kept until `close()`."""
 
-    __slots__ = ("_events", "closed", "content", "destination", "destination_raw",
-                 "message_id", "rules", "smsc", "source", "source_raw", "tracer")  # fmt: skip
+    __slots__ = ("_events", "_last_pdu", "_last_rendered", "closed", "content", "destination",
+                 "destination_raw", "message_id", "rules", "smsc", "source", "source_raw",
+                 "tracer")  # fmt: skip
 
     def __init__(self, tracer, message_id, smsc, source, destination, source_raw,
                  destination_raw, content, rules):  # fmt: skip
@@ -435,6 +437,8 @@ class Trace:
         self.rules = rules
         self.closed = False
         self._events: list[TraceEvent] = []
+        self._last_pdu: bytes | None = None
+        self._last_rendered: dict[str, Any] = {}
 
     def received(self, pdu: bytes, view: Any, smsc: str) -> None:
         """The original as read from the SMSC."""
@@ -489,13 +493,15 @@ class Trace:
 
     def _add(self, kind: str, direction: str, pdu: bytes | None, **extra: Any) -> None:
         if pdu is not None:
-            rendered = render_pdu(pdu, self.content)
-            extra.setdefault("sequence", rendered.pop("sequence"))
-            if extra.get("status") is None:
-                extra["status"] = rendered.pop("status")
-            else:
-                rendered.pop("status")
-            extra.update(rendered)
+            if pdu != self._last_pdu:  # copies are the original's bytes: rendered once
+                self._last_pdu = pdu
+                self._last_rendered = render_pdu(pdu, self.content)
+            sequence, status = extra.get("sequence"), extra.get("status")
+            extra.update(self._last_rendered)
+            if sequence is not None:
+                extra["sequence"] = sequence
+            if status is not None:
+                extra["status"] = status
         event = TraceEvent(
             message_id=self.message_id,
             ts_us=self.tracer.clock(),
@@ -705,7 +711,7 @@ def _hidden(octets: int) -> str:
 
 def _show_bytes(value: bytes) -> str:
     """Printable ASCII as text, anything else as 0x-hex."""
-    if value.isascii() and value.decode("ascii").isprintable():
+    if not value.translate(None, _PRINTABLE_ASCII):
         return value.decode("ascii")
     return "0x" + value.hex()
 
