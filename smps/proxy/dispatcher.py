@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from smps._native import pending as P
+from smps._native.histogram import Histogram
 from smps._native.pdu import Status, command_name, decode_sm
 from smps._native.text import parse_udh
 from smps.config import Config, NeAccount, Route
-from smps._native.histogram import Histogram
 from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult, should_record
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
@@ -46,6 +46,12 @@ IDLE_TICK = 0.1  # nothing in flight: the next deadline is at least policy.timeo
 QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
 STICKY_LIMIT = 100_000  # concatenated messages remembered as blocked
 REASON_RECEIPT = "receipt"
+# The per-answer paths compare with these plain values: P.X is a global and an
+# attribute lookup each time.
+_ALLOW, _BLOCK, _NONE, _WAITING = P.ALLOW, P.BLOCK, P.NONE, P.WAITING
+_ANSWER_UNKNOWN, _ANSWER_DECIDED = P.ANSWER_UNKNOWN, P.ANSWER_DECIDED
+_ANSWER_LATE, _ANSWER_COMPLETE = P.ANSWER_LATE, P.ANSWER_COMPLETE
+_OUTCOME_ALLOW, _OUTCOME_BLOCK, _REASON_STICKY = P.OUTCOME_ALLOW, P.OUTCOME_BLOCK, P.REASON_STICKY
 
 
 class Lane:
@@ -470,13 +476,13 @@ class Dispatcher:
             lane.latency.observe(latency)
             # The NE's status: ESME_ROK allows, one of policy.ne_block_codes blocks,
             # anything else is no usable answer.
-            state = P.ALLOW if status == 0 else P.BLOCK if status in self._block_codes else P.NONE
+            state = _ALLOW if status == 0 else _BLOCK if status in self._block_codes else _NONE
             self._record_answer(lane, handle, index, state, status, now, original, response,
                                 latency)  # fmt: skip
         elif not retried and not session.is_open and self._retry(lane, handle, index, now):
             return
         else:
-            self._record_answer(lane, handle, index, P.NONE, 0, now, original)
+            self._record_answer(lane, handle, index, _NONE, 0, now, original)
         if lane.queue:
             self._drain(lane, now)
 
@@ -498,20 +504,20 @@ class Dispatcher:
         """One target's answer for `original` (which may be complete already: late)."""
         lane.answers[state] += 1
         result = self.pending.answer(handle, index, state, status, now)
-        if result == P.ANSWER_UNKNOWN:
+        if result == _ANSWER_UNKNOWN:
             self.stats.late_answers += 1
             return
         if original.trace is not None:
             self._trace_answer(original, lane, state, status, response, latency, result)
-        if result & P.ANSWER_DECIDED:
+        if result & _ANSWER_DECIDED:
             self._answer(handle, original)
-        elif result & P.ANSWER_LATE:
+        elif result & _ANSWER_LATE:
             self.stats.late_answers += 1
-        if result & P.ANSWER_COMPLETE:
+        if result & _ANSWER_COMPLETE:
             self._complete(handle, original)
 
     def _trace_answer(self, original, lane, state, status, response, latency, result) -> None:
-        late = bool(result & P.ANSWER_LATE)
+        late = bool(result & _ANSWER_LATE)
         latency_ms = round(latency * 1000, 3) if latency is not None else 0.0
         reason = "" if response is not None else "bind dropped, or no bind or window in time"
         original.trace.answered(lane.system_id, status, STATE_NAMES[state], latency_ms, late,
@@ -530,7 +536,7 @@ class Dispatcher:
         decisions[key] = decisions.get(key, 0) + 1
         if original.trace is not None:
             original.trace.final(status, key[0], key[1], response)
-        if outcome == P.OUTCOME_BLOCK and reason_code != P.REASON_STICKY:
+        if outcome == _OUTCOME_BLOCK and reason_code != _REASON_STICKY:
             self._block_message(original.concat_key, self.clock(), handle)
 
     def _answer_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None,
@@ -576,7 +582,7 @@ class Dispatcher:
         if (
             original.trace is not None
             or self._record_all
-            or (self._record_non_allow and outcome != P.OUTCOME_ALLOW)
+            or (self._record_non_allow and outcome != _OUTCOME_ALLOW)
         ):
             pending = self.pending
             targets = original.targets
@@ -584,8 +590,8 @@ class Dispatcher:
                 NeResult(  # positional, in field order (see _decision)
                     targets[i].system_id,  # account
                     STATE_NAMES[state],  # verdict
-                    status if state in (P.ALLOW, P.BLOCK) or status else None,
-                    latency_us / 1000 if state != P.WAITING else None,  # latency_ms
+                    status if state in (_ALLOW, _BLOCK) or status else None,
+                    latency_us / 1000 if state != _WAITING else None,  # latency_ms
                     bool(late),
                     targets[i].decisive,
                 )
