@@ -93,6 +93,7 @@ class Turn:
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self._real = loop
+        self.time = loop.time  # per copy: not through __getattr__
         self.ready: list = []
 
     def call_soon(self, callback, *args):
