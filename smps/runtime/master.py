@@ -62,6 +62,7 @@ from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.records import MemorySink
 from smps.proxy.trace_hub import TraceHub
+from smps.runtime import heap
 from smps.runtime.control import (
     Account,
     ControlChannel,
@@ -350,6 +351,7 @@ class Master:
                         self.config.server.listen[0],
                         self.smpp_port,
                     )
+                    heap.settle()
                 await self._stop.wait()
                 log.info("stopping")
                 await self._stop_workers()

@@ -36,6 +36,7 @@ from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.trace_store import TraceFileSink
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import STATE_NAMES
+from smps.runtime import heap
 from smps.runtime.control import Account, ControlChannel, Message, read_config, watch_handoffs
 from smps.runtime.mesh import Mesh
 from smps.runtime.records import RecordForwarder, TraceTee
@@ -104,6 +105,7 @@ class Worker:
             await self._activate()
         self._spawn(self._report_stats())
         self._spawn(self.trace_files.run())
+        heap.settle()
         self.control.send({"t": "ready", "pid": os.getpid()})
         self._spawn(self._read_control())
         await self._exit.wait()
