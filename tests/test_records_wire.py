@@ -1,14 +1,15 @@
-"""Decisions from a worker's RecordForwarder reach the master whole: every field, in
-the same database rows, over a real control socket pair."""
+"""Decisions (and trace events, as rows) from a worker's RecordForwarder reach the
+master whole: every field, in the same database rows, over a real control socket pair."""
 
 import socket
 
 import msgspec
 
 from smps.proxy.records import Decision
+from smps.proxy.tracer import TraceEvent
 from smps.runtime.control import ControlChannel
-from smps.runtime.records import RECORDS, RecordForwarder, decode_records
-from smps.store.writer import decision_rows
+from smps.runtime.records import RECORDS, RecordForwarder, decode_records, trace_event
+from smps.store.rows import decision_rows, trace_row
 from tests.store_db import make_decision
 
 
@@ -39,3 +40,26 @@ async def test_decisions_cross_the_control_channel_unchanged():
     ]
     # The rows written (results as JSON objects) are those of the original decisions.
     assert decision_rows(received, 5) == decision_rows(sent, 5)
+
+
+async def test_trace_events_cross_as_rows_and_come_back_whole_for_watchers():
+    worker_end, master_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    worker = await ControlChannel.open(worker_end)
+    master = await ControlChannel.open(master_end)
+    event = TraceEvent(
+        "m-9", 1_700_000_000_000_001, "answered", "ne->smps", "smsc1", "8613800138000",
+        "8613900000001", "13800138000", "+8613900000001", account="antispam", status=0x66,
+        verdict="block", latency_ms=1.25, pdu_hex="00000010", fields={"esm_class": 0},
+    )  # fmt: skip
+    try:
+        forwarder = RecordForwarder(worker)
+        forwarder.put_trace(event)
+        forwarder.flush()
+        message = await master.receive()
+    finally:
+        await worker.close()
+        await master.close()
+    decisions, rows = decode_records(message)
+    assert decisions == []
+    assert rows == [trace_row(event)]  # the writer inserts them as they come
+    assert trace_event(rows[0]) == event

@@ -73,7 +73,7 @@ from smps.runtime.control import (
 )
 from smps.runtime.metrics import WorkerTotals, collect
 from smps.runtime.placement import Placement, peek_bind
-from smps.runtime.records import RECORDS, decode_records
+from smps.runtime.records import RECORDS, decode_records, trace_event
 from smps.runtime.ui_view import MasterView
 from smps.store import live_config, repo
 from smps.store.db import SchemaError, Store
@@ -595,9 +595,11 @@ class Master:
         for decision in decisions:
             self.recent.put(decision)
             self.writer.put(decision)
-        for event in traces:
-            self.writer.put_trace(event)
-            self.trace_hub.put(event)
+        watched = self.trace_hub.subscribers
+        for row in traces:
+            self.writer.put_trace(row)
+            if watched:
+                self.trace_hub.put(trace_event(row))
 
     def _share_counts(self) -> None:
         """Tell each worker the binds held elsewhere, so max_binds holds node-wide."""
