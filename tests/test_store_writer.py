@@ -13,7 +13,7 @@ from smps.proxy.records import should_record
 from smps.store import repo
 from smps.store.db import Store, create_engine
 from smps.store.partitions import day_of
-from smps.store.rows import DECISION_COLUMNS, decision_rows, trace_row
+from smps.store.rows import DECISION_COLUMNS, decision_row, trace_row
 from smps.store.writer import Batch, DecisionWriter, purge_expired
 from tests.helpers import until
 from tests.store_db import database_url, make_decision, scalar, store  # noqa: F401
@@ -109,7 +109,7 @@ async def test_rows_keep_every_field(store, tmp_path):
 
 
 def batch_of(batch_id: str, first: int, count: int) -> Batch:
-    rows = decision_rows([make_decision(first + i) for i in range(count)], None)
+    rows = [(*decision_row(make_decision(first + i)), None) for i in range(count)]
     return Batch(batch_id, rows, [], [(29_000_000, "", "block", count)])
 
 

@@ -1,17 +1,18 @@
 """Decision and trace records as rows of the ``decisions`` and ``traces`` tables.
 
-Kept apart from the writer so that a worker can turn its trace events into rows
-(it sends rows, not events, to the master's writer) without importing the
-database layer.
+Kept apart from the writer so that a worker can turn its records into rows (it
+sends rows, not records, to the master's writer) without importing the database
+layer.
 """
 
 from typing import Any, Protocol
 
 import msgspec
 
-from smps.proxy.records import Decision
+from smps.proxy.records import Decision, NeResult
 
 _encode_json = msgspec.json.Encoder().encode
+_decode_results = msgspec.json.Decoder(list[NeResult]).decode
 
 DECISION_COLUMNS = (
     "arrived_us",
@@ -59,44 +60,48 @@ class TraceEvent(Protocol):
     account: str | None
 
 
-def decision_rows(decisions: list[Decision], epoch: int | None) -> list[tuple]:
-    """Decisions as rows in DECISION_COLUMNS order, stamped with the lease ``epoch``
-    (this is the writer's per-record cost).
+def decision_row(d: Decision) -> tuple:
+    """A decision as a row in DECISION_COLUMNS order, but for the last column, the lease
+    epoch, which the writer adds (it knows the lease the node serves under).
 
     Strings from outside SMPS (PDUs, configuration) are cut to their column widths;
     command, verdict and reason are SMPS's own words, all shorter than 16.
     """
-    rows: list[tuple] = []
-    row = rows.append
-    for d in decisions:
-        account = d.deciding_account
-        row(
-            (
-                round(d.arrived_at * 1_000_000),
-                round(d.decided_at * 1_000_000),
-                d.smsc[:64],
-                d.command,
-                d.sequence,
-                d.source_addr[:65],
-                d.source_ton,
-                d.source_npi,
-                d.destination_addr[:65],
-                d.dest_ton,
-                d.dest_npi,
-                d.esm_class,
-                d.data_coding,
-                d.concat_ref,
-                d.concat_part,
-                d.concat_total,
-                d.verdict,
-                d.reason,
-                d.status,
-                account[:16] if account else None,
-                _encode_json(d.results).decode(),
-                epoch,
-            )
-        )
-    return rows
+    account = d.deciding_account
+    return (
+        round(d.arrived_at * 1_000_000),
+        round(d.decided_at * 1_000_000),
+        d.smsc[:64],
+        d.command,
+        d.sequence,
+        d.source_addr[:65],
+        d.source_ton,
+        d.source_npi,
+        d.destination_addr[:65],
+        d.dest_ton,
+        d.dest_npi,
+        d.esm_class,
+        d.data_coding,
+        d.concat_ref,
+        d.concat_part,
+        d.concat_total,
+        d.verdict,
+        d.reason,
+        d.status,
+        account[:16] if account else None,
+        _encode_json(d.results).decode(),
+    )
+
+
+def decision_of(row: tuple) -> Decision:
+    """The decision back from its row (id 0: the database numbers the rows)."""
+    return Decision(
+        0,
+        row[0] / 1_000_000,
+        row[1] / 1_000_000,
+        *row[2:20],
+        _decode_results(row[20]),
+    )
 
 
 def trace_row(event: Any) -> tuple:

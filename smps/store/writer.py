@@ -72,7 +72,7 @@ from smps.proxy.records import Decision
 from smps.store import partitions, schema
 from smps.store.db import Store, create_sync_engine
 from smps.store.minute_counts import Totals, TotalsDelta
-from smps.store.rows import DECISION_COLUMNS, TRACE_COLUMNS, decision_rows
+from smps.store.rows import DECISION_COLUMNS, TRACE_COLUMNS, decision_row
 from smps.store.spool import Spool
 
 log = logging.getLogger("smps.store.writer")
@@ -192,7 +192,7 @@ class DecisionWriter:
         dialect = store.engine.dialect
         self._sql = _Statements(dialect.name, dialect.paramstyle)
 
-        self._decisions: list[Decision] = []
+        self._decisions: list[tuple] = []  # rows, without the epoch
         self._traces: list[tuple] = []
         self._counts: dict[tuple[int, str, str], int] = {}  # (minute, account, verdict)
         self._totals = TotalsDelta()
@@ -236,10 +236,15 @@ class DecisionWriter:
 
     def put(self, decision: Decision) -> None:
         """Queue one decision; never blocks. Dropped (and counted) only when memory is full."""
+        self.put_row(decision_row(decision))
+
+    def put_row(self, row: tuple) -> None:
+        """Queue one decision as its row (:func:`smps.store.rows.decision_row`, made where
+        the decision was: a worker sends rows); never blocks."""
         if self._closed or len(self._decisions) + len(self._traces) >= self.buffer_limit:
             self.dropped += 1
             return
-        self._decisions.append(decision)
+        self._decisions.append(row)
         if len(self._decisions) >= self.batch_size:
             self._wake.set()
 
@@ -390,7 +395,8 @@ class DecisionWriter:
             del self._traces[: self.batch_size]
             counters = [(*key, count) for key, count in self._counts.items()]
             self._counts = {}
-            rows = decision_rows(decisions, self.epoch)
+            epoch = self.epoch
+            rows = [(*row, epoch) for row in decisions]
             batch = Batch(uuid.uuid4().hex, rows, traces, counters)
             await self._queue(batch)
 
