@@ -242,6 +242,7 @@ async def test_admin_ui_on_the_runtime_shows_live_numbers(tmp_path):
                 while live is None:
                     live = await all_counted()
             assert live["workers"] == 2 and live["role"] == "active"
+            assert set(live["latency"]) == {"antispam"}  # from the decisions' rows
 
 
 async def test_metrics_histograms_and_copies_by_account(tmp_path):
