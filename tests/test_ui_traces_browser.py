@@ -12,15 +12,8 @@ from smps.sim.ne import Latency, SimNe
 from smps.store import repo
 from smps.web.ui import add_ui_routes
 from smps.web.ui_traces import TRACE_SETTINGS
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, PASSWORD, NodeLive, playwright_api
 from tests.test_proxy import proxy, until
-from tests.test_ui_browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    PASSWORD,
-    NodeLive,
-    playwright_api,
-)
 
 
 async def test_add_a_rule_see_the_message_live_and_open_its_ladder(make_config):
