@@ -84,8 +84,14 @@ async def test_sign_in_create_account_see_its_bind_live_and_sign_out(make_config
                 await until(lambda: len(sim.answers) == 40)
                 await until(lambda: node.writer.written >= 40)
                 await expect(page.locator('[data-live="received"]')).to_have_text("40")
-                await page.reload()
-                await expect(page.locator("svg.chart rect.bar-allow")).to_have_count(1)
+                # The chart's per-minute counts come from the verdict totals, read each
+                # second: reload until they are in.
+                allow_bars = page.locator("svg.chart rect.bar-allow")
+                async with asyncio.timeout(10):
+                    while not await allow_bars.count():
+                        await asyncio.sleep(0.25)
+                        await page.reload()
+                await expect(allow_bars).to_have_count(1)
                 await page.screenshot(path=ARTIFACTS / "04-dashboard.png", full_page=True)
 
                 await page.get_by_role("link", name="Decisions").click()
