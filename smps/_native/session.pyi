@@ -9,8 +9,10 @@ REFUSED: int
 QUEUED: int
 
 class SessionStats:
-    pdus_in: dict[int, int]
-    pdus_out: dict[int, int]
+    @property
+    def pdus_in(self) -> dict[int, int]: ...
+    @property
+    def pdus_out(self) -> dict[int, int]: ...
     errors: dict[str, int]
     timeouts: int
     unexpected_responses: int

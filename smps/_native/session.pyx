@@ -19,7 +19,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.object cimport PyObject
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from smps._native.fanout cimport append_with_sequence
@@ -67,18 +67,55 @@ cdef class _Request:
     cdef object context
 
 
-cdef inline int _count(dict counts, uint32_t command_id) except -1:
-    cdef object key = command_id
-    cdef PyObject* found = PyDict_GetItem(counts, key)
-    counts[key] = 1 if found is NULL else <object>found + 1
+# PDU counters: one C slot per command id of 0x00-0x3F and 0x100-0x13F, the
+# ranges SMPP uses (§5.1.2), requests then responses; other ids go to a dict.
+cdef enum:
+    _SLOTS = 256
+
+
+cdef inline int _slot(uint32_t command_id) noexcept nogil:
+    cdef uint32_t low = command_id & 0x7FFFFFFF
+    cdef int slot
+    if low < 0x40:
+        slot = low
+    elif 0x100 <= low < 0x140:
+        slot = low - 0xC0
+    else:
+        return -1
+    return slot + 128 if command_id & RESPONSE_BIT else slot
+
+
+cdef inline uint32_t _command_of(int slot) noexcept nogil:
+    cdef uint32_t low = slot & 127
+    return (RESPONSE_BIT if slot >= 128 else 0) | (low if low < 0x40 else low + 0xC0)
+
+
+cdef inline int _count(uint64_t* counts, dict others, uint32_t command_id) except -1:
+    cdef int slot = _slot(command_id)
+    if slot >= 0:
+        counts[slot] += 1
+    else:
+        others[command_id] = others.get(command_id, 0) + 1
     return 0
+
+
+cdef dict _counts(const uint64_t* counts, dict others):
+    cdef dict out = {}
+    cdef int slot
+    for slot in range(_SLOTS):
+        if counts[slot]:
+            out[_command_of(slot)] = counts[slot]
+    out.update(others)
+    return out
 
 
 cdef class SessionStats:
     """Plain per-session counters; read by the stats line and the metrics export."""
 
-    cdef public dict pdus_in
-    cdef public dict pdus_out
+    cdef uint64_t _in[_SLOTS]
+    cdef uint64_t _out[_SLOTS]
+    cdef dict _other_in
+    cdef dict _other_out
     cdef public dict errors
     cdef public Py_ssize_t timeouts
     cdef public Py_ssize_t unexpected_responses
@@ -87,9 +124,19 @@ cdef class SessionStats:
     cdef public Py_ssize_t rtt_count
 
     def __init__(self):
-        self.pdus_in = {}
-        self.pdus_out = {}
+        self._other_in = {}
+        self._other_out = {}
         self.errors = {}
+
+    @property
+    def pdus_in(self):
+        """PDUs received by command id (a new dict each time)."""
+        return _counts(self._in, self._other_in)
+
+    @property
+    def pdus_out(self):
+        """PDUs sent by command id (a new dict each time)."""
+        return _counts(self._out, self._other_out)
 
     def error(self, str kind):
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -173,7 +220,6 @@ cdef class SessionCore:
     cdef int _process(self) except -1:
         cdef Framer framer = self._framer
         cdef SessionStats stats = self.stats
-        cdef dict counts = stats.pdus_in
         cdef object found
         cdef bytes pdu
         cdef const unsigned char* p
@@ -189,7 +235,7 @@ cdef class SessionCore:
                 command_id = pdu_command_id(p)
                 status = pdu_command_status(p)
                 seq = pdu_sequence(p)
-                _count(counts, command_id)
+                _count(stats._in, stats._other_in, command_id)
                 if not command_id & RESPONSE_BIT:
                     self._on_request_pdu(command_id, seq, pdu)
                     if self.state is _CLOSED:
@@ -205,7 +251,8 @@ cdef class SessionCore:
                     stats.error("mismatched_response")
                     if status == 0:
                         status = RSYSERR
-                stats.rtt_total += self._loop.time() - entry.sent_at
+                # Measured to the read that brought it: no clock call per response.
+                stats.rtt_total += self._last_rx - entry.sent_at
                 stats.rtt_count += 1
                 entry.callback(entry.context, status, pdu)
                 if self._queue:
@@ -311,7 +358,7 @@ cdef class SessionCore:
         cdef SessionStats stats = self.stats
         if len(outstanding) > stats.window_peak:
             stats.window_peak = len(outstanding)
-        _count(stats.pdus_out, command_id)
+        _count(stats._out, stats._other_out, command_id)
         self._schedule_flush()
         return seq
 
@@ -359,7 +406,7 @@ cdef class SessionCore:
         if n < HEADER_SIZE:
             header(data)  # raises the codec's error
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
-        _count(self.stats.pdus_out, pdu_command_id(p))
+        _count(self.stats._out, self.stats._other_out, pdu_command_id(p))
         cdef Py_ssize_t at = PyByteArray_GET_SIZE(self._wbuf)
         PyByteArray_Resize(self._wbuf, at + n)
         memcpy(PyByteArray_AS_STRING(self._wbuf) + at, p, n)
