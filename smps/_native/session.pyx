@@ -169,7 +169,8 @@ cdef class SessionCore:
     cdef public Py_ssize_t window
     cdef public Py_ssize_t queue_limit
     cdef public object closed
-    cdef public object _loop
+    cdef object _event_loop
+    cdef object _time               # _event_loop.time, looked up once
     cdef public object _allowed     # request ids the peer may send in this state
     cdef Framer _framer
     cdef double _tick_interval
@@ -200,17 +201,26 @@ cdef class SessionCore:
         self._wbuf = bytearray()
         self._flush_callback = self._flush
 
+    @property
+    def _loop(self):
+        return self._event_loop
+
+    @_loop.setter
+    def _loop(self, loop):
+        self._event_loop = loop
+        self._time = loop.time
+
     # ---- asyncio.Protocol -------------------------------------------------
 
     def connection_made(self, transport):
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1]) if peer else None
-        self._last_rx = self._loop.time()
-        self._tick_handle = self._loop.call_later(self._tick_interval, self._tick)
+        self._last_rx = self._time()
+        self._tick_handle = self._event_loop.call_later(self._tick_interval, self._tick)
 
     def data_received(self, data):
-        self._last_rx = self._loop.time()
+        self._last_rx = self._time()
         self._framer.feed(data)
         self._process()
 
@@ -346,7 +356,7 @@ cdef class SessionCore:
             return self._transmit(pdu, callback, context)
         if len(self._queue) >= self.queue_limit:
             return REFUSED
-        self._queue.append((pdu, callback, context, self._loop.time()))
+        self._queue.append((pdu, callback, context, self._time()))
         return QUEUED
 
     cdef uint32_t _transmit(self, bytes pdu, callback, context) except 0:
@@ -365,7 +375,7 @@ cdef class SessionCore:
     cdef _Request _request(self, uint32_t command_id, callback, context):
         cdef _Request entry = _Request.__new__(_Request)
         entry.command_id = command_id
-        entry.sent_at = self._loop.time()
+        entry.sent_at = self._time()
         entry.callback = callback
         entry.context = context
         return entry
@@ -379,7 +389,7 @@ cdef class SessionCore:
 
     cdef int _drain_queue(self) except -1:
         queue = self._queue
-        cdef double deadline = self._loop.time() - self.response_timeout
+        cdef double deadline = self._time() - self.response_timeout
         while queue and len(self._outstanding) < self.window:
             pdu, callback, context, queued_at = queue.popleft()
             if queued_at < deadline:
@@ -416,7 +426,7 @@ cdef class SessionCore:
     cdef inline int _schedule_flush(self) except -1:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush_callback)
+            self._event_loop.call_soon(self._flush_callback)
         return 0
 
     def _flush(self):
@@ -442,7 +452,7 @@ cdef class SessionCore:
             self._paused = False
             if self._transport is not None:
                 self._transport.resume_reading()
-                self._loop.call_soon(self._process_buffered)
+                self._event_loop.call_soon(self._process_buffered)
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -457,7 +467,7 @@ cdef class SessionCore:
         return 0
 
     def _tick(self):
-        cdef double now = self._loop.time()
+        cdef double now = self._time()
         cdef double expired_before = now - self.response_timeout
         cdef dict outstanding = self._outstanding
         cdef Py_ssize_t pos
@@ -492,7 +502,7 @@ cdef class SessionCore:
         ):
             self._enquire_outstanding = True
             self.request(ENQUIRE_LINK).add_done_callback(self._enquire_done)
-        self._tick_handle = self._loop.call_later(self._tick_interval, self._tick)
+        self._tick_handle = self._event_loop.call_later(self._tick_interval, self._tick)
 
     def _enquire_done(self, future):
         self._enquire_outstanding = False
