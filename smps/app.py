@@ -29,6 +29,7 @@ from smps.smpp.server import NeServer
 from smps.store import live_config
 from smps.store.db import Store
 from smps.store.minute_counts import verdict_totals
+from smps.store.rows import trace_row
 from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
@@ -255,5 +256,5 @@ class _TraceFanOut:
 
     def put(self, event) -> None:
         self.files.put(event)
-        self.writer.put_trace(event)
+        self.writer.put_trace(trace_row(event))
         self.hub.put(event)

@@ -1,14 +1,15 @@
-"""Decisions from a worker's RecordForwarder reach the master whole: every field, in
-the same database rows, over a real control socket pair."""
+"""Decisions (and trace events, as rows) from a worker's RecordForwarder reach the
+master whole: every field, in the same database rows, over a real control socket pair."""
 
 import socket
 
 import msgspec
 
 from smps.proxy.records import Decision
+from smps.proxy.tracer import TraceEvent
 from smps.runtime.control import ControlChannel
-from smps.runtime.records import RECORDS, RecordForwarder, decode_records
-from smps.store.writer import decision_rows
+from smps.runtime.records import RECORDS, RecordForwarder, decode_records, trace_event
+from smps.store.rows import decision_of, decision_row, trace_row
 from tests.store_db import make_decision
 
 
@@ -33,9 +34,39 @@ async def test_decisions_cross_the_control_channel_unchanged():
     assert message is not None and message["t"] == RECORDS
     received, traces = decode_records(message)
     assert traces == []
-    assert all(isinstance(d, Decision) for d in received)
-    assert [msgspec.structs.asdict(d) for d in received] == [
-        msgspec.structs.asdict(d) for d in sent
+    # The rows the writer inserts (results as JSON objects), and every field back.
+    assert received == [decision_row(d) for d in sent]
+    back = [decision_of(row) for row in received]
+    assert all(isinstance(d, Decision) for d in back)
+    assert [msgspec.structs.asdict(d) for d in back] == [
+        {
+            **msgspec.structs.asdict(d),
+            "id": 0,  # the database numbers the rows
+            "arrived_at": round(d.arrived_at * 1e6) / 1e6,  # times to the microsecond
+            "decided_at": round(d.decided_at * 1e6) / 1e6,
+        }
+        for d in sent
     ]
-    # The rows written (results as JSON objects) are those of the original decisions.
-    assert decision_rows(received, 5) == decision_rows(sent, 5)
+
+
+async def test_trace_events_cross_as_rows_and_come_back_whole_for_watchers():
+    worker_end, master_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    worker = await ControlChannel.open(worker_end)
+    master = await ControlChannel.open(master_end)
+    event = TraceEvent(
+        "m-9", 1_700_000_000_000_001, "answered", "ne->smps", "smsc1", "8613800138000",
+        "8613900000001", "13800138000", "+8613900000001", account="antispam", status=0x66,
+        verdict="block", latency_ms=1.25, pdu_hex="00000010", fields={"esm_class": 0},
+    )  # fmt: skip
+    try:
+        forwarder = RecordForwarder(worker)
+        forwarder.put_trace(event)
+        forwarder.flush()
+        message = await master.receive()
+    finally:
+        await worker.close()
+        await master.close()
+    decisions, rows = decode_records(message)
+    assert decisions == []
+    assert rows == [trace_row(event)]  # the writer inserts them as they come
+    assert trace_event(rows[0]) == event

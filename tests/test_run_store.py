@@ -146,6 +146,24 @@ async def test_minute_counters_count_every_verdict_whatever_is_recorded(tmp_path
             assert (await response.json())["items"] == []  # nothing but allows: none recorded
 
 
+async def test_live_trace_stream_gets_events_from_the_workers(tmp_path):
+    """Trace events reach the master as rows; a live watcher still gets whole events."""
+    async with running(tmp_path) as (sim, _node, api, _nes), api.get("traces/stream") as stream:
+        assert stream.status == 200
+        await stream.content.readuntil(b": connected\n\n")
+        number = sim.send_deliver(destination_addr=TRACED.encode())
+        events = []
+        async with asyncio.timeout(20):
+            while not any(e["kind"] == "final" for e in events):
+                line = await stream.content.readline()
+                if line.startswith(b"data: "):
+                    events.append(json.loads(line[6:]))
+        await answered_all(sim, [number])
+    assert {e["destination_addr"] for e in events} == {TRACED}
+    assert events[0]["kind"] == "received"
+    assert {e["account"] for e in events if e["kind"] == "answered"} == {"antispam"}
+
+
 async def test_account_made_through_the_api_binds_and_is_disabled_live(tmp_path):
     async with running(tmp_path) as (sim, node, api, nes):
         account = {"system_id": "newne", "password": "pw9", "allowed_ips": ["127.0.0.1/32"]}
@@ -224,6 +242,7 @@ async def test_admin_ui_on_the_runtime_shows_live_numbers(tmp_path):
                 while live is None:
                     live = await all_counted()
             assert live["workers"] == 2 and live["role"] == "active"
+            assert set(live["latency"]) == {"antispam"}  # from the decisions' rows
 
 
 async def test_metrics_histograms_and_copies_by_account(tmp_path):

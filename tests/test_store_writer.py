@@ -13,13 +13,8 @@ from smps.proxy.records import should_record
 from smps.store import repo
 from smps.store.db import Store, create_engine
 from smps.store.partitions import day_of
-from smps.store.writer import (
-    DECISION_COLUMNS,
-    Batch,
-    DecisionWriter,
-    decision_rows,
-    purge_expired,
-)
+from smps.store.rows import DECISION_COLUMNS, decision_row, trace_row
+from smps.store.writer import Batch, DecisionWriter, purge_expired
 from tests.helpers import until
 from tests.store_db import database_url, make_decision, scalar, store  # noqa: F401
 
@@ -114,7 +109,7 @@ async def test_rows_keep_every_field(store, tmp_path):
 
 
 def batch_of(batch_id: str, first: int, count: int) -> Batch:
-    rows = decision_rows([make_decision(first + i) for i in range(count)], None)
+    rows = [(*decision_row(make_decision(first + i)), None) for i in range(count)]
     return Batch(batch_id, rows, [], [(29_000_000, "", "block", count)])
 
 
@@ -210,8 +205,12 @@ async def test_traces_are_written_with_the_whole_event(store, tmp_path):
 
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
     await writer.start()
-    writer.put_trace(Event("m-1", 1_700_000_000_000_000, "copy", "861", "862", "antispam", "hi"))
-    writer.put_trace(Event("m-1", 1_700_000_000_000_500, "verdict", "861", "862", None, ""))
+    writer.put_trace(
+        trace_row(Event("m-1", 1_700_000_000_000_000, "copy", "861", "862", "antispam", "hi"))
+    )
+    writer.put_trace(
+        trace_row(Event("m-1", 1_700_000_000_000_500, "verdict", "861", "862", None, ""))
+    )
     await until(lambda: writer.written == 2, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:

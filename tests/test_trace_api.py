@@ -17,6 +17,7 @@ from smps._native import pdu as P
 from smps.proxy.trace_hub import TraceHub
 from smps.proxy.tracer import TraceEvent, Tracer
 from smps.store import repo
+from smps.store.rows import trace_row
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from tests.helpers import until
@@ -57,7 +58,7 @@ class WriterSink:
         self.writer = writer
 
     def put(self, event) -> None:
-        self.writer.put_trace(event)
+        self.writer.put_trace(trace_row(event))
 
 
 def deliver(source: bytes, destination: bytes, text: bytes = SECRET.encode(), sequence: int = 7):

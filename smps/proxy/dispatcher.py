@@ -412,7 +412,12 @@ class Dispatcher:
             self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
             self._answer(handle, original)
         for index, lane in enumerate(targets):
-            self._send_copy(lane, handle, index, pdu, now, original)
+            # The common case inline (a call less per copy): nothing queued, a bind free.
+            bind = None if lane.queue else lane.pick_bind()
+            if bind is not None and (not lane.tps or lane.take_token(now)):
+                self._transmit(bind, lane, handle, index, pdu, now, original, False)
+            else:
+                self._hold_copy(lane, handle, index, pdu, now, original)
 
     def _concat(self, view: Any) -> tuple[int, int, int] | None:
         """(ref, total, part) of a concatenated segment, from the UDH or SAR TLVs."""
@@ -422,13 +427,10 @@ class Dispatcher:
                 return udh.concat
         return view.sar
 
-    def _send_copy(self, lane: Lane, handle: int, index: int, pdu: bytes, now: float,
+    def _hold_copy(self, lane: Lane, handle: int, index: int, pdu: bytes, now: float,
                    original: Original) -> None:  # fmt: skip
-        if not lane.queue:
-            session = lane.pick_bind()
-            if session is not None and (not lane.tps or lane.take_token(now)):
-                self._transmit(session, lane, handle, index, pdu, now, original, retried=False)
-                return
+        """A copy that cannot go now waits in its account's queue, or counts as NONE
+        when the account has no bind or its queue is full."""
         if not lane.binds or len(lane.queue) >= QUEUE_LIMIT:
             self.stats.queue_dropped += 1
             if original.trace is not None:
@@ -438,7 +440,7 @@ class Dispatcher:
             return
         lane.queue.append((handle, index, pdu, now + self.pending.timeout))
 
-    def _transmit(self, session, lane, handle, index, pdu, now, original, *, retried: bool):
+    def _transmit(self, session, lane, handle, index, pdu, now, original, retried: bool):
         # The copy's context carries the original, so its answer needs no lookup.
         sequence = session.send(pdu, self._answer_callback, (handle, index, lane, session,
                                                              retried, now, original))  # fmt: skip
@@ -466,7 +468,7 @@ class Dispatcher:
             if session is None or not lane.take_token(now):
                 return
             queue.popleft()
-            self._transmit(session, lane, handle, index, pdu, now, original, retried=False)
+            self._transmit(session, lane, handle, index, pdu, now, original, False)
 
     def _on_ne_answer(self, context: tuple, status: int, response: bytes | None) -> None:
         handle, index, lane, session, retried, sent_at, original = context
@@ -496,7 +498,7 @@ class Dispatcher:
         if now >= self.pending.arrived_at(handle) + self.pending.timeout:
             return False
         self.stats.retried += 1
-        self._transmit(other, lane, handle, index, original.pdu, now, original, retried=True)
+        self._transmit(other, lane, handle, index, original.pdu, now, original, True)
         return True
 
     def _record_answer(self, lane, handle, index, state, status, now, original, response=None,

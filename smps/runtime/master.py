@@ -47,6 +47,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,6 @@ from smps.errors import ConfigError
 from smps.ha import DbLease, HaController, Role, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
-from smps.proxy.records import MemorySink
 from smps.proxy.trace_hub import TraceHub
 from smps.runtime import heap
 from smps.runtime.control import (
@@ -73,7 +73,7 @@ from smps.runtime.control import (
 )
 from smps.runtime.metrics import WorkerTotals, collect
 from smps.runtime.placement import Placement, peek_bind
-from smps.runtime.records import RECORDS, decode_records
+from smps.runtime.records import RECORDS, decode_records, trace_event
 from smps.runtime.ui_view import MasterView
 from smps.store import live_config, repo
 from smps.store.db import SchemaError, Store
@@ -164,7 +164,8 @@ class Master:
         self.smpp_port: int | None = None
         self.store: Store | None = None
         self.writer: DecisionWriter | None = None
-        self.recent = MemorySink(recent)  # the newest decisions of all workers
+        # The newest decisions of all workers, as rows (smps.store.rows.decision_of).
+        self.recent: deque[tuple] = deque(maxlen=recent)
         self.trace_hub = TraceHub()  # live trace events for /api/v1/traces/stream
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task | None = None
@@ -592,12 +593,14 @@ class Master:
         """A worker's batch of decisions and trace events: to the writer, the
         recent decisions and the live trace watchers."""
         decisions, traces = decode_records(message)
-        for decision in decisions:
-            self.recent.put(decision)
-            self.writer.put(decision)
-        for event in traces:
-            self.writer.put_trace(event)
-            self.trace_hub.put(event)
+        self.recent.extend(decisions)
+        for row in decisions:
+            self.writer.put_row(row)
+        watched = self.trace_hub.subscribers
+        for row in traces:
+            self.writer.put_trace(row)
+            if watched:
+                self.trace_hub.put(trace_event(row))
 
     def _share_counts(self) -> None:
         """Tell each worker the binds held elsewhere, so max_binds holds node-wide."""

@@ -1,7 +1,10 @@
 """The master as the admin UI sees it (`smps.web.node.NodeView`): live numbers
 summed over the workers' stats reports, and kicking a bind through them."""
 
+import itertools
+
 from smps.runtime.metrics import split_sample_key, sum_tables
+from smps.store.rows import decision_of
 from smps.web.node import LiveStatus, SmscLive, mean_latency
 
 
@@ -36,7 +39,9 @@ class MasterView:
             received=int(counters.get("smps_originals_received_total", 0)),
             in_flight=status["in_flight"],
             verdicts=verdicts,
-            ne_latency_ms=mean_latency(master.recent.newest(2000)),
+            ne_latency_ms=mean_latency(
+                decision_of(row) for row in itertools.islice(reversed(master.recent), 2000)
+            ),
         )
 
     def kick(self, system_id: str) -> int:

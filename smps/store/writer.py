@@ -57,7 +57,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -72,43 +72,11 @@ from smps.proxy.records import Decision
 from smps.store import partitions, schema
 from smps.store.db import Store, create_sync_engine
 from smps.store.minute_counts import Totals, TotalsDelta
+from smps.store.rows import DECISION_COLUMNS, TRACE_COLUMNS, decision_row
 from smps.store.spool import Spool
 
 log = logging.getLogger("smps.store.writer")
 
-DECISION_COLUMNS = (
-    "arrived_us",
-    "decided_us",
-    "smsc",
-    "command",
-    "sequence",
-    "source_addr",
-    "source_ton",
-    "source_npi",
-    "destination_addr",
-    "dest_ton",
-    "dest_npi",
-    "esm_class",
-    "data_coding",
-    "concat_ref",
-    "concat_part",
-    "concat_total",
-    "verdict",
-    "reason",
-    "status",
-    "deciding_account",
-    "results",
-    "epoch",
-)
-TRACE_COLUMNS = (
-    "message_id",
-    "ts_us",
-    "kind",
-    "source_addr",
-    "destination_addr",
-    "account",
-    "event",
-)
 LEDGER_DAYS = 7
 MYSQL_STATEMENT_BYTES = 1 << 20  # well under max_allowed_packet (4 MB and up)
 _NO_PARAMETERS = {"no_parameters": True}  # no %-formatting by the driver: the SQL is final
@@ -116,17 +84,6 @@ SQLITE_ROWS = 40  # decision rows per SQLite INSERT: 40 x 22 values, under SQLit
 RETENTION_CHUNK = 2000
 _US_PER_MINUTE = 60_000_000
 _US_PER_DAY = 86_400_000_000
-
-
-class TraceEvent(Protocol):
-    """What :meth:`DecisionWriter.put_trace` needs of a trace event (any msgspec Struct)."""
-
-    message_id: str
-    ts_us: int
-    kind: str
-    source_addr: str
-    destination_addr: str
-    account: str | None
 
 
 class Batch(msgspec.Struct, array_like=True, frozen=True):
@@ -154,62 +111,6 @@ def _spooled_batch(payload: bytes) -> Batch:
         rows = [(*row, None) for row in batch.decisions]
         return Batch(batch.batch_id, rows, batch.traces, batch.counters)
     return batch
-
-
-_encode_json = msgspec.json.Encoder().encode
-
-
-def decision_rows(decisions: list[Decision], epoch: int | None) -> list[tuple]:
-    """Decisions as rows in DECISION_COLUMNS order, stamped with the lease ``epoch``
-    (this is the writer's per-record cost).
-
-    Strings from outside SMPS (PDUs, configuration) are cut to their column widths;
-    command, verdict and reason are SMPS's own words, all shorter than 16.
-    """
-    rows: list[tuple] = []
-    row = rows.append
-    for d in decisions:
-        account = d.deciding_account
-        row(
-            (
-                round(d.arrived_at * 1_000_000),
-                round(d.decided_at * 1_000_000),
-                d.smsc[:64],
-                d.command,
-                d.sequence,
-                d.source_addr[:65],
-                d.source_ton,
-                d.source_npi,
-                d.destination_addr[:65],
-                d.dest_ton,
-                d.dest_npi,
-                d.esm_class,
-                d.data_coding,
-                d.concat_ref,
-                d.concat_part,
-                d.concat_total,
-                d.verdict,
-                d.reason,
-                d.status,
-                account[:16] if account else None,
-                _encode_json(d.results).decode(),
-                epoch,
-            )
-        )
-    return rows
-
-
-def trace_row(event: Any) -> tuple:
-    """A trace event as a row in TRACE_COLUMNS order; the whole event kept as JSON."""
-    return (
-        str(event.message_id)[:64],
-        int(event.ts_us),
-        str(event.kind)[:32],
-        event.source_addr[:65],
-        event.destination_addr[:65],
-        event.account[:16] if event.account else None,
-        _encode_json(event).decode(),
-    )
 
 
 class _AlreadyWritten(Exception):
@@ -291,8 +192,8 @@ class DecisionWriter:
         dialect = store.engine.dialect
         self._sql = _Statements(dialect.name, dialect.paramstyle)
 
-        self._decisions: list[Decision] = []
-        self._traces: list[Any] = []
+        self._decisions: list[tuple] = []  # rows, without the epoch
+        self._traces: list[tuple] = []
         self._counts: dict[tuple[int, str, str], int] = {}  # (minute, account, verdict)
         self._totals = TotalsDelta()
         self._ready: deque[Batch] = deque()
@@ -335,19 +236,25 @@ class DecisionWriter:
 
     def put(self, decision: Decision) -> None:
         """Queue one decision; never blocks. Dropped (and counted) only when memory is full."""
+        self.put_row(decision_row(decision))
+
+    def put_row(self, row: tuple) -> None:
+        """Queue one decision as its row (:func:`smps.store.rows.decision_row`, made where
+        the decision was: a worker sends rows); never blocks."""
         if self._closed or len(self._decisions) + len(self._traces) >= self.buffer_limit:
             self.dropped += 1
             return
-        self._decisions.append(decision)
+        self._decisions.append(row)
         if len(self._decisions) >= self.batch_size:
             self._wake.set()
 
-    def put_trace(self, event: Any) -> None:
-        """Queue one trace event (a :class:`TraceEvent`); never blocks."""
+    def put_trace(self, row: tuple) -> None:
+        """Queue one trace event as its row (:func:`smps.store.rows.trace_row`, made where
+        the event was: a worker sends rows); never blocks."""
         if self._closed or len(self._decisions) + len(self._traces) >= self.buffer_limit:
             self.dropped += 1
             return
-        self._traces.append(event)
+        self._traces.append(row)
         if len(self._traces) >= self.batch_size:
             self._wake.set()
 
@@ -488,8 +395,9 @@ class DecisionWriter:
             del self._traces[: self.batch_size]
             counters = [(*key, count) for key, count in self._counts.items()]
             self._counts = {}
-            rows = decision_rows(decisions, self.epoch)
-            batch = Batch(uuid.uuid4().hex, rows, [trace_row(t) for t in traces], counters)
+            epoch = self.epoch
+            rows = [(*row, epoch) for row in decisions]
+            batch = Batch(uuid.uuid4().hex, rows, traces, counters)
             await self._queue(batch)
 
     async def _queue(self, batch: Batch) -> None:
