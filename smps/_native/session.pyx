@@ -182,7 +182,6 @@ cdef class SessionCore:
     cdef object _queue              # deque of (pdu, callback, context, queued_at)
     cdef bytearray _wbuf            # what goes out at the end of this loop iteration
     cdef bint _flush_scheduled
-    cdef object _flush_callback     # self._flush, bound once
     cdef double _last_rx
     cdef bint _enquire_outstanding
     cdef object _tick_handle
@@ -199,7 +198,6 @@ cdef class SessionCore:
         self._outstanding = {}
         self._queue = deque()
         self._wbuf = bytearray()
-        self._flush_callback = self._flush
 
     @property
     def _loop(self):
@@ -300,7 +298,7 @@ cdef class SessionCore:
         self._transport = None
         self._wbuf = bytearray()
         outstanding, self._outstanding = self._outstanding, {}
-        queued, self._queue = self._queue, type(self._queue)()
+        queued, self._queue = self._queue, deque()
         cdef _Request entry
         for entry in outstanding.values():
             entry.callback(entry.context, NO_RESPONSE, None)
@@ -341,7 +339,7 @@ cdef class SessionCore:
         self._next_seq = 1 if seq >= MAX_SEQUENCE else seq + 1
         return seq
 
-    def send(self, bytes pdu, callback, context=None):
+    def send(self, bytes pdu not None, callback, context=None):
         """Send a request PDU under a fresh sequence number of this session.
 
         The PDU's own sequence number is replaced. Returns the sequence number
@@ -399,13 +397,13 @@ cdef class SessionCore:
                 self._transmit(pdu, callback, context)
         return 0
 
-    def respond(self, bytes request, uint32_t status=0, bytes message_id=b""):
+    def respond(self, bytes request not None, uint32_t status=0, bytes message_id=b""):
         """Answer a request received on this session; returns the response PDU."""
         response = make_resp(request, status, message_id)
         self._write(response)
         return response
 
-    def write(self, bytes data):
+    def write(self, bytes data not None):
         """Queue one encoded PDU; everything queued in one loop iteration goes out in one writev."""
         self._write(data)
 
@@ -426,7 +424,7 @@ cdef class SessionCore:
     cdef inline int _schedule_flush(self) except -1:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._event_loop.call_soon(self._flush_callback)
+            self._event_loop.call_soon(self._flush)
         return 0
 
     def _flush(self):
