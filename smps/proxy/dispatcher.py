@@ -575,7 +575,6 @@ class Dispatcher:
 
     def _complete(self, handle: int, original: Original) -> None:
         outcome = self.pending.outcome(handle)
-        verdict = OUTCOME_NAMES[outcome]
         if original.trace is not None:
             self._close_trace(handle, original)
         # should_record(), inline: this runs for every original.
@@ -608,7 +607,7 @@ class Dispatcher:
                     original.concat,
                     original.arrived_wall,
                     decided_wall,
-                    verdict,
+                    OUTCOME_NAMES[outcome],  # verdict
                     P.reason_name(pending.reason(handle)),
                     self.policy.status_for(outcome),
                     targets[deciding].system_id if deciding >= 0 else None,
