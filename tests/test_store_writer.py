@@ -3,6 +3,8 @@
 bounded memory, spooling while the database is unreachable, retention."""
 
 import asyncio
+import os
+import threading
 import time
 
 import pytest
@@ -14,7 +16,7 @@ from smps.store import repo
 from smps.store.db import Store, create_engine
 from smps.store.partitions import day_of
 from smps.store.rows import DECISION_COLUMNS, decision_row, trace_row
-from smps.store.writer import Batch, DecisionWriter, purge_expired
+from smps.store.writer import WRITER_NICE, Batch, DecisionWriter, purge_expired
 from tests.helpers import until
 from tests.store_db import database_url, make_decision, scalar, store  # noqa: F401
 
@@ -384,3 +386,20 @@ def test_record_policy():
     assert should_record("non_allow", "tempfail", False)
     assert not should_record("none", "block", False)
     assert should_record("none", "allow", True)  # traced messages are always recorded
+
+
+async def test_sqlite_writer_thread_runs_at_a_lower_cpu_priority(store, tmp_path):
+    """The SQLite writer's commits must not hold a core a worker needs (see WRITER_NICE)."""
+    if store.dialect != "sqlite":
+        pytest.skip("MySQL writes happen in the master's loop, on the server")
+    writer = DecisionWriter(store, tmp_path / "spool")
+    await writer.start()
+    try:
+
+        def nice_here(_conn):
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        writer_nice = await writer._runner.run(nice_here)
+    finally:
+        await writer.close()
+    assert writer_nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICE)
