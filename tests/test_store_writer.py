@@ -7,11 +7,13 @@ import os
 import threading
 import time
 
+import msgspec
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from smps.proxy.records import should_record
+from smps.proxy.tracer import TraceEvent
 from smps.store import repo
 from smps.store.db import Store, create_engine
 from smps.store.partitions import day_of
@@ -194,30 +196,19 @@ async def test_decisions_carry_the_lease_epoch_they_were_made_under(store, tmp_p
 
 
 async def test_traces_are_written_with_the_whole_event(store, tmp_path):
-    import msgspec
-
-    class Event(msgspec.Struct):
-        message_id: str
-        ts_us: int
-        kind: str
-        source_addr: str
-        destination_addr: str
-        account: str | None
-        text: str
+    def event(ts_us: int, kind: str, account: str | None, text: str) -> TraceEvent:
+        return TraceEvent("m-1", ts_us, kind, "smps", "smsc1", "861", "862", "861", "862",
+                          account=account, text=text)  # fmt: skip
 
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
     await writer.start()
-    writer.put_trace(
-        trace_row(Event("m-1", 1_700_000_000_000_000, "copy", "861", "862", "antispam", "hi"))
-    )
-    writer.put_trace(
-        trace_row(Event("m-1", 1_700_000_000_000_500, "verdict", "861", "862", None, ""))
-    )
+    writer.put_trace(trace_row(event(1_700_000_000_000_000, "copy_sent", "antispam", "hi")))
+    writer.put_trace(trace_row(event(1_700_000_000_000_500, "final", None, "")))
     await until(lambda: writer.written == 2, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
         rows = (await conn.execute(text("SELECT * FROM traces ORDER BY id"))).mappings().all()
-    assert [r["kind"] for r in rows] == ["copy", "verdict"]
+    assert [r["kind"] for r in rows] == ["copy_sent", "final"]
     assert rows[1]["account"] is None
     assert msgspec.json.decode(rows[0]["event"])["text"] == "hi"
 
