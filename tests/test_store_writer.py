@@ -162,8 +162,6 @@ async def test_a_refused_batch_in_a_group_is_dropped_alone(store, tmp_path):
 
 async def test_a_batch_spooled_before_the_epoch_column_is_replayed(store, tmp_path):
     """Rows spooled by an SMPS before migration 0003 have no epoch: NULL there."""
-    import msgspec
-
     from smps.store.spool import Spool
 
     old = batch_of("d" * 32, 0, 3)
