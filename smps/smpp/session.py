@@ -22,7 +22,9 @@ and `server.NeSession` (SMPS as SMSC toward an NE).
 What runs per PDU (framing, response matching, window, queue, writes,
 counters, the tick) is the extension type `smps._native.session.SessionCore`
 with its state in C fields; this module adds the control side: refusals by
-state, state changes, control requests and unbind.
+state, state changes, control requests and unbind. Subclasses override the
+hooks (`on_request`, `on_state_change`, `on_closed`), not `write`, `send` or
+`_flush`: the core calls its own versions of those in C.
 """
 
 import asyncio
