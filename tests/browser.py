@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from smps.web.node import LiveStatus, SmscLive, mean_latency
+from smps.web.node import LatencyWindow, LiveStatus, SmscLive
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -37,6 +37,7 @@ class NodeLive:
 
     def __init__(self, node):
         self.node = node
+        self.latency = LatencyWindow()
 
     def kick(self, system_id: str) -> int:
         return self.node.ne_server.kick(system_id)
@@ -58,5 +59,11 @@ class NodeLive:
             received=dispatcher["received"],
             in_flight=dispatcher["in_flight"],
             verdicts=verdicts,
-            ne_latency_ms=mean_latency(node.recent.newest(500)),
+            ne_latency_ms=self.latency.mean_ms(
+                {
+                    name: (lane.latency.total, lane.latency.count)
+                    for name, lane in node.dispatcher.lanes.items()
+                },
+                time.monotonic(),
+            ),
         )

@@ -47,7 +47,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import deque
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,6 @@ RESTART_MAX = 30.0
 STABLE_RUN = 10.0  # a worker that ran this long restarts without back-off
 EXIT_GRACE = 3.0  # after "exit": time to unbind before a worker is killed
 LAST_WORDS = 2.0  # after a worker ended: time to read its last records and stats
-RECENT = 10_000  # newest decisions kept in memory for the admin side
 RESTART_SECTIONS = ("node", "server", "web", "log")  # not applied live
 CONTROL_SOCKET = "smps.sock"
 LOG_SOCKET = "smps-log.sock"
@@ -144,7 +142,7 @@ class WorkerSlot:
 
 
 class Master:
-    def __init__(self, config: Config, config_path: str | None = None, *, recent: int = RECENT):
+    def __init__(self, config: Config, config_path: str | None = None):
         self.config = config
         # What the workers run: the file's config with the database's SMSCs,
         # routes, policy and trace rules, and the NE accounts (file and API made).
@@ -164,8 +162,6 @@ class Master:
         self.smpp_port: int | None = None
         self.store: Store | None = None
         self.writer: DecisionWriter | None = None
-        # The newest decisions of all workers, as rows (smps.store.rows.decision_of).
-        self.recent: deque[tuple] = deque(maxlen=recent)
         self.trace_hub = TraceHub()  # live trace events for /api/v1/traces/stream
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task | None = None
@@ -590,10 +586,9 @@ class Master:
             slot.role_set.set()
 
     def _take_records(self, message: Message) -> None:
-        """A worker's batch of decisions and trace events: to the writer, the
-        recent decisions and the live trace watchers."""
+        """A worker's batch of decision and trace rows: to the writer, and trace
+        events to the live watchers."""
         decisions, traces = decode_records(message)
-        self.recent.extend(decisions)
         for row in decisions:
             self.writer.put_row(row)
         watched = self.trace_hub.subscribers

@@ -1,27 +1,32 @@
 """The master as the admin UI sees it (`smps.web.node.NodeView`): live numbers
 summed over the workers' stats reports, and kicking a bind through them."""
 
-import itertools
+import time
 
 from smps.runtime.metrics import split_sample_key, sum_tables
-from smps.store.rows import decision_of
-from smps.web.node import LiveStatus, SmscLive, mean_latency
+from smps.web.node import LatencyWindow, LiveStatus, SmscLive
 
 
 class MasterView:
     def __init__(self, master):
         self.master = master
+        self.latency = LatencyWindow()
 
     def live_status(self) -> LiveStatus:
         master = self.master
         status = master.status()
         counters = sum_tables(slot.totals.counters() for slot in master.slots)
         verdicts: dict[str, int] = {}
+        answered: dict[str, list[float]] = {}  # account -> [seconds, answers]
         for sample_key, value in counters.items():
             name, labels, values = split_sample_key(sample_key)
             if name == "smps_verdicts_total":
                 verdict = dict(zip(labels, values, strict=True))["verdict"]
                 verdicts[verdict] = verdicts.get(verdict, 0) + int(value)
+            elif name in ("smps_ne_answer_seconds_sum", "smps_ne_answer_seconds_count"):
+                account = dict(zip(labels, values, strict=True))["account"]
+                sums = answered.setdefault(account, [0.0, 0])
+                sums[name.endswith("_count")] += value
         binds_per_worker = {smsc.name: smsc.binds for smsc in master.live_config.smsc}
         workers = len(master.slots)
         return LiveStatus(
@@ -39,8 +44,12 @@ class MasterView:
             received=int(counters.get("smps_originals_received_total", 0)),
             in_flight=status["in_flight"],
             verdicts=verdicts,
-            ne_latency_ms=mean_latency(
-                decision_of(row) for row in itertools.islice(reversed(master.recent), 2000)
+            ne_latency_ms=self.latency.mean_ms(
+                {
+                    account: (seconds, int(answers))
+                    for account, (seconds, answers) in answered.items()
+                },
+                time.monotonic(),
             ),
         )
 

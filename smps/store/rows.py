@@ -9,10 +9,9 @@ from typing import Any, Protocol
 
 import msgspec
 
-from smps.proxy.records import Decision, NeResult
+from smps.proxy.records import Decision
 
 _encode_json = msgspec.json.Encoder().encode
-_decode_results = msgspec.json.Decoder(list[NeResult]).decode
 
 DECISION_COLUMNS = (
     "arrived_us",
@@ -90,17 +89,6 @@ def decision_row(d: Decision) -> tuple:
         d.status,
         account[:16] if account else None,
         _encode_json(d.results).decode(),
-    )
-
-
-def decision_of(row: tuple) -> Decision:
-    """The decision back from its row (id 0: the database numbers the rows)."""
-    return Decision(
-        0,
-        row[0] / 1_000_000,
-        row[1] / 1_000_000,
-        *row[2:20],
-        _decode_results(row[20]),
     )
 
 

@@ -5,12 +5,11 @@ that each kick is written to the audit log."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import deque
 from typing import Protocol
 
 import msgspec
 
-from smps.proxy.records import Decision
 from smps.store import repo
 from smps.store.db import Store
 
@@ -35,7 +34,7 @@ class LiveStatus(msgspec.Struct, frozen=True, kw_only=True):
     received: int  # originals received
     in_flight: int
     verdicts: dict[str, int]  # final verdicts by kind: allow, block, tempfail
-    ne_latency_ms: dict[str, float] = {}  # mean NE answer time over recent decisions
+    ne_latency_ms: dict[str, float] = {}  # mean NE answer time over the last minute
 
 
 class NodeView(Protocol):
@@ -48,17 +47,32 @@ class NodeView(Protocol):
         ...
 
 
-def mean_latency(decisions: Iterable[Decision]) -> dict[str, float]:
-    """Mean answer latency per NE account over ``decisions`` (allow and block answers,
-    late ones included; copies never answered have no latency to count)."""
-    totals: dict[str, list[float]] = {}
-    for decision in decisions:
-        for result in decision.results:
-            if result.verdict in ("allow", "block") and result.latency_ms is not None:
-                entry = totals.setdefault(result.account, [0.0, 0.0])
-                entry[0] += result.latency_ms
-                entry[1] += 1
-    return {account: round(total / count, 1) for account, (total, count) in totals.items()}
+class LatencyWindow:
+    """Mean NE answer time per account over about the last ``span`` seconds, from the
+    data plane's running sums (seconds, answers) of every answer, not only the
+    decisions the database keeps. Read at most once a second; any number of readers."""
+
+    def __init__(self, span: float = 60.0):
+        self.span = span
+        self._readings: deque[tuple[float, dict[str, tuple[float, int]]]] = deque()
+
+    def mean_ms(self, sums: dict[str, tuple[float, int]], now: float) -> dict[str, float]:
+        readings = self._readings
+        while len(readings) > 1 and now - readings[1][0] >= self.span:
+            readings.popleft()
+        oldest = readings[0][1] if readings else {}  # the first reading: since the start
+        if not readings or now - readings[-1][0] >= 1.0:
+            readings.append((now, sums))
+        means: dict[str, float] = {}
+        for account, (seconds, answers) in sums.items():
+            then_seconds, then_answers = oldest.get(account, (0.0, 0))
+            if answers < then_answers:  # its data plane started again
+                then_seconds, then_answers = 0.0, 0
+            if answers > then_answers:
+                means[account] = round(
+                    1000 * (seconds - then_seconds) / (answers - then_answers), 1
+                )
+        return means
 
 
 async def kick(store: Store, node: NodeView, system_id: str, actor: str) -> int:
