@@ -5,7 +5,7 @@ sends rows, not records, to the master's writer) without importing the database
 layer.
 """
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -92,7 +92,7 @@ def decision_row(d: Decision) -> tuple:
     )
 
 
-def trace_row(event: Any) -> tuple:
+def trace_row(event: TraceEvent) -> tuple:
     """A trace event as a row in TRACE_COLUMNS order; the whole event kept as JSON."""
     return (
         str(event.message_id)[:64],
