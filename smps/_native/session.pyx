@@ -331,9 +331,6 @@ cdef class SessionCore:
     def is_open(self):
         return self._transport is not None and self.state is not _CLOSED
 
-    def allocate_sequence(self):
-        return self._allocate()
-
     cdef inline uint32_t _allocate(self) noexcept:
         cdef uint32_t seq = self._next_seq
         self._next_seq = 1 if seq >= MAX_SEQUENCE else seq + 1

@@ -353,7 +353,7 @@ class Dispatcher:
                 session, pdu, view, None, P.OUTCOME_ALLOW, REASON_RECEIPT, now, trace=trace
             )
             return
-        concat = self._concat(view) if view.udhi else view.sar  # a call less without UDH
+        concat = self._udh_concat(view) if view.udhi else view.sar  # a call less without UDH
         concat_key = None
         if concat is not None and self.sticky_enabled:
             concat_key = (view.source_addr, view.destination_addr, concat[0])
@@ -417,12 +417,11 @@ class Dispatcher:
             else:
                 self._hold_copy(lane, handle, index, pdu, now, original)
 
-    def _concat(self, view: Any) -> tuple[int, int, int] | None:
-        """(ref, total, part) of a concatenated segment, from the UDH or SAR TLVs."""
-        if view.udhi:
-            udh = parse_udh(view.user_data)
-            if udh is not None and udh.concat is not None:
-                return udh.concat
+    def _udh_concat(self, view: Any) -> tuple[int, int, int] | None:
+        """(ref, total, part) of a segment with a UDH, from it or else the SAR TLVs."""
+        udh = parse_udh(view.user_data)
+        if udh is not None and udh.concat is not None:
+            return udh.concat
         return view.sar
 
     def _hold_copy(self, lane: Lane, handle: int, index: int, pdu: bytes, now: float,

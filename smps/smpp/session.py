@@ -47,7 +47,6 @@ from smps.errors import PduError, SmpsError
 from smps.smpp.states import ALLOWED_REQUESTS, BIND_STATE, Role, State
 
 __all__ = [
-    "MAX_SEQUENCE",
     "NO_RESPONSE",
     "QUEUED",
     "REFUSED",
@@ -58,7 +57,6 @@ __all__ = [
     "SessionStats",
 ]
 
-MAX_SEQUENCE = 0x7FFFFFFF
 RESPONSE_BIT = 0x80000000
 # NO_RESPONSE (-1): the status a response callback gets when no response came:
 # timeout, connection lost, or the request was never sent.
