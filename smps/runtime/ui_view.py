@@ -44,13 +44,7 @@ class MasterView:
             received=int(counters.get("smps_originals_received_total", 0)),
             in_flight=status["in_flight"],
             verdicts=verdicts,
-            ne_latency_ms=self.latency.mean_ms(
-                {
-                    account: (seconds, int(answers))
-                    for account, (seconds, answers) in answered.items()
-                },
-                time.monotonic(),
-            ),
+            ne_latency_ms=self.latency.mean_ms(answered, time.monotonic()),
         )
 
     def kick(self, system_id: str) -> int:

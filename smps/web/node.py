@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import Protocol
 
 import msgspec
@@ -54,9 +55,9 @@ class LatencyWindow:
 
     def __init__(self, span: float = 60.0):
         self.span = span
-        self._readings: deque[tuple[float, dict[str, tuple[float, int]]]] = deque()
+        self._readings: deque[tuple[float, dict[str, Sequence[float]]]] = deque()
 
-    def mean_ms(self, sums: dict[str, tuple[float, int]], now: float) -> dict[str, float]:
+    def mean_ms(self, sums: dict[str, Sequence[float]], now: float) -> dict[str, float]:
         readings = self._readings
         while len(readings) > 1 and now - readings[1][0] >= self.span:
             readings.popleft()
