@@ -10,49 +10,46 @@ from smps.store.rows import decision_row, trace_row
 from tests.store_db import make_decision
 
 
-async def test_decisions_cross_the_control_channel_unchanged():
+async def forwarded(decisions=(), events=()) -> dict:
+    """The one message a worker's RecordForwarder sends for these records, as the
+    master receives it over a real socket pair."""
     worker_end, master_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     worker = await ControlChannel.open(worker_end)
     master = await ControlChannel.open(master_end)
     try:
-        sent = [
-            make_decision(1),
-            make_decision(2, verdict="allow", concat_ref=7, concat_part=2, concat_total=3),
-            make_decision(3, deciding_account=None, results=[]),
-        ]
         forwarder = RecordForwarder(worker)
-        for decision in sent:
+        for decision in decisions:
             forwarder.put(decision)
+        for event in events:
+            forwarder.put_trace(event)
         forwarder.flush()
         message = await master.receive()
     finally:
         await worker.close()
         await master.close()
     assert message is not None and message["t"] == RECORDS
-    received, traces = decode_records(message)
+    return message
+
+
+async def test_decisions_cross_the_control_channel_unchanged():
+    sent = [
+        make_decision(1),
+        make_decision(2, verdict="allow", concat_ref=7, concat_part=2, concat_total=3),
+        make_decision(3, deciding_account=None, results=[]),
+    ]
+    received, traces = decode_records(await forwarded(decisions=sent))
     assert traces == []
     # The rows the writer inserts, every field of the decisions (results as JSON objects).
     assert received == [decision_row(d) for d in sent]
 
 
 async def test_trace_events_cross_as_rows_and_come_back_whole_for_watchers():
-    worker_end, master_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    worker = await ControlChannel.open(worker_end)
-    master = await ControlChannel.open(master_end)
     event = TraceEvent(
         "m-9", 1_700_000_000_000_001, "answered", "ne->smps", "smsc1", "8613800138000",
         "8613900000001", "13800138000", "+8613900000001", account="antispam", status=0x66,
         verdict="block", latency_ms=1.25, pdu_hex="00000010", fields={"esm_class": 0},
     )  # fmt: skip
-    try:
-        forwarder = RecordForwarder(worker)
-        forwarder.put_trace(event)
-        forwarder.flush()
-        message = await master.receive()
-    finally:
-        await worker.close()
-        await master.close()
-    decisions, rows = decode_records(message)
+    decisions, rows = decode_records(await forwarded(events=[event]))
     assert decisions == []
     assert rows == [trace_row(event)]  # the writer inserts them as they come
     assert trace_event(rows[0]) == event
