@@ -11,12 +11,18 @@ Path of one original (design.md section 3):
    originals in flight answers ESME_RTHROTTLED (`overload`).
 3. The router picks the target accounts; each gets one copy on its bind with
    the most free window. A copy that cannot go now (window full, rate limit)
-   waits in its account's bounded queue until the original's deadline.
+   waits in its account's bounded queue while its answer can still matter:
+   it is withdrawn once the original is decided (a monitor account's copy
+   waits on until the deadline: monitors see what they can) and at the
+   deadline at the latest. A queued copy holds its original, never a bare
+   handle, so nothing in a queue outlives the entry it belongs to.
 4. Each NE answer goes into the native pending table, which applies the rule
    (first BLOCK from an enforcing account wins at once; all ALLOW → allow;
    NONE = no answer). The moment the verdict is known, the SMSC is answered.
 5. One periodic tick (not a timer per message) expires deadlines: undecided
-   originals are answered per `policy.on_timeout`.
+   originals are answered per `policy.on_timeout`. The tick cannot die: an
+   exception is logged, counted (`smps_internal_errors_total`) and the tick
+   goes on, since every deadline of the worker hangs on it.
 6. When every target has answered or the deadline passed, the decision record
    goes to the sink and the slot is freed. Answers after the verdict are kept
    in the record as late; answers after that are only counted.
@@ -72,12 +78,16 @@ class Lane:
         "system_id",
         "tokens",
         "tps",
+        "waiting",
     )
 
     def __init__(self, account: NeAccount):
         self.system_id = account.system_id
         self.binds: list[Session] = []
-        self.queue: deque[tuple[int, int, bytes, float]] = deque()
+        # Copies in arrival order; one sent or withdrawn stays until it reaches
+        # the head (no search through the queue), `waiting` counts the others.
+        self.queue: deque[HeldCopy] = deque()
+        self.waiting = 0
         self.tokens = float(account.tps)
         self.refilled_at = 0.0
         self.answers = {P.ALLOW: 0, P.BLOCK: 0, P.NONE: 0}
@@ -198,6 +208,19 @@ class Original(msgspec.Struct):
     arrived_wall: float
     trace: Any  # None unless a trace rule matched
     answered: set[str] | None  # the accounts that answered; traced originals only
+    held: "list[HeldCopy] | None" = None  # its copies that waited in a lane's queue
+
+
+class HeldCopy(msgspec.Struct):
+    """A copy waiting in its account's queue for a free window or a token.
+
+    `original` is None once the copy was sent or withdrawn: the entry then only
+    waits to reach the head of the queue, where it is dropped unseen."""
+
+    original: Original | None
+    handle: int
+    index: int
+    lane: Lane
 
 
 # (verdict, reason) names of the decision counters, by outcome and reason code.
@@ -212,11 +235,13 @@ class DispatcherStats:
     __slots__ = (
         "copies_sent",
         "decisions",
+        "internal_errors",
         "late_answers",
         "queue_dropped",
         "received",
         "retried",
         "throttled",
+        "withdrawn",
     )
 
     def __init__(self) -> None:
@@ -224,9 +249,11 @@ class DispatcherStats:
         self.decisions: dict[tuple[str, str], int] = {}
         self.copies_sent = 0
         self.late_answers = 0
-        self.queue_dropped = 0
+        self.queue_dropped = 0  # copies that found no bind, a full queue or no time
+        self.withdrawn = 0  # queued copies not sent because the verdict was known
         self.retried = 0
         self.throttled = 0
+        self.internal_errors = 0  # bugs caught where they would have stopped the data plane
 
     def decided(self, verdict: str, reason: str) -> None:
         key = (verdict, reason)
@@ -259,6 +286,7 @@ class Dispatcher:
         self._concat_in_flight: dict[tuple[bytes, bytes, int], set[int]] = {}
         self._next_id = 0
         self._answer_callback = self._on_ne_answer  # bound once, not per copy
+        self._errors_logged: set[str] = set()  # where an internal error was logged in full
         self.pending = P.PendingTable(config.flow.max_inflight, config.policy.timeout)
         self.apply_config(config)
 
@@ -302,7 +330,7 @@ class Dispatcher:
             return
         if up:
             lane.binds.append(session)
-            if lane.queue:
+            if lane.waiting:
                 self._drain(lane, self.clock())
         elif session in lane.binds:
             lane.binds.remove(session)
@@ -411,7 +439,7 @@ class Dispatcher:
             self._answer(handle, original)
         for index, lane in enumerate(targets):
             # The common case inline (a call less per copy): nothing queued, a bind free.
-            bind = None if lane.queue else lane.pick_bind()
+            bind = None if lane.waiting else lane.pick_bind()
             if bind is not None and (not lane.tps or lane.take_token(now)):
                 self._transmit(bind, lane, handle, index, pdu, now, original, False)
             else:
@@ -428,14 +456,23 @@ class Dispatcher:
                    original: Original) -> None:  # fmt: skip
         """A copy that cannot go now waits in its account's queue, or counts as NONE
         when the account has no bind or its queue is full."""
-        if not lane.binds or len(lane.queue) >= QUEUE_LIMIT:
+        if not lane.binds or lane.waiting >= QUEUE_LIMIT:
             self.stats.queue_dropped += 1
             if original.trace is not None:
                 original.trace.dropped("no bind" if not lane.binds else "queue full",
                                        lane.system_id)  # fmt: skip
             self._record_answer(lane, handle, index, P.NONE, 0, now, original)
             return
-        lane.queue.append((handle, index, pdu, now + self.pending.timeout))
+        copy = HeldCopy(original, handle, index, lane)
+        if original.held is None:
+            original.held = [copy]
+        else:
+            original.held.append(copy)
+        queue = lane.queue
+        if len(queue) >= 2 * QUEUE_LIMIT:  # mostly copies already gone: compact it
+            lane.queue = queue = deque(c for c in queue if c.original is not None)
+        queue.append(copy)
+        lane.waiting += 1
 
     def _transmit(self, session, lane, handle, index, pdu, now, original, retried: bool):
         # The copy's context carries the original, so its answer needs no lookup.
@@ -450,22 +487,65 @@ class Dispatcher:
             original.trace.copy_sent(lane.system_id, session.name, 0, sequence, pdu)
 
     def _drain(self, lane: Lane, now: float) -> None:
+        """Send queued copies while the account has window and tokens. A copy's
+        original is still undecided here (or has only monitor targets): decided
+        and expired originals took their copies out of the count already."""
         queue = lane.queue
         while queue:
-            handle, index, pdu, deadline = queue[0]
-            original = self.pending.context(handle)  # a queued copy's original is in flight
-            if deadline <= now:
+            copy = queue[0]
+            original = copy.original
+            if original is None:  # sent or withdrawn already
                 queue.popleft()
-                self.stats.queue_dropped += 1
-                if original.trace is not None:
-                    original.trace.dropped("waited past the deadline", lane.system_id)
-                self._record_answer(lane, handle, index, P.NONE, 0, now, original)
                 continue
             session = lane.pick_bind()
             if session is None or not lane.take_token(now):
                 return
             queue.popleft()
-            self._transmit(session, lane, handle, index, pdu, now, original, False)
+            copy.original = None
+            lane.waiting -= 1
+            self._transmit(session, lane, copy.handle, copy.index, original.pdu, now, original,
+                           False)  # fmt: skip
+
+    def _withdraw_held(self, original: Original, now: float, decided: bool) -> None:
+        """Take the original's copies still waiting out of their queues.
+
+        `decided`: the verdict is known, so the copies of enforcing accounts
+        would change nothing; each counts as that account's NONE, which may
+        complete the entry. Monitor accounts' copies wait on. Otherwise the
+        entry is complete (its deadline passed) and every copy goes.
+        """
+        still_held = []
+        gone = []
+        for copy in original.held:
+            if copy.original is None:
+                continue  # sent already
+            if decided and not copy.lane.decisive:
+                still_held.append(copy)
+            else:
+                copy.original = None
+                copy.lane.waiting -= 1
+                gone.append(copy)
+        original.held = still_held or None
+        trace = original.trace
+        if not decided:
+            self.stats.queue_dropped += len(gone)
+            if trace is not None:
+                for copy in gone:
+                    trace.dropped("waited past the deadline", copy.lane.system_id)
+            return
+        self.stats.withdrawn += len(gone)
+        for copy in gone:
+            if trace is not None:
+                trace.dropped("not sent: the verdict was known", copy.lane.system_id)
+            # NONE for the account that was never asked: the entry completes now,
+            # not at its deadline (an answer to a complete entry changes nothing).
+            result = self.pending.answer(copy.handle, copy.index, _NONE, 0, now)
+            if result == _ANSWER_UNKNOWN:
+                continue
+            if trace is not None:
+                original.answered.add(copy.lane.system_id)
+            if result & _ANSWER_COMPLETE:
+                self._complete(copy.handle, original)
 
     def _on_ne_answer(self, context: tuple, status: int, response: bytes | None) -> None:
         handle, index, lane, session, retried, sent_at, original = context
@@ -482,7 +562,7 @@ class Dispatcher:
             return
         else:
             self._record_answer(lane, handle, index, _NONE, 0, now, original)
-        if lane.queue:
+        if lane.waiting:
             self._drain(lane, now)
 
     def _retry(self, lane: Lane, handle: int, index: int, now: float) -> bool:
@@ -535,6 +615,8 @@ class Dispatcher:
         decisions[key] = decisions.get(key, 0) + 1
         if original.trace is not None:
             original.trace.final(status, key[0], key[1], response)
+        if original.held is not None:
+            self._withdraw_held(original, self.clock(), True)
         if outcome == _OUTCOME_BLOCK and reason_code != _REASON_STICKY:
             self._block_message(original.concat_key, self.clock(), handle)
 
@@ -573,6 +655,8 @@ class Dispatcher:
                 self._answer(other, self.pending.context(other))
 
     def _complete(self, handle: int, original: Original) -> None:
+        if original.held is not None:
+            self._withdraw_held(original, 0.0, False)
         outcome = self.pending.outcome(handle)
         if original.trace is not None:
             self._close_trace(handle, original)
@@ -667,16 +751,42 @@ class Dispatcher:
     # ---- periodic work -----------------------------------------------------------
 
     def _tick(self) -> None:
-        now = self.clock()
-        for handle, needs_answer in self.pending.expire(now):
-            original = self.pending.context(handle)
-            if needs_answer:
-                self._answer(handle, original)
-            self._complete(handle, original)
-        for lane in self.lanes.values():
-            if lane.queue:
-                self._drain(lane, now)
-        self._schedule_tick(TICK if len(self.pending) else IDLE_TICK)
+        """Answer the originals whose deadline passed, then send what the lanes
+        can take. Each original is guarded on its own: one that raises is
+        counted and freed, and the others are still answered."""
+        try:
+            now = self.clock()
+            for handle, needs_answer in self.pending.expire(now):
+                original = self.pending.context(handle)
+                try:
+                    if original.held is not None:  # before the answer: past the deadline
+                        self._withdraw_held(original, now, False)
+                    if needs_answer:
+                        self._answer(handle, original)
+                    self._complete(handle, original)
+                except Exception:
+                    self.internal_error("answering an original at its deadline")
+                    if self.pending.context(handle) is not None:
+                        self.pending.release(handle)
+            for lane in self.lanes.values():
+                if lane.queue:  # also clears copies gone already off the head
+                    self._drain(lane, now)
+        except Exception:
+            self.internal_error("the deadline tick")
+        finally:
+            self._schedule_tick(TICK if len(self.pending) else IDLE_TICK)
+
+    def internal_error(self, where: str) -> None:
+        """A bug caught where it would have stopped the data plane: counted
+        (smps_internal_errors_total), logged in full the first time for each
+        place, then only counted; the caller carries on."""
+        self.stats.internal_errors += 1
+        if where in self._errors_logged:
+            log.debug("internal error in %s", where, exc_info=True)
+            return
+        self._errors_logged.add(where)
+        log.exception("internal error in %s (counted in smps_internal_errors_total; "
+                      "later ones at this place are only counted)", where)  # fmt: skip
 
     def _pause(self, session: Session) -> None:
         if session.is_open and session not in self._paused:
@@ -702,5 +812,7 @@ class Dispatcher:
             "late_answers": self.stats.late_answers,
             "throttled": self.stats.throttled,
             "queue_dropped": self.stats.queue_dropped,
+            "withdrawn": self.stats.withdrawn,
+            "internal_errors": self.stats.internal_errors,
             "decisions": {f"{v}/{r}": n for (v, r), n in sorted(self.stats.decisions.items())},
         }

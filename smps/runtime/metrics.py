@@ -28,6 +28,10 @@ HELP = {
     "smps_throttled": "Originals answered ESME_RTHROTTLED because too many were in flight.",
     "smps_copies_dropped": "Copies that found no bind or window before the deadline.",
     "smps_copies_retried": "Copies sent again on another bind after theirs dropped.",
+    "smps_copies_withdrawn": "Queued copies not sent because their original's verdict was "
+    "already known.",
+    "smps_internal_errors": "Bugs caught in the data plane where they would have stopped it "
+    "(the log has the first of each kind in full).",
     "smps_pdu_errors": "PDU and protocol errors on SMPP sessions, by kind.",
     "smps_smsc_reconnects": "Connections to an SMSC lost and re-established.",
     "smps_auth_failures": "NE binds refused.",

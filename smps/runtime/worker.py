@@ -321,6 +321,8 @@ class Worker:
             "smps_throttled_total": stats.throttled,
             "smps_copies_dropped_total": stats.queue_dropped,
             "smps_copies_retried_total": stats.retried,
+            "smps_copies_withdrawn_total": stats.withdrawn,
+            "smps_internal_errors_total": stats.internal_errors,
             "smps_auth_failures_total": self.ne_server.auth_failures,
         }
         for kind, count in self.records.dropped.items():

@@ -307,7 +307,8 @@ class NeServer:
         session.name = f"ne:{system_id}@{session.peer_text}"
         session.bound_at = time.time()
         session.bound(BIND_STATE[command_id])
-        self.registry.add(session)
+        # The bind_resp goes first: joining the registry may hand the session
+        # copies that waited for this account, and none may precede it.
         session.write(
             encode(
                 command_id | RESPONSE_BIT,
@@ -316,6 +317,7 @@ class NeServer:
                 [SC_INTERFACE_VERSION_TLV],
             )
         )
+        self.registry.add(session)
         log.info(
             "%s: bound as %s (%s), %d of %d binds",
             session.peer_text,
