@@ -73,7 +73,9 @@ class Node:
             config.server, config.ne_accounts, copy_timeout=config.policy.timeout
         )
         self.ne_server.registry.listeners.append(self.dispatcher.on_bind_change)
-        self.smsc_clients = SmscClients(self.dispatcher.on_message)
+        self.smsc_clients = SmscClients(
+            self.dispatcher.on_message, turn_away=self.dispatcher.turn_away
+        )
         self.live_smsc = list(config.smsc)  # the database's list once the store is open
         self._serving = False  # the SMSC clients follow live_smsc once the node serves
         self.stats_sources: list[StatsSource] = [self._uptime_stats, self._smpp_stats]
@@ -155,11 +157,9 @@ class Node:
         await self._apply_live_config()
 
     async def _graceful_stop(self) -> None:
-        """Stop reading originals, answer everything in flight, then let the
+        """Turn new originals away, answer everything in flight, then let the
         exit stack unbind the SMSCs and NEs."""
-        for client in self.smsc_clients:
-            for session in client.sessions:
-                session.pause_reading()
+        self.smsc_clients.pause()
         in_flight = self.dispatcher.in_flight
         if in_flight:
             log.info("stopping: answering %d originals in flight", in_flight)

@@ -250,3 +250,21 @@ async def test_status_command_prints_workers(tmp_path):
             urllib.request.urlopen(f"http://127.0.0.1:{node.report['http_port']}/health").read()
         )
         assert health["workers"] == {"up": 2, "configured": 2}
+
+
+async def test_graceful_stop_with_traffic_still_arriving_answers_everything(tmp_path):
+    """SIGTERM while the SMSC keeps sending: what was in flight gets its verdict,
+    and what arrives while the node stops is answered ESME_RTHROTTLED (the SMSC
+    sends it again), so the SMSC is left with no original unanswered."""
+    async with running(tmp_path) as (sim, node, add_ne):
+        nes = [await add_ne(name, delay=0.05) for name in PASSWORDS]
+        await settle(sim, nes)
+        sending = asyncio.create_task(sim.run(rate=500, duration=30))
+        await until(lambda: sim.answered >= 500)
+        assert await node.stop() == 0
+        sim.stop_run()
+        summary = await sending
+        assert summary["missing"] == 0 and summary["duplicates"] == 0
+        assert summary["sent"] == summary["answered"] > 500
+        statuses = {status for status, *_ in sim.answers.values()}
+        assert statuses <= {Status.ROK, Status.RTHROTTLED}

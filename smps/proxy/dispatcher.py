@@ -445,6 +445,15 @@ class Dispatcher:
             else:
                 self._hold_copy(lane, handle, index, pdu, now, original)
 
+    def turn_away(self, session: Session, pdu: bytes) -> None:
+        """Answer an original from an SMSC that is being left (stop, standby, an
+        SMSC removed) with ESME_RTHROTTLED at once: the SMSC sends it again,
+        on another bind or later, and it is never left unanswered in a socket."""
+        view = decode_sm(pdu)
+        self.stats.received += 1
+        self._answer_now(session, pdu, view, None, P.OUTCOME_TEMPFAIL, "stopping", self.clock(),
+                         status=Status.RTHROTTLED)  # fmt: skip
+
     def _udh_concat(self, view: Any) -> tuple[int, int, int] | None:
         """(ref, total, part) of a segment with a UDH, from it or else the SAR TLVs."""
         udh = parse_udh(view.user_data)

@@ -85,7 +85,11 @@ class Worker:
         self.ne_server.registry.listeners.append(self._report_binds)
         self.ne_server.binds_elsewhere = self._binds_elsewhere
         self.ne_server.refusal_listeners.append(self._placed)
-        self.smsc_clients = SmscClients(self.dispatcher.on_message, name_prefix=f"w{index}:")
+        self.smsc_clients = SmscClients(
+            self.dispatcher.on_message,
+            turn_away=self.dispatcher.turn_away,
+            name_prefix=f"w{index}:",
+        )
         self.counters = SessionTotals()
         self._elsewhere: dict[str, int] = {}
         self._adopting: dict[Any, int] = {}  # NE session -> handoff id, until it binds or closes
@@ -137,10 +141,8 @@ class Worker:
                 await self.smsc_clients.apply(self.config.smsc, self._answer_smsc_in_flight)
 
     async def _answer_in_flight(self, doing: str) -> None:
-        """Stop reading originals and accepting NEs, then answer everything in flight."""
-        for client in self.smsc_clients:
-            for session in client.sessions:
-                session.pause_reading()
+        """Turn new originals away and accept no NEs, then answer everything in flight."""
+        self.smsc_clients.pause()
         await self.ne_server.stop_listening()
         self._listening = False
         if not await self.dispatcher.drain(self.config.policy.timeout + 0.5):

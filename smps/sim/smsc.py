@@ -8,9 +8,10 @@ is counted as a duplicate.
 
 With `resend_after`, originals from `send_deliver()` behave as a real SMSC's
 do across a failover: one that got no response (its connection was lost, or
-its response timer ran out) is not missing but sent again `resend_after`
-seconds later, on whichever session is bound then (waiting for a bind when
-none is), until it is answered.
+its response timer ran out), or was refused for now with ESME_RTHROTTLED (as
+a node standing down or overloaded answers), is not missing but sent again
+`resend_after` seconds later, on whichever session is bound then (waiting for
+a bind when none is), until it is answered.
 
 `send_deliver()` sends one original for tests; `run()` is the load driver:
 originals from a pre-encoded `Traffic` pool at a fixed rate (a token bucket
@@ -284,7 +285,7 @@ class SimSmsc:
     def _answered(self, context: tuple, status: int, pdu: bytes | None) -> None:
         number, sent_at, original, session = context
         now = time.monotonic()
-        if status == NO_RESPONSE:
+        if status == NO_RESPONSE or (status == Status.RTHROTTLED and self.resend_after is not None):
             if self.resend_after is None:
                 self.missing += 1
             else:

@@ -11,6 +11,13 @@ Every deliver_sm / data_sm is handed to the `on_message(session, pdu)`
 handler, which must answer it exactly once with `session.respond()`; the proxy
 core plugs in there. The default handler allows everything.
 
+Stopping takes two steps so that nothing the SMSC sent goes unanswered:
+`pause(turn_away)` stops the reconnecting and hands what still arrives to
+`turn_away` (a temporary error, which the SMSC retries: on another bind or
+node, or later), while the sessions keep reading; once the caller has answered
+what was in flight, `stop()` unbinds. Pausing the reads instead would leave the
+originals already on their way in the socket, unanswered, at the unbind.
+
 `SmscClients` keeps one data plane's clients equal to the live SMSC list: a
 change of the list starts, stops or rebinds only the SMSCs it concerns.
 """
@@ -145,14 +152,17 @@ class SmscClient:
             name = f"{self._name_prefix}{self.cfg.name}#{index}"
             self._tasks.append(asyncio.create_task(self._keep_bound(name), name=name))
 
-    def pause(self) -> None:
-        """Read no more originals from this SMSC: no reconnecting, bound sessions
-        stop reading but stay bound (to answer what is in flight) until stop()."""
+    def pause(self, turn_away: MessageHandler) -> None:
+        """Take no more originals from this SMSC: no reconnecting; bound sessions
+        stay bound and reading (to answer what is in flight) until stop(), and
+        hand what still arrives to `turn_away`."""
+        self.on_message = turn_away
         self._held = list(self.sessions)  # the tasks forget their session when cancelled
         for task in self._tasks:
             task.cancel()
         for session in self._held:
-            session.pause_reading()
+            session.on_message = turn_away
+            session.resume_reading()  # the proxy may have paused it (flow control)
 
     async def stop(self) -> None:
         """Stop reconnecting, unbind every session politely."""
@@ -268,8 +278,15 @@ def needs_rebind(old: SmscConfig, new: SmscConfig) -> bool:
 class SmscClients:
     """One data plane's SmscClients by SMSC name, made to follow the live SMSC list."""
 
-    def __init__(self, on_message: MessageHandler = allow_all, *, name_prefix: str = ""):
+    def __init__(
+        self,
+        on_message: MessageHandler = allow_all,
+        *,
+        turn_away: MessageHandler = allow_all,
+        name_prefix: str = "",
+    ):
         self.on_message = on_message
+        self.turn_away = turn_away  # answers originals once their SMSC is paused
         self.name_prefix = name_prefix
         self.clients: dict[str, SmscClient] = {}
         self._lock = asyncio.Lock()  # one change at a time, in the order they came
@@ -286,7 +303,7 @@ class SmscClients:
         """Start the new SMSCs, stop the removed ones, rebind the changed ones,
         leave the others bound.
 
-        A client that goes first stops reading originals and stays bound while
+        A client that goes first turns away new originals and stays bound while
         `answer_in_flight()` runs, so what it delivered is answered before the unbind.
         """
         async with self._lock:
@@ -298,7 +315,7 @@ class SmscClients:
             ]
             for client in going:
                 del self.clients[client.cfg.name]
-                client.pause()
+                client.pause(self.turn_away)
             for name, client in self.clients.items():
                 client.cfg = wanted[name]  # decoding settings only
             if going:
@@ -310,6 +327,11 @@ class SmscClients:
                     client = SmscClient(cfg, self.on_message, name_prefix=self.name_prefix)
                     client.start()
                     self.clients[name] = client
+
+    def pause(self) -> None:
+        """Every SMSC: no reconnecting, new originals turned away (see SmscClient.pause)."""
+        for client in self.clients.values():
+            client.pause(self.turn_away)
 
     async def stop(self) -> None:
         """Unbind from every SMSC (the caller has answered what was in flight)."""
