@@ -193,6 +193,7 @@ cdef class SessionCore:
     cdef double _last_rx
     cdef bint _enquire_outstanding
     cdef object _tick_handle
+    cdef set _callback_errors       # exception types a response callback raised, logged once
     # Reading stops for either of two reasons, each cleared on its own:
     cdef bint _flow_paused          # pause_reading(): the proxy has too much in flight
     cdef bint _write_paused         # pause_writing(): the peer does not read fast enough
@@ -212,6 +213,7 @@ cdef class SessionCore:
         self._outstanding = {}
         self._queue = deque()
         self._wbuf = bytearray()
+        self._callback_errors = set()
 
     @property
     def _loop(self):
@@ -282,7 +284,7 @@ cdef class SessionCore:
                 # Measured to the read that brought it: no clock call per response.
                 stats.rtt_total += self._last_rx - entry.sent_at
                 stats.rtt_count += 1
-                entry.callback(entry.context, status, pdu)
+                self._run_callback(entry.callback, entry.context, status, pdu)
                 if self._queue:
                     self._drain_queue()
                 if self.state is _CLOSED:
@@ -311,6 +313,24 @@ cdef class SessionCore:
                 self.reject(pdu, exc.status)
         return 0
 
+    cdef int _run_callback(self, callback, context, status, pdu) except -1:
+        """Hand a request's outcome to its callback. A callback that raises is a
+        bug of its owner, not of this connection: closing it would fail every
+        other request on it, so the error is logged (with its traceback, once per
+        session and exception type), counted, and the session goes on."""
+        try:
+            callback(context, status, pdu)
+        except Exception as exc:
+            self.stats.error("callback_error")
+            if type(exc) not in self._callback_errors:
+                self._callback_errors.add(type(exc))
+                log.error(
+                    "%s: response callback %r raised %s; the session goes on "
+                    "(logged once per session and exception type, counted as callback_error)",
+                    self.name, callback, type(exc).__name__, exc_info=exc,
+                )
+        return 0
+
     def connection_lost(self, exc):
         self._set_state(_CLOSED)
         if self._tick_handle is not None:
@@ -321,9 +341,9 @@ cdef class SessionCore:
         queued, self._queue = self._queue, deque()
         cdef _Request entry
         for entry in outstanding.values():
-            entry.callback(entry.context, NO_RESPONSE, None)
+            self._run_callback(entry.callback, entry.context, NO_RESPONSE, None)
         for _pdu, callback, context, _queued_at in queued:
-            callback(context, NO_RESPONSE, None)
+            self._run_callback(callback, context, NO_RESPONSE, None)
         if not self.closed.done():
             self.closed.set_result(None)
         self.on_closed(exc)
@@ -430,7 +450,7 @@ cdef class SessionCore:
             pdu, callback, context, queued_at = queue.popleft()
             if queued_at < deadline:
                 self.stats.timeouts += 1
-                callback(context, NO_RESPONSE, None)
+                self._run_callback(callback, context, NO_RESPONSE, None)
             else:
                 self._transmit(pdu, callback, context)
         return 0
@@ -599,7 +619,7 @@ cdef class SessionCore:
             seq = <object>key
             del outstanding[seq]
             self.stats.timeouts += 1
-            entry.callback(entry.context, NO_RESPONSE, None)
+            self._run_callback(entry.callback, entry.context, NO_RESPONSE, None)
         if self._queue:
             self._drain_queue()
         if self._transport is None:

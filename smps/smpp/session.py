@@ -20,6 +20,9 @@ It owns what every SMPP connection needs, whichever side it plays:
   most, so the proxy sends copies to other binds); answers still go out. A
   peer that takes nothing off the buffer for `write_stall_timeout`, or lets it
   grow past `write_buffer_max`, is closed (error `write_stall`);
+- a response callback that raises is logged with its traceback (once per
+  session and exception type) and counted (error `callback_error`); the
+  connection and its other requests go on;
 - plain counters (no metrics library call per PDU).
 
 The two roles subclass it: `client.SmscSession` (SMPS as ESME toward an SMSC)
