@@ -77,6 +77,9 @@ class Wire(asyncio.Transport):
     def is_closing(self) -> bool:
         return False
 
+    def set_write_buffer_limits(self, high=None, low=None) -> None:
+        pass  # `out` is taken every round: the session is never write-paused
+
     def close(self) -> None:
         pass
 

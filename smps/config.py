@@ -268,6 +268,11 @@ StatusCode = Annotated[
     Meta(ge=0, le=0xFFFFFFFF, extra={"kind": "status", "expects": "a status code 0..0xFFFFFFFF"}),
 ]
 Network = Annotated[str, Meta(extra={"kind": "network"})]
+# Bytes a connection may hold for a peer that does not read them (smpp/session.py).
+WriteBufferSize = Annotated[
+    int,
+    Meta(ge=64 * 1024, le=1024**3, extra={"kind": "size", "expects": "64KiB to 1GiB"}),
+]
 Timestamp = Annotated[datetime, Meta(extra={"kind": "timestamp"})]
 
 
@@ -402,6 +407,9 @@ class SmscConfig(_Section):
     enquire_link: Duration = 30.0
     response_timeout: Duration = 10.0
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
+    # Unsent bytes for an SMSC that does not read; it is closed past either.
+    write_buffer_max: WriteBufferSize = 4 * 1024 * 1024
+    write_stall_timeout: Duration = 10.0
     # How data_coding 0 ("SMSC default alphabet") is read when decoding content.
     default_alphabet: Literal["gsm7", "latin1", "ascii"] = "gsm7"
     gsm7_packed: bool = False
@@ -420,6 +428,9 @@ class ServerConfig(_Section):
         int,
         Meta(ge=1024, le=16 * 1024 * 1024, extra={"kind": "size", "expects": "1KiB to 16MiB"}),
     ] = 65536
+    # Unsent bytes for an NE that does not read; it is closed past either.
+    write_buffer_max: WriteBufferSize = 4 * 1024 * 1024
+    write_stall_timeout: Duration = 10.0
     tls: TlsServerConfig | None = None
 
 

@@ -180,7 +180,8 @@ def test_file_values_are_parsed():
     cfg = config.loads(
         """
         log: {level: debug, max_bytes: 1MiB, color: no, stats_interval: 1m}
-        server: {listen: "[::1]:2775", max_pdu_size: 128KiB}
+        server: {listen: "[::1]:2775", max_pdu_size: 128KiB, write_buffer_max: 10MiB}
+        smsc: [{name: s1, host: h, port: 1, system_id: x, write_stall_timeout: 2500ms}]
         web: {listen: "127.0.0.1:0"}
         policy: {timeout: 500ms, block_status: "0x45", ne_block_codes: ["0x66", 0x67, 8]}
         ne_accounts:
@@ -194,6 +195,8 @@ def test_file_values_are_parsed():
     assert cfg.log.level == "DEBUG" and cfg.log.max_bytes == 1024**2
     assert cfg.log.color is False and cfg.log.stats_interval == 60.0
     assert cfg.server.listen == ("::1", 2775) and cfg.server.max_pdu_size == 128 * 1024
+    assert cfg.server.write_buffer_max == 10 * 1024**2 and cfg.server.write_stall_timeout == 10.0
+    assert cfg.smsc[0].write_stall_timeout == 2.5 and cfg.smsc[0].write_buffer_max == 4 * 1024**2
     assert cfg.web.listen == ("127.0.0.1", 0)
     assert cfg.policy.timeout == pytest.approx(0.5)
     assert cfg.policy.block_status == 0x45 and cfg.policy.ne_block_codes == [0x66, 0x67, 8]
@@ -301,6 +304,10 @@ SMSC = "{name: s1, host: 127.0.0.1, system_id: smps"
         ("policy: {timeout: 2 parsecs}", "policy.timeout: bad duration '2 parsecs'"),
         ("policy: {timeout: 0s}", "policy.timeout: expected a positive duration"),
         ("log: {max_bytes: 10 furlongs}", "log.max_bytes: bad size '10 furlongs'"),
+        ("server: {write_buffer_max: 4KiB}",
+         "server.write_buffer_max: expected 64KiB to 1GiB, got '4KiB'"),
+        (f"smsc: [{SMSC}, port: 1, write_stall_timeout: 0s}}]",
+         "smsc[0].write_stall_timeout: expected a positive duration"),
         (f"smsc: [{SMSC}, port: 70000}}]",
          "smsc[0].port: expected an integer from 1 to 65535, got 70000"),
         (f"smsc: [{SMSC}, port: '2776'}}]",

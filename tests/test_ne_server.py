@@ -212,6 +212,33 @@ async def test_copy_body_is_byte_identical_and_verdict_returns(server):
         client.disconnect()
 
 
+async def test_a_raising_response_callback_leaves_the_bind_up(server, caplog):
+    """A bug where answers are handed over (once, the dispatcher's) is logged with
+    its traceback and counted; the NE connection stays up, later answers arrive."""
+    client = await asyncio.to_thread(bind, server.port)
+    try:
+        await until(lambda: server.registry.count("antispam") == 1)
+        (session,) = server.registry.by_account["antispam"]
+        client.set_message_received_handler(lambda pdu, **kwargs: Status.ROK)
+        copy = encode(CommandId.DELIVER_SM, 0, {"short_message": b"copy"})
+
+        def broken(context, status, pdu):
+            raise KeyError(context)
+
+        answers = []
+        assert session.send(copy, broken, "first") and session.send(copy, broken, "second")
+        assert session.send(copy, lambda context, status, pdu: answers.append(status))
+        for _ in range(3):
+            await asyncio.to_thread(client.read_once)
+        await until(lambda: answers)
+        assert answers == [Status.ROK]
+        assert session.is_open and session.stats.errors["callback_error"] == 2
+        (logged,) = [r for r in caplog.records if "response callback" in r.getMessage()]
+        assert "KeyError" in logged.getMessage() and logged.exc_info is not None
+    finally:
+        client.disconnect()
+
+
 async def test_unbind_from_ne(server):
     client = await asyncio.to_thread(bind, server.port)
     await until(lambda: server.registry.count("antispam") == 1)

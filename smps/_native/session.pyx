@@ -51,6 +51,9 @@ cpdef enum:
     QUEUED = -1
 
 cdef uint32_t MAX_SEQUENCE = 0x7FFFFFFF
+# The transport's high-water mark (a quarter of write_buffer_max, at most this):
+# room for a window of copies or one read's worth of answers before pausing.
+cdef Py_ssize_t WRITE_HIGH_WATER = 256 * 1024
 cdef object _CLOSED = State.CLOSED
 cdef object _OPEN = State.OPEN
 cdef object _UNBOUND = State.UNBOUND
@@ -120,6 +123,7 @@ cdef class SessionStats:
     cdef public Py_ssize_t timeouts
     cdef public Py_ssize_t unexpected_responses
     cdef public Py_ssize_t window_peak
+    cdef public Py_ssize_t write_pauses
     cdef public double rtt_total
     cdef public Py_ssize_t rtt_count
 
@@ -149,6 +153,7 @@ cdef class SessionStats:
             "timeouts": self.timeouts,
             "unexpected_responses": self.unexpected_responses,
             "window_peak": self.window_peak,
+            "write_pauses": self.write_pauses,
             "rtt_avg_ms": round(1000 * self.rtt_total / self.rtt_count, 3)
             if self.rtt_count
             else None,
@@ -168,6 +173,8 @@ cdef class SessionCore:
     cdef public double unbind_grace
     cdef public Py_ssize_t window
     cdef public Py_ssize_t queue_limit
+    cdef public Py_ssize_t write_buffer_max
+    cdef public double write_stall_timeout
     cdef public object closed
     cdef object _event_loop
     cdef object _time               # _event_loop.time, looked up once
@@ -181,11 +188,19 @@ cdef class SessionCore:
     cdef dict _outstanding
     cdef object _queue              # deque of (pdu, callback, context, queued_at)
     cdef bytearray _wbuf            # what goes out at the end of this loop iteration
+    cdef Py_ssize_t _high_water     # the transport's high-water mark
     cdef bint _flush_scheduled
     cdef double _last_rx
     cdef bint _enquire_outstanding
     cdef object _tick_handle
-    cdef bint _paused
+    cdef set _callback_errors       # exception types a response callback raised, logged once
+    # Reading stops for either of two reasons, each cleared on its own:
+    cdef bint _flow_paused          # pause_reading(): the proxy has too much in flight
+    cdef bint _write_paused         # pause_writing(): the peer does not read fast enough
+    cdef bint _reading_paused       # the transport is not being read (either of the above)
+    # While write-paused: when the peer last took bytes off the buffer, and its size then.
+    cdef double _stall_since
+    cdef Py_ssize_t _stall_buffered
 
     def __init__(self, loop, str name, Py_ssize_t max_pdu_size, double tick):
         self._loop = loop
@@ -198,6 +213,7 @@ cdef class SessionCore:
         self._outstanding = {}
         self._queue = deque()
         self._wbuf = bytearray()
+        self._callback_errors = set()
 
     @property
     def _loop(self):
@@ -214,6 +230,8 @@ cdef class SessionCore:
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1]) if peer else None
+        self._high_water = min(self.write_buffer_max // 4, WRITE_HIGH_WATER)
+        transport.set_write_buffer_limits(self._high_water, self._high_water // 4)
         self._last_rx = self._time()
         self._tick_handle = self._event_loop.call_later(self._tick_interval, self._tick)
 
@@ -234,7 +252,7 @@ cdef class SessionCore:
         cdef uint32_t command_id, status, seq
         cdef _Request entry
         try:
-            while not self._paused:
+            while not self._reading_paused:
                 found = framer.next_pdu()
                 if found is None:
                     return 0
@@ -248,6 +266,10 @@ cdef class SessionCore:
                     self._on_request_pdu(command_id, seq, pdu)
                     if self.state is _CLOSED:
                         return 0
+                    if PyByteArray_GET_SIZE(self._wbuf) >= self._high_water:
+                        # A read full of requests: hand their answers over now, so
+                        # a peer that does not read them pauses us before the next.
+                        self._write_out()
                     continue
                 found = self._outstanding.pop(seq, None)
                 if found is None:
@@ -262,7 +284,7 @@ cdef class SessionCore:
                 # Measured to the read that brought it: no clock call per response.
                 stats.rtt_total += self._last_rx - entry.sent_at
                 stats.rtt_count += 1
-                entry.callback(entry.context, status, pdu)
+                self._run_callback(entry.callback, entry.context, status, pdu)
                 if self._queue:
                     self._drain_queue()
                 if self.state is _CLOSED:
@@ -291,6 +313,24 @@ cdef class SessionCore:
                 self.reject(pdu, exc.status)
         return 0
 
+    cdef int _run_callback(self, callback, context, status, pdu) except -1:
+        """Hand a request's outcome to its callback. A callback that raises is a
+        bug of its owner, not of this connection: closing it would fail every
+        other request on it, so the error is logged (with its traceback, once per
+        session and exception type), counted, and the session goes on."""
+        try:
+            callback(context, status, pdu)
+        except Exception as exc:
+            self.stats.error("callback_error")
+            if type(exc) not in self._callback_errors:
+                self._callback_errors.add(type(exc))
+                log.error(
+                    "%s: response callback %r raised %s; the session goes on "
+                    "(logged once per session and exception type, counted as callback_error)",
+                    self.name, callback, type(exc).__name__, exc_info=exc,
+                )
+        return 0
+
     def connection_lost(self, exc):
         self._set_state(_CLOSED)
         if self._tick_handle is not None:
@@ -301,9 +341,9 @@ cdef class SessionCore:
         queued, self._queue = self._queue, deque()
         cdef _Request entry
         for entry in outstanding.values():
-            entry.callback(entry.context, NO_RESPONSE, None)
+            self._run_callback(entry.callback, entry.context, NO_RESPONSE, None)
         for _pdu, callback, context, _queued_at in queued:
-            callback(context, NO_RESPONSE, None)
+            self._run_callback(callback, context, NO_RESPONSE, None)
         if not self.closed.done():
             self.closed.set_result(None)
         self.on_closed(exc)
@@ -320,8 +360,28 @@ cdef class SessionCore:
 
     @property
     def free_window(self):
-        """Requests that can go out now without waiting (negative when queued)."""
-        return self.window - len(self._outstanding) - len(self._queue)
+        """Requests that can go out now without waiting (negative when queued;
+        0 at most while the peer is not reading what it was sent)."""
+        cdef Py_ssize_t free = self.window - len(self._outstanding) - len(self._queue)
+        return min(free, 0) if self._write_paused else free
+
+    @property
+    def write_paused(self):
+        """Whether the peer is behind on reading (transport over its high-water mark)."""
+        return self._write_paused
+
+    @property
+    def reading_paused(self):
+        """Whether the session has stopped reading from the peer (flow control or write pause)."""
+        return self._reading_paused
+
+    @property
+    def write_buffered(self):
+        """Bytes written and not yet taken by the peer: the transport's buffer and this
+        iteration's writes."""
+        if self._transport is None:
+            return 0
+        return self._transport.get_write_buffer_size() + PyByteArray_GET_SIZE(self._wbuf)
 
     @property
     def transport(self):
@@ -341,13 +401,14 @@ cdef class SessionCore:
 
         The PDU's own sequence number is replaced. Returns the sequence number
         used when the request went out now; QUEUED when the window is full and
-        it waits in the session queue; REFUSED (0) when that is full too or the
-        session is closed — then nothing was sent and the caller still owns
-        the request. Otherwise `callback` runs exactly once.
+        it waits in the session queue (also while the peer is not reading what
+        it was sent); REFUSED (0) when that is full too or the session is
+        closed — then nothing was sent and the caller still owns the request.
+        Otherwise `callback` runs exactly once.
         """
         if self._transport is None:
             return REFUSED
-        if len(self._outstanding) < self.window and not self._queue:
+        if len(self._outstanding) < self.window and not self._queue and not self._write_paused:
             return self._transmit(pdu, callback, context)
         if len(self._queue) >= self.queue_limit:
             return REFUSED
@@ -385,11 +446,11 @@ cdef class SessionCore:
     cdef int _drain_queue(self) except -1:
         queue = self._queue
         cdef double deadline = self._time() - self.response_timeout
-        while queue and len(self._outstanding) < self.window:
+        while queue and len(self._outstanding) < self.window and not self._write_paused:
             pdu, callback, context, queued_at = queue.popleft()
             if queued_at < deadline:
                 self.stats.timeouts += 1
-                callback(context, NO_RESPONSE, None)
+                self._run_callback(callback, context, NO_RESPONSE, None)
             else:
                 self._transmit(pdu, callback, context)
         return 0
@@ -429,25 +490,105 @@ cdef class SessionCore:
 
     cdef int _flush_now(self) except -1:
         self._flush_scheduled = False
+        return self._write_out()
+
+    cdef int _write_out(self) except -1:
         if PyByteArray_GET_SIZE(self._wbuf) and self._transport is not None:
             # A fresh buffer each time: the transport may keep this one until sent.
             self._transport.write(self._wbuf)
             self._wbuf = bytearray()
+            if self._write_paused:
+                self._check_ceiling()
         return 0
+
+    # ---- flow control ------------------------------------------------------
+    #
+    # Reading: pause_reading()/resume_reading() are the proxy's (too much in
+    # flight); pause_writing()/resume_writing() are the transport's, at its
+    # water marks (the peer does not read what it is sent). Either one stops
+    # reading from the peer, so a peer that sends without reading is pushed
+    # back by TCP instead of growing this process. While write-paused, send()
+    # holds new requests in the queue and free_window is 0 at most, so copies
+    # go to other binds; answers still go out, bounded by write_buffer_max.
+    # A peer that takes nothing for write_stall_timeout is closed (by the tick).
 
     def pause_reading(self):
         """Act on no more requests from the peer (flow control): PDUs already
         received wait in the framer, the socket is not read."""
-        if not self._paused and self._transport is not None:
-            self._paused = True
-            self._transport.pause_reading()
+        if not self._flow_paused and self._transport is not None:
+            self._flow_paused = True
+            self._steer_reading()
 
     def resume_reading(self):
-        if self._paused:
-            self._paused = False
-            if self._transport is not None:
-                self._transport.resume_reading()
-                self._event_loop.call_soon(self._process_buffered)
+        if self._flow_paused:
+            self._flow_paused = False
+            self._steer_reading()
+
+    def pause_writing(self):
+        """The transport's buffer is over its high-water mark (asyncio flow control)."""
+        if self._transport is None:
+            return
+        self._write_paused = True
+        self._stall_since = self._time()
+        self._stall_buffered = self._transport.get_write_buffer_size()
+        self.stats.write_pauses += 1
+        self._steer_reading()
+
+    def resume_writing(self):
+        """The transport's buffer is down to its low-water mark: send what waited."""
+        self._write_paused = False
+        if self._transport is None:
+            return
+        if self._queue:
+            self._drain_queue()
+        self._steer_reading()
+
+    cdef int _steer_reading(self) except -1:
+        """Read from the peer unless one of the two reasons to stop holds."""
+        cdef bint pause = self._flow_paused or self._write_paused
+        if pause == self._reading_paused or self._transport is None:
+            return 0
+        self._reading_paused = pause
+        if pause:
+            self._transport.pause_reading()
+        else:
+            # The session held reading itself: the peer's silence meanwhile was not idleness.
+            self._last_rx = self._time()
+            self._transport.resume_reading()
+            self._event_loop.call_soon(self._process_buffered)
+        return 0
+
+    cdef int _check_ceiling(self) except -1:
+        """Close at once when what waits for the peer passes write_buffer_max."""
+        cdef Py_ssize_t buffered = self._transport.get_write_buffer_size()
+        if buffered > self.write_buffer_max:
+            log.warning(
+                "%s: %d bytes waiting for %s to read, over write_buffer_max (%d); closing",
+                self.name, buffered, self.peer, self.write_buffer_max,
+            )
+            self._close_stalled()
+        return 0
+
+    cdef int _check_stall(self, double now) except -1:
+        """From the tick, while write-paused: close a peer that has taken nothing
+        off the buffer for write_stall_timeout."""
+        cdef Py_ssize_t buffered = self._transport.get_write_buffer_size()
+        if buffered < self._stall_buffered:
+            self._stall_since = now
+        self._stall_buffered = buffered
+        if now - self._stall_since >= self.write_stall_timeout:
+            log.warning(
+                "%s: %s has read nothing for %.1f s with %d bytes waiting for it; closing",
+                self.name, self.peer, now - self._stall_since, buffered,
+            )
+            self._close_stalled()
+        return 0
+
+    cdef int _close_stalled(self) except -1:
+        # abort, not close: close() would wait for the buffer to drain, which it never does.
+        self.stats.error("write_stall")
+        self._transport.abort()
+        return 0
 
     # ---- lifecycle ---------------------------------------------------------
 
@@ -478,10 +619,16 @@ cdef class SessionCore:
             seq = <object>key
             del outstanding[seq]
             self.stats.timeouts += 1
-            entry.callback(entry.context, NO_RESPONSE, None)
+            self._run_callback(entry.callback, entry.context, NO_RESPONSE, None)
         if self._queue:
             self._drain_queue()
         if self._transport is None:
+            return
+        if self._write_paused:
+            self._check_stall(now)
+        if self._reading_paused:
+            # Not reading: silence is ours, and an enquire_link_resp could not be read.
+            self._tick_handle = self._event_loop.call_later(self._tick_interval, self._tick)
             return
         cdef double idle = now - self._last_rx
         if idle >= self.inactivity_timeout:

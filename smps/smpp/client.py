@@ -255,6 +255,8 @@ class SmscClient:
             enquire_link=cfg.enquire_link,
             response_timeout=cfg.response_timeout,
             inactivity_timeout=max(cfg.enquire_link * 3, cfg.response_timeout * 2),
+            write_buffer_max=cfg.write_buffer_max,
+            write_stall_timeout=cfg.write_stall_timeout,
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -275,6 +275,8 @@ class NeServer:
             inactivity_timeout=self.cfg.inactivity_timeout,
             response_timeout=self.copy_timeout,
             max_pdu_size=self.cfg.max_pdu_size,
+            write_buffer_max=self.cfg.write_buffer_max,
+            write_stall_timeout=self.cfg.write_stall_timeout,
         )
 
     # ---- authentication ----------------------------------------------------

@@ -11,9 +11,18 @@ It owns what every SMPP connection needs, whichever side it plays:
 - sequence numbers 1..0x7FFFFFFF with wrap, and responses matched by number;
 - a send window (requests outstanding) with a bounded wait queue behind it;
 - one periodic tick per session (not per message) for response timeouts,
-  enquire_link after idleness, and the inactivity timeout;
+  enquire_link after idleness, the inactivity timeout and write stalls;
 - unbind in both directions with a short grace period;
 - writes coalesced per event-loop iteration, so a burst goes out in one writev;
+- write back-pressure: when the peer does not read what it is sent (the
+  transport's buffer passes its high-water mark), the session stops reading
+  from it and holds new requests in its queue (`free_window` is then 0 at
+  most, so the proxy sends copies to other binds); answers still go out. A
+  peer that takes nothing off the buffer for `write_stall_timeout`, or lets it
+  grow past `write_buffer_max`, is closed (error `write_stall`);
+- a response callback that raises is logged with its traceback (once per
+  session and exception type) and counted (error `callback_error`); the
+  connection and its other requests go on;
 - plain counters (no metrics library call per PDU).
 
 The two roles subclass it: `client.SmscSession` (SMPS as ESME toward an SMSC)
@@ -95,6 +104,8 @@ class Session(SessionCore, asyncio.Protocol):
         max_pdu_size: int = 65536,
         unbind_grace: float = 1.0,
         tick: float = 0.1,
+        write_buffer_max: int = 4 * 1024 * 1024,
+        write_stall_timeout: float = 10.0,
     ):
         loop = asyncio.get_running_loop()
         super().__init__(loop, name, max_pdu_size, tick)
@@ -104,6 +115,8 @@ class Session(SessionCore, asyncio.Protocol):
         self.window = window
         self.queue_limit = queue_limit
         self.unbind_grace = unbind_grace
+        self.write_buffer_max = write_buffer_max
+        self.write_stall_timeout = write_stall_timeout
         self.closed = loop.create_future()
         self._allowed = ALLOWED_REQUESTS[self.role][State.OPEN]
 
