@@ -420,6 +420,12 @@ class ServerConfig(_Section):
         int,
         Meta(ge=1024, le=16 * 1024 * 1024, extra={"kind": "size", "expects": "1KiB to 16MiB"}),
     ] = 65536
+    # Every refused bind is answered ESME_RBINDFAIL this long after it arrived,
+    # whatever was wrong; `auth_lockout_failures` failed binds of one system_id
+    # from one address lock that pair out for `auth_lockout` (smps.smpp.bind_guard).
+    auth_failure_delay: Duration = 1.0
+    auth_lockout_failures: Annotated[int, Meta(ge=1, le=1000)] = 5
+    auth_lockout: Duration = 900.0
     tls: TlsServerConfig | None = None
 
 

@@ -1,8 +1,13 @@
-"""The test NE: binds to SMPS as a receiver and keeps every copy it gets, so that
-tests can assert on the PDUs themselves (smps/sim/ne.py's SimNe only counts them)."""
+"""The test NEs: `Ne` binds to SMPS as a receiver and keeps every copy it gets,
+so that tests can assert on the PDUs themselves (smps/sim/ne.py's SimNe only
+counts them); `bind` and `bind_status` bind once with smpplib, an independent
+SMPP implementation, from a chosen loopback address."""
 
 import asyncio
+import time
 
+import smpplib.client
+import smpplib.exceptions
 import yaml
 
 from smps import config as config_module
@@ -65,3 +70,45 @@ class Ne:
         for session, pdu in self.held:
             session.respond(pdu, status)
         self.held.clear()
+
+
+class SmpplibNe(smpplib.client.Client):
+    """smpplib's client, connecting from `source` (any 127.x address is loopback)."""
+
+    def __init__(self, port, source="127.0.0.1"):
+        super().__init__("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+        self.source = source
+
+    def _create_socket(self):
+        sock = super()._create_socket()
+        sock.bind((self.source, 0))
+        return sock
+
+
+def bind(port, kind="transceiver", system_id="antispam", password="pw1", source="127.0.0.1"):
+    """A bound smpplib client (the caller disconnects it); raises PDUError when refused."""
+    client = SmpplibNe(port, source)
+    client.connect()
+    try:
+        getattr(client, f"bind_{kind}")(system_id=system_id, password=password)
+    except smpplib.exceptions.PDUError:
+        client.disconnect()
+        raise
+    return client
+
+
+def bind_status(port, **kwargs):
+    """The status a bind gets (the client is disconnected either way)."""
+    try:
+        client = bind(port, **kwargs)
+    except smpplib.exceptions.PDUError as exc:
+        return exc.args[1]
+    client.disconnect()
+    return Status.ROK
+
+
+def timed_bind_status(port, **kwargs):
+    """(status, seconds from connecting to the answer) of one bind."""
+    started = time.monotonic()
+    status = bind_status(port, **kwargs)
+    return status, time.monotonic() - started

@@ -20,7 +20,7 @@ from smps.runtime.master import request
 from smps.sim.smsc import SimSmsc
 from tests.helpers import until
 from tests.nodes import REPO, RunNode, sections
-from tests.peers import Ne, hold
+from tests.peers import Ne, bind, bind_status, hold
 
 PASSWORDS = {"antispam": "pw1", "fraud": "pw2", "audit": "pw3"}
 
@@ -30,14 +30,16 @@ class Node(RunNode):
 
     command = ("smps.runtime",)
 
-    def __init__(self, tmp_path: Path, smsc_port: int, placement: str, accounts, policy=None):
+    def __init__(
+        self, tmp_path: Path, smsc_port: int, placement: str, accounts, policy=None, server=None
+    ):
         super().__init__(
             tmp_path,
             sections(
                 tmp_path,
                 smsc_port,
                 database=None,
-                server={"listen": "127.0.0.1:0", "placement": placement},
+                server={"listen": "127.0.0.1:0", "placement": placement, **(server or {})},
                 ne_accounts=accounts,
                 policy=policy or {},
             ),
@@ -56,13 +58,13 @@ class Node(RunNode):
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path, placement="balanced", accounts=None, policy=None):
+async def running(tmp_path, placement="balanced", accounts=None, policy=None, server=None):
     sim = SimSmsc(window=5000, response_timeout=30)
     port = await sim.start()
     accounts = accounts or [
         {"system_id": name, "password": pw, "max_binds": 2} for name, pw in PASSWORDS.items()
     ]
-    node = Node(tmp_path, port, placement, accounts, policy)
+    node = Node(tmp_path, port, placement, accounts, policy, server)
     nes: list[Ne] = []
 
     async def add_ne(system_id, binds=1, expect=None, **options):
@@ -140,6 +142,39 @@ async def test_balanced_placement_spreads_binds_and_holds_max_binds(tmp_path):
         crowd = await add_ne("antispam", binds=3, expect=2)
         await until(lambda: crowd.client.bind_failures >= 1)
         assert node.status()["ne_binds"]["antispam"] == 2
+
+
+async def test_bind_lockout_holds_across_workers(tmp_path):
+    """Failed binds on one worker lock the (address, system_id) pair out on the
+    other too: the master keeps the node's lockouts and pushes them to every worker."""
+    accounts = [
+        {"system_id": "antispam", "password": "pw1", "max_binds": 4, "allowed_ips": ["127.0.0.0/8"]}
+    ]
+    server = {"auth_failure_delay": "100ms", "auth_lockout_failures": 3}
+    async with running(tmp_path, accounts=accounts, server=server) as (_sim, node, _add_ne):
+        port = node.smpp_port
+        clients = []
+
+        def binds_by_worker():
+            return [w["ne_binds"].get("antispam", 0) for w in node.status()["workers"]]
+
+        try:
+            clients.append(await asyncio.to_thread(bind, port, source="127.0.0.2"))
+            await until(lambda: binds_by_worker() == [1, 0])
+            # Balanced placement sends the next antispam binds to worker 1, the guesses too.
+            for _ in range(3):
+                status = await asyncio.to_thread(bind_status, port, password="guess")
+                assert status == Status.RBINDFAIL
+            clients.append(await asyncio.to_thread(bind, port, source="127.0.0.2"))
+            await until(lambda: binds_by_worker() == [1, 1])
+            # The next bind goes to worker 0, which saw none of the failures: still locked out.
+            assert await asyncio.to_thread(bind_status, port) == Status.RBINDFAIL
+            clients.append(await asyncio.to_thread(bind, port, source="127.0.0.3"))
+            await until(lambda: binds_by_worker() == [2, 1])
+        finally:
+            for client in clients:
+                client.disconnect()
+        assert "127.0.0.1: locked out as 'antispam' on every worker" in node.log_text()
 
 
 async def test_password_changed_at_runtime(tmp_path):

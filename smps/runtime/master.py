@@ -6,8 +6,9 @@ knows is refused), runs the one batched writer that the workers' decision and
 trace records go to, serves HTTP (/health, /metrics, the REST API /api/v1),
 the control socket `{state_dir}/smps.sock` (`smps status`, reload, kick,
 `smps ha notify|check`), is the only writer of the log, places NE connections on workers
-(balanced placement), and restarts a worker that dies, with back-off while it
-keeps dying.
+(balanced placement), keeps the node's bind lockouts (the workers report failed
+binds; a pair locked out is pushed to every worker), and restarts a worker that
+dies, with back-off while it keeps dying.
 
 The live configuration (the file's, plus the accounts, SMSC connections,
 routes, policy and trace rules changed through the API) is loaded from the
@@ -74,6 +75,7 @@ from smps.runtime.metrics import WorkerTotals, collect
 from smps.runtime.placement import Placement, peek_bind
 from smps.runtime.records import RECORDS, decode_records, trace_event
 from smps.runtime.ui_view import MasterView
+from smps.smpp.bind_guard import BindLockout
 from smps.store import live_config, repo
 from smps.store.db import SchemaError, Store
 from smps.store.startup import open_database
@@ -156,6 +158,8 @@ class Master:
         self.state_dir = Path(config.node.state_dir)
         self.slots = [WorkerSlot(i) for i in range(config.node.worker_count)]
         self.placement = Placement(len(self.slots))
+        # The node's bind lockouts, fed by the workers' reports and pushed back to them.
+        self.lockout = BindLockout(config.server.auth_lockout_failures, config.server.auth_lockout)
         self.registry = make_registry()
         self.registry.register(CallbackCollector(self._collect))
         self.http_port: int | None = None
@@ -531,6 +535,8 @@ class Master:
         slot.started_wall = time.time()
         slot.control = await ControlChannel.open(master_control)
         self._send_config(slot)
+        if locked := self.lockout.active():
+            slot.control.send({"t": "lockouts", "locked": locked})
         if self.ha is not None and self.ha.serve_until is not None:
             slot.control.send({"t": "lease", "until": self.ha.serve_until})
         slot.reader = self._spawn(self._read_worker(slot, slot.control))
@@ -575,6 +581,8 @@ class Master:
         elif kind == "placed":
             self.placement.settled(slot.index, message["id"])
             self._share_counts()
+        elif kind == "auth":
+            self._count_auth(message["address"], message["system_id"], message["ok"])
         elif kind == "ready":
             slot.ready = True
             log.info("worker %d up (pid %d)", slot.index, message["pid"])
@@ -596,6 +604,25 @@ class Master:
             self.writer.put_trace(row)
             if watched:
                 self.trace_hub.put(trace_event(row))
+
+    def _count_auth(self, address: str, system_id: str, succeeded: bool) -> None:
+        """A worker's bind that counts for the lockout; a pair this locks out is
+        pushed to every worker."""
+        if succeeded:
+            self.lockout.succeeded(address, system_id)
+            return
+        until = self.lockout.failed(address, system_id)
+        if until is None:
+            return
+        log.warning(
+            "%s: locked out as %r on every worker for %gs after %d failed binds across them",
+            address,
+            system_id,
+            self.lockout.duration,
+            self.lockout.failures,
+        )
+        for live in self._live():
+            live.control.send({"t": "lockouts", "locked": [(address, system_id, until)]})
 
     def _share_counts(self) -> None:
         """Tell each worker the binds held elsewhere, so max_binds holds node-wide."""

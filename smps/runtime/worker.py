@@ -85,6 +85,7 @@ class Worker:
         self.ne_server.registry.listeners.append(self._report_binds)
         self.ne_server.binds_elsewhere = self._binds_elsewhere
         self.ne_server.refusal_listeners.append(self._placed)
+        self.ne_server.auth_listeners.append(self._report_auth)
         self.smsc_clients = SmscClients(self.dispatcher.on_message, name_prefix=f"w{index}:")
         self.counters = SessionTotals()
         self._elsewhere: dict[str, int] = {}
@@ -193,6 +194,9 @@ class Worker:
             self.apply_config(*read_config(message))
         elif kind == "elsewhere":
             self._elsewhere = message["counts"]
+        elif kind == "lockouts":
+            for address, system_id, until in message["locked"]:
+                self.ne_server.lockout.lock(address, system_id, until)
         elif kind == "kick":
             count = self.ne_server.kick(message["account"])
             log.info("kicked %d binds of %s", count, message["account"])
@@ -294,6 +298,13 @@ class Worker:
         self.control.send({"t": "binds", "binds": self.ne_binds()})
         if up:
             self._placed(session)
+
+    def _report_auth(self, address: str, system_id: str, succeeded: bool) -> None:
+        """The master keeps the node's lockout table: a guesser spread over workers
+        is locked out on all of them."""
+        self.control.send(
+            {"t": "auth", "address": address, "system_id": system_id, "ok": succeeded}
+        )
 
     def _binds_elsewhere(self, system_id: str) -> int:
         return self._elsewhere.get(system_id, 0)
