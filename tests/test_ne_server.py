@@ -3,18 +3,24 @@ sockets for what no well-behaved client would send."""
 
 import asyncio
 import logging
-import socket
-import time
+import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from smps._native.pdu import CommandId, Framer, Status, decode, encode
+from smps._native.pdu import CommandId, Status, encode
 from smps.smpp.bind_guard import BindLockout
 from smps.smpp.server import NeServer
 from smps.smpp.states import State
 from tests.helpers import until
-from tests.peers import bind, bind_status, timed_bind_status
+from tests.peers import (
+    bind,
+    bind_status,
+    closed_by_server,
+    connect_raw,
+    raw_exchange,
+    timed_bind_status,
+)
 
 pytestmark = pytest.mark.both_loops
 
@@ -182,30 +188,58 @@ def test_lockout_memory_is_bounded():
     ]
 
 
-def raw_exchange(port, payload, *, read_until_close=True, timeout=3.0):
-    """Send bytes on a raw socket; return the PDUs received and whether the server closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(payload)
-        framer, pdus, closed = Framer(), [], False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not data:
-                closed = True
-                break
-            framer.feed(data)
-            pdus.extend(decode(p) for p in framer)
-            if pdus and not read_until_close:
-                break
-        return pdus, closed
-
-
 async def test_bind_timeout_closes_silent_connection(server):
     pdus, closed = await asyncio.to_thread(raw_exchange, server.port, b"")
     assert closed and pdus == []
+
+
+# Timers far beyond the socket reads below: what answers or closes is not them.
+PATIENT = {"bind_timeout": "60s", "first_pdu_timeout": "60s"}
+
+
+@pytest.mark.parametrize("length", [0xFFFFFFFF, 2**31, 8])
+async def test_bad_command_length_is_answered_from_its_four_octets(start_server, length):
+    """A first PDU claiming 4 GiB, 2 GiB or 8 octets gets generic_nack
+    ESME_RINVCMDLEN and a close at once, without waiting for the rest of a header."""
+    server = await start_server(**PATIENT)
+    payload = struct.pack(">I", length)
+    pdus, closed = await asyncio.to_thread(raw_exchange, server.port, payload, timeout=5.0)
+    assert closed
+    assert [(p.command_id, p.command_status, p.sequence) for p in pdus] == [
+        (CommandId.GENERIC_NACK, Status.RINVCMDLEN, 0)
+    ]
+
+
+async def test_no_whole_pdu_within_first_pdu_timeout_closes(start_server):
+    server = await start_server(bind_timeout="60s", first_pdu_timeout="100ms")
+    sock = await asyncio.to_thread(connect_raw, server.port, payload=b"\0\0\0")
+    with sock:
+        assert await asyncio.to_thread(closed_by_server, sock)
+    assert await asyncio.to_thread(bind_status, server.port) == Status.ROK  # a bind is in time
+
+
+async def test_unbound_connections_are_capped_per_address_and_in_all(start_server):
+    server = await start_server(max_unbound_per_address=2, max_unbound=3, **PATIENT)
+    junk = []
+    try:
+        for _ in range(3):
+            junk.append(await asyncio.to_thread(connect_raw, server.port))
+        # The third from 127.0.0.1 is over max_unbound_per_address: closed at once.
+        assert await asyncio.to_thread(closed_by_server, junk[2])
+        assert server.unbound.count == 2
+        # Another address still binds while 127.0.0.1 holds its cap full of junk.
+        client = await asyncio.to_thread(bind, server.port, source="127.0.0.2")
+        client.disconnect()
+        junk.append(await asyncio.to_thread(connect_raw, server.port, "127.0.0.3"))
+        await until(lambda: server.unbound.count == 3)
+        # max_unbound reached: a new connection from any address is closed at once.
+        junk.append(await asyncio.to_thread(connect_raw, server.port, "127.0.0.4"))
+        assert await asyncio.to_thread(closed_by_server, junk[-1])
+        assert server.unbound.refused == {"max_unbound_per_address": 1, "max_unbound": 1}
+    finally:
+        for sock in junk:
+            sock.close()
+    await until(lambda: server.unbound.count == 0)
 
 
 async def test_request_before_bind_gets_rinvbndsts(server):
@@ -298,7 +332,8 @@ async def test_disabled_account_is_unbound_live(server, make_config):
         client.disconnect()
 
 
-async def test_two_hundred_concurrent_binds(server):
+async def test_two_hundred_concurrent_binds(start_server):
+    server = await start_server(max_unbound_per_address=256)  # 50 at once from 127.0.0.1
     with ThreadPoolExecutor(max_workers=50) as pool:
         loop = asyncio.get_running_loop()
         futures = [

@@ -57,7 +57,7 @@ import msgspec
 import smps
 from smps import __version__
 from smps.config import Config
-from smps.errors import ConfigError
+from smps.errors import ConfigError, FramingError
 from smps.ha import DbLease, HaController, Role, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
@@ -71,11 +71,11 @@ from smps.runtime.control import (
     handoff_pair,
     send_fd,
 )
-from smps.runtime.metrics import WorkerTotals, collect
-from smps.runtime.placement import Placement, peek_bind
+from smps.runtime.metrics import WorkerTotals, collect, key
+from smps.runtime.placement import Placement, answer_framing_error, peek_bind
 from smps.runtime.records import RECORDS, decode_records, trace_event
 from smps.runtime.ui_view import MasterView
-from smps.smpp.bind_guard import BindLockout
+from smps.smpp.bind_guard import BindLockout, RefusalLog, UnboundLimit
 from smps.store import live_config, repo
 from smps.store.db import SchemaError, Store
 from smps.store.startup import open_database
@@ -160,6 +160,12 @@ class Master:
         self.placement = Placement(len(self.slots))
         # The node's bind lockouts, fed by the workers' reports and pushed back to them.
         self.lockout = BindLockout(config.server.auth_lockout_failures, config.server.auth_lockout)
+        # The NE connections being peeked at (balanced placement), and what went wrong there.
+        self.unbound = UnboundLimit(
+            config.server.max_unbound_per_address, config.server.max_unbound
+        )
+        self.peek_errors = {"first_pdu_timeout": 0, "framing": 0}
+        self._dropped = RefusalLog(log, "NE connections refused before their first PDU")
         self.registry = make_registry()
         self.registry.register(CallbackCollector(self._collect))
         self.http_port: int | None = None
@@ -662,19 +668,19 @@ class Master:
         loop = asyncio.get_running_loop()
         while self._listener is not None:
             try:
-                conn, _address = await loop.sock_accept(self._listener)
+                conn, peer = await loop.sock_accept(self._listener)
             except OSError:
                 return
-            self._spawn(self._place(conn))
+            self._spawn(self._place(conn, peer[0]))
 
-    async def _place(self, conn: socket.socket) -> None:
+    async def _place(self, conn: socket.socket, address: str) -> None:
         if self.role != "active":
             conn.close()  # a standby node accepts no NE bind
             return
         if self.config.server.tls is not None:
             account = None  # the bind is inside TLS: place round-robin
         else:
-            account = await peek_bind(conn, self.config.server.bind_timeout)
+            account = await self._peek(conn, address)
             if account is False:
                 conn.close()
                 return
@@ -694,6 +700,35 @@ class Master:
         finally:
             conn.close()
         self._share_counts()
+
+    async def _peek(self, conn: socket.socket, address: str) -> str | bool | None:
+        """The first PDU's bind system_id, as `peek_bind` says; False when the peer
+        closed, or when the connection is refused: over an unbound cap (closed at
+        once), no whole PDU in time, or a bad command_length (answered first)."""
+        server = self.config.server
+        over = self.unbound.admit(address)
+        if over is not None:
+            self.unbound.note_refusal(self._dropped, address, over)
+            return False
+        try:
+            return await peek_bind(conn, server.first_pdu_deadline, server.max_pdu_size)
+        except TimeoutError:
+            self.peek_errors["first_pdu_timeout"] += 1
+            self._dropped.note(
+                address,
+                "(no first PDU)",
+                f"{address}: no whole PDU within {server.first_pdu_deadline:g}s; closed",
+            )
+            return False
+        except FramingError as exc:
+            answer_framing_error(conn, exc)
+            self.peek_errors["framing"] += 1
+            self._dropped.note(
+                address, "(bad command_length)", f"{address}: {exc}; answered generic_nack, closed"
+            )
+            return False
+        finally:
+            self.unbound.release(address)
 
     # ---- control socket ---------------------------------------------------------------
 
@@ -727,7 +762,10 @@ class Master:
     # ---- metrics -----------------------------------------------------------------------
 
     def _collect(self):
-        return collect(self.slots, self.role)
+        own = {key("smps_pdu_errors_total", kind=k): n for k, n in self.peek_errors.items()}
+        for reason, count in self.unbound.refused.items():
+            own[key("smps_ne_connections_refused_total", reason=reason)] = count
+        return collect(self.slots, self.role, own)
 
     def _ne_binds(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -39,6 +39,7 @@ from smps.proxy.verdicts import STATE_NAMES
 from smps.runtime import heap
 from smps.runtime.control import Account, ControlChannel, Message, read_config, watch_handoffs
 from smps.runtime.mesh import Mesh
+from smps.runtime.metrics import key
 from smps.runtime.records import RecordForwarder, TraceTee
 from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
@@ -334,6 +335,8 @@ class Worker:
             "smps_copies_retried_total": stats.retried,
             "smps_auth_failures_total": self.ne_server.auth_failures,
         }
+        for reason, count in self.ne_server.unbound.refused.items():
+            counters[key("smps_ne_connections_refused_total", reason=reason)] = count
         for kind, count in self.records.dropped.items():
             counters[key("smps_records_forward_dropped_total", kind=kind)] = count
         for (verdict, reason), count in stats.decisions.items():
@@ -381,11 +384,6 @@ def add_histogram(counters: dict[str, float], name: str, histogram, **labels: st
         counters[key(f"{name}_bucket", **labels, le=bound)] = count
     counters[key(f"{name}_sum", **labels)] = histogram.total
     counters[key(f"{name}_count", **labels)] = histogram.count
-
-
-def key(name: str, **labels: str) -> str:
-    """A metric sample's key in a snapshot: name and label pairs, tab-separated."""
-    return "\t".join([name, *(part for pair in labels.items() for part in pair)])
 
 
 class SessionTotals:

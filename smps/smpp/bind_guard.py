@@ -1,12 +1,14 @@
-"""What stands between the NE port and a password guesser: lockouts of
-(address, system_id) pairs after repeated failed binds, and a log of refused
-binds that summarises instead of flooding.
+"""What stands between the NE port and a password guesser or a connection
+flood: lockouts of (address, system_id) pairs after repeated failed binds, caps
+on the connections that have not bound yet, and a log of refusals that
+summarises instead of flooding.
 
-Both are plain tables fed by their caller. `NeServer` uses them alone in one
-process; in `smps run` every worker keeps its own and reports each failed and
-successful bind to the master, whose table is the node's: when it locks a pair
-it pushes the lock to every worker (smps.runtime.master), so a guesser gets no
-more tries by landing on another worker.
+All are plain tables fed by their caller. `NeServer` uses them alone in one
+process; in `smps run` every worker keeps its own lockouts and reports each
+failed and successful bind to the master, whose table is the node's: when it
+locks a pair it pushes the lock to every worker (smps.runtime.master), so a
+guesser gets no more tries by landing on another worker. The master caps the
+connections it peeks at (balanced placement) with an `UnboundLimit` of its own.
 """
 
 import asyncio
@@ -95,6 +97,52 @@ class BindLockout:
 def _bound(table: OrderedDict, size: int) -> None:
     while len(table) > size:
         table.popitem(last=False)
+
+
+class UnboundLimit:
+    """Connections that have not bound yet, per source address and in all.
+
+    `admit` counts a new one, or names the cap it would break
+    (`server.max_unbound_per_address` or `server.max_unbound`); each admitted
+    connection is `release`d once it bound or closed. `refused` counts the
+    refusals by cap.
+    """
+
+    def __init__(self, per_address: int, total: int):
+        self.limits = {"max_unbound_per_address": per_address, "max_unbound": total}
+        self.count = 0
+        self._by_address: dict[str, int] = {}
+        self.refused = dict.fromkeys(self.limits, 0)
+
+    def admit(self, address: str) -> str | None:
+        """None when admitted (and counted); else the name of the cap it would break."""
+        held = self._by_address.get(address, 0)
+        if held >= self.limits["max_unbound_per_address"]:
+            over = "max_unbound_per_address"
+        elif self.count >= self.limits["max_unbound"]:
+            over = "max_unbound"
+        else:
+            self._by_address[address] = held + 1
+            self.count += 1
+            return None
+        self.refused[over] += 1
+        return over
+
+    def release(self, address: str) -> None:
+        held = self._by_address.pop(address, 0) - 1
+        if held > 0:
+            self._by_address[address] = held
+        self.count -= 1
+
+    def note_refusal(self, refusals: "RefusalLog", address: str, over: str) -> None:
+        """Log a refusal `admit` made, through the caller's summarising log."""
+        refusals.note(
+            address,
+            f"(over server.{over})",
+            f"{address}: NE connection closed at once: server.{over} "
+            f"({self.limits[over]}) connections {'from it ' if 'address' in over else ''}"
+            "have not bound yet",
+        )
 
 
 class RefusalLog:

@@ -1,12 +1,14 @@
 """SMPS as an SMSC: the listener the NEs bind to, their authentication, and
 the registry of live binds.
 
-A connection must send its bind within `server.bind_timeout`. A bind is
-checked in this order: the (address, system_id) pair is not locked out, the
-system_id exists, the source address is in the account's `allowed_ips`, the
-password matches (constant-time; an unknown system_id costs the same work),
-the account is enabled, the bind can receive copies (not a transmitter) and
-`max_binds` is not reached. Every refusal is answered ESME_RBINDFAIL
+A new connection must send a whole PDU within `server.first_pdu_timeout` and
+its bind within `server.bind_timeout`; beyond `server.max_unbound` connections
+not bound yet (`server.max_unbound_per_address` from one address) new ones are
+closed at once. A bind is checked in this order: the (address, system_id) pair
+is not locked out, the system_id exists, the source address is in the
+account's `allowed_ips`, the password matches (constant-time; an unknown
+system_id costs the same work), the account is enabled, the bind can receive
+copies (not a transmitter) and `max_binds` is not reached. Every refusal is answered ESME_RBINDFAIL
 `server.auth_failure_delay` after the bind arrived, whatever was wrong, so
 neither the status nor the timing tells a guesser which part failed; the log
 says (first refusal of a pair, then a summary per minute). Unknown system_ids,
@@ -27,7 +29,7 @@ from typing import Any, NamedTuple
 from smps._native.pdu import CommandId, Status, decode, encode
 from smps.config import NeAccount, ServerConfig
 from smps.errors import PduError
-from smps.smpp.bind_guard import BindLockout, RefusalLog
+from smps.smpp.bind_guard import BindLockout, RefusalLog, UnboundLimit
 from smps.smpp.session import RESPONSE_BIT, Session
 from smps.smpp.states import BIND_STATE, Role, State
 from smps.store.passwords import unknown_password_hash, verify_password
@@ -50,18 +52,37 @@ class NeSession(Session):
         self.bound_at: float | None = None
         self._bind_timer: asyncio.TimerHandle | None = None
         self._binding = False
+        self._admitted = False  # counted by the server's UnboundLimit until it leaves OPEN
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._bind_timer = self._loop.call_later(self.server.cfg.bind_timeout, self._bind_timed_out)
+        if not self.server.admit(self):
+            transport.abort()
+            return
+        self._admitted = True
+        deadline = self.server.cfg.first_pdu_deadline
+        self._bind_timer = self._loop.call_later(deadline, self._first_pdu_due)
+
+    def _first_pdu_due(self) -> None:
+        if self.state is not State.OPEN:
+            return
+        cfg = self.server.cfg
+        if not self.stats.pdus_in:
+            self._close_unbound(
+                "first_pdu_timeout", f"no whole PDU within {cfg.first_pdu_deadline:g}s"
+            )
+        else:
+            later = cfg.bind_timeout - cfg.first_pdu_deadline
+            self._bind_timer = self._loop.call_later(later, self._bind_timed_out)
 
     def _bind_timed_out(self) -> None:
         if self.state is State.OPEN and not self._binding:  # a bind's answer ends it otherwise
-            log.warning(
-                "%s: no bind within %.0f s; closing", self.peer_text, self.server.cfg.bind_timeout
-            )
-            self.stats.error("bind_timeout")
-            self.abort_after_flush()
+            self._close_unbound("bind_timeout", f"no bind within {self.server.cfg.bind_timeout:g}s")
+
+    def _close_unbound(self, kind: str, why: str) -> None:
+        self.stats.error(kind)
+        self.server.dropped.note(self.peer[0], f"({kind})", f"{self.peer_text}: {why}; closing")
+        self.abort_after_flush()
 
     @property
     def peer_text(self) -> str:
@@ -80,6 +101,8 @@ class NeSession(Session):
             self.reject(pdu, Status.RINVBNDSTS)
 
     def on_state_change(self, old: State, new: State) -> None:
+        if old is State.OPEN and self._admitted:
+            self.server.unbound.release(self.peer[0])
         # Leave the registry as soon as the bind ends, before the session fails
         # its outstanding copies: a retry must never pick this bind again.
         if new in (State.UNBOUND, State.CLOSED):
@@ -143,6 +166,8 @@ class NeServer:
         self.registry = BindRegistry()
         self.lockout = BindLockout(cfg.auth_lockout_failures, cfg.auth_lockout)
         self.refusals = RefusalLog(log, "failed binds")
+        self.unbound = UnboundLimit(cfg.max_unbound_per_address, cfg.max_unbound)
+        self.dropped = RefusalLog(log, "NE connections closed before a bind")
         self.auth_failures = 0
         self.copy_timeout = copy_timeout
         self._server: asyncio.AbstractServer | None = None
@@ -196,6 +221,7 @@ class NeServer:
         """Stop listening and unbind every NE."""
         await self.stop_listening()
         self.refusals.close()
+        self.dropped.close()
         await asyncio.gather(
             *(s.unbind() for s in list(self.registry.sessions())), return_exceptions=True
         )
@@ -239,6 +265,14 @@ class NeServer:
         task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def admit(self, session: NeSession) -> bool:
+        """Whether a new connection fits under the caps on unbound connections."""
+        over = self.unbound.admit(session.peer[0])
+        if over is None:
+            return True
+        self.unbound.note_refusal(self.dropped, session.peer[0], over)
+        return False
 
     def _new_session(self) -> NeSession:
         return NeSession(
