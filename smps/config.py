@@ -424,6 +424,12 @@ class ServerConfig(_Section):
     enquire_link: Duration = 30.0
     inactivity_timeout: Duration = 120.0
     bind_timeout: Duration = 10.0
+    # A new connection must send one whole PDU within first_pdu_timeout (at most
+    # bind_timeout); at most max_unbound connections that have not bound yet, and
+    # max_unbound_per_address from one address: beyond them, closed at once.
+    first_pdu_timeout: Duration = 5.0
+    max_unbound: Annotated[int, Meta(ge=1)] = 1024
+    max_unbound_per_address: Annotated[int, Meta(ge=1)] = 32
     max_pdu_size: Annotated[
         int,
         Meta(ge=1024, le=16 * 1024 * 1024, extra={"kind": "size", "expects": "1KiB to 16MiB"}),
@@ -431,7 +437,18 @@ class ServerConfig(_Section):
     # Unsent bytes for an NE that does not read; it is closed past either.
     write_buffer_max: WriteBufferSize = 4 * 1024 * 1024
     write_stall_timeout: Duration = 10.0
+    # Every refused bind is answered ESME_RBINDFAIL this long after it arrived,
+    # whatever was wrong; `auth_lockout_failures` failed binds of one system_id
+    # from one address lock that pair out for `auth_lockout` (smps.smpp.bind_guard).
+    auth_failure_delay: Duration = 1.0
+    auth_lockout_failures: Annotated[int, Meta(ge=1, le=1000)] = 5
+    auth_lockout: Duration = 900.0
     tls: TlsServerConfig | None = None
+
+    @property
+    def first_pdu_deadline(self) -> float:
+        """`first_pdu_timeout`, never longer than `bind_timeout`."""
+        return min(self.first_pdu_timeout, self.bind_timeout)
 
 
 class NeAccount(_Section):

@@ -82,20 +82,35 @@ def test_buffer_holds_only_the_partial_pdu_after_draining():
 @pytest.mark.parametrize("length", [0, 1, 15, 65537, 0xFFFFFFFF])
 def test_bad_command_length_is_a_framing_error_with_the_sequence(length):
     data = struct.pack(">IIII", length, CommandId.SUBMIT_SM, 0, 4242) + b"rest"
-    for chunks in ([data], [data[i : i + 1] for i in range(len(data))]):
+    # The whole header at once: the error names the PDU; byte by byte it comes
+    # with the 4th octet, before the sequence could be read (0).
+    for chunks, named in (([data], True), ([data[i : i + 1] for i in range(len(data))], False)):
         framer = Framer()
         with pytest.raises(FramingError) as caught:
             _drain(framer, chunks)
         err = caught.value
         assert err.status == Status.RINVCMDLEN
-        assert err.sequence == 4242
-        assert err.command_id == CommandId.SUBMIT_SM
+        assert err.sequence == (4242 if named else 0)
+        assert err.command_id == (CommandId.SUBMIT_SM if named else 0)
         # The stream cannot be resynchronised: the framer stays failed.
         assert framer.failed
         framer.feed(make_generic_nack(1, 0))
         assert framer.buffered == 0
         with pytest.raises(FramingError):
             framer.next_pdu()
+
+
+@pytest.mark.parametrize("length", [8, 2**31, 0xFFFFFFFF])
+def test_bad_command_length_fails_as_soon_as_its_four_octets_are_in(length):
+    """A peer that sends a bad length and waits is answered at once, not after
+    the 12 header octets it may never send."""
+    framer = Framer()
+    framer.feed(struct.pack(">I", length)[:3])
+    assert framer.next_pdu() is None
+    framer.feed(struct.pack(">I", length)[3:])
+    with pytest.raises(FramingError) as caught:
+        framer.next_pdu()
+    assert (caught.value.status, caught.value.sequence) == (Status.RINVCMDLEN, 0)
 
 
 def test_good_pdus_before_a_bad_length_are_still_delivered():
@@ -118,10 +133,12 @@ def test_max_length_is_configurable_and_inclusive():
     assert caught.value.sequence == 2
 
 
-def test_no_error_before_the_header_is_complete():
+def test_a_good_length_waits_for_the_whole_pdu():
     framer = Framer()
-    framer.feed(struct.pack(">II", 3, 0x15))
+    framer.feed(struct.pack(">II", 16, 0x15))
     assert framer.next_pdu() is None
+    framer.feed(struct.pack(">II", 0, 7))
+    assert framer.next_pdu() == struct.pack(">IIII", 16, 0x15, 0, 7)
 
 
 def test_max_length_below_a_header_is_refused():

@@ -2,63 +2,64 @@
 sockets for what no well-behaved client would send."""
 
 import asyncio
-import socket
-import time
+import logging
+import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import smpplib.client
-import smpplib.exceptions
 
-from smps._native.pdu import CommandId, Framer, Status, decode, encode
-from smps.smpp.server import AuthThrottle, NeServer
+from smps._native.pdu import CommandId, Status, encode
+from smps.smpp.bind_guard import BindLockout
+from smps.smpp.server import NeServer
 from smps.smpp.states import State
 from tests.helpers import until
+from tests.peers import (
+    bind,
+    bind_status,
+    closed_by_server,
+    connect_raw,
+    raw_exchange,
+    timed_bind_status,
+)
 
 pytestmark = pytest.mark.both_loops
 
 ACCOUNTS = [
-    {"system_id": "antispam", "password": "pw1", "max_binds": 2},
+    {"system_id": "antispam", "password": "pw1", "max_binds": 2, "allowed_ips": ["127.0.0.0/8"]},
     {"system_id": "fraud", "password": "pw2", "allowed_ips": ["10.0.0.0/8"]},
     {"system_id": "bulk", "password": "pw3", "max_binds": 200},
 ]
+FAILURE_DELAY = 0.1  # server.auth_failure_delay in these tests
 
 
 @pytest.fixture
-async def server(make_config):
-    cfg = make_config(
-        server={"listen": "127.0.0.1:0", "bind_timeout": "300ms"}, ne_accounts=ACCOUNTS
-    )
-    ne_server = NeServer(cfg.server, cfg.ne_accounts, copy_timeout=2.0)
-    ne_server.throttle = AuthThrottle(base=0.05, ceiling=0.2)
-    ne_server.port = await ne_server.start()
-    yield ne_server
-    await ne_server.stop()
+async def start_server(make_config):
+    """Start NE servers with these tests' settings, ``server`` keys replaced."""
+    servers = []
+
+    async def start(**server):
+        cfg = make_config(
+            server={
+                "listen": "127.0.0.1:0",
+                "bind_timeout": "300ms",
+                "auth_failure_delay": f"{FAILURE_DELAY}s",
+                **server,
+            },
+            ne_accounts=ACCOUNTS,
+        )
+        ne_server = NeServer(cfg.server, cfg.ne_accounts, copy_timeout=2.0)
+        ne_server.port = await ne_server.start()
+        servers.append(ne_server)
+        return ne_server
+
+    yield start
+    for ne_server in servers:
+        await ne_server.stop()
 
 
-def smpplib_client(port):
-    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
-    client.connect()
-    return client
-
-
-def bind(port, kind="transceiver", system_id="antispam", password="pw1"):
-    client = smpplib_client(port)
-    try:
-        getattr(client, f"bind_{kind}")(system_id=system_id, password=password)
-    except smpplib.exceptions.PDUError:
-        client.disconnect()
-        raise
-    return client
-
-
-def bind_status(port, **kwargs):
-    try:
-        client = bind(port, **kwargs)
-    except smpplib.exceptions.PDUError as exc:
-        return exc.args[1]
-    client.disconnect()
-    return Status.ROK
+@pytest.fixture
+async def server(start_server):
+    return await start_server()
 
 
 @pytest.mark.parametrize("kind", ["receiver", "transceiver"])
@@ -75,16 +76,19 @@ async def test_bind_ok(server, kind):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "status"),
+    "kwargs",
     [
-        ({"password": "nope"}, Status.RINVPASWD),
-        ({"system_id": "nobody"}, Status.RINVSYSID),
-        ({"system_id": "fraud", "password": "pw2"}, Status.RBINDFAIL),  # IP not allowed
-        ({"kind": "transmitter"}, Status.RBINDFAIL),  # cannot receive copies
+        {"password": "nope"},
+        {"system_id": "nobody"},
+        {"system_id": "fraud", "password": "pw2"},  # the right password, the address not allowed
+        {"kind": "transmitter"},  # cannot receive copies
     ],
 )
-async def test_bind_refused(server, kwargs, status):
-    assert await asyncio.to_thread(bind_status, server.port, **kwargs) == status
+async def test_every_refusal_is_rbindfail_after_the_same_delay(server, kwargs):
+    """Neither the status nor the time to the answer tells a guesser what was wrong."""
+    status, seconds = await asyncio.to_thread(timed_bind_status, server.port, **kwargs)
+    assert status == Status.RBINDFAIL
+    assert seconds >= FAILURE_DELAY  # the first refusal too
     assert server.auth_failures == 1
     assert server.registry.count("antispam") == 0
 
@@ -99,49 +103,143 @@ async def test_max_binds(server):
             client.disconnect()
 
 
-async def test_repeated_failures_are_slowed_down(server):
-    started = time.monotonic()
-    for _ in range(4):
-        assert await asyncio.to_thread(bind_status, server.port, password="x") == Status.RINVPASWD
-    # Failures 2..4 wait 0.05 + 0.1 + 0.2 s before the answer.
-    assert time.monotonic() - started >= 0.35
-    assert server.throttle.delay("127.0.0.1") == 0.2
+async def test_lockout_refuses_the_right_password_from_that_address_only(start_server):
+    server = await start_server(auth_lockout_failures=3)
+    for _ in range(3):
+        status = await asyncio.to_thread(bind_status, server.port, password="guess")
+        assert status == Status.RBINDFAIL
+    # Locked out: the right password from that address is refused like a wrong one...
+    assert await asyncio.to_thread(bind_status, server.port) == Status.RBINDFAIL
+    # ...while the same system_id binds from another address,
+    assert await asyncio.to_thread(bind_status, server.port, source="127.0.0.2") == Status.ROK
+    # and that success leaves the lockout of the first address in force.
+    assert await asyncio.to_thread(bind_status, server.port) == Status.RBINDFAIL
+    assert server.lockout.locked("127.0.0.1", "antispam")
+    assert not server.lockout.locked("127.0.0.2", "antispam")
+
+
+async def test_not_allowed_address_counts_toward_the_lockout(start_server):
+    server = await start_server(auth_lockout_failures=2)
+    right_password_wrong_address = {"system_id": "fraud", "password": "pw2"}
+    for _ in range(2):
+        status = await asyncio.to_thread(bind_status, server.port, **right_password_wrong_address)
+        assert status == Status.RBINDFAIL
+    assert server.lockout.locked("127.0.0.1", "fraud")
+
+
+async def test_refusals_beyond_capacity_are_refused_not_counted(start_server):
+    """max_binds, transmitter binds and disabled accounts come after the password:
+    they are not guesses, so a legitimate NE retrying them is never locked out."""
+    server = await start_server(auth_lockout_failures=2)
+    for _ in range(3):
+        status = await asyncio.to_thread(bind_status, server.port, kind="transmitter")
+        assert status == Status.RBINDFAIL
+    assert not server.lockout.locked("127.0.0.1", "antispam")
     assert await asyncio.to_thread(bind_status, server.port) == Status.ROK
-    assert server.throttle.delay("127.0.0.1") == 0.0
 
 
-def test_throttle_memory_is_bounded():
-    throttle = AuthThrottle(max_addresses=3)
+async def test_failed_binds_are_logged_once_then_summarised(server, caplog):
+    server.refusals.interval = 0.3
+    caplog.set_level(logging.WARNING, logger="smps.ne")
+    for _ in range(6):  # the lockout (5 failures) refuses the sixth
+        status = await asyncio.to_thread(bind_status, server.port, password="x")
+        assert status == Status.RBINDFAIL
+
+    def lines(text):
+        return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+    (first,) = lines("bind as 'antispam' refused: wrong password")
+    assert "more from this address are summarised" in first
+    assert len(lines("locked out as 'antispam'")) == 1
+    assert len(lines("refused:")) == 1  # not one line per failure...
+
+    def summarised():
+        summaries = lines("failed binds from 1 address in the last 0.3 s; top: 127.0.0.1 as")
+        return sum(int(line.split()[0]) for line in summaries)
+
+    await until(lambda: summarised() == 5)  # ...the others are in the summaries
+
+
+def test_lockout_forgets_old_failures_and_ends():
+    now = [0.0]
+    lockout = BindLockout(3, 60.0, clock=lambda: now[0])
+    assert lockout.failed("10.0.0.1", "a") is None
+    assert lockout.failed("10.0.0.1", "a") is None
+    now[0] = 61.0  # both failures are older than the lockout: forgotten
+    assert lockout.failed("10.0.0.1", "a") is None
+    assert lockout.failed("10.0.0.1", "a") is None
+    lockout.succeeded("10.0.0.1", "b")  # another pair's success changes nothing
+    assert lockout.failed("10.0.0.1", "a") == 121.0
+    assert lockout.locked("10.0.0.1", "a") and not lockout.locked("10.0.0.1", "b")
+    lockout.succeeded("10.0.0.1", "a")  # a success does not wipe a lock
+    assert lockout.active() == [("10.0.0.1", "a", 121.0)]
+    now[0] = 121.0
+    assert not lockout.locked("10.0.0.1", "a") and lockout.active() == []
+
+
+def test_lockout_memory_is_bounded():
+    lockout = BindLockout(1, 60.0, max_pairs=3)
     for n in range(10):
-        throttle.failed(f"10.0.0.{n}")
-    assert throttle.delay("10.0.0.0") == 0.0  # forgotten, oldest first
-    assert throttle.delay("10.0.0.9") == throttle.base
-
-
-def raw_exchange(port, payload, *, read_until_close=True, timeout=3.0):
-    """Send bytes on a raw socket; return the PDUs received and whether the server closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(payload)
-        framer, pdus, closed = Framer(), [], False
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not data:
-                closed = True
-                break
-            framer.feed(data)
-            pdus.extend(decode(p) for p in framer)
-            if pdus and not read_until_close:
-                break
-        return pdus, closed
+        lockout.failed(f"10.0.0.{n}", "a")
+    assert [address for address, _sid, _until in lockout.active()] == [
+        "10.0.0.7",
+        "10.0.0.8",
+        "10.0.0.9",
+    ]
 
 
 async def test_bind_timeout_closes_silent_connection(server):
     pdus, closed = await asyncio.to_thread(raw_exchange, server.port, b"")
     assert closed and pdus == []
+
+
+# Timers far beyond the socket reads below: what answers or closes is not them.
+PATIENT = {"bind_timeout": "60s", "first_pdu_timeout": "60s"}
+
+
+@pytest.mark.parametrize("length", [0xFFFFFFFF, 2**31, 8])
+async def test_bad_command_length_is_answered_from_its_four_octets(start_server, length):
+    """A first PDU claiming 4 GiB, 2 GiB or 8 octets gets generic_nack
+    ESME_RINVCMDLEN and a close at once, without waiting for the rest of a header."""
+    server = await start_server(**PATIENT)
+    payload = struct.pack(">I", length)
+    pdus, closed = await asyncio.to_thread(raw_exchange, server.port, payload, timeout=5.0)
+    assert closed
+    assert [(p.command_id, p.command_status, p.sequence) for p in pdus] == [
+        (CommandId.GENERIC_NACK, Status.RINVCMDLEN, 0)
+    ]
+
+
+async def test_no_whole_pdu_within_first_pdu_timeout_closes(start_server):
+    server = await start_server(bind_timeout="60s", first_pdu_timeout="100ms")
+    sock = await asyncio.to_thread(connect_raw, server.port, payload=b"\0\0\0")
+    with sock:
+        assert await asyncio.to_thread(closed_by_server, sock)
+    assert await asyncio.to_thread(bind_status, server.port) == Status.ROK  # a bind is in time
+
+
+async def test_unbound_connections_are_capped_per_address_and_in_all(start_server):
+    server = await start_server(max_unbound_per_address=2, max_unbound=3, **PATIENT)
+    junk = []
+    try:
+        for _ in range(3):
+            junk.append(await asyncio.to_thread(connect_raw, server.port))
+        # The third from 127.0.0.1 is over max_unbound_per_address: closed at once.
+        assert await asyncio.to_thread(closed_by_server, junk[2])
+        assert server.unbound.count == 2
+        # Another address still binds while 127.0.0.1 holds its cap full of junk.
+        client = await asyncio.to_thread(bind, server.port, source="127.0.0.2")
+        client.disconnect()
+        junk.append(await asyncio.to_thread(connect_raw, server.port, "127.0.0.3"))
+        await until(lambda: server.unbound.count == 3)
+        # max_unbound reached: a new connection from any address is closed at once.
+        junk.append(await asyncio.to_thread(connect_raw, server.port, "127.0.0.4"))
+        assert await asyncio.to_thread(closed_by_server, junk[-1])
+        assert server.unbound.refused == {"max_unbound_per_address": 1, "max_unbound": 1}
+    finally:
+        for sock in junk:
+            sock.close()
+    await until(lambda: server.unbound.count == 0)
 
 
 async def test_request_before_bind_gets_rinvbndsts(server):
@@ -261,7 +359,8 @@ async def test_disabled_account_is_unbound_live(server, make_config):
         client.disconnect()
 
 
-async def test_two_hundred_concurrent_binds(server):
+async def test_two_hundred_concurrent_binds(start_server):
+    server = await start_server(max_unbound_per_address=256)  # 50 at once from 127.0.0.1
     with ThreadPoolExecutor(max_workers=50) as pool:
         loop = asyncio.get_running_loop()
         futures = [

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import urllib.request
@@ -20,7 +21,15 @@ from smps.runtime.master import request
 from smps.sim.smsc import SimSmsc
 from tests.helpers import until
 from tests.nodes import REPO, RunNode, sections
-from tests.peers import Ne, hold
+from tests.peers import (
+    Ne,
+    bind,
+    bind_status,
+    closed_by_server,
+    connect_raw,
+    hold,
+    raw_exchange,
+)
 
 PASSWORDS = {"antispam": "pw1", "fraud": "pw2", "audit": "pw3"}
 
@@ -30,14 +39,16 @@ class Node(RunNode):
 
     command = ("smps.runtime",)
 
-    def __init__(self, tmp_path: Path, smsc_port: int, placement: str, accounts, policy=None):
+    def __init__(
+        self, tmp_path: Path, smsc_port: int, placement: str, accounts, policy=None, server=None
+    ):
         super().__init__(
             tmp_path,
             sections(
                 tmp_path,
                 smsc_port,
                 database=None,
-                server={"listen": "127.0.0.1:0", "placement": placement},
+                server={"listen": "127.0.0.1:0", "placement": placement, **(server or {})},
                 ne_accounts=accounts,
                 policy=policy or {},
             ),
@@ -56,13 +67,13 @@ class Node(RunNode):
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path, placement="balanced", accounts=None, policy=None):
+async def running(tmp_path, placement="balanced", accounts=None, policy=None, server=None):
     sim = SimSmsc(window=5000, response_timeout=30)
     port = await sim.start()
     accounts = accounts or [
         {"system_id": name, "password": pw, "max_binds": 2} for name, pw in PASSWORDS.items()
     ]
-    node = Node(tmp_path, port, placement, accounts, policy)
+    node = Node(tmp_path, port, placement, accounts, policy, server)
     nes: list[Ne] = []
 
     async def add_ne(system_id, binds=1, expect=None, **options):
@@ -140,6 +151,85 @@ async def test_balanced_placement_spreads_binds_and_holds_max_binds(tmp_path):
         crowd = await add_ne("antispam", binds=3, expect=2)
         await until(lambda: crowd.client.bind_failures >= 1)
         assert node.status()["ne_binds"]["antispam"] == 2
+
+
+async def test_bind_lockout_holds_across_workers(tmp_path):
+    """Failed binds on one worker lock the (address, system_id) pair out on the
+    other too: the master keeps the node's lockouts and pushes them to every worker."""
+    accounts = [
+        {"system_id": "antispam", "password": "pw1", "max_binds": 4, "allowed_ips": ["127.0.0.0/8"]}
+    ]
+    server = {"auth_failure_delay": "100ms", "auth_lockout_failures": 3}
+    async with running(tmp_path, accounts=accounts, server=server) as (_sim, node, _add_ne):
+        port = node.smpp_port
+        clients = []
+
+        def binds_by_worker():
+            return [w["ne_binds"].get("antispam", 0) for w in node.status()["workers"]]
+
+        try:
+            clients.append(await asyncio.to_thread(bind, port, source="127.0.0.2"))
+            await until(lambda: binds_by_worker() == [1, 0])
+            # Balanced placement sends the next antispam binds to worker 1, the guesses too.
+            for _ in range(3):
+                status = await asyncio.to_thread(bind_status, port, password="guess")
+                assert status == Status.RBINDFAIL
+            clients.append(await asyncio.to_thread(bind, port, source="127.0.0.2"))
+            await until(lambda: binds_by_worker() == [1, 1])
+            # The next bind goes to worker 0, which saw none of the failures: still locked out.
+            assert await asyncio.to_thread(bind_status, port) == Status.RBINDFAIL
+            clients.append(await asyncio.to_thread(bind, port, source="127.0.0.3"))
+            await until(lambda: binds_by_worker() == [2, 1])
+        finally:
+            for client in clients:
+                client.disconnect()
+        assert "127.0.0.1: locked out as 'antispam' on every worker" in node.log_text()
+
+
+# Timers far beyond the socket reads below: what answers or closes is not them.
+PATIENT = {"bind_timeout": "60s", "first_pdu_timeout": "60s"}
+
+
+@pytest.mark.parametrize("placement", ["balanced", "reuseport"])
+async def test_bad_first_command_length_gets_generic_nack(tmp_path, placement):
+    """Answered by the master as it peeks (balanced) or by the worker's session
+    (reuseport), as soon as the 4 length octets are in."""
+    async with running(tmp_path, placement, server=PATIENT) as (_sim, node, _add_ne):
+        for payload, sequence in [
+            (struct.pack(">I", 0xFFFFFFFF), 0),
+            (struct.pack(">I", 2**31), 0),
+            (struct.pack(">I", 8), 0),
+            (struct.pack(">IIII", 2**31, 0x09, 0, 77), 77),  # a whole header: its sequence
+        ]:
+            pdus, closed = await asyncio.to_thread(raw_exchange, node.smpp_port, payload, timeout=5)
+            assert closed
+            assert [(p.command_id, p.command_status, p.sequence) for p in pdus] == [
+                (0x80000000, Status.RINVCMDLEN, sequence)
+            ]
+        assert await asyncio.to_thread(bind_status, node.smpp_port) == Status.ROK
+
+
+async def test_unbound_connection_flood_is_capped(tmp_path):
+    """Slow connections beyond server.max_unbound_per_address are closed at once
+    by the master; a bind from another address is placed while the cap is full."""
+    accounts = [{"system_id": "antispam", "password": "pw1", "allowed_ips": ["127.0.0.0/8"]}]
+    server = {"max_unbound_per_address": 4, **PATIENT}
+    async with running(tmp_path, accounts=accounts, server=server) as (_sim, node, _add_ne):
+        junk = []
+        try:
+            for _ in range(10):
+                junk.append(await asyncio.to_thread(connect_raw, node.smpp_port))
+            for sock in junk[4:]:
+                assert await asyncio.to_thread(closed_by_server, sock)
+            for sock in junk[:4]:  # still being peeked at, open
+                assert not await asyncio.to_thread(closed_by_server, sock, 0.01)
+            status = await asyncio.to_thread(bind_status, node.smpp_port, source="127.0.0.2")
+            assert status == Status.ROK
+            refused = 'smps_ne_connections_refused_total{reason="max_unbound_per_address"}'
+            assert node.metrics()[refused] == 6
+        finally:
+            for sock in junk:
+                sock.close()
 
 
 async def test_password_changed_at_runtime(tmp_path):

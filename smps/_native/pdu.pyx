@@ -70,11 +70,13 @@ cdef class Framer:
     ``feed()`` by an offset, so many PDUs in one chunk cost linear time.
 
     A command_length below 16 or above ``max_length`` means the stream cannot
-    be resynchronised: ``next_pdu()`` raises FramingError (status RINVCMDLEN,
-    with the PDU's sequence and command_id) and keeps raising it; later data is
-    dropped. The error is raised once the 16 header octets are in, so the
-    sequence number is always readable and the outcome does not depend on how
-    the stream was split.
+    be resynchronised: ``next_pdu()`` raises FramingError (status RINVCMDLEN)
+    and keeps raising it; later data is dropped. The error is raised as soon as
+    the 4 command_length octets are in, so a peer that sends a bad length and
+    waits is answered at once; it carries the PDU's sequence and command_id
+    when the 16 header octets came with them, else 0 (the sequence_number
+    reserved for a generic_nack to a header that could not be read,
+    reference sheet §1.3).
     """
 
     def __init__(self, Py_ssize_t max_length=DEFAULT_MAX_LENGTH):
@@ -117,14 +119,16 @@ cdef class Framer:
         if self._failure is not None:
             raise FramingError(*self._failure)
         avail = PyByteArray_GET_SIZE(self._buf) - self._start
-        if avail < HEADER_SIZE:
+        if avail < 4:
             return None
         p = <const unsigned char*>PyByteArray_AS_STRING(self._buf) + self._start
         length = pdu_command_length(p)
         if length < HEADER_SIZE or length > self._max_length:
             self._failure = (
                 f"command_length {length} outside 16..{self._max_length}",
-                _StatusType(RINVCMDLEN), pdu_sequence(p), pdu_command_id(p),
+                _StatusType(RINVCMDLEN),
+                pdu_sequence(p) if avail >= HEADER_SIZE else 0,
+                pdu_command_id(p) if avail >= 8 else 0,
             )
             del self._buf[:]
             self._start = 0

@@ -5,8 +5,9 @@ the worker:
 
 - the *control* channel (SOCK_STREAM): length-prefixed msgpack messages, each
   a dict with a type under ``"t"``. It carries config changes, role changes,
-  kicks, the stop/exit handshake one way, and bind counts, placement results
-  and stats snapshots the other way. Nothing here is per message, so msgpack
+  kicks, bind lockouts (``lockouts``), the stop/exit handshake one way, and bind
+  counts, placement results, failed and successful binds for the lockouts
+  (``auth``) and stats snapshots the other way. Nothing here is per message, so msgpack
   of small dicts is plenty fast.
 - the *handoff* channel (SOCK_SEQPACKET): one small msgpack message per
   datagram with one file descriptor attached (SCM_RIGHTS): an NE connection

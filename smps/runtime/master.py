@@ -6,8 +6,9 @@ knows is refused), runs the one batched writer that the workers' decision and
 trace records go to, serves HTTP (/health, /metrics, the REST API /api/v1),
 the control socket `{state_dir}/smps.sock` (`smps status`, reload, kick,
 `smps ha notify|check`), is the only writer of the log, places NE connections on workers
-(balanced placement), and restarts a worker that dies, with back-off while it
-keeps dying.
+(balanced placement), keeps the node's bind lockouts (the workers report failed
+binds; a pair locked out is pushed to every worker), and restarts a worker that
+dies, with back-off while it keeps dying.
 
 The live configuration (the file's, plus the accounts, SMSC connections,
 routes, policy and trace rules changed through the API) is loaded from the
@@ -56,7 +57,7 @@ import msgspec
 import smps
 from smps import __version__
 from smps.config import Config
-from smps.errors import ConfigError
+from smps.errors import ConfigError, FramingError
 from smps.ha import DbLease, HaController, Role, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
@@ -70,10 +71,11 @@ from smps.runtime.control import (
     handoff_pair,
     send_fd,
 )
-from smps.runtime.metrics import WorkerTotals, collect
-from smps.runtime.placement import Placement, peek_bind
+from smps.runtime.metrics import WorkerTotals, collect, key
+from smps.runtime.placement import Placement, answer_framing_error, peek_bind
 from smps.runtime.records import RECORDS, decode_records, trace_event
 from smps.runtime.ui_view import MasterView
+from smps.smpp.bind_guard import BindLockout, RefusalLog, UnboundLimit
 from smps.store import live_config, repo
 from smps.store.db import SchemaError, Store
 from smps.store.startup import open_database
@@ -156,6 +158,14 @@ class Master:
         self.state_dir = Path(config.node.state_dir)
         self.slots = [WorkerSlot(i) for i in range(config.node.worker_count)]
         self.placement = Placement(len(self.slots))
+        # The node's bind lockouts, fed by the workers' reports and pushed back to them.
+        self.lockout = BindLockout(config.server.auth_lockout_failures, config.server.auth_lockout)
+        # The NE connections being peeked at (balanced placement), and what went wrong there.
+        self.unbound = UnboundLimit(
+            config.server.max_unbound_per_address, config.server.max_unbound
+        )
+        self.peek_errors = {"first_pdu_timeout": 0, "framing": 0}
+        self._dropped = RefusalLog(log, "NE connections refused before their first PDU")
         self.registry = make_registry()
         self.registry.register(CallbackCollector(self._collect))
         self.http_port: int | None = None
@@ -531,6 +541,8 @@ class Master:
         slot.started_wall = time.time()
         slot.control = await ControlChannel.open(master_control)
         self._send_config(slot)
+        if locked := self.lockout.active():
+            slot.control.send({"t": "lockouts", "locked": locked})
         if self.ha is not None and self.ha.serve_until is not None:
             slot.control.send({"t": "lease", "until": self.ha.serve_until})
         slot.reader = self._spawn(self._read_worker(slot, slot.control))
@@ -575,6 +587,8 @@ class Master:
         elif kind == "placed":
             self.placement.settled(slot.index, message["id"])
             self._share_counts()
+        elif kind == "auth":
+            self._count_auth(message["address"], message["system_id"], message["ok"])
         elif kind == "ready":
             slot.ready = True
             log.info("worker %d up (pid %d)", slot.index, message["pid"])
@@ -596,6 +610,25 @@ class Master:
             self.writer.put_trace(row)
             if watched:
                 self.trace_hub.put(trace_event(row))
+
+    def _count_auth(self, address: str, system_id: str, succeeded: bool) -> None:
+        """A worker's bind that counts for the lockout; a pair this locks out is
+        pushed to every worker."""
+        if succeeded:
+            self.lockout.succeeded(address, system_id)
+            return
+        until = self.lockout.failed(address, system_id)
+        if until is None:
+            return
+        log.warning(
+            "%s: locked out as %r on every worker for %gs after %d failed binds across them",
+            address,
+            system_id,
+            self.lockout.duration,
+            self.lockout.failures,
+        )
+        for live in self._live():
+            live.control.send({"t": "lockouts", "locked": [(address, system_id, until)]})
 
     def _share_counts(self) -> None:
         """Tell each worker the binds held elsewhere, so max_binds holds node-wide."""
@@ -635,19 +668,19 @@ class Master:
         loop = asyncio.get_running_loop()
         while self._listener is not None:
             try:
-                conn, _address = await loop.sock_accept(self._listener)
+                conn, peer = await loop.sock_accept(self._listener)
             except OSError:
                 return
-            self._spawn(self._place(conn))
+            self._spawn(self._place(conn, peer[0]))
 
-    async def _place(self, conn: socket.socket) -> None:
+    async def _place(self, conn: socket.socket, address: str) -> None:
         if self.role != "active":
             conn.close()  # a standby node accepts no NE bind
             return
         if self.config.server.tls is not None:
             account = None  # the bind is inside TLS: place round-robin
         else:
-            account = await peek_bind(conn, self.config.server.bind_timeout)
+            account = await self._peek(conn, address)
             if account is False:
                 conn.close()
                 return
@@ -667,6 +700,35 @@ class Master:
         finally:
             conn.close()
         self._share_counts()
+
+    async def _peek(self, conn: socket.socket, address: str) -> str | bool | None:
+        """The first PDU's bind system_id, as `peek_bind` says; False when the peer
+        closed, or when the connection is refused: over an unbound cap (closed at
+        once), no whole PDU in time, or a bad command_length (answered first)."""
+        server = self.config.server
+        over = self.unbound.admit(address)
+        if over is not None:
+            self.unbound.note_refusal(self._dropped, address, over)
+            return False
+        try:
+            return await peek_bind(conn, server.first_pdu_deadline, server.max_pdu_size)
+        except TimeoutError:
+            self.peek_errors["first_pdu_timeout"] += 1
+            self._dropped.note(
+                address,
+                "(no first PDU)",
+                f"{address}: no whole PDU within {server.first_pdu_deadline:g}s; closed",
+            )
+            return False
+        except FramingError as exc:
+            answer_framing_error(conn, exc)
+            self.peek_errors["framing"] += 1
+            self._dropped.note(
+                address, "(bad command_length)", f"{address}: {exc}; answered generic_nack, closed"
+            )
+            return False
+        finally:
+            self.unbound.release(address)
 
     # ---- control socket ---------------------------------------------------------------
 
@@ -700,7 +762,10 @@ class Master:
     # ---- metrics -----------------------------------------------------------------------
 
     def _collect(self):
-        return collect(self.slots, self.role)
+        own = {key("smps_pdu_errors_total", kind=k): n for k, n in self.peek_errors.items()}
+        for reason, count in self.unbound.refused.items():
+            own[key("smps_ne_connections_refused_total", reason=reason)] = count
+        return collect(self.slots, self.role, own)
 
     def _ne_binds(self) -> dict[str, int]:
         totals: dict[str, int] = {}

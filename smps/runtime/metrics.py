@@ -32,9 +32,12 @@ HELP = {
     "already known.",
     "smps_internal_errors": "Bugs caught in the data plane where they would have stopped it "
     "(the log has the first of each kind in full).",
-    "smps_pdu_errors": "PDU and protocol errors on SMPP sessions, by kind.",
+    "smps_pdu_errors": "PDU and protocol errors on SMPP sessions and in the master's peek "
+    "at new NE connections, by kind.",
     "smps_smsc_reconnects": "Connections to an SMSC lost and re-established.",
     "smps_auth_failures": "NE binds refused.",
+    "smps_ne_connections_refused": "NE connections closed at once because too many had not "
+    "bound yet, by the server cap reached (max_unbound_per_address, max_unbound).",
     "smps_forwarded_copies": "Copies forwarded between workers (out: to a peer, in: from one).",
     "smps_in_flight": "Originals waiting for their verdict.",
     "smps_binds_up": "Bound SMPP sessions, by side (smsc, ne) and SMSC or account.",
@@ -69,6 +72,11 @@ class WorkerTotals:
         return totals
 
 
+def key(name: str, **labels: str) -> str:
+    """A metric sample's key in a snapshot: name and label pairs, tab-separated."""
+    return "\t".join([name, *(part for pair in labels.items() for part in pair)])
+
+
 def split_sample_key(sample_key: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     parts = sample_key.split("\t")
     return parts[0], tuple(parts[1::2]), tuple(parts[2::2])
@@ -82,9 +90,10 @@ def sum_tables(tables: Iterable[dict[str, float]]) -> dict[str, float]:
     return result
 
 
-def collect(slots: list[Any], role: str) -> Iterator[Metric]:
-    """Metric families summed over every worker position."""
-    counters = sum_tables(slot.totals.counters() for slot in slots)
+def collect(slots: list[Any], role: str, own: dict[str, float] | None = None) -> Iterator[Metric]:
+    """Metric families summed over every worker position and the master's `own`
+    counters (its peek at new NE connections)."""
+    counters = sum_tables([*(slot.totals.counters() for slot in slots), own or {}])
     gauges = sum_tables(slot.totals.gauges for slot in slots)
     families: dict[str, Metric] = {}
     # (histogram name, label names, label values) -> {"buckets": {le: n}, "sum": s}

@@ -7,6 +7,13 @@ account's binds spread over workers (SO_REUSEPORT's address hash does not:
 design.md 4.1). Binds being placed count as held until the worker reports
 them bound or gone.
 
+Peeking is cheap whatever the peer does: the socket's SO_RCVLOWAT is set to
+the octets still missing, so the kernel reports it readable only once they
+have all arrived (or the peer closed): a few wakeups per connection, however
+the bytes trickle in. The first whole PDU must come within
+`server.first_pdu_timeout`; a bad command_length is answered by the master
+itself, as soon as its 4 octets are in (`answer_framing_error`).
+
 `max_binds` holds across workers through `elsewhere()`: each worker learns how
 many binds of each account the others hold or are being handed. A placement
 settles the moment the worker has authenticated the bind (accepted or
@@ -15,13 +22,17 @@ never exceed the limit.
 """
 
 import asyncio
+import contextlib
 import socket
 import struct
 
+from smps._native.pdu import Framer, make_generic_nack
+from smps.errors import FramingError
+
 BIND_COMMANDS = frozenset({0x00000001, 0x00000002, 0x00000009})
 PEEK_LIMIT = 4096  # a bind PDU is at most ~100 bytes; more is not a bind worth reading
-PARTIAL_RETRY = 0.01  # seconds between peeks while a bind arrives in pieces
 _HEADER = struct.Struct("!II")
+_LENGTH = struct.Struct("!I")
 
 
 def bind_system_id(data: bytes) -> str | None:
@@ -38,21 +49,19 @@ def bind_system_id(data: bytes) -> str | None:
     return data[16:end].decode("latin-1")
 
 
-def bind_complete(data: bytes) -> bool:
-    if len(data) >= PEEK_LIMIT:
-        return True
-    if len(data) < 8:
-        return False
-    return _HEADER.unpack_from(data)[0] <= len(data)
-
-
-async def peek_bind(conn: socket.socket, timeout: float) -> str | bool | None:
+async def peek_bind(conn: socket.socket, timeout: float, max_pdu_size: int) -> str | bool | None:
     """Wait for the first PDU without consuming it; returns its bind system_id,
-    None for something else, or False when the peer closed or stayed silent."""
+    None for something else, or False when the peer closed first.
+
+    Raises TimeoutError when no whole PDU came within `timeout`, and
+    FramingError for a command_length outside 16..max_pdu_size (as soon as
+    its 4 octets are in)."""
     loop = asyncio.get_running_loop()
+    missing = _LENGTH.size  # the command_length first, then the rest of the PDU
     try:
         async with asyncio.timeout(timeout):
             while True:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, missing)
                 readable = loop.create_future()
                 loop.add_reader(conn.fileno(), readable.set_result, None)
                 try:
@@ -63,14 +72,33 @@ async def peek_bind(conn: socket.socket, timeout: float) -> str | bool | None:
                     data = conn.recv(PEEK_LIMIT, socket.MSG_PEEK)
                 except BlockingIOError:
                     continue
-                if not data:
-                    return False
-                if bind_complete(data):
+                if len(data) < missing:
+                    return False  # readable short of the low mark: the peer closed
+                framer = Framer(max_pdu_size)
+                framer.feed(data)
+                if framer.next_pdu() is not None or len(data) >= PEEK_LIMIT:
                     return bind_system_id(data)
-                # Level-triggered readiness would spin on bytes we only peek at.
-                await asyncio.sleep(PARTIAL_RETRY)
-    except (TimeoutError, OSError):
+                missing = min(_LENGTH.unpack_from(data)[0], PEEK_LIMIT)
+    except TimeoutError:
+        raise  # the caller reports it (TimeoutError is an OSError too)
+    except OSError:
         return False
+    finally:
+        with contextlib.suppress(OSError):  # the worker's session reads the socket as usual
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+
+
+def answer_framing_error(conn: socket.socket, error: FramingError) -> None:
+    """generic_nack with the error's status (ESME_RINVCMDLEN) on a connection the
+    master will close: what a worker's session would have answered."""
+    with contextlib.suppress(OSError):  # the peer is gone
+        # Consume what was only peeked, so closing sends FIN rather than RST
+        # (an RST could discard the answer before the peer reads it).
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(16):
+                if not conn.recv(65536):
+                    break
+        conn.send(make_generic_nack(error.sequence, error.status))
 
 
 class Placement:

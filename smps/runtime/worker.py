@@ -39,6 +39,7 @@ from smps.proxy.verdicts import STATE_NAMES
 from smps.runtime import heap
 from smps.runtime.control import Account, ControlChannel, Message, read_config, watch_handoffs
 from smps.runtime.mesh import Mesh
+from smps.runtime.metrics import key
 from smps.runtime.records import RecordForwarder, TraceTee
 from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
@@ -85,6 +86,7 @@ class Worker:
         self.ne_server.registry.listeners.append(self._report_binds)
         self.ne_server.binds_elsewhere = self._binds_elsewhere
         self.ne_server.refusal_listeners.append(self._placed)
+        self.ne_server.auth_listeners.append(self._report_auth)
         self.smsc_clients = SmscClients(
             self.dispatcher.on_message,
             turn_away=self.dispatcher.turn_away,
@@ -195,6 +197,9 @@ class Worker:
             self.apply_config(*read_config(message))
         elif kind == "elsewhere":
             self._elsewhere = message["counts"]
+        elif kind == "lockouts":
+            for address, system_id, until in message["locked"]:
+                self.ne_server.lockout.lock(address, system_id, until)
         elif kind == "kick":
             count = self.ne_server.kick(message["account"])
             log.info("kicked %d binds of %s", count, message["account"])
@@ -297,6 +302,13 @@ class Worker:
         if up:
             self._placed(session)
 
+    def _report_auth(self, address: str, system_id: str, succeeded: bool) -> None:
+        """The master keeps the node's lockout table: a guesser spread over workers
+        is locked out on all of them."""
+        self.control.send(
+            {"t": "auth", "address": address, "system_id": system_id, "ok": succeeded}
+        )
+
     def _binds_elsewhere(self, system_id: str) -> int:
         return self._elsewhere.get(system_id, 0)
 
@@ -327,6 +339,8 @@ class Worker:
             "smps_internal_errors_total": stats.internal_errors,
             "smps_auth_failures_total": self.ne_server.auth_failures,
         }
+        for reason, count in self.ne_server.unbound.refused.items():
+            counters[key("smps_ne_connections_refused_total", reason=reason)] = count
         for kind, count in self.records.dropped.items():
             counters[key("smps_records_forward_dropped_total", kind=kind)] = count
         for (verdict, reason), count in stats.decisions.items():
@@ -374,11 +388,6 @@ def add_histogram(counters: dict[str, float], name: str, histogram, **labels: st
         counters[key(f"{name}_bucket", **labels, le=bound)] = count
     counters[key(f"{name}_sum", **labels)] = histogram.total
     counters[key(f"{name}_count", **labels)] = histogram.count
-
-
-def key(name: str, **labels: str) -> str:
-    """A metric sample's key in a snapshot: name and label pairs, tab-separated."""
-    return "\t".join([name, *(part for pair in labels.items() for part in pair)])
 
 
 class SessionTotals:

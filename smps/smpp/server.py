@@ -1,13 +1,19 @@
 """SMPS as an SMSC: the listener the NEs bind to, their authentication, and
 the registry of live binds.
 
-A connection must bind within `server.bind_timeout`. A bind is checked
-against the NE accounts: system_id (ESME_RINVSYSID when unknown), password
-(constant-time compare; ESME_RINVPASWD), account enabled, source address in
-`allowed_ips`, bind type (an NE must be able to receive copies, so a
-transmitter bind is refused) and `max_binds` (ESME_RBINDFAIL for those). A
-bind on a bound session gets ESME_RALYBND. Repeated failures from one address
-are answered ever more slowly, so a password guesser gets nowhere fast.
+A new connection must send a whole PDU within `server.first_pdu_timeout` and
+its bind within `server.bind_timeout`; beyond `server.max_unbound` connections
+not bound yet (`server.max_unbound_per_address` from one address) new ones are
+closed at once. A bind is checked in this order: the (address, system_id) pair
+is not locked out, the system_id exists, the source address is in the
+account's `allowed_ips`, the password matches (constant-time; an unknown
+system_id costs the same work), the account is enabled, the bind can receive
+copies (not a transmitter) and `max_binds` is not reached. Every refusal is answered ESME_RBINDFAIL
+`server.auth_failure_delay` after the bind arrived, whatever was wrong, so
+neither the status nor the timing tells a guesser which part failed; the log
+says (first refusal of a pair, then a summary per minute). Unknown system_ids,
+wrong passwords and addresses outside `allowed_ips` count toward the lockout
+(smps.smpp.bind_guard). A bind on a bound session gets ESME_RALYBND.
 Passwords are never logged.
 """
 
@@ -17,63 +23,21 @@ import ipaddress
 import logging
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from smps._native.pdu import CommandId, Status, decode, encode
 from smps.config import NeAccount, ServerConfig
 from smps.errors import PduError
+from smps.smpp.bind_guard import BindLockout, RefusalLog, UnboundLimit
 from smps.smpp.session import RESPONSE_BIT, Session
 from smps.smpp.states import BIND_STATE, Role, State
-from smps.store.passwords import verify_password
+from smps.store.passwords import unknown_password_hash, verify_password
 
 log = logging.getLogger("smps.ne")
 
 SC_INTERFACE_VERSION_TLV = (0x0210, b"\x34")
 SERVER_SYSTEM_ID = b"SMPS"
-
-
-class AuthThrottle:
-    """Slows down answers to addresses whose binds keep failing.
-
-    The n-th consecutive failure from an address is answered after
-    min(base * 2**(n-1), ceiling) seconds. A success, or `forget_after` seconds
-    without failures, clears the address. Memory is bounded by `max_addresses`
-    (the oldest entries are dropped first).
-    """
-
-    def __init__(
-        self,
-        base: float = 0.25,
-        ceiling: float = 10.0,
-        forget_after: float = 600.0,
-        max_addresses: int = 10_000,
-    ):
-        self.base = base
-        self.ceiling = ceiling
-        self.forget_after = forget_after
-        self.max_addresses = max_addresses
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def delay(self, address: str) -> float:
-        """How long to hold the answer to a bind from this address."""
-        count, last = self._failures.get(address, (0, 0.0))
-        if count == 0 or time.monotonic() - last > self.forget_after:
-            return 0.0
-        return min(self.base * 2 ** (count - 1), self.ceiling)
-
-    def failed(self, address: str) -> None:
-        count, last = self._failures.pop(address, (0, 0.0))
-        now = time.monotonic()
-        if now - last > self.forget_after:
-            count = 0
-        self._failures[address] = (count + 1, now)
-        while len(self._failures) > self.max_addresses:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
 
 
 class NeSession(Session):
@@ -88,18 +52,37 @@ class NeSession(Session):
         self.bound_at: float | None = None
         self._bind_timer: asyncio.TimerHandle | None = None
         self._binding = False
+        self._admitted = False  # counted by the server's UnboundLimit until it leaves OPEN
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._bind_timer = self._loop.call_later(self.server.cfg.bind_timeout, self._bind_timed_out)
+        if not self.server.admit(self):
+            transport.abort()
+            return
+        self._admitted = True
+        deadline = self.server.cfg.first_pdu_deadline
+        self._bind_timer = self._loop.call_later(deadline, self._first_pdu_due)
+
+    def _first_pdu_due(self) -> None:
+        if self.state is not State.OPEN:
+            return
+        cfg = self.server.cfg
+        if not self.stats.pdus_in:
+            self._close_unbound(
+                "first_pdu_timeout", f"no whole PDU within {cfg.first_pdu_deadline:g}s"
+            )
+        else:
+            later = cfg.bind_timeout - cfg.first_pdu_deadline
+            self._bind_timer = self._loop.call_later(later, self._bind_timed_out)
 
     def _bind_timed_out(self) -> None:
-        if self.state is State.OPEN:
-            log.warning(
-                "%s: no bind within %.0f s; closing", self.peer_text, self.server.cfg.bind_timeout
-            )
-            self.stats.error("bind_timeout")
-            self.abort_after_flush()
+        if self.state is State.OPEN and not self._binding:  # a bind's answer ends it otherwise
+            self._close_unbound("bind_timeout", f"no bind within {self.server.cfg.bind_timeout:g}s")
+
+    def _close_unbound(self, kind: str, why: str) -> None:
+        self.stats.error(kind)
+        self.server.dropped.note(self.peer[0], f"({kind})", f"{self.peer_text}: {why}; closing")
+        self.abort_after_flush()
 
     @property
     def peer_text(self) -> str:
@@ -118,6 +101,8 @@ class NeSession(Session):
             self.reject(pdu, Status.RINVBNDSTS)
 
     def on_state_change(self, old: State, new: State) -> None:
+        if old is State.OPEN and self._admitted:
+            self.server.unbound.release(self.peer[0])
         # Leave the registry as soon as the bind ends, before the session fails
         # its outstanding copies: a retry must never pick this bind again.
         if new in (State.UNBOUND, State.CLOSED):
@@ -179,7 +164,10 @@ class NeServer:
         self.accounts: dict[str, NeAccount] = {}
         self._networks: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
         self.registry = BindRegistry()
-        self.throttle = AuthThrottle()
+        self.lockout = BindLockout(cfg.auth_lockout_failures, cfg.auth_lockout)
+        self.refusals = RefusalLog(log, "failed binds")
+        self.unbound = UnboundLimit(cfg.max_unbound_per_address, cfg.max_unbound)
+        self.dropped = RefusalLog(log, "NE connections closed before a bind")
         self.auth_failures = 0
         self.copy_timeout = copy_timeout
         self._server: asyncio.AbstractServer | None = None
@@ -188,8 +176,10 @@ class NeServer:
         # Binds of an account held by other worker processes, so that max_binds
         # holds across the node (the master keeps the count; see smps.runtime).
         self.binds_elsewhere: Callable[[str], int] = _none_elsewhere
-        # Told at once when a bind is refused (the answer itself may be delayed).
+        # Told at once when a bind is refused (the answer itself is delayed).
         self.refusal_listeners: list[Callable[[NeSession], None]] = []
+        # Told of every bind that counts for the lockout: (address, system_id, succeeded).
+        self.auth_listeners: list[Callable[[str, str, bool], None]] = []
         self.set_accounts(accounts)
 
     async def start(
@@ -230,6 +220,8 @@ class NeServer:
     async def stop(self) -> None:
         """Stop listening and unbind every NE."""
         await self.stop_listening()
+        self.refusals.close()
+        self.dropped.close()
         await asyncio.gather(
             *(s.unbind() for s in list(self.registry.sessions())), return_exceptions=True
         )
@@ -238,6 +230,13 @@ class NeServer:
         """Apply a new account list live: binds of deleted or disabled accounts
         are unbound; other binds stay up (a new password applies to new binds)."""
         self.accounts = {a.system_id: a for a in accounts}
+        # What an unknown system_id's password is checked against: the same work as
+        # for a real account (a slow hash as soon as the API made one), for nothing.
+        self._stand_in = (
+            _StandIn(None, unknown_password_hash())
+            if any(getattr(a, "password", None) is None for a in self.accounts.values())
+            else _StandIn("\0" * 8, None)
+        )
         self._networks = {
             a.system_id: [ipaddress.ip_network(n, strict=False) for n in a.allowed_ips]
             for a in self.accounts.values()
@@ -267,6 +266,14 @@ class NeServer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def admit(self, session: NeSession) -> bool:
+        """Whether a new connection fits under the caps on unbound connections."""
+        over = self.unbound.admit(session.peer[0])
+        if over is None:
+            return True
+        self.unbound.note_refusal(self.dropped, session.peer[0], over)
+        return False
+
     def _new_session(self) -> NeSession:
         return NeSession(
             self,
@@ -285,25 +292,37 @@ class NeServer:
         self._spawn(self._authenticate(session, command_id, pdu))
 
     async def _authenticate(self, session: NeSession, command_id: int, pdu: bytes) -> None:
+        answer_at = asyncio.get_running_loop().time() + self.cfg.auth_failure_delay
         try:
             bind = decode(pdu)
         except PduError as exc:
-            self._refuse(session, pdu, exc.status, f"malformed bind: {exc}", "?")
+            self._refuse(session, pdu, answer_at, "?", f"malformed bind: {exc}", counts=False)
             return
         system_id = bind.fields["system_id"].decode("ascii", "replace")
+        address = session.peer[0]
         account = self.accounts.get(system_id)
-        if account is None:
-            status, reason = Status.RINVSYSID, "unknown system_id"
+        if self.lockout.locked(address, system_id):
+            reason, counts = "locked out after repeated failed binds", False
+        elif account is None:
+            await self._password_matches(self._stand_in, bind.fields["password"])
+            reason, counts = "unknown system_id", True
+        elif not self._address_allowed(account, address):
+            # Before the password: an address that may not bind learns nothing about it.
+            reason, counts = f"address {address} not in allowed_ips", True
         elif not await self._password_matches(account, bind.fields["password"]):
-            status, reason = Status.RINVPASWD, "wrong password"
+            reason, counts = "wrong password", True
+        elif self.lockout.locked(address, system_id):  # by binds refused while this one was checked
+            reason, counts = "locked out after repeated failed binds", False
         else:  # checked after the password, so counts are current after the await
-            status, reason = self._check(session, command_id, account)
+            reason, counts = self._check(command_id, account), False
+        if reason:
+            self._refuse(session, pdu, answer_at, system_id, reason, counts=counts)
+            return
         if not session.is_open:
             return
-        if status != Status.ROK:
-            self._refuse(session, pdu, status, reason, system_id)
-            return
-        self.throttle.succeeded(session.peer[0])
+        self.lockout.succeeded(address, system_id)
+        for listener in self.auth_listeners:
+            listener(address, system_id, True)
         session.account = account
         session.window = account.window
         session.name = f"ne:{system_id}@{session.peer_text}"
@@ -340,55 +359,79 @@ class NeServer:
         text = password.decode("latin-1")
         return await loop.run_in_executor(None, verify_password, account.password_hash, text)
 
-    def _check(self, session: NeSession, command_id: int, account: Any) -> tuple[int, str]:
+    def _address_allowed(self, account: Any, address: str) -> bool:
+        peer = ipaddress.ip_address(address)
+        return any(peer in net for net in self._networks[account.system_id])
+
+    def _check(self, command_id: int, account: Any) -> str:
+        """Why a bind with the right password is still refused; "" when it is not."""
         system_id = account.system_id
         if not account.enabled:
-            return Status.RBINDFAIL, "account disabled"
-        address = ipaddress.ip_address(session.peer[0])
-        if not any(address in net for net in self._networks[system_id]):
-            return Status.RBINDFAIL, f"address {address} not in allowed_ips"
+            return "account disabled"
         if command_id == CommandId.BIND_TRANSMITTER:
-            return (
-                Status.RBINDFAIL,
-                "transmitter bind cannot receive copies; bind as receiver or transceiver",
-            )
+            return "transmitter bind cannot receive copies; bind as receiver or transceiver"
         if self.registry.count(system_id) + self.binds_elsewhere(system_id) >= account.max_binds:
-            return Status.RBINDFAIL, f"max_binds {account.max_binds} reached"
-        return Status.ROK, ""
+            return f"max_binds {account.max_binds} reached"
+        return ""
 
     def _refuse(
-        self, session: NeSession, pdu: bytes, status: int, reason: str, system_id: str
+        self,
+        session: NeSession,
+        pdu: bytes,
+        answer_at: float,
+        system_id: str,
+        reason: str,
+        *,
+        counts: bool,
     ) -> None:
+        """ESME_RBINDFAIL at `answer_at` whatever the reason; `counts` when the
+        refusal counts toward the lockout (a guess: unknown system_id, wrong
+        password, address not allowed)."""
         self.auth_failures += 1
         session.stats.error("bind_refused")
         for listener in self.refusal_listeners:
             listener(session)
         address = session.peer[0]
-        delay = self.throttle.delay(address)
-        self.throttle.failed(address)
-        log.warning(
-            "%s: bind as %r refused: %s (0x%02X)%s",
-            session.peer_text,
-            system_id,
-            reason,
-            status,
-            f", answered after {delay:.2f} s" if delay else "",
+        if counts:
+            # Counted even when the peer has gone: hanging up early buys no extra guesses.
+            locked_until = self.lockout.failed(address, system_id)
+            for listener in self.auth_listeners:
+                listener(address, system_id, False)
+            if locked_until is not None:
+                log.warning(
+                    "%s: locked out as %r for %gs after %d failed binds (the right password "
+                    "is refused too; other addresses are not affected)",
+                    address,
+                    system_id,
+                    self.lockout.duration,
+                    self.lockout.failures,
+                )
+        self.refusals.note(
+            address,
+            f"as {system_id!r}",
+            f"{session.peer_text}: bind as {system_id!r} refused: {reason} "
+            "(answered ESME_RBINDFAIL; more from this address are summarised)",
         )
 
         def answer() -> None:
-            session.reject(pdu, status)
+            session.reject(pdu, Status.RBINDFAIL)
             session.abort_after_flush()
 
-        if delay:
-            asyncio.get_running_loop().call_later(delay, answer)
-        else:
-            answer()
+        if session.is_open:
+            asyncio.get_running_loop().call_at(answer_at, answer)
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "binds": {sid: len(b) for sid, b in self.registry.by_account.items()},
             "auth_failures": self.auth_failures,
         }
+
+
+class _StandIn(NamedTuple):
+    """Stands in for an account that does not exist, to check a password against."""
+
+    password: str | None
+    password_hash: str | None
 
 
 def _none_elsewhere(system_id: str) -> int:

@@ -17,6 +17,7 @@ enough for a secret that cannot be guessed and cheap enough to check per request
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 
@@ -42,6 +43,13 @@ def verify_password(stored: str, password: str) -> bool:
         return _HASHER.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def unknown_password_hash() -> str:
+    """The hash of a password nobody knows (made once per process): checking a
+    guess against it costs what checking a real account's password does."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def new_token() -> str:
