@@ -5,7 +5,10 @@ receiver or transceiver. A lost or refused connection is retried after an
 exponential back-off with jitter between `reconnect.initial` and
 `reconnect.max`, so a down SMSC sees no reconnect storm. A refusal is logged
 as ERROR when it first happens or its reason changes, then at most every
-few minutes while it lasts, never once per attempt.
+few minutes while it lasts, never once per attempt. Whatever an attempt fails
+with (refusal, network, a malformed response, even a bug) is retried the same
+way; an exception of a type no attempt should raise has its traceback logged
+once.
 
 Every deliver_sm / data_sm is handed to the `on_message(session, pdu)`
 handler, which must answer it exactly once with `session.respond()`; the proxy
@@ -27,8 +30,8 @@ import msgspec
 
 from smps._native.pdu import CommandId, Pdu, Status
 from smps.config import SmscConfig, TlsClientConfig
-from smps.errors import SmpsError
-from smps.smpp.session import Session, SessionClosed
+from smps.errors import ProtocolError, SmpsError
+from smps.smpp.session import Session
 from smps.smpp.states import BIND_STATE, Role
 
 log = logging.getLogger("smps.smsc")
@@ -37,6 +40,11 @@ INTERFACE_VERSION = 0x34
 SC_INTERFACE_VERSION = 0x0210
 REPEAT_ERROR_EVERY = 300.0  # seconds between repeats of an unchanged bind failure
 STABLE_BIND = 60.0  # a bind that lasted this long resets the back-off
+
+# What a bind attempt fails with when the network or the SMSC lets it down (a
+# malformed response is a ProtocolError). Any other exception is retried alike,
+# its traceback logged once.
+EXPECTED_ERRORS = (OSError, TimeoutError, SmpsError)
 
 MessageHandler = Callable[["SmscSession", bytes], None]
 
@@ -135,6 +143,7 @@ class SmscClient:
         self._ssl = client_ssl_context(cfg.tls) if cfg.tls else None
         self._tasks: list[asyncio.Task[None]] = []
         self._held: list[SmscSession] = []  # bound when pause() stopped the reconnecting
+        self._unexpected_seen: set[type[Exception]] = set()  # their tracebacks were logged
 
     @property
     def binds_up(self) -> int:
@@ -191,7 +200,7 @@ class SmscClient:
             self.attempt_times.append(time.monotonic())
             try:
                 session = await self._connect_and_bind(name)
-            except (OSError, TimeoutError, SessionClosed, BindRefused) as exc:
+            except Exception as exc:  # any: a bug or a peer's oddity must not end the loop
                 if isinstance(exc, BindRefused):
                     self.bind_failures += 1
                 failures += 1
@@ -207,6 +216,7 @@ class SmscClient:
                         reason,
                         failures,
                         cfg.reconnect.max,
+                        exc_info=self._first_of_unexpected(exc),
                     )
                     last_error, last_logged = reason, now
                 else:
@@ -235,6 +245,15 @@ class SmscClient:
                     delay = cfg.reconnect.initial
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, cfg.reconnect.max)
+
+    def _first_of_unexpected(self, exc: Exception) -> Exception | None:
+        """``exc`` when it is of a type no bind attempt should raise, the first time
+        that type is seen: its traceback is logged once (it may be a bug)."""
+        kind = type(exc)
+        if isinstance(exc, EXPECTED_ERRORS) or kind in self._unexpected_seen:
+            return None
+        self._unexpected_seen.add(kind)
+        return exc
 
     def _new_session(self, name: str) -> SmscSession:
         cfg = self.cfg
@@ -323,4 +342,8 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
+    if isinstance(exc, ProtocolError):
+        return f"malformed response from the SMSC: {exc}"
+    if not isinstance(exc, SmpsError):
+        return f"unexpected {type(exc).__name__}: {exc}"
     return str(exc)
