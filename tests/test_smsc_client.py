@@ -7,7 +7,15 @@ import struct
 
 import pytest
 
-from smps._native.pdu import CommandId, Framer, Status, decode, encode, make_resp
+from smps._native.pdu import (
+    CommandId,
+    Framer,
+    Status,
+    decode,
+    encode,
+    make_generic_nack,
+    make_resp,
+)
 from smps.sim.smsc import SimSmsc
 from smps.smpp.client import SmscClient
 from smps.smpp.states import State
@@ -322,3 +330,54 @@ async def test_unexpected_exception_is_retried_with_its_traceback_logged_once(
         "unexpected RuntimeError: bug #0",
     ]
     assert errors[0].exc_info is not None and errors[1].exc_info is None
+
+
+class NackingSmsc(asyncio.Protocol):
+    """Answers every bind with generic_nack carrying ``status`` and a deliver_sm right
+    behind it in the same segment; keeps the statuses the ESME answers those with."""
+
+    def __init__(self, status: int, binds: list[int], answers: list[int]):
+        self.status = status
+        self.binds = binds
+        self.answers = answers
+        self.framer = Framer()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.framer.feed(data)
+        for pdu in self.framer:
+            request = decode(pdu)
+            if request.command_id == CommandId.BIND_TRANSCEIVER:
+                self.binds.append(request.sequence)
+                deliver = encode(CommandId.DELIVER_SM, 1, {"short_message": b"too early"})
+                self.transport.write(make_generic_nack(request.sequence, self.status) + deliver)
+            elif request.command_id == CommandId.DELIVER_SM_RESP:
+                self.answers.append(request.command_status)
+
+
+@pytest.mark.parametrize("status", [Status.ROK, Status.RSYSERR])
+async def test_bind_answered_by_generic_nack_is_refused(make_config, caplog, status):
+    """generic_nack is never a bind's success, even with command_status 0."""
+    caplog.set_level(logging.INFO, logger="smps.smsc")
+    loop = asyncio.get_running_loop()
+    binds: list[int] = []
+    answers: list[int] = []
+    server = await loop.create_server(lambda: NackingSmsc(status, binds, answers), "127.0.0.1", 0)
+    bound_seen = []
+    try:
+        async with running_client(make_config, server.sockets[0].getsockname()[1]) as client:
+
+            def refused_three_times():
+                bound_seen.append(client.binds_up)
+                return client.bind_failures >= 3
+
+            await until(refused_three_times)
+    finally:
+        server.close()
+    assert max(bound_seen) == 0 and len(binds) >= 3
+    assert Status.ROK not in answers  # the deliver_sm behind the nack found no bound session
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    name = f"ESME_{Status(status).name}"
+    assert f"bind answered by generic_nack with {name} (0x{status:08X})" in errors[0]

@@ -28,10 +28,10 @@ from typing import Any
 
 import msgspec
 
-from smps._native.pdu import CommandId, Pdu, Status
+from smps._native.pdu import CommandId, Pdu, Status, command_name
 from smps.config import SmscConfig, TlsClientConfig
 from smps.errors import ProtocolError, SmpsError
-from smps.smpp.session import Session
+from smps.smpp.session import RESPONSE_BIT, Session
 from smps.smpp.states import BIND_STATE, Role
 
 log = logging.getLogger("smps.smsc")
@@ -59,12 +59,18 @@ def allow_all(session: "SmscSession", pdu: bytes) -> None:
 
 
 class BindRefused(SmpsError):
-    def __init__(self, status: int):
+    """The SMSC refused the bind: an error status, or an answer that is not the
+    bind's own response (generic_nack, whatever its status, is a refusal)."""
+
+    def __init__(self, status: int, answer: str | None = None):
         try:
             name = f"ESME_{Status(status).name}"
         except ValueError:
             name = "an unknown status"
-        super().__init__(f"bind refused with {name} (0x{status:08X})")
+        if answer is None:
+            super().__init__(f"bind refused with {name} (0x{status:08X})")
+        else:
+            super().__init__(f"bind answered by {answer} with {name} (0x{status:08X})")
         self.status = status
 
 
@@ -109,6 +115,8 @@ class SmscSession(Session):
         # that lands as the response arrives, and stop() would wait forever.
         async with asyncio.timeout(cfg.response_timeout):
             resp = await request
+        if resp.command_id != command_id | RESPONSE_BIT:
+            raise BindRefused(resp.command_status, command_name(resp.command_id))
         if resp.command_status != Status.ROK:
             raise BindRefused(resp.command_status)
 
