@@ -369,12 +369,18 @@ async def test_keyset_pages_follow_ids_across_days(store, tmp_path):
 
 
 def test_record_policy():
-    assert should_record("all", "allow", False)
-    assert not should_record("non_allow", "allow", False)
-    assert should_record("non_allow", "block", False)
-    assert should_record("non_allow", "tempfail", False)
-    assert not should_record("none", "block", False)
-    assert should_record("none", "allow", True)  # traced messages are always recorded
+    assert should_record("all", "allow", "all_allow", False)
+    # non_allow: everything but the NEs' own allow and receipts passed uninspected.
+    assert not should_record("non_allow", "allow", "all_allow", False)
+    assert not should_record("non_allow", "allow", "receipt", False)
+    for reason in ("timeout", "no_ne", "overload"):  # failing open is recorded
+        assert should_record("non_allow", "allow", reason, False)
+    assert should_record("non_allow", "block", "block", False)
+    assert should_record("non_allow", "block", "sticky", False)
+    assert should_record("non_allow", "tempfail", "timeout", False)
+    assert should_record("non_allow", "tempfail", "overload", False)
+    assert not should_record("none", "block", "block", False)
+    assert should_record("none", "allow", "all_allow", True)  # traced: always recorded
 
 
 async def test_sqlite_writer_thread_runs_at_a_lower_cpu_priority(store, tmp_path):

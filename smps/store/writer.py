@@ -5,7 +5,8 @@ The data plane hands records to :meth:`DecisionWriter.put` (a
 Both only append to a list: they never await, never block and never fail.
 Which decisions are handed over at all is the proxy's choice, by
 ``database.record`` (see :func:`smps.proxy.records.should_record`): ``all``, ``non_allow``
-(the default: blocks, tempfails) or ``none``; traced messages are always recorded.
+(the default: all but the NEs' own allows and receipts) or ``none``; traced messages are
+always recorded.
 
 Behind ``put``, three stages, all on the event loop except file I/O:
 
