@@ -33,7 +33,7 @@ from smps.store.rows import trace_row
 from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
-from smps.web.http import HttpServer, make_app
+from smps.web.http import HttpServer, degraded, make_app
 
 log = logging.getLogger("smps.node")
 
@@ -85,6 +85,7 @@ class Node:
         self._stop.set()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
+        """/health: "ok", or "degraded" with the reasons (see `web.health_strict`)."""
         body = {
             "status": "ok",
             "node": self.config.node.name,
@@ -92,7 +93,12 @@ class Node:
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started, 3),
         }
-        return True, body
+        return degraded(True, body, self.degradations(), strict=self.config.web.health_strict)
+
+    def degradations(self) -> list[str]:
+        """What the node serves worse for now: SMSCs down for longer than their back-off."""
+        now = time.monotonic()
+        return [reason for client in self.smsc_clients if (reason := client.down_reason(now))]
 
     def stats_line(self) -> str:
         fields: dict[str, Any] = {}

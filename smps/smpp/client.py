@@ -152,6 +152,9 @@ class SmscClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._held: list[SmscSession] = []  # bound when pause() stopped the reconnecting
         self._unexpected_seen: set[type[Exception]] = set()  # their tracebacks were logged
+        # Bind name -> time.monotonic() since when it has had no bind (lost or never made).
+        self._unbound_since: dict[str, float] = {}
+        self.last_error: str | None = None  # why the latest failed attempt failed
 
     @property
     def binds_up(self) -> int:
@@ -199,6 +202,14 @@ class SmscClient:
             raise
 
     async def _keep_bound(self, name: str) -> None:
+        """One bind, kept up until cancelled; while it is down, `down_reason` knows since when."""
+        self._unbound_since[name] = time.monotonic()
+        try:
+            await self._bind_and_rebind(name)
+        finally:
+            self._unbound_since.pop(name, None)
+
+    async def _bind_and_rebind(self, name: str) -> None:
         cfg = self.cfg
         delay = cfg.reconnect.initial
         last_error: str | None = None
@@ -212,7 +223,7 @@ class SmscClient:
                 if isinstance(exc, BindRefused):
                     self.bind_failures += 1
                 failures += 1
-                reason = _describe(exc)
+                reason = self.last_error = _describe(exc)
                 now = time.monotonic()
                 if reason != last_error or now - last_logged >= REPEAT_ERROR_EVERY:
                     log.error(
@@ -240,19 +251,37 @@ class SmscClient:
                     )
                 else:
                     log.info("%s: bound to %s:%d as %s", name, cfg.host, cfg.port, cfg.bind)
-                failures, last_error = 0, None
+                failures, last_error, self.last_error = 0, None, None
                 bound_at = time.monotonic()
+                del self._unbound_since[name]
                 self.sessions.add(session)
                 try:
                     await asyncio.shield(session.closed)
                 finally:
                     self.sessions.discard(session)
+                    self._unbound_since[name] = time.monotonic()
                 self.reconnects += 1
                 log.warning("%s: connection to %s:%d lost; reconnecting", name, cfg.host, cfg.port)
                 if time.monotonic() - bound_at >= STABLE_BIND:
                     delay = cfg.reconnect.initial
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, cfg.reconnect.max)
+
+    def down_reason(self, now: float) -> str | None:
+        """Why this SMSC makes the node degraded (/health): some of its binds have had
+        no bind for longer than ``reconnect.max``, the longest back-off, so they are
+        not just reconnecting. None when every bind is up or only briefly down."""
+        limit = self.cfg.reconnect.max
+        down = [now - since for since in self._unbound_since.values() if now - since > limit]
+        if not down:
+            return None
+        reason = (
+            f"SMSC {self.cfg.name}: {len(down)} of {self.cfg.binds} binds unbound for longer "
+            f"than reconnect.max ({limit:g} s; longest {max(down):.0f} s)"
+        )
+        if self.last_error is not None:
+            reason += f"; last error: {self.last_error}"
+        return reason
 
     def _first_of_unexpected(self, exc: Exception) -> Exception | None:
         """``exc`` when it is of a type no bind attempt should raise, the first time

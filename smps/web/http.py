@@ -21,6 +21,22 @@ HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
 """Returns (ready, body): ready selects 200 or 503, body is the JSON answer."""
 
 HEALTH = web.AppKey("health", HealthProbe)
+
+
+def degraded(
+    ready: bool, body: dict[str, Any], reasons: list[str], *, strict: bool
+) -> tuple[bool, dict[str, Any]]:
+    """/health's answer with ``reasons`` the node serves worse for (an SMSC down, the
+    database writer failing): status "degraded" unless already worse, the reasons
+    listed, and not ready (503) only under ``web.health_strict``."""
+    body["reasons"] = [*body.get("reasons", ()), *reasons]
+    if reasons:
+        if body["status"] == "ok":
+            body["status"] = "degraded"
+        ready = ready and not strict
+    return ready, body
+
+
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 
