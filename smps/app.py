@@ -96,9 +96,13 @@ class Node:
         return degraded(True, body, self.degradations(), strict=self.config.web.health_strict)
 
     def degradations(self) -> list[str]:
-        """What the node serves worse for now: SMSCs down for longer than their back-off."""
+        """What the node serves worse for now: SMSCs down for longer than their
+        back-off, database writes failing."""
         now = time.monotonic()
-        return [reason for client in self.smsc_clients if (reason := client.down_reason(now))]
+        reasons = [reason for client in self.smsc_clients if (reason := client.down_reason(now))]
+        if self.writer is not None and (failing := self.writer.failing()):
+            reasons.append(failing)
+        return reasons
 
     def stats_line(self) -> str:
         fields: dict[str, Any] = {}

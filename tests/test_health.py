@@ -11,8 +11,10 @@ import pytest
 from smps._native.pdu import Status
 from smps.app import Node
 from smps.sim.smsc import SimSmsc
+from smps.store import repo
 from tests.helpers import until
 from tests.nodes import RunNode, sections
+from tests.test_proxy import proxy
 
 
 @contextlib.asynccontextmanager
@@ -116,3 +118,54 @@ async def test_run_workers_report_smsc_down_to_the_masters_health(tmp_path):
     finally:
         await node.stop()
         await sim.stop()
+
+
+async def test_deleted_sqlite_file_spools_degrades_health_and_replays_after_restart(
+    make_config, tmp_path, caplog
+):
+    """The SQLite file deleted under a running node: no record is counted as written
+    into the unlinked file; they spool; /health, the metric and the log say so; the
+    next start creates the database and replays the spool into it."""
+    db_file = tmp_path / "smps.db"
+    async with proxy(make_config, state_dir=tmp_path) as (sim, node, _add_ne):
+        writer = node.writer
+        sent = [sim.send_deliver() for _ in range(50)]
+        await until(lambda: writer.written == 50)
+        db_file.unlink()
+        written = writer.written  # from here on, nothing reaches a readable file
+        sent += [sim.send_deliver() for _ in range(50)]
+        await until(lambda: writer.failing() is not None)
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{node.http_port}"
+            async with http.get(f"{base}/health") as response:
+                assert response.status == 200
+                health = await response.json()
+            async with http.get(f"{base}/metrics") as response:
+                metrics = await response.text()
+        assert health["status"] == "degraded"
+        (reason,) = health["reasons"]
+        assert reason.startswith("database writer failing for ")
+        assert (
+            f"database file {db_file} is gone (deleted or moved); records are spooled to " in reason
+        )
+        assert "\nsmps_db_writer_failing 1.0\n" in metrics
+        sent += [sim.send_deliver() for _ in range(50)]
+        await until(lambda: len(sim.answers) == len(sent))
+        await until(lambda: writer.spooled >= 100)  # the second 50 at least, in the spool
+        assert writer.written == written
+    assert writer.written == written and writer.dropped == 0
+    assert writer.spooled == len(sent) - written  # every record not written is on disk
+    errors = [r.getMessage() for r in caplog.records if r.name == "smps.store.writer"]
+    assert any(
+        m.startswith(
+            f"database file {db_file} is gone (deleted or moved): nothing more is written to it"
+        )
+        and "Restart SMPS to create the database again" in m
+        for m in errors
+    ), errors
+    assert not db_file.exists()  # no empty file made behind the operator's back
+
+    async with proxy(make_config, state_dir=tmp_path) as (_sim, node, _add_ne):
+        await until(lambda: node.writer.written == len(sent) - written)
+        rows = await repo.query_decisions(node.store, repo.DecisionQuery(), limit=1000)
+        assert len(rows) == len(sent) - written

@@ -294,12 +294,15 @@ class Master:
 
     def degradations(self) -> list[str]:
         """What the node serves worse for now: SMSC binds down for longer than their
-        back-off, as the workers last reported them."""
-        return [
+        back-off, as the workers last reported them, and database writes failing."""
+        reasons = [
             f"worker {slot.index}: {reason}"
             for slot in self.slots
             for reason in slot.report.get("smsc_down", ())
         ]
+        if self.writer is not None and (failing := self.writer.failing()):
+            reasons.append(failing)
+        return reasons
 
     def status(self) -> dict[str, Any]:
         now = time.time()
