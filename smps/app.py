@@ -211,7 +211,11 @@ class Node:
             # Unwound after the graceful stop (pushed later): the final totals count too.
             stack.push_async_callback(self._stop_counting, counting)
 
-            app = make_app(self.health, self.registry)
+            app = make_app(
+                self.health,
+                self.registry,
+                metrics_auth=self.store if self.config.web.metrics_auth else None,
+            )
             add_api_routes(
                 app,
                 self.store,

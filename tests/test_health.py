@@ -1,5 +1,6 @@
-"""/health says "degraded", with reasons, while the node serves worse: an SMSC bind
-down for longer than its back-off, the database writer failing. In-process nodes
+"""What monitoring reads: /health says "degraded", with reasons, while the node serves
+worse (an SMSC bind down for longer than its back-off, the database writer failing),
+and /metrics asks for a token under web.metrics_auth. In-process nodes
 (smps.app.Node) and, for the worker -> master path, `smps run`."""
 
 import asyncio
@@ -46,8 +47,9 @@ async def node_with_smsc(make_config, tmp_path, *, web=None, database=None):
         await until(lambda: node.http_port is not None or task.done())
         async with aiohttp.ClientSession() as http:
 
-            async def get(path):
-                async with http.get(f"http://127.0.0.1:{node.http_port}{path}") as response:
+            async def get(path, **options):
+                url = f"http://127.0.0.1:{node.http_port}{path}"
+                async with http.get(url, **options) as response:
                     if response.content_type == "application/json":
                         return response.status, await response.json()
                     return response.status, await response.text()
@@ -169,3 +171,25 @@ async def test_deleted_sqlite_file_spools_degrades_health_and_replays_after_rest
         await until(lambda: node.writer.written == len(sent) - written)
         rows = await repo.query_decisions(node.store, repo.DecisionQuery(), limit=1000)
         assert len(rows) == len(sent) - written
+
+
+async def test_metrics_auth_asks_prometheus_for_an_api_token(make_config, tmp_path):
+    async with node_with_smsc(make_config, tmp_path, web={"metrics_auth": True}) as (
+        _sim,
+        node,
+        get,
+    ):
+        status, body = await get("/metrics")
+        assert (status, body) == (401, {"error": "missing bearer token"})
+        wrong = {"headers": {"Authorization": "Bearer not-a-token"}}
+        assert (await get("/metrics", **wrong))[0] == 401
+        token = await repo.create_token(node.store, "prometheus", "viewer")
+        status, text = await get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert status == 200 and "\nsmps_db_records_written_total " in text
+        assert (await get("/health"))[0] == 200  # /health stays open to load balancers
+
+
+async def test_metrics_are_open_by_default(make_config, tmp_path):
+    async with node_with_smsc(make_config, tmp_path) as (_sim, _node, get):
+        status, text = await get("/metrics")
+        assert status == 200 and "\nsmps_db_records_written_total " in text

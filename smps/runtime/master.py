@@ -383,7 +383,11 @@ class Master:
         self.registry.register(self.writer.collector())
         self._make_ha()
         stack.push_async_callback(self.ha.stop)  # gives the lease back once nothing is served
-        app = make_app(self.health, self.registry)
+        app = make_app(
+            self.health,
+            self.registry,
+            metrics_auth=self.store if self.config.web.metrics_auth else None,
+        )
         view = MasterView(self)
         add_api_routes(
             app,
