@@ -33,7 +33,7 @@ from smps.store.rows import trace_row
 from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
-from smps.web.http import HttpServer, make_app
+from smps.web.http import HttpServer, degraded, make_app
 
 log = logging.getLogger("smps.node")
 
@@ -87,6 +87,7 @@ class Node:
         self._stop.set()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
+        """/health: "ok", or "degraded" with the reasons (see `web.health_strict`)."""
         body = {
             "status": "ok",
             "node": self.config.node.name,
@@ -94,7 +95,16 @@ class Node:
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started, 3),
         }
-        return True, body
+        return degraded(True, body, self.degradations(), strict=self.config.web.health_strict)
+
+    def degradations(self) -> list[str]:
+        """What the node serves worse for now: SMSCs down for longer than their
+        back-off, database writes failing."""
+        now = time.monotonic()
+        reasons = [reason for client in self.smsc_clients if (reason := client.down_reason(now))]
+        if self.writer is not None and (failing := self.writer.failing()):
+            reasons.append(failing)
+        return reasons
 
     def stats_line(self) -> str:
         fields: dict[str, Any] = {}
@@ -201,7 +211,11 @@ class Node:
             # Unwound after the graceful stop (pushed later): the final totals count too.
             stack.push_async_callback(self._stop_counting, counting)
 
-            app = make_app(self.health, self.registry)
+            app = make_app(
+                self.health,
+                self.registry,
+                metrics_auth=self.store if self.config.web.metrics_auth else None,
+            )
             add_api_routes(
                 app,
                 self.store,

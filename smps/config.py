@@ -535,6 +535,8 @@ class WebConfig(_Section):
 
     listen: Address = ("0.0.0.0", 8080)
     tls: TlsServerConfig | None = None  # HTTPS; the session cookie is then Secure
+    health_strict: bool = False  # a degraded node answers /health with 503, not 200
+    metrics_auth: bool = False  # /metrics needs an API bearer token (any role)
 
 
 class LeaseConfig(_Section):

@@ -439,11 +439,8 @@ async def test_decisions_reach_the_database_and_the_api(make_config):
 
     from smps.store import repo
 
-    async with proxy(make_config, database={"record": "non_allow", "flush_interval": "50ms"}) as (
-        sim,
-        node,
-        add_ne,
-    ):
+    database = {"record": "non_allow", "flush_interval": "50ms"}
+    async with proxy(make_config, accounts=ACCOUNTS[:1], database=database) as (sim, node, add_ne):
         await add_ne("antispam", "pw1", lambda view: BLOCK if view.user_data == b"spam" else 0)
         for body in (b"hello", b"spam", b"hello", b"spam"):
             sim.send_deliver(short_message=body)
@@ -463,7 +460,41 @@ async def test_decisions_reach_the_database_and_the_api(make_config):
                     items = await blocked()
                     await asyncio.sleep(0.05)
         assert {item["reason"] for item in items} == {"block"}
-        assert node.writer.written == 2  # record: non_allow kept only the two blocks
+        assert node.writer.written == 2  # record: non_allow kept only the two blocks (the
+        # only NE allowed the others itself)
+
+
+async def test_non_allow_records_fail_open_allows_but_not_plain_allows(make_config):
+    """record: non_allow keeps an allow by timeout (the NE was silent); the NEs' own
+    allow and a receipt (passed uninspected) are not stored."""
+    from smps.store import repo
+
+    def silent_on_slow(view):
+        return None if view.user_data == b"slow" else Status.ROK
+
+    database = {"record": "non_allow", "flush_interval": "50ms"}
+    policy = {"timeout": "100ms", "on_timeout": "allow"}
+    async with proxy(make_config, accounts=ACCOUNTS[:1], database=database, policy=policy) as (
+        sim,
+        node,
+        add_ne,
+    ):
+        ne = await add_ne("antispam", "pw1", silent_on_slow)
+        sim.send_deliver(short_message=b"hello")
+        sim.send_deliver(esm_class=0x04, short_message=b"id:1 stat:DELIVRD")
+        await until(lambda: len(sim.answers) == 2)
+        slow = sim.send_deliver(short_message=b"slow")
+        await until(lambda: slow in sim.answers)
+        assert sim.answers[slow][0] == Status.ROK and len(ne.held) == 1
+
+        async def stored():
+            return await repo.query_decisions(node.store, repo.DecisionQuery(), limit=10)
+
+        await until(stored)  # rows are written in the order decided: the others came first
+        rows = await stored()
+        assert [(r["verdict"], r["reason"]) for r in rows] == [("allow", "timeout")]
+        assert node.writer.written == 1
+        ne.release()
 
 
 async def test_account_made_through_the_api_binds_and_is_disabled_live(make_config):

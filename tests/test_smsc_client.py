@@ -3,10 +3,19 @@
 import asyncio
 import contextlib
 import logging
+import struct
 
 import pytest
 
-from smps._native.pdu import CommandId, Framer, Status, decode, encode, make_resp
+from smps._native.pdu import (
+    CommandId,
+    Framer,
+    Status,
+    decode,
+    encode,
+    make_generic_nack,
+    make_resp,
+)
 from smps.sim.smsc import SimSmsc
 from smps.smpp.client import SmscClient
 from smps.smpp.states import State
@@ -240,3 +249,135 @@ async def test_deliver_sm_in_the_same_segment_as_bind_resp_is_accepted(make_conf
             assert smsc.answers == [Status.ROK]
     finally:
         server.close()
+
+
+class MalformedFirstBindSmsc(asyncio.Protocol):
+    """Answers the first bind of the server's life with a bind_transceiver_resp whose
+    system_id lacks its NUL terminator, every later bind correctly."""
+
+    def __init__(self, binds: list[str]):
+        self.binds = binds  # shared by the server's connections: "malformed" | "ok"
+        self.framer = Framer()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.framer.feed(data)
+        for pdu in self.framer:
+            request = decode(pdu)
+            if request.command_id != CommandId.BIND_TRANSCEIVER:
+                continue
+            if not self.binds:
+                body = b"smsc"  # C-Octet String without its NUL
+                length, command_id = 16 + len(body), CommandId.BIND_TRANSCEIVER_RESP
+                self.transport.write(
+                    struct.pack(">IIII", length, command_id, 0, request.sequence) + body
+                )
+                self.binds.append("malformed")
+            else:
+                self.transport.write(make_resp(pdu, Status.ROK))
+                self.binds.append("ok")
+
+
+async def test_malformed_bind_resp_is_logged_and_the_bind_retried(make_config, caplog):
+    """A PduError from the bind must not end the reconnect loop (it used to, silently)."""
+    caplog.set_level(logging.INFO, logger="smps.smsc")
+    loop = asyncio.get_running_loop()
+    binds: list[str] = []
+    server = await loop.create_server(lambda: MalformedFirstBindSmsc(binds), "127.0.0.1", 0)
+    try:
+        async with running_client(make_config, server.sockets[0].getsockname()[1]) as client:
+            await until(lambda: client.binds_up == 1)
+            assert binds == ["malformed", "ok"]
+    finally:
+        server.close()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "malformed response from the SMSC: system_id: no NUL" in errors[0].getMessage()
+    assert errors[0].exc_info is None  # a peer's fault, not a bug: no traceback
+
+
+class FlakyClient(SmscClient):
+    """The first attempts fail with exceptions no bind attempt should raise (a bug)."""
+
+    def __init__(self, *args, failures: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.failures_left = failures
+
+    async def _connect_and_bind(self, name):
+        if self.failures_left:
+            self.failures_left -= 1
+            raise RuntimeError(f"bug #{self.failures_left}")
+        return await super()._connect_and_bind(name)
+
+
+async def test_unexpected_exception_is_retried_with_its_traceback_logged_once(
+    sim, make_config, caplog
+):
+    caplog.set_level(logging.INFO, logger="smps.smsc")
+    cfg = make_config(smsc=[smsc_section(port_of(sim))])
+    client = FlakyClient(cfg.smsc[0], failures=2)
+    client.start()
+    try:
+        await sim.wait_bound()
+        await until(lambda: client.binds_up == 1)
+    finally:
+        await client.stop()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage().split(": ", 2)[2].split(" (")[0] for r in errors] == [
+        "unexpected RuntimeError: bug #1",
+        "unexpected RuntimeError: bug #0",
+    ]
+    assert errors[0].exc_info is not None and errors[1].exc_info is None
+
+
+class NackingSmsc(asyncio.Protocol):
+    """Answers every bind with generic_nack carrying ``status`` and a deliver_sm right
+    behind it in the same segment; keeps the statuses the ESME answers those with."""
+
+    def __init__(self, status: int, binds: list[int], answers: list[int]):
+        self.status = status
+        self.binds = binds
+        self.answers = answers
+        self.framer = Framer()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.framer.feed(data)
+        for pdu in self.framer:
+            request = decode(pdu)
+            if request.command_id == CommandId.BIND_TRANSCEIVER:
+                self.binds.append(request.sequence)
+                deliver = encode(CommandId.DELIVER_SM, 1, {"short_message": b"too early"})
+                self.transport.write(make_generic_nack(request.sequence, self.status) + deliver)
+            elif request.command_id == CommandId.DELIVER_SM_RESP:
+                self.answers.append(request.command_status)
+
+
+@pytest.mark.parametrize("status", [Status.ROK, Status.RSYSERR])
+async def test_bind_answered_by_generic_nack_is_refused(make_config, caplog, status):
+    """generic_nack is never a bind's success, even with command_status 0."""
+    caplog.set_level(logging.INFO, logger="smps.smsc")
+    loop = asyncio.get_running_loop()
+    binds: list[int] = []
+    answers: list[int] = []
+    server = await loop.create_server(lambda: NackingSmsc(status, binds, answers), "127.0.0.1", 0)
+    bound_seen = []
+    try:
+        async with running_client(make_config, server.sockets[0].getsockname()[1]) as client:
+
+            def refused_three_times():
+                bound_seen.append(client.binds_up)
+                return client.bind_failures >= 3
+
+            await until(refused_three_times)
+    finally:
+        server.close()
+    assert max(bound_seen) == 0 and len(binds) >= 3
+    assert Status.ROK not in answers  # the deliver_sm behind the nack found no bound session
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    name = f"ESME_{Status(status).name}"
+    assert f"bind answered by generic_nack with {name} (0x{status:08X})" in errors[0]

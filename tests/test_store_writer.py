@@ -234,15 +234,73 @@ async def test_unreachable_database_spools_then_replays_in_order(tmp_path):
         lambda: writer.spooled >= 1700 and writer.spooled + writer.pending == 2000, timeout=60
     )
     assert writer.written == 0
+    # Failing for good (a few writes in a row): said for /health and in the metric,
+    # and what waited in memory is spooled too.
+    await until(lambda: writer.failing() is not None)
+    assert writer.failing().startswith("database writer failing for ")
+    assert "OperationalError" in writer.failing() and failing_gauge(writer) == 1
+    await until(lambda: writer.spooled == 2000 and writer.pending == 0)
     path.rmdir()
     (tmp_path / "away.db").rename(path)
     await until(lambda: writer.written == 2000, timeout=60)
+    assert writer.failing() is None and failing_gauge(writer) == 0
     await writer.close()
     async with store.engine.connect() as conn:
         rows = await conn.execute(text("SELECT sequence FROM decisions ORDER BY id"))
         assert list(rows.scalars()) == list(range(2000))
     assert writer.dropped == 0
     await store.close()
+
+
+def failing_gauge(writer: DecisionWriter) -> float:
+    (metric,) = [m for m in writer.collect() if m.name == "smps_db_writer_failing"]
+    return metric.samples[0].value
+
+
+async def test_sqlite_file_moved_away_spools_until_the_same_file_is_back(tmp_path, caplog):
+    """While the file is not at its path nothing is written (a connection would write
+    into it unseen); once the same file is back, the spool is replayed into it."""
+    path = tmp_path / "smps.db"
+    store = await Store.open(f"sqlite:///{path}")
+    writer = DecisionWriter(
+        store,
+        tmp_path / "spool",
+        flush_interval=0.01,
+        retry_initial=0.05,
+        retry_max=0.1,
+        report_interval=0.05,
+    )
+    await writer.start()
+    try:
+        for i in range(100):
+            writer.put(make_decision(i))
+        await until(lambda: writer.written == 100)
+        path.rename(tmp_path / "away.db")
+        for i in range(100, 300):
+            writer.put(make_decision(i))
+        await until(lambda: writer.failing() is not None)
+        assert f"database file {path} is gone (deleted or moved)" in writer.failing()
+        await until(lambda: writer.spooled == 200 and writer.pending == 0)
+        assert writer.written == 100 and failing_gauge(writer) == 1
+
+        def summaries():
+            return [
+                r for r in caplog.records if r.getMessage().startswith("database writer failing")
+            ]
+
+        await until(lambda: len(summaries()) >= 2)  # while it lasts, every report_interval
+        (tmp_path / "away.db").rename(path)
+        await until(lambda: writer.written == 300)
+        assert writer.failing() is None
+    finally:
+        await writer.close()
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT sequence FROM decisions ORDER BY id"))
+        assert list(rows.scalars()) == list(range(300))
+    await store.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "smps.store.writer"]
+    assert sum("is gone (deleted or moved): nothing more is written" in m for m in messages) == 1
+    assert any("database writes resumed after" in m for m in messages)
 
 
 async def test_memory_is_bounded_and_drops_are_counted(tmp_path, caplog):
@@ -369,12 +427,18 @@ async def test_keyset_pages_follow_ids_across_days(store, tmp_path):
 
 
 def test_record_policy():
-    assert should_record("all", "allow", False)
-    assert not should_record("non_allow", "allow", False)
-    assert should_record("non_allow", "block", False)
-    assert should_record("non_allow", "tempfail", False)
-    assert not should_record("none", "block", False)
-    assert should_record("none", "allow", True)  # traced messages are always recorded
+    assert should_record("all", "allow", "all_allow", False)
+    # non_allow: everything but the NEs' own allow and receipts passed uninspected.
+    assert not should_record("non_allow", "allow", "all_allow", False)
+    assert not should_record("non_allow", "allow", "receipt", False)
+    for reason in ("timeout", "no_ne", "overload"):  # failing open is recorded
+        assert should_record("non_allow", "allow", reason, False)
+    assert should_record("non_allow", "block", "block", False)
+    assert should_record("non_allow", "block", "sticky", False)
+    assert should_record("non_allow", "tempfail", "timeout", False)
+    assert should_record("non_allow", "tempfail", "overload", False)
+    assert not should_record("none", "block", "block", False)
+    assert should_record("none", "allow", "all_allow", True)  # traced: always recorded
 
 
 async def test_sqlite_writer_thread_runs_at_a_lower_cpu_priority(store, tmp_path):

@@ -191,14 +191,23 @@ async def test_wrong_passwords_and_unknown_users_are_refused_alike(anon):
         assert auth.COOKIE not in response.cookies
 
 
-async def test_login_is_throttled_per_user_and_per_address(anon, server, clock):
+async def test_login_is_throttled_per_user_and_address_and_per_address(anon, server, clock):
     for _ in range(3):
         assert (await anon.post("/login", data={"name": "admin", "password": "x"})).status == 401
-    # Even the right password is refused now, without computing a hash.
+    # Even the right password is refused now from this address, without computing a hash.
     response = await anon.post("/login", data={"name": "admin", "password": PASSWORD})
     assert response.status == 429
     assert int(response.headers["Retry-After"]) > 0
     assert "Too many failed sign-ins" in await response.text()
+    # The admin signs in from another address: wrong guesses elsewhere lock no one out.
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as elsewhere:
+        response = await elsewhere.post(
+            server.make_url("/login"),
+            data={"name": "admin", "password": PASSWORD},
+            allow_redirects=False,
+        )
+        assert response.status == 303
     # Another user from the same address still may, until the address limit (5).
     response = await anon.post(
         "/login", data={"name": "viewer", "password": PASSWORD}, allow_redirects=False

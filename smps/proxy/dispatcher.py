@@ -643,7 +643,7 @@ class Dispatcher:
         self.stats.decided(verdict, reason)
         if outcome == P.OUTCOME_BLOCK:
             self._block_message(concat_key, now)
-        if should_record(self.record_mode, verdict, trace is not None):
+        if should_record(self.record_mode, verdict, reason, trace is not None):
             wall = self.wall_clock()
             self.sink.put(
                 self._decision(
@@ -673,7 +673,10 @@ class Dispatcher:
         if (
             original.trace is not None
             or self._record_all
-            or (self._record_non_allow and outcome != _OUTCOME_ALLOW)
+            or (
+                self._record_non_allow
+                and (outcome != _OUTCOME_ALLOW or self.pending.reason(handle) != P.REASON_ALL_ALLOW)
+            )
         ):
             pending = self.pending
             targets = original.targets

@@ -48,10 +48,17 @@ class Decision(msgspec.Struct, frozen=True):
     results: list[NeResult]
 
 
-def should_record(record: str, verdict: str, traced: bool) -> bool:
-    """The ``database.record`` policy (all | non_allow | none): is a decision
-    with ``verdict`` recorded? Traced messages always are."""
-    return traced or record == "all" or (record == "non_allow" and verdict != "allow")
+def should_record(record: str, verdict: str, reason: str, traced: bool) -> bool:
+    """The ``database.record`` policy (all | non_allow | none): is a decision with
+    ``verdict`` for ``reason`` recorded? Traced messages always are.
+
+    ``non_allow`` keeps every decision but the plain allows: the NEs' own allow
+    (``all_allow``) and receipts, which pass uninspected. An allow by failing
+    open (timeout, no NE, overload) is kept: it is the one that needs looking into.
+    """
+    if traced or record == "all":
+        return True
+    return record == "non_allow" and (verdict != "allow" or reason not in ("all_allow", "receipt"))
 
 
 class DecisionSink(Protocol):

@@ -81,7 +81,7 @@ from smps.store.db import SchemaError, Store
 from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
-from smps.web.http import HttpServer, make_app
+from smps.web.http import HttpServer, degraded, make_app
 from smps.web.node import kick
 from smps.web.ui import add_ui_routes
 from smps.web.ui_traces import TRACE_SETTINGS
@@ -268,18 +268,22 @@ class Master:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """/health: 503 while a worker is down, in FAULT, or keepalived's MASTER
-        waits for the lease; a healthy standby is 200."""
+        waits for the lease; "degraded" (200, 503 under ``web.health_strict``) while
+        an SMSC is down or the database writer fails; a healthy standby is 200."""
         ok, body = self._workers_health()
         body["role"] = self.role
+        ok, body = degraded(ok, body, self.degradations(), strict=self.config.web.health_strict)
         if self.ha is not None:
             snapshot = self.ha.snapshot()
             body["ha"] = snapshot
             if snapshot["role"] == Role.FAULT:
                 ok, body["status"] = False, "fault"
                 body["reason"] = f"HA fault: {snapshot['reason']}"
+                body["reasons"].insert(0, body["reason"])
             elif snapshot.get("lease", {}).get("waiting"):
                 ok, body["status"] = False, "waiting"
                 body["reason"] = snapshot["reason"]
+                body["reasons"].insert(0, body["reason"])
         return ok, body
 
     def _workers_health(self) -> tuple[bool, dict[str, Any]]:
@@ -295,7 +299,20 @@ class Master:
         }
         if up < len(self.slots):
             body["reason"] = f"{len(self.slots) - up} of {len(self.slots)} workers not running"
+            body["reasons"] = [body["reason"]]
         return up == len(self.slots), body
+
+    def degradations(self) -> list[str]:
+        """What the node serves worse for now: SMSC binds down for longer than their
+        back-off, as the workers last reported them, and database writes failing."""
+        reasons = [
+            f"worker {slot.index}: {reason}"
+            for slot in self.slots
+            for reason in slot.report.get("smsc_down", ())
+        ]
+        if self.writer is not None and (failing := self.writer.failing()):
+            reasons.append(failing)
+        return reasons
 
     def status(self) -> dict[str, Any]:
         now = time.time()
@@ -376,7 +393,11 @@ class Master:
         self.registry.register(self.writer.collector())
         self._make_ha()
         stack.push_async_callback(self.ha.stop)  # gives the lease back once nothing is served
-        app = make_app(self.health, self.registry)
+        app = make_app(
+            self.health,
+            self.registry,
+            metrics_auth=self.store if self.config.web.metrics_auth else None,
+        )
         view = MasterView(self)
         add_api_routes(
             app,

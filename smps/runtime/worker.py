@@ -312,6 +312,11 @@ class Worker:
     def _binds_elsewhere(self, system_id: str) -> int:
         return self._elsewhere.get(system_id, 0)
 
+    def smsc_down(self) -> list[str]:
+        """Why this worker's SMSC binds make the node degraded (SmscClient.down_reason)."""
+        now = time.monotonic()
+        return [reason for client in self.smsc_clients if (reason := client.down_reason(now))]
+
     def ne_binds(self) -> dict[str, int]:
         return {a: len(s) for a, s in self.ne_server.registry.by_account.items() if s}
 
@@ -375,6 +380,7 @@ class Worker:
             "ne_binds": self.ne_binds(),
             "smsc_binds": smsc_binds,
             "in_flight": self.dispatcher.in_flight,
+            "smsc_down": self.smsc_down(),  # for the master's /health
             "counters": counters,
             "gauges": gauges,
             # For the per-minute counters in the database (smps.store.minute_counts).

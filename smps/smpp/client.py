@@ -5,7 +5,10 @@ receiver or transceiver. A lost or refused connection is retried after an
 exponential back-off with jitter between `reconnect.initial` and
 `reconnect.max`, so a down SMSC sees no reconnect storm. A refusal is logged
 as ERROR when it first happens or its reason changes, then at most every
-few minutes while it lasts, never once per attempt.
+few minutes while it lasts, never once per attempt. Whatever an attempt fails
+with (refusal, network, a malformed response, even a bug) is retried the same
+way; an exception of a type no attempt should raise has its traceback logged
+once.
 
 Every deliver_sm / data_sm is handed to the `on_message(session, pdu)`
 handler, which must answer it exactly once with `session.respond()`; the proxy
@@ -32,10 +35,10 @@ from typing import Any
 
 import msgspec
 
-from smps._native.pdu import CommandId, Pdu, Status
+from smps._native.pdu import CommandId, Pdu, Status, command_name
 from smps.config import SmscConfig, TlsClientConfig
-from smps.errors import SmpsError
-from smps.smpp.session import Session, SessionClosed
+from smps.errors import ProtocolError, SmpsError
+from smps.smpp.session import RESPONSE_BIT, Session
 from smps.smpp.states import BIND_STATE, Role
 
 log = logging.getLogger("smps.smsc")
@@ -44,6 +47,11 @@ INTERFACE_VERSION = 0x34
 SC_INTERFACE_VERSION = 0x0210
 REPEAT_ERROR_EVERY = 300.0  # seconds between repeats of an unchanged bind failure
 STABLE_BIND = 60.0  # a bind that lasted this long resets the back-off
+
+# What a bind attempt fails with when the network or the SMSC lets it down (a
+# malformed response is a ProtocolError). Any other exception is retried alike,
+# its traceback logged once.
+EXPECTED_ERRORS = (OSError, TimeoutError, SmpsError)
 
 MessageHandler = Callable[["SmscSession", bytes], None]
 
@@ -58,12 +66,18 @@ def allow_all(session: "SmscSession", pdu: bytes) -> None:
 
 
 class BindRefused(SmpsError):
-    def __init__(self, status: int):
+    """The SMSC refused the bind: an error status, or an answer that is not the
+    bind's own response (generic_nack, whatever its status, is a refusal)."""
+
+    def __init__(self, status: int, answer: str | None = None):
         try:
             name = f"ESME_{Status(status).name}"
         except ValueError:
             name = "an unknown status"
-        super().__init__(f"bind refused with {name} (0x{status:08X})")
+        if answer is None:
+            super().__init__(f"bind refused with {name} (0x{status:08X})")
+        else:
+            super().__init__(f"bind answered by {answer} with {name} (0x{status:08X})")
         self.status = status
 
 
@@ -108,6 +122,8 @@ class SmscSession(Session):
         # that lands as the response arrives, and stop() would wait forever.
         async with asyncio.timeout(cfg.response_timeout):
             resp = await request
+        if resp.command_id != command_id | RESPONSE_BIT:
+            raise BindRefused(resp.command_status, command_name(resp.command_id))
         if resp.command_status != Status.ROK:
             raise BindRefused(resp.command_status)
 
@@ -142,6 +158,10 @@ class SmscClient:
         self._ssl = client_ssl_context(cfg.tls) if cfg.tls else None
         self._tasks: list[asyncio.Task[None]] = []
         self._held: list[SmscSession] = []  # bound when pause() stopped the reconnecting
+        self._unexpected_seen: set[type[Exception]] = set()  # their tracebacks were logged
+        # Bind name -> time.monotonic() since when it has had no bind (lost or never made).
+        self._unbound_since: dict[str, float] = {}
+        self.last_error: str | None = None  # why the latest failed attempt failed
 
     @property
     def binds_up(self) -> int:
@@ -192,6 +212,14 @@ class SmscClient:
             raise
 
     async def _keep_bound(self, name: str) -> None:
+        """One bind, kept up until cancelled; while it is down, `down_reason` knows since when."""
+        self._unbound_since[name] = time.monotonic()
+        try:
+            await self._bind_and_rebind(name)
+        finally:
+            self._unbound_since.pop(name, None)
+
+    async def _bind_and_rebind(self, name: str) -> None:
         cfg = self.cfg
         delay = cfg.reconnect.initial
         last_error: str | None = None
@@ -201,11 +229,11 @@ class SmscClient:
             self.attempt_times.append(time.monotonic())
             try:
                 session = await self._connect_and_bind(name)
-            except (OSError, TimeoutError, SessionClosed, BindRefused) as exc:
+            except Exception as exc:  # any: a bug or a peer's oddity must not end the loop
                 if isinstance(exc, BindRefused):
                     self.bind_failures += 1
                 failures += 1
-                reason = _describe(exc)
+                reason = self.last_error = _describe(exc)
                 now = time.monotonic()
                 if reason != last_error or now - last_logged >= REPEAT_ERROR_EVERY:
                     log.error(
@@ -217,6 +245,7 @@ class SmscClient:
                         reason,
                         failures,
                         cfg.reconnect.max,
+                        exc_info=self._first_of_unexpected(exc),
                     )
                     last_error, last_logged = reason, now
                 else:
@@ -232,19 +261,46 @@ class SmscClient:
                     )
                 else:
                     log.info("%s: bound to %s:%d as %s", name, cfg.host, cfg.port, cfg.bind)
-                failures, last_error = 0, None
+                failures, last_error, self.last_error = 0, None, None
                 bound_at = time.monotonic()
+                del self._unbound_since[name]
                 self.sessions.add(session)
                 try:
                     await asyncio.shield(session.closed)
                 finally:
                     self.sessions.discard(session)
+                    self._unbound_since[name] = time.monotonic()
                 self.reconnects += 1
                 log.warning("%s: connection to %s:%d lost; reconnecting", name, cfg.host, cfg.port)
                 if time.monotonic() - bound_at >= STABLE_BIND:
                     delay = cfg.reconnect.initial
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, cfg.reconnect.max)
+
+    def down_reason(self, now: float) -> str | None:
+        """Why this SMSC makes the node degraded (/health): some of its binds have had
+        no bind for longer than ``reconnect.max``, the longest back-off, so they are
+        not just reconnecting. None when every bind is up or only briefly down."""
+        limit = self.cfg.reconnect.max
+        down = [now - since for since in self._unbound_since.values() if now - since > limit]
+        if not down:
+            return None
+        reason = (
+            f"SMSC {self.cfg.name}: {len(down)} of {self.cfg.binds} binds unbound for longer "
+            f"than reconnect.max ({limit:g} s; longest {max(down):.0f} s)"
+        )
+        if self.last_error is not None:
+            reason += f"; last error: {self.last_error}"
+        return reason
+
+    def _first_of_unexpected(self, exc: Exception) -> Exception | None:
+        """``exc`` when it is of a type no bind attempt should raise, the first time
+        that type is seen: its traceback is logged once (it may be a bug)."""
+        kind = type(exc)
+        if isinstance(exc, EXPECTED_ERRORS) or kind in self._unexpected_seen:
+            return None
+        self._unexpected_seen.add(kind)
+        return exc
 
     def _new_session(self, name: str) -> SmscSession:
         cfg = self.cfg
@@ -347,4 +403,8 @@ def _describe(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
+    if isinstance(exc, ProtocolError):
+        return f"malformed response from the SMSC: {exc}"
+    if not isinstance(exc, SmpsError):
+        return f"unexpected {type(exc).__name__}: {exc}"
     return str(exc)

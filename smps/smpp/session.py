@@ -167,7 +167,8 @@ class Session(SessionCore, asyncio.Protocol):
 
         Returns a future of the decoded response; it fails with SessionClosed
         when no response comes (timeout or connection lost). `on_success` runs
-        as the ESME_ROK response is read, before the next PDU of the same read:
+        as the request's own response with ESME_ROK is read (never for a
+        generic_nack), before the next PDU of the same read:
         a bind must change the state before a deliver_sm right behind its resp.
         """
         future: asyncio.Future[Pdu] = self._loop.create_future()
@@ -222,6 +223,8 @@ def _resolve_request(context: tuple, status: int, pdu: bytes | None) -> None:
     except PduError as exc:
         future.set_exception(exc)
         return
-    if on_success is not None and response.command_status == 0:
+    # `status` is the core's: an answer of another command counts as an error. Neither
+    # it nor a generic_nack (even with status 0) is the request's success.
+    if on_success is not None and status == 0 and response.command_id != CommandId.GENERIC_NACK:
         on_success(response)
     future.set_result(response)

@@ -5,7 +5,8 @@ The data plane hands records to :meth:`DecisionWriter.put` (a
 Both only append to a list: they never await, never block and never fail.
 Which decisions are handed over at all is the proxy's choice, by
 ``database.record`` (see :func:`smps.proxy.records.should_record`): ``all``, ``non_allow``
-(the default: blocks, tempfails) or ``none``; traced messages are always recorded.
+(the default: all but the NEs' own allows and receipts) or ``none``; traced messages are
+always recorded.
 
 Behind ``put``, three stages, all on the event loop except file I/O:
 
@@ -29,6 +30,19 @@ Behind ``put``, three stages, all on the event loop except file I/O:
    and it is skipped: none twice (a group holding one is retried a batch at a
    time). A failed write is retried with back-off; the queue grows into the
    spool meanwhile; none lost.
+
+**Failing.** After ``FAILING_AFTER`` failed writes in a row, or at once when the
+SQLite file it writes to was deleted or replaced (its path gone, or another
+inode there: a connection would go on committing into the unlinked file, and
+every row counted as written would be lost), the writer is *failing*: it says so
+in the log (once, then a summary every ``report_interval``), in
+:meth:`DecisionWriter.failing` (for /health) and in ``smps_db_writer_failing``,
+and it moves what waits in memory to the spool, where new batches go too, so a
+stop or crash loses none. The first successful write ends it; the spool is then
+replayed. A vanished SQLite file is not made again while the node runs (the API,
+the admin UI and the live configuration still hold the old one): the writer
+spools until SMPS restarts, when the start-up migrations create the file afresh
+and the spool is replayed into it, or until the same file is put back.
 
 Records are dropped only when memory *and* spool are full, when the writer is
 closed, or when the database refuses a batch as invalid (not as unavailable).
@@ -70,6 +84,7 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smps.config import Config
+from smps.errors import SmpsError
 from smps.metrics import CallbackCollector
 from smps.proxy.records import Decision
 from smps.store import partitions, schema
@@ -87,6 +102,7 @@ SQLITE_ROWS = 40  # decision rows per SQLite INSERT: 40 x 22 values, under SQLit
 RETENTION_CHUNK = 2000
 _US_PER_MINUTE = 60_000_000
 _US_PER_DAY = 86_400_000_000
+FAILING_AFTER = 3  # failed writes in a row that make the writer "failing"
 
 
 class Batch(msgspec.Struct, array_like=True, frozen=True):
@@ -114,6 +130,10 @@ def _spooled_batch(payload: bytes) -> Batch:
         rows = [(*row, None) for row in batch.decisions]
         return Batch(batch.batch_id, rows, batch.traces, batch.counters)
     return batch
+
+
+class DatabaseGone(SmpsError):
+    """The SQLite file the writer writes to was deleted or replaced while it ran."""
 
 
 class _AlreadyWritten(Exception):
@@ -210,7 +230,9 @@ class DecisionWriter:
         self._tasks: list[asyncio.Task] = []
         self._closed = False
         self._next_retention = 0.0
-        self._outage_since: float | None = None
+        self._outage_since: float | None = None  # loop.time() of the first failed write
+        self._failures = 0  # failed writes in a row
+        self._failure: str | None = None  # why the writer is failing; None while it is not
         self._singly = 0  # batches to write one per transaction (after a group was refused)
         self.epoch: int | None = None  # the HA lease epoch stamped on decisions (set_epoch)
 
@@ -316,24 +338,18 @@ class DecisionWriter:
         await self._cut()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout
-        while (self._ready or len(self._spool)) and loop.time() < deadline and not write.done():
+        while (
+            (self._ready or len(self._spool))
+            and loop.time() < deadline
+            and not write.done()
+            and self._failure is None  # a failing database: the spool keeps it all
+        ):
             await asyncio.sleep(0.02)
         write.cancel()
         await asyncio.gather(write, return_exceptions=True)
         if self._ready:
-            batches = list(self._ready)
-            kept = await loop.run_in_executor(
-                self._io, self._spool.push_front, [_encode_batch(b) for b in batches]
-            )
-            for batch in batches[:kept]:
-                self.spooled += batch.records
-            for batch in batches[kept:]:
-                self.dropped += batch.records
-            if kept < len(batches):
-                log.error("spool full at stop: %d records dropped", self._ready_records)
+            await self._spool_ready("at stop")
             log.info("stopped with %d batches spooled for the next start", len(self._spool))
-            self._ready.clear()
-            self._ready_records = 0
         self._log_dropped()
         await self._runner.close()
         self._io.shutdown(wait=True)
@@ -345,9 +361,20 @@ class DecisionWriter:
         """Records not yet written and not on disk."""
         return len(self._decisions) + len(self._traces) + self._ready_records
 
+    def failing(self) -> str | None:
+        """Why the database writes are failing and for how long (for /health), or None."""
+        if self._failure is None:
+            return None
+        lasted = asyncio.get_running_loop().time() - self._outage_since
+        return (
+            f"database writer failing for {lasted:.0f} s: {self._failure}; records are "
+            f"spooled to {self._spool_dir}"
+        )
+
     def stats(self) -> dict[str, int]:
         """Counters for the node's periodic stats line."""
         return {
+            "db_failing": int(self._failure is not None),
             "db_written": self.written,
             "db_pending": self.pending,
             "db_spool_batches": len(self._spool) if self._spool else 0,
@@ -371,7 +398,12 @@ class DecisionWriter:
         pending.add_metric([], self.pending)
         spool_bytes = GaugeMetricFamily("smps_db_spool_bytes", "Bytes waiting in the spool.")
         spool_bytes.add_metric([], self._spool.bytes if self._spool else 0)
-        return [written, dropped, spooled, pending, spool_bytes]
+        failing = GaugeMetricFamily(
+            "smps_db_writer_failing",
+            "1 while database writes keep failing or the SQLite file is gone (records spool).",
+        )
+        failing.add_metric([], int(self._failure is not None))
+        return [written, dropped, spooled, pending, spool_bytes, failing]
 
     def collector(self) -> CallbackCollector:
         """A prometheus collector for the master's registry."""
@@ -405,11 +437,15 @@ class DecisionWriter:
 
     async def _queue(self, batch: Batch) -> None:
         spool = self._spool
-        if not len(spool) and self._ready_records + batch.records <= self.buffer_limit:
+        if (
+            not len(spool)
+            and self._failure is None
+            and self._ready_records + batch.records <= self.buffer_limit
+        ):
             self._ready.append(batch)
             self._ready_records += batch.records
         else:
-            if not len(spool):
+            if not len(spool) and self._failure is None:
                 log.warning(
                     "database is behind: %d records queued in memory; spooling to %s",
                     self._ready_records,
@@ -491,20 +527,13 @@ class DecisionWriter:
                 self.dropped += batches[0].records
                 await self._discard_connection()
             except Exception as exc:
-                if self._outage_since is None:
-                    self._outage_since = loop.time()
-                    log.warning(
-                        "database write failed (%s: %s); retrying, records are kept",
-                        type(exc).__name__,
-                        str(exc).splitlines()[0] if str(exc) else "",
-                    )
+                await self._write_failed(exc)
                 await self._discard_connection()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
             if self._outage_since is not None:
-                log.warning("database writes resumed after %.1fs", loop.time() - self._outage_since)
-                self._outage_since = None
+                self._writes_resumed()
             delay = self.retry_initial
             if from_spool:
                 await loop.run_in_executor(self._io, self._spool.pop)
@@ -516,6 +545,74 @@ class DecisionWriter:
                     self._ready.popleft()
                     self._ready_records -= batch.records
                 self._singly = max(self._singly - 1, 0)
+
+    async def _write_failed(self, exc: Exception) -> None:
+        """A write failed: log the first failure; past FAILING_AFTER in a row, or
+        at once when the SQLite file is gone, the writer is failing (module docstring)."""
+        loop = asyncio.get_running_loop()
+        self._failures += 1
+        if isinstance(exc, DatabaseGone):
+            reason = str(exc)
+        else:
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            reason = f"{type(exc).__name__}: {first_line}"
+        if self._outage_since is None:
+            self._outage_since = loop.time()
+            if not isinstance(exc, DatabaseGone):
+                log.warning("database write failed (%s); retrying, records are kept", reason)
+        if self._failure is not None or (
+            self._failures < FAILING_AFTER and not isinstance(exc, DatabaseGone)
+        ):
+            return
+        self._failure = reason
+        if isinstance(exc, DatabaseGone):
+            log.error(
+                "%s: nothing more is written to it, records are spooled to %s. Restart "
+                "SMPS to create the database again (the spool is then replayed into it), "
+                "or put the same file back",
+                reason,
+                self._spool_dir,
+            )
+        else:
+            log.error(
+                "database writes keep failing (%d in a row; %s); records are spooled to %s "
+                "until a write succeeds",
+                self._failures,
+                reason,
+                self._spool_dir,
+            )
+        if self._ready:
+            await self._spool_ready("while the database fails")
+
+    def _writes_resumed(self) -> None:
+        lasted = asyncio.get_running_loop().time() - self._outage_since
+        if self._failure is not None:
+            log.warning(
+                "database writes resumed after %.1fs of failing; replaying %d spooled batches",
+                lasted,
+                len(self._spool),
+            )
+        else:
+            log.warning("database writes resumed after %.1fs", lasted)
+        self._outage_since, self._failures, self._failure = None, 0, None
+
+    async def _spool_ready(self, when: str) -> None:
+        """Move the batches waiting in memory to the front of the spool (they are
+        older than anything spooled); what does not fit is dropped, and counted."""
+        batches = list(self._ready)
+        self._ready.clear()
+        self._ready_records = 0
+        self._singly = 0
+        kept = await asyncio.get_running_loop().run_in_executor(
+            self._io, self._spool.push_front, [_encode_batch(b) for b in batches]
+        )
+        for batch in batches[:kept]:
+            self.spooled += batch.records
+        for batch in batches[kept:]:
+            self.dropped += batch.records
+        if kept < len(batches):
+            lost = sum(batch.records for batch in batches[kept:])
+            log.error("spool full %s: %d records dropped", when, lost)
 
     async def _gather(self, since: float) -> None:
         """Let batches gather until ``commit_interval`` has passed ``since`` the last
@@ -582,6 +679,14 @@ class DecisionWriter:
         while True:
             await asyncio.sleep(self.report_interval)
             self._log_dropped()
+            if self._failure is not None:
+                log.error(
+                    "%s (%d batches, %d bytes; %d records spooled since start)",
+                    self.failing(),
+                    len(self._spool),
+                    self._spool.bytes,
+                    self.spooled,
+                )
 
     def _log_dropped(self) -> None:
         new = self.dropped - self._dropped_reported
@@ -748,15 +853,37 @@ class _ThreadRunner:
             max_workers=1, thread_name_prefix="smps-sqlite-writer", initializer=_yield_cpu
         )
         self._conn: Connection | None = None
+        database = async_engine.url.database
+        self._path = database if database and database != ":memory:" else None
+        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file written to
 
     def _call(self, function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        if self._conn is None:
-            self._conn = self._engine.connect()
         try:
-            return function(self._conn, *args, **kwargs)
+            # Checked before (no connection would create an empty file there) and after
+            # (a commit into a file deleted meanwhile is lost: not written, retried).
+            self._check_file()
+            if self._conn is None:
+                self._conn = self._engine.connect()
+                if self._path is not None and self._file is None:
+                    status = os.stat(self._path)
+                    self._file = (status.st_dev, status.st_ino)
+            result = function(self._conn, *args, **kwargs)
+            self._check_file()
+            return result
         except BaseException:
             self._drop()
             raise
+
+    def _check_file(self) -> None:
+        """Raise DatabaseGone when the file first written to is no longer at its path."""
+        if self._file is None:
+            return
+        try:
+            status = os.stat(self._path)
+        except FileNotFoundError:
+            raise DatabaseGone(f"database file {self._path} is gone (deleted or moved)") from None
+        if (status.st_dev, status.st_ino) != self._file:
+            raise DatabaseGone(f"database file {self._path} was replaced by another file")
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

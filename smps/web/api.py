@@ -123,17 +123,26 @@ def _token(request: web.Request) -> str | None:
     return None
 
 
+async def authenticate(request: web.Request, store: Store) -> repo.TokenInfo | web.Response:
+    """The request's bearer token → its identity, or the 401 answer to send instead
+    (also what guards /metrics under ``web.metrics_auth``)."""
+    token = _token(request)
+    if token is None:
+        return _error(401, "missing bearer token", **{"WWW-Authenticate": "Bearer"})
+    identity = await repo.authenticate(store, token)
+    if identity is None:
+        return _error(401, "invalid, revoked or expired token", **{"WWW-Authenticate": "Bearer"})
+    return identity
+
+
 @web.middleware
 async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bearer token → identity (what the role may change is checked per route)."""
     if request.path == f"{PREFIX}/openapi.json":
         return await handler(request)
-    token = _token(request)
-    if token is None:
-        return _error(401, "missing bearer token", **{"WWW-Authenticate": "Bearer"})
-    identity = await repo.authenticate(request.app[STORE], token)
-    if identity is None:
-        return _error(401, "invalid, revoked or expired token", **{"WWW-Authenticate": "Bearer"})
+    identity = await authenticate(request, request.app[STORE])
+    if isinstance(identity, web.Response):
+        return identity
     request[IDENTITY] = identity
     return await handler(request)
 

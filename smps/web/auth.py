@@ -6,8 +6,9 @@ Sessions live in the master's memory (one master serves the UI): a random
 Secure. Each session carries its own CSRF token, which every state-changing
 request must echo (form field ``csrf`` or header ``X-CSRF-Token``). Password
 checks are CPU-bound hashes, so they run in the default executor, never on
-the event loop. Failed logins are counted per user name and per client
-address; past the limit the login is refused before any hash is computed.
+the event loop. Failed logins are counted per user name from one client
+address, and per client address; past the limit the login is refused before
+any hash is computed.
 """
 
 from __future__ import annotations
@@ -219,23 +220,30 @@ class Sessions:
 
 @dataclass
 class LoginThrottle:
-    """Failed logins per user name and per client address in a sliding window.
+    """Failed logins in a sliding window, per (user name, client address) and per
+    client address.
 
-    A key over its limit is refused until its oldest failure leaves the window;
-    a successful login clears the user's count (not the address's).
+    A key over its limit is refused until its oldest failure leaves the window.
+    A user is locked out only from the address that guessed wrong: counted by
+    name alone, wrong passwords from anywhere would lock the admin out
+    everywhere. A successful login clears its (user, address) count, not the
+    address's.
     """
 
-    per_user: int = 5
-    per_address: int = 20
+    per_user: int = 5  # failures for one user name from one address
+    per_address: int = 20  # failures from one address, whatever the names
     window: float = 900.0
     clock: Callable[[], float] = time.monotonic
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    _failures: dict[tuple[str, ...], deque[float]] = field(default_factory=dict)
 
     def retry_after(self, user: str, address: str) -> float:
         """Seconds until a login for (user, address) may be tried; 0 when it may now."""
         now = self.clock()
         wait = 0.0
-        for key, limit in ((f"user:{user}", self.per_user), (f"addr:{address}", self.per_address)):
+        for key, limit in (
+            (("user", user, address), self.per_user),
+            (("addr", address), self.per_address),
+        ):
             times = self._recent(key, now)
             if len(times) >= limit:
                 wait = max(wait, times[0] + self.window - now)
@@ -243,13 +251,13 @@ class LoginThrottle:
 
     def failed(self, user: str, address: str) -> None:
         now = self.clock()
-        for key in (f"user:{user}", f"addr:{address}"):
+        for key in (("user", user, address), ("addr", address)):
             self._recent(key, now).append(now)
 
-    def succeeded(self, user: str) -> None:
-        self._failures.pop(f"user:{user}", None)
+    def succeeded(self, user: str, address: str) -> None:
+        self._failures.pop(("user", user, address), None)
 
-    def _recent(self, key: str, now: float) -> deque[float]:
+    def _recent(self, key: tuple[str, ...], now: float) -> deque[float]:
         if len(self._failures) > 100_000:  # bound memory under a spray of names
             horizon = now - self.window
             self._failures = {k: v for k, v in self._failures.items() if v and v[-1] > horizon}

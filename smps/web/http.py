@@ -16,11 +16,30 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from smps.config import TlsServerConfig
 from smps.errors import ConfigError
 from smps.smpp.server import server_ssl_context
+from smps.store.db import Store
+from smps.web.api import authenticate
 
 HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
 """Returns (ready, body): ready selects 200 or 503, body is the JSON answer."""
 
 HEALTH = web.AppKey("health", HealthProbe)
+METRICS_AUTH = web.AppKey("metrics_auth", Store)  # set: /metrics needs one of its API tokens
+
+
+def degraded(
+    ready: bool, body: dict[str, Any], reasons: list[str], *, strict: bool
+) -> tuple[bool, dict[str, Any]]:
+    """/health's answer with ``reasons`` the node serves worse for (an SMSC down, the
+    database writer failing): status "degraded" unless already worse, the reasons
+    listed, and not ready (503) only under ``web.health_strict``."""
+    body["reasons"] = [*body.get("reasons", ()), *reasons]
+    if reasons:
+        if body["status"] == "ok":
+            body["status"] = "degraded"
+        ready = ready and not strict
+    return ready, body
+
+
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 
@@ -30,6 +49,11 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    store = request.app.get(METRICS_AUTH)
+    if store is not None:
+        identity = await authenticate(request, store)  # any role may read the metrics
+        if isinstance(identity, web.Response):
+            return identity
     # generate_latest walks every collector; keep it off the loop so a slow
     # collector cannot stall other requests.
     payload = await asyncio.get_running_loop().run_in_executor(
@@ -38,10 +62,16 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def make_app(health: HealthProbe, registry: CollectorRegistry) -> web.Application:
+def make_app(
+    health: HealthProbe, registry: CollectorRegistry, *, metrics_auth: Store | None = None
+) -> web.Application:
+    """/health and /metrics; with ``metrics_auth`` (``web.metrics_auth``), /metrics
+    asks for a bearer token of that store's API tokens (``smps token create``)."""
     app = web.Application()
     app[HEALTH] = health
     app[REGISTRY] = registry
+    if metrics_auth is not None:
+        app[METRICS_AUTH] = metrics_auth
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
     return app

@@ -247,7 +247,7 @@ async def _login(request: web.Request) -> web.StreamResponse:
             name=name,
             error="Wrong user name or password.",
         )
-    ui.throttle.succeeded(name)
+    ui.throttle.succeeded(name, address)
     session = ui.sessions.start(user)
     log.info("admin UI: %s (%s) signed in from %s", user.name, user.role, address)
     response = web.HTTPSeeOther(target)
