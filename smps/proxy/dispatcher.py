@@ -59,7 +59,8 @@ REASON_RECEIPT = "receipt"
 _ALLOW, _BLOCK, _NONE, _WAITING = P.ALLOW, P.BLOCK, P.NONE, P.WAITING
 _ANSWER_UNKNOWN, _ANSWER_DECIDED = P.ANSWER_UNKNOWN, P.ANSWER_DECIDED
 _ANSWER_LATE, _ANSWER_COMPLETE = P.ANSWER_LATE, P.ANSWER_COMPLETE
-_OUTCOME_ALLOW, _OUTCOME_BLOCK, _REASON_STICKY = P.OUTCOME_ALLOW, P.OUTCOME_BLOCK, P.REASON_STICKY
+_OUTCOME_ALLOW, _OUTCOME_BLOCK = P.OUTCOME_ALLOW, P.OUTCOME_BLOCK
+_REASON_ALL_ALLOW, _REASON_STICKY = P.REASON_ALL_ALLOW, P.REASON_STICKY
 
 
 class Lane:
@@ -666,7 +667,7 @@ class Dispatcher:
     def _complete(self, handle: int, original: Original) -> None:
         if original.held is not None:
             self._withdraw_held(original, 0.0, False)
-        outcome = self.pending.outcome(handle)
+        outcome, reason_code, _seconds = self.pending.verdict(handle)
         if original.trace is not None:
             self._close_trace(handle, original)
         # should_record(), inline: this runs for every original.
@@ -675,7 +676,7 @@ class Dispatcher:
             or self._record_all
             or (
                 self._record_non_allow
-                and (outcome != _OUTCOME_ALLOW or self.pending.reason(handle) != P.REASON_ALL_ALLOW)
+                and (outcome != _OUTCOME_ALLOW or reason_code != _REASON_ALL_ALLOW)
             )
         ):
             pending = self.pending
@@ -703,7 +704,7 @@ class Dispatcher:
                     original.arrived_wall,
                     decided_wall,
                     OUTCOME_NAMES[outcome],  # verdict
-                    P.reason_name(pending.reason(handle)),
+                    P.reason_name(reason_code),
                     self.policy.status_for(outcome),
                     targets[deciding].system_id if deciding >= 0 else None,
                     results,
