@@ -602,3 +602,47 @@ def test_every_option_has_help():
 
 def test_kinds_are_the_mix_fields():
     assert tuple(Mix().weights()) == KINDS
+
+
+async def test_answers_that_cross_an_unbind_still_count():
+    """The ESME (smpplib, an independent SMPP implementation) unbinds while a
+    delivery to it is outstanding and answers the delivery after unbind_resp:
+    the SMSC side waits for that answer before closing, so it is not missing."""
+    import threading
+
+    import smpplib.client
+    import smpplib.smpp
+
+    sim = SimSmsc(window=10, response_timeout=10)
+    port = await sim.start()
+
+    def esme(ready, go):
+        client = smpplib.client.Client("127.0.0.1", port, timeout=5)
+        client.connect()
+        try:
+            client.bind_transceiver(system_id="smps", password="secret")
+            ready.set()
+            go.wait(5)
+            delivery = client.read_pdu()
+            assert delivery.command == "deliver_sm"
+            assert client.unbind().command == "unbind_resp"
+            response = smpplib.smpp.make_pdu("deliver_sm_resp", client=client)
+            response.sequence = delivery.sequence
+            # smpplib allows no PDU once unbound; a late answer is what is tested.
+            client._socket.sendall(response.generate())
+        finally:
+            client.disconnect()
+
+    ready, go = threading.Event(), threading.Event()
+    try:
+        running = asyncio.create_task(asyncio.to_thread(esme, ready, go))
+        await until(ready.is_set)
+        await sim.wait_bound()
+        number = sim.send_deliver()
+        go.set()
+        await running
+        await until(lambda: number in sim.answers or sim.missing)
+        assert sim.answers[number][0] == Status.ROK
+        assert sim.missing == 0
+    finally:
+        await sim.stop()

@@ -192,6 +192,7 @@ cdef class SessionCore:
     cdef bint _flush_scheduled
     cdef double _last_rx
     cdef bint _enquire_outstanding
+    cdef bint _closing              # the peer unbound: close once our requests are answered
     cdef object _tick_handle
     cdef set _callback_errors       # exception types a response callback raised, logged once
     # Reading stops for either of two reasons, each cleared on its own:
@@ -285,6 +286,9 @@ cdef class SessionCore:
                 stats.rtt_total += self._last_rx - entry.sent_at
                 stats.rtt_count += 1
                 self._run_callback(entry.callback, entry.context, status, pdu)
+                if self._closing and not self._outstanding:
+                    self._abort_after_flush()
+                    return 0
                 if self._queue:
                     self._drain_queue()
                 if self.state is _CLOSED:
@@ -304,13 +308,28 @@ cdef class SessionCore:
         elif command_id == UNBIND:
             self._write(make_resp(pdu))
             self._set_state(_UNBOUND)
-            self._abort_after_flush()
+            self._close_when_answered()
         else:
             try:
                 self.on_request(command_id, pdu)
             except PduError as exc:
                 self.stats.error("malformed_pdu")
                 self.reject(pdu, exc.status)
+        return 0
+
+    cdef int _close_when_answered(self) except -1:
+        """The peer unbound. Answers to requests we sent it may have crossed its
+        unbind on the wire: wait for them, up to unbind_grace, then close (an
+        SMSC that closed at once lost the answers to deliveries in flight).
+        Requests still queued here are never sent."""
+        queued, self._queue = self._queue, deque()
+        for _pdu, callback, context, _queued_at in queued:
+            self._run_callback(callback, context, NO_RESPONSE, None)
+        if not self._outstanding:
+            self._abort_after_flush()
+            return 0
+        self._closing = True
+        self._event_loop.call_later(self.unbind_grace, self.abort_after_flush)
         return 0
 
     cdef int _run_callback(self, callback, context, status, pdu) except -1:

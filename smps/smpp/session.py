@@ -12,7 +12,9 @@ It owns what every SMPP connection needs, whichever side it plays:
 - a send window (requests outstanding) with a bounded wait queue behind it;
 - one periodic tick per session (not per message) for response timeouts,
   enquire_link after idleness, the inactivity timeout and write stalls;
-- unbind in both directions with a short grace period;
+- unbind in both directions with a short grace period: a peer's unbind is
+  answered at once, and the connection closes once the answers to what we had
+  sent it are in (they may cross its unbind), at most `unbind_grace` later;
 - writes coalesced per event-loop iteration, so a burst goes out in one writev;
 - write back-pressure: when the peer does not read what it is sent (the
   transport's buffer passes its high-water mark), the session stops reading
