@@ -218,12 +218,11 @@ async def test_submit_sm_from_smsc_gets_rinvbndsts(sim, make_config):
         assert decode(pdu).command_id == CommandId.SUBMIT_SM_RESP
 
 
-class EagerSmsc(asyncio.Protocol):
-    """Writes bind_resp and a deliver_sm in one segment, as busy SMSCs do."""
+class FakeSmsc(asyncio.Protocol):
+    """An SMSC that misbehaves on purpose: a subclass answers each PDU in on_pdu."""
 
     def __init__(self):
         self.framer = Framer()
-        self.answers = []
 
     def connection_made(self, transport):
         self.transport = transport
@@ -231,12 +230,25 @@ class EagerSmsc(asyncio.Protocol):
     def data_received(self, data):
         self.framer.feed(data)
         for pdu in self.framer:
-            request = decode(pdu)
-            if request.command_id == CommandId.BIND_TRANSCEIVER:
-                deliver = encode(CommandId.DELIVER_SM, 1, {"short_message": b"right away"})
-                self.transport.write(make_resp(pdu, Status.ROK) + deliver)
-            elif request.command_id == CommandId.DELIVER_SM_RESP:
-                self.answers.append(request.command_status)
+            self.on_pdu(pdu, decode(pdu))
+
+    def on_pdu(self, pdu: bytes, request) -> None:
+        raise NotImplementedError
+
+
+class EagerSmsc(FakeSmsc):
+    """Writes bind_resp and a deliver_sm in one segment, as busy SMSCs do."""
+
+    def __init__(self):
+        super().__init__()
+        self.answers = []
+
+    def on_pdu(self, pdu, request):
+        if request.command_id == CommandId.BIND_TRANSCEIVER:
+            deliver = encode(CommandId.DELIVER_SM, 1, {"short_message": b"right away"})
+            self.transport.write(make_resp(pdu, Status.ROK) + deliver)
+        elif request.command_id == CommandId.DELIVER_SM_RESP:
+            self.answers.append(request.command_status)
 
 
 async def test_deliver_sm_in_the_same_segment_as_bind_resp_is_accepted(make_config):
@@ -251,33 +263,27 @@ async def test_deliver_sm_in_the_same_segment_as_bind_resp_is_accepted(make_conf
         server.close()
 
 
-class MalformedFirstBindSmsc(asyncio.Protocol):
+class MalformedFirstBindSmsc(FakeSmsc):
     """Answers the first bind of the server's life with a bind_transceiver_resp whose
     system_id lacks its NUL terminator, every later bind correctly."""
 
     def __init__(self, binds: list[str]):
+        super().__init__()
         self.binds = binds  # shared by the server's connections: "malformed" | "ok"
-        self.framer = Framer()
 
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.framer.feed(data)
-        for pdu in self.framer:
-            request = decode(pdu)
-            if request.command_id != CommandId.BIND_TRANSCEIVER:
-                continue
-            if not self.binds:
-                body = b"smsc"  # C-Octet String without its NUL
-                length, command_id = 16 + len(body), CommandId.BIND_TRANSCEIVER_RESP
-                self.transport.write(
-                    struct.pack(">IIII", length, command_id, 0, request.sequence) + body
-                )
-                self.binds.append("malformed")
-            else:
-                self.transport.write(make_resp(pdu, Status.ROK))
-                self.binds.append("ok")
+    def on_pdu(self, pdu, request):
+        if request.command_id != CommandId.BIND_TRANSCEIVER:
+            return
+        if not self.binds:
+            body = b"smsc"  # C-Octet String without its NUL
+            length, command_id = 16 + len(body), CommandId.BIND_TRANSCEIVER_RESP
+            self.transport.write(
+                struct.pack(">IIII", length, command_id, 0, request.sequence) + body
+            )
+            self.binds.append("malformed")
+        else:
+            self.transport.write(make_resp(pdu, Status.ROK))
+            self.binds.append("ok")
 
 
 async def test_malformed_bind_resp_is_logged_and_the_bind_retried(make_config, caplog):
@@ -332,29 +338,23 @@ async def test_unexpected_exception_is_retried_with_its_traceback_logged_once(
     assert errors[0].exc_info is not None and errors[1].exc_info is None
 
 
-class NackingSmsc(asyncio.Protocol):
+class NackingSmsc(FakeSmsc):
     """Answers every bind with generic_nack carrying ``status`` and a deliver_sm right
     behind it in the same segment; keeps the statuses the ESME answers those with."""
 
     def __init__(self, status: int, binds: list[int], answers: list[int]):
+        super().__init__()
         self.status = status
         self.binds = binds
         self.answers = answers
-        self.framer = Framer()
 
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.framer.feed(data)
-        for pdu in self.framer:
-            request = decode(pdu)
-            if request.command_id == CommandId.BIND_TRANSCEIVER:
-                self.binds.append(request.sequence)
-                deliver = encode(CommandId.DELIVER_SM, 1, {"short_message": b"too early"})
-                self.transport.write(make_generic_nack(request.sequence, self.status) + deliver)
-            elif request.command_id == CommandId.DELIVER_SM_RESP:
-                self.answers.append(request.command_status)
+    def on_pdu(self, pdu, request):
+        if request.command_id == CommandId.BIND_TRANSCEIVER:
+            self.binds.append(request.sequence)
+            deliver = encode(CommandId.DELIVER_SM, 1, {"short_message": b"too early"})
+            self.transport.write(make_generic_nack(request.sequence, self.status) + deliver)
+        elif request.command_id == CommandId.DELIVER_SM_RESP:
+            self.answers.append(request.command_status)
 
 
 @pytest.mark.parametrize("status", [Status.ROK, Status.RSYSERR])
