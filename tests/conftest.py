@@ -1,5 +1,5 @@
 """Shared test setup: hypothesis profiles, the event loops async tests run on, and the
-check that no loop callback failed unseen."""
+checks that no loop callback and no subprocess failed unseen."""
 
 import gc
 import os
@@ -7,7 +7,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests import loop_errors
+from tests import helpers, loop_errors
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -45,6 +45,24 @@ def no_unhandled_loop_errors():
             + "\n\n".join(failures),
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def no_traceback_in_process_output():
+    """Fail the test if a subprocess it ran (`smps run`, a worker) wrote a Python traceback
+    to a file it registered in ``helpers.process_outputs``: a crash, or an exception the
+    node survived only by logging it."""
+    helpers.process_outputs.clear()
+    yield
+    found = [
+        f"{path}:\n{traceback}"
+        for path in dict.fromkeys(helpers.process_outputs)
+        if path.exists()
+        for traceback in helpers.tracebacks(path.read_text(errors="replace"))
+    ]
+    helpers.process_outputs.clear()
+    if found:
+        pytest.fail("tracebacks in subprocess output:\n\n" + "\n\n".join(found), pytrace=False)
 
 
 @pytest.fixture

@@ -395,6 +395,7 @@ async def smps_ha(*argv):
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
+    helpers.assert_no_traceback(err.decode(), f"smps ha {' '.join(argv)}")
     return process.returncode, out.decode() + err.decode()
 
 
