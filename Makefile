@@ -22,7 +22,7 @@ build: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
 
 test: build lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not soak"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check smps tests bench

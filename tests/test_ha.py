@@ -774,7 +774,6 @@ vrrp_instance SMPS {{
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-@pytest.mark.soak
 @pytest.mark.mariadb
 async def test_real_keepalived_moves_vip_and_role_and_the_lease_survives_split_brain(
     tmp_path, mysql_url
