@@ -24,11 +24,12 @@ build: $(STAMP)
 # The suite (soak tests aside) under coverage.py, subprocesses included (see
 # [tool.coverage.run] in pyproject.toml); the data in test-artifacts/coverage/, a text
 # report there too. Branch coverage of the proxy core and the SMPP layer must stay above
-# the floors. The Cython modules in smps/_native are not measured.
+# the floors, set a few points under what the suite measured then (95.7 % and 92.3 %).
+# The Cython modules in smps/_native are not measured.
 COVERAGE       := $(VENV)/bin/coverage
 COVERAGE_DIR   := test-artifacts/coverage
-PROXY_FLOOR    := 0
-SMPP_FLOOR     := 0
+PROXY_FLOOR    := 92
+SMPP_FLOOR     := 89
 
 test: build lint
 	rm -rf $(COVERAGE_DIR)
