@@ -7,7 +7,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests import helpers, loop_errors
+from tests import loop_errors, tracebacks
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -50,17 +50,17 @@ def no_unhandled_loop_errors():
 @pytest.fixture(autouse=True)
 def no_traceback_in_process_output():
     """Fail the test if a subprocess it ran (`smps run`, a worker) wrote a Python traceback
-    to a file it registered in ``helpers.process_outputs``: a crash, or an exception the
-    node survived only by logging it."""
-    helpers.process_outputs.clear()
+    to a file registered in ``tracebacks.outputs``: a crash, or an exception the node
+    survived only by logging it."""
+    tracebacks.outputs.clear()
     yield
     found = [
         f"{path}:\n{traceback}"
-        for path in dict.fromkeys(helpers.process_outputs)
+        for path in dict.fromkeys(tracebacks.outputs)
         if path.exists()
-        for traceback in helpers.tracebacks(path.read_text(errors="replace"))
+        for traceback in tracebacks.found_in(path.read_text(errors="replace"))
     ]
-    helpers.process_outputs.clear()
+    tracebacks.outputs.clear()
     if found:
         pytest.fail("tracebacks in subprocess output:\n\n" + "\n\n".join(found), pytrace=False)
 

@@ -18,7 +18,8 @@ import yaml
 
 from smps import config as config_module
 from smps.runtime.master import request
-from tests.helpers import assert_no_traceback, process_outputs, until
+from tests import tracebacks
+from tests.helpers import until
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "pw1"
@@ -79,9 +80,9 @@ class RunNode:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
-        process_outputs.append(output)
+        tracebacks.outputs.append(output)
         if self.config.log.file:
-            process_outputs.append(self.log_path)
+            tracebacks.outputs.append(self.log_path)
 
     async def start(self, timeout: float = 20.0) -> None:
         self.launch()
@@ -127,7 +128,7 @@ class RunNode:
             text=True,
             timeout=30,
         )
-        assert_no_traceback(result.stderr, f"smps {' '.join(args)}")
+        tracebacks.assert_none(result.stderr, f"smps {' '.join(args)}")
         return result
 
     async def notify(self, state: str) -> None:

@@ -21,7 +21,7 @@ from smps.benchrun import (
 )
 from smps.config import loads
 from smps.sim.smsc import LatencyHistogram
-from tests.helpers import assert_no_traceback
+from tests import tracebacks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,7 +72,7 @@ def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str],
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    assert_no_traceback(result.stderr, f"smps {' '.join(args)}")
+    tracebacks.assert_none(result.stderr, f"smps {' '.join(args)}")
     return result, json.loads(out.read_text())
 
 

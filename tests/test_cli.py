@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import assert_no_traceback, process_outputs
+from tests import tracebacks
 
 SMPS = [sys.executable, "-m", "smps"]
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_cli(*args, **kwargs):
     result = subprocess.run([*SMPS, *args], capture_output=True, text=True, timeout=60, **kwargs)
-    assert_no_traceback(result.stderr, f"smps {' '.join(args)}")
+    tracebacks.assert_none(result.stderr, f"smps {' '.join(args)}")
     return result
 
 
@@ -97,7 +97,7 @@ class SmpsRun:
                 stderr=subprocess.STDOUT,
                 cwd=cwd,  # relative paths (./var/smps.db) land in the test's own directory
             )
-        process_outputs.append(output)
+        tracebacks.outputs.append(output)
         self.output = open(output)  # noqa: SIM115 (closed by close())
 
     def wait_for_line(self, pattern: str, timeout: float = 30.0) -> re.Match:

@@ -22,7 +22,7 @@ from smps.ha import (
     read_notify_fifo,
 )
 from smps.store.db import Store
-from tests import helpers
+from tests import helpers, tracebacks
 from tests.helpers import until
 from tests.store_db import _create_database, drop_database, mariadb_connect
 
@@ -395,7 +395,7 @@ async def smps_ha(*argv):
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
-    helpers.assert_no_traceback(err.decode(), f"smps ha {' '.join(argv)}")
+    tracebacks.assert_none(err.decode(), f"smps ha {' '.join(argv)}")
     return process.returncode, out.decode() + err.decode()
 
 

@@ -24,7 +24,8 @@ from smps.sim.traffic import KINDS, Mix, NumberRange, Traffic
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
 from smps.smpp.session import NO_RESPONSE
-from tests.helpers import assert_no_traceback, free_port, until
+from tests import tracebacks
+from tests.helpers import free_port, until
 
 EXTENSION_CHARS = set("€{}[]~^\\|")
 SIM_MAIN = [sys.executable, "-c", "from smps.sim.cli import main; raise SystemExit(main())"]
@@ -530,7 +531,7 @@ async def start_sim_smsc_process(*options):
 
 async def finish(process):
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert_no_traceback(stderr.decode(), "smps sim")
+    tracebacks.assert_none(stderr.decode(), "smps sim")
     return process.returncode, stdout.decode(), stderr.decode()
 
 
