@@ -1,9 +1,13 @@
-"""Shared test setup: hypothesis profiles and the check that we test compiled code."""
+"""Shared test setup: hypothesis profiles, the event loops async tests run on, and the
+checks that no loop callback and no subprocess failed unseen."""
 
+import gc
 import os
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests import loop_errors, tracebacks
 
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -17,13 +21,48 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_asyncio_loop_factories(config, item):
     """Async tests run on uvloop (production's loop); network tests marked
     `both_loops` also run on stdlib asyncio, so loop quirks cannot hide."""
-    import asyncio
-
-    import uvloop
-
     if item.get_closest_marker("both_loops"):
-        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-    return {"uvloop": uvloop.new_event_loop}
+        return {"asyncio": loop_errors.new_asyncio_loop, "uvloop": loop_errors.new_uvloop}
+    return {"uvloop": loop_errors.new_uvloop}
+
+
+@pytest.fixture(autouse=True)
+def no_unhandled_loop_errors():
+    """Fail the test if a loop callback raised and asyncio only logged it. Autouse, so it
+    is set up before the test's loop and checks after the loop closed. A collection
+    brings out the tasks dropped while pending or with an exception nobody retrieved,
+    inside the test that dropped them (only after tests that ran a loop: it costs ~50 ms)."""
+    report = loop_errors.report
+    report.reset()
+    yield
+    if report.loops:
+        gc.collect()
+    if report.unhandled:
+        failures = [loop_errors.describe(context) for context in report.unhandled]
+        report.reset()
+        pytest.fail(
+            f"{len(failures)} unhandled exception(s) in event-loop callbacks:\n\n"
+            + "\n\n".join(failures),
+            pytrace=False,
+        )
+
+
+@pytest.fixture(autouse=True)
+def no_traceback_in_process_output():
+    """Fail the test if a subprocess it ran (`smps run`, a worker) wrote a Python traceback
+    to a file registered in ``tracebacks.outputs``: a crash, or an exception the node
+    survived only by logging it."""
+    tracebacks.outputs.clear()
+    yield
+    found = [
+        f"{path}:\n{traceback}"
+        for path in dict.fromkeys(tracebacks.outputs)
+        if path.exists()
+        for traceback in tracebacks.found_in(path.read_text(errors="replace"))
+    ]
+    tracebacks.outputs.clear()
+    if found:
+        pytest.fail("tracebacks in subprocess output:\n\n" + "\n\n".join(found), pytrace=False)
 
 
 @pytest.fixture

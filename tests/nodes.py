@@ -18,6 +18,7 @@ import yaml
 
 from smps import config as config_module
 from smps.runtime.master import request
+from tests import tracebacks
 from tests.helpers import until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,12 +70,19 @@ class RunNode:
         self.path.write_text(yaml.safe_dump(self.sections))
 
     def launch(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", *self.command, "-c", str(self.path)],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        """Start the node; its log and its own output (a crash before the log is up) are
+        checked for tracebacks when the test ends (tests/conftest.py)."""
+        output = self.dir / "output.txt"
+        with open(output, "a") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", *self.command, "-c", str(self.path)],
+                cwd=REPO,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        tracebacks.outputs.append(output)
+        if self.config.log.file:
+            tracebacks.outputs.append(self.log_path)
 
     async def start(self, timeout: float = 20.0) -> None:
         self.launch()
@@ -113,13 +121,15 @@ class RunNode:
 
     def smps(self, *args: str) -> subprocess.CompletedProcess:
         """The `smps` command against this node, as an operator or keepalived would run it."""
-        return subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", "smps", *args, "-c", str(self.path)],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=30,
         )
+        tracebacks.assert_none(result.stderr, f"smps {' '.join(args)}")
+        return result
 
     async def notify(self, state: str) -> None:
         result = await asyncio.to_thread(self.smps, "ha", "notify", state)
@@ -130,8 +140,12 @@ class RunNode:
             self.process.send_signal(signal.SIGTERM)
         return await asyncio.to_thread(self.process.wait, 15)
 
+    @property
+    def log_path(self) -> Path:
+        return Path(self.config.log.file)
+
     def log_text(self) -> str:
-        return (self.dir / "var" / "smps.log").read_text()
+        return self.log_path.read_text()
 
 
 class HaNode(RunNode):

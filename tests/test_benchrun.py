@@ -21,6 +21,7 @@ from smps.benchrun import (
 )
 from smps.config import loads
 from smps.sim.smsc import LatencyHistogram
+from tests import tracebacks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +72,7 @@ def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str],
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr + result.stdout
+    tracebacks.assert_none(result.stderr, f"smps {' '.join(args)}")
     return result, json.loads(out.read_text())
 
 
@@ -123,8 +125,11 @@ def test_short_run_answers_every_original_once(tmp_path):
     assert 300 <= report["measured"]["decided"] <= 500
     assert report["msgs_per_s"] > 0
     assert report["cpu_us_per_msg"] > 0
-    split = report["cpu_us_per_msg_by_process"]  # the master, and its worker
-    assert split["master"] > 0 and split["workers"] > 0
+    # The master, and its workers. /proc counts CPU in 10 ms ticks: over 400 originals
+    # the master's share (stats, decision rows) can round to no tick at all, while the
+    # workers, which carry every message, always measure.
+    split = report["cpu_us_per_msg_by_process"]
+    assert split["master"] >= 0 and split["workers"] > 0
     assert abs(split["master"] + split["workers"] - report["cpu_us_per_msg"]) < 0.05
     assert f"master {split['master']:.1f} + workers {split['workers']:.1f}" in result.stdout
     assert report["rss_mb"] > 0

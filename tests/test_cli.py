@@ -13,12 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests import tracebacks
+
 SMPS = [sys.executable, "-m", "smps"]
 REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args, **kwargs):
-    return subprocess.run([*SMPS, *args], capture_output=True, text=True, timeout=60, **kwargs)
+    result = subprocess.run([*SMPS, *args], capture_output=True, text=True, timeout=60, **kwargs)
+    tracebacks.assert_none(result.stderr, f"smps {' '.join(args)}")
+    return result
 
 
 def write_config(path: Path, **sections) -> Path:
@@ -80,39 +84,55 @@ def _http_get(url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def _wait_for_line(proc, pattern: str, timeout: float = 30.0) -> re.Match:
-    """Read the process's stderr until a line matches (the node logs to stderr)."""
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            if proc.poll() is not None:
-                break
-            continue
-        seen.append(line)
-        match = re.search(pattern, line)
-        if match:
-            return match
-    raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(seen)}")
+class SmpsRun:
+    """`smps run -c path`, its output (the node logs to stderr) in a file the test reads
+    line by line and conftest checks for tracebacks."""
+
+    def __init__(self, path: Path, cwd: Path):
+        output = cwd / "smps-run.out"
+        with open(output, "w") as sink:
+            self.process = subprocess.Popen(
+                [*SMPS, "run", "-c", str(path)],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,  # relative paths (./var/smps.db) land in the test's own directory
+            )
+        tracebacks.outputs.append(output)
+        self.output = open(output)  # noqa: SIM115 (closed by close())
+
+    def wait_for_line(self, pattern: str, timeout: float = 30.0) -> re.Match:
+        """Read the output until a line matches."""
+        deadline = time.monotonic() + timeout
+        seen = []
+        while time.monotonic() < deadline:
+            line = self.output.readline()
+            if not line:
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.01)
+                continue
+            seen.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+        raise AssertionError(f"no line matching {pattern!r}; got:\n{''.join(seen)}")
+
+    def close(self) -> None:
+        """Kill the node if it still runs."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.output.close()
 
 
 @contextlib.contextmanager
 def smps_run(path, cwd):
-    """`smps run -c path` with its output piped; killed on the way out if still running."""
-    proc = subprocess.Popen(
-        [*SMPS, "run", "-c", str(path)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=cwd,  # relative paths (./var/smps.db) land in the test's own directory
-    )
+    """`smps run -c path`, killed on the way out if still running."""
+    node = SmpsRun(path, cwd)
     try:
-        yield proc
+        yield node
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        node.close()
 
 
 def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
@@ -125,9 +145,9 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
         web={"listen": "127.0.0.1:0"},
         ne_accounts=[{"system_id": "antispam", "password": "s3cr3t"}],
     )
-    with smps_run(path, tmp_path) as proc:
-        port = int(_wait_for_line(proc, r"HTTP listening on 127\.0\.0\.1:(\d+)").group(1))
-        _wait_for_line(proc, r"ready")
+    with smps_run(path, tmp_path) as node:
+        port = int(node.wait_for_line(r"HTTP listening on 127\.0\.0\.1:(\d+)").group(1))
+        node.wait_for_line(r"ready")
         status, body = _http_get(f"http://127.0.0.1:{port}/health")
         assert status == 200
         health = json.loads(body)
@@ -137,9 +157,9 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
         status, body = _http_get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         assert re.search(rb'^smps_build_info\{version="[0-9.]+"\} 1\.0$', body, re.MULTILINE)
-        _wait_for_line(proc, r"INFO .* stats uptime=")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
+        node.wait_for_line(r"INFO .* stats uptime=")
+        node.process.send_signal(signal.SIGTERM)
+        assert node.process.wait(timeout=10) == 0
     text = log_file.read_text()
     assert "stats uptime=" in text
     assert "configuration" in text and "***" in text
@@ -153,10 +173,10 @@ def test_sigint_also_stops_cleanly(tmp_path):
         server={"listen": "127.0.0.1:0"},
         web={"listen": "127.0.0.1:0"},
     )
-    with smps_run(path, tmp_path) as proc:
-        _wait_for_line(proc, r"ready")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+    with smps_run(path, tmp_path) as node:
+        node.wait_for_line(r"ready")
+        node.process.send_signal(signal.SIGINT)
+        assert node.process.wait(timeout=10) == 0
 
 
 def test_run_reports_port_in_use(tmp_path):

@@ -22,7 +22,7 @@ from smps.ha import (
     read_notify_fifo,
 )
 from smps.store.db import Store
-from tests import helpers
+from tests import helpers, tracebacks
 from tests.helpers import until
 from tests.store_db import _create_database, drop_database, mariadb_connect
 
@@ -395,6 +395,7 @@ async def smps_ha(*argv):
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
+    tracebacks.assert_none(err.decode(), f"smps ha {' '.join(argv)}")
     return process.returncode, out.decode() + err.decode()
 
 
@@ -773,7 +774,6 @@ vrrp_instance SMPS {{
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-@pytest.mark.soak
 @pytest.mark.mariadb
 async def test_real_keepalived_moves_vip_and_role_and_the_lease_survives_split_brain(
     tmp_path, mysql_url

@@ -42,7 +42,10 @@ async def test_keepalived_drives_the_role_of_smps_run(tmp_path):
         smpp_port = node.report["smpp_port"]
         # STANDBY from the start: no SMSC bind, no NE listener, healthy as a standby.
         assert node.report["ha"]["role"] == "standby"
-        await asyncio.sleep(0.5)  # time the workers would need to bind, were they active
+        # The workers' first statistics reached the master: sent a second after they
+        # came up, so after any SMSC bind they would have started, were they active.
+        await until(lambda: "smps_originals_received_total" in node.metrics_text())
+        assert 'side="smsc"' not in node.metrics_text()  # no SMSC client in any worker
         assert sim.bound_sessions == []
         assert refuses_connections(smpp_port)
         code, health = node.health()
@@ -53,6 +56,7 @@ async def test_keepalived_drives_the_role_of_smps_run(tmp_path):
 
         await node.notify("MASTER")
         await sim.wait_bound(2)  # one bind per worker
+        await until(lambda: 'side="smsc"' in node.metrics_text())  # what standby lacked
         assert node.smps("ha", "check").returncode == 0
         ne = Ne(smpp_port, "antispam", PASSWORD, binds=2, delay=1.5)
         ne.client.start()

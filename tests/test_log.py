@@ -20,12 +20,12 @@ import threading
 from pathlib import Path
 
 import pytest
-import uvloop
 
 import smps
 from smps import log as smps_log
 from smps.errors import ConfigError
 from smps.log import get_logger
+from tests import loop_errors
 
 LINE = re.compile(
     r"(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) (?P<level>[A-Z]+) +"
@@ -311,7 +311,7 @@ async def _run_workers(sock_path: str, names: list[str]) -> dict[str, tuple[int,
 
 
 @pytest.mark.parametrize(
-    "new_loop", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+    "new_loop", [loop_errors.new_asyncio_loop, loop_errors.new_uvloop], ids=["asyncio", "uvloop"]
 )
 def test_workers_send_lines_to_one_writer_that_rotates(tmp_path, new_loop):
     file = tmp_path / "smps.log"

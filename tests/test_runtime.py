@@ -23,6 +23,7 @@ from tests.helpers import until
 from tests.nodes import REPO, RunNode, sections
 from tests.peers import (
     Ne,
+    allow,
     bind,
     bind_status,
     closed_by_server,
@@ -287,11 +288,15 @@ async def test_worker_killed_under_load(tmp_path):
         counts = node.metrics()
         assert counts["smps_originals_received_total"] >= received_before
         assert counts[f'smps_worker_restarts_total{{worker="{victim["index"]}"}}'] == 1
-        # A new original still reaches both accounts.
-        talker_before = len(talker.received)
-        silent.answer = True
+        # A new original still reaches both accounts, and the new worker carries the
+        # silent NE's answer back: the original is answered long before the 30 s timeout.
+        silent.verdict = allow
         await settle_two(sim, talker, silent)
-        assert len(talker.received) > talker_before
+        marks = len(talker.received), len(silent.received)
+        number = sim.send_deliver(short_message=b"after the restart")
+        await until(lambda: number in sim.answers, timeout=10)
+        assert sim.answers[number][0] == Status.ROK
+        assert len(talker.received) > marks[0] and len(silent.received) > marks[1]
 
 
 async def settle_two(sim, first, second):

@@ -24,6 +24,7 @@ from smps.sim.traffic import KINDS, Mix, NumberRange, Traffic
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
 from smps.smpp.session import NO_RESPONSE
+from tests import tracebacks
 from tests.helpers import free_port, until
 
 EXTENSION_CHARS = set("€{}[]~^\\|")
@@ -530,6 +531,7 @@ async def start_sim_smsc_process(*options):
 
 async def finish(process):
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    tracebacks.assert_none(stderr.decode(), "smps sim")
     return process.returncode, stdout.decode(), stderr.decode()
 
 

@@ -3,11 +3,15 @@ slow, silent, disconnecting. The SMSC must see exactly one response each."""
 
 import asyncio
 
+import pytest
+
 from smps.app import Node
 from smps.sim.ne import Latency, SimNe
 from smps.sim.smsc import SimSmsc
 
 MESSAGES = 20_000
+
+pytestmark = pytest.mark.soak  # `make soak`; `make test` leaves it out
 
 
 async def test_every_original_answered_exactly_once_under_chaos(make_config, tmp_path):

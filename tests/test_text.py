@@ -4,7 +4,7 @@ decode() robustness, and split() / reassemble() round trips."""
 import importlib.machinery
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from smps._native import text
@@ -292,14 +292,16 @@ def test_ucs2_odd_length_and_lone_surrogates():
 @given(
     st.binary(max_size=300), st.integers(0, 255), st.sampled_from([0, 0x40, 0x43]), st.booleans()
 )
-def test_decode_never_raises(data, dcs, esm_class, packed):
+@example(b"\xff\xfd", 8, 0, False)  # U+FFFD sent as UCS-2 text: shown, not counted
+def test_decode_never_raises_and_counts_each_replacement_once(data, dcs, esm_class, packed):
     result = decode(data, dcs, esm_class, gsm7_packed=packed)
     assert isinstance(result.text, str)
-    assert result.replaced >= 0
+    # Each replacement stands for one character of the text, and is explained.
+    assert 0 <= result.replaced <= len(result.text)
     if result.replaced:
         assert result.note
-    if "\ufffd" in result.text:
-        assert result.replaced >= result.text.count("\ufffd")
+    # Every U+FFFD shown is a counted replacement, or one the sender encoded (FF FD).
+    assert result.text.count("\ufffd") <= result.replaced + data.count(b"\xff\xfd")
 
 
 # --------------------------------------------------------------------------
