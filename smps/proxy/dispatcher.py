@@ -286,7 +286,7 @@ class Dispatcher:
         # Concatenated originals in flight, by message, for sticky blocking.
         self._concat_in_flight: dict[tuple[bytes, bytes, int], set[int]] = {}
         self._next_id = 0
-        self._answer_callback = self._on_ne_answer  # bound once, not per copy
+        self._ne_verdict_callback = self._take_ne_verdict  # bound once, not per copy
         self._errors_logged: set[str] = set()  # where an internal error was logged in full
         self.pending = P.PendingTable(config.flow.max_inflight, config.policy.timeout)
         self.apply_config(config)
@@ -378,7 +378,7 @@ class Dispatcher:
         if trace is not None:
             trace.received(pdu, view, session.smsc)
         if view.is_receipt and not self.inspect_receipts:
-            self._answer_now(
+            self._reply_smsc_now(
                 session, pdu, view, None, P.OUTCOME_ALLOW, REASON_RECEIPT, now, trace=trace
             )
             return
@@ -387,7 +387,7 @@ class Dispatcher:
         if concat is not None and self.sticky_enabled:
             concat_key = (view.source_addr, view.destination_addr, concat[0])
             if self.sticky.blocked(concat_key, now):
-                self._answer_now(
+                self._reply_smsc_now(
                     session,
                     pdu,
                     view,
@@ -405,7 +405,7 @@ class Dispatcher:
             if lane.binds:
                 break
         else:  # no target has a bind (or there is no target)
-            self._answer_now(
+            self._reply_smsc_now(
                 session,
                 pdu,
                 view,
@@ -425,8 +425,8 @@ class Dispatcher:
             self.stats.throttled += 1
             if trace is not None:
                 trace.dropped("throttled")
-            self._answer_now(session, pdu, view, concat, P.OUTCOME_TEMPFAIL, "overload", now,
-                             status=Status.RTHROTTLED, trace=trace)  # fmt: skip
+            self._reply_smsc_now(session, pdu, view, concat, P.OUTCOME_TEMPFAIL, "overload",
+                                 now, status=Status.RTHROTTLED, trace=trace)  # fmt: skip
             return
         if self._idle:
             self._schedule_tick(TICK)  # in flight again: back to the fine tick
@@ -437,7 +437,7 @@ class Dispatcher:
         if not mask:
             # Only monitor accounts: they see the copy, but cannot decide.
             self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
-            self._answer(handle, original)
+            self._reply_smsc(handle, original)
         for index, lane in enumerate(targets):
             # The common case inline (a call less per copy): nothing queued, a bind free.
             bind = None if lane.waiting else lane.pick_bind()
@@ -452,8 +452,8 @@ class Dispatcher:
         on another bind or later, and it is never left unanswered in a socket."""
         view = decode_sm(pdu)
         self.stats.received += 1
-        self._answer_now(session, pdu, view, None, P.OUTCOME_TEMPFAIL, "stopping", self.clock(),
-                         status=Status.RTHROTTLED)  # fmt: skip
+        self._reply_smsc_now(session, pdu, view, None, P.OUTCOME_TEMPFAIL, "stopping",
+                             self.clock(), status=Status.RTHROTTLED)  # fmt: skip
 
     def _udh_concat(self, view: Any) -> tuple[int, int, int] | None:
         """(ref, total, part) of a segment with a UDH, from it or else the SAR TLVs."""
@@ -471,7 +471,7 @@ class Dispatcher:
             if original.trace is not None:
                 original.trace.dropped("no bind" if not lane.binds else "queue full",
                                        lane.system_id)  # fmt: skip
-            self._record_answer(lane, handle, index, P.NONE, 0, now, original)
+            self._settle_target(lane, handle, index, P.NONE, 0, now, original)
             return
         copy = HeldCopy(original, handle, index, lane)
         if original.held is None:
@@ -486,10 +486,10 @@ class Dispatcher:
 
     def _transmit(self, session, lane, handle, index, pdu, now, original, retried: bool):
         # The copy's context carries the original, so its answer needs no lookup.
-        sequence = session.send(pdu, self._answer_callback, (handle, index, lane, session,
-                                                             retried, now, original))  # fmt: skip
+        sequence = session.send(pdu, self._ne_verdict_callback,
+                                (handle, index, lane, session, retried, now, original))  # fmt: skip
         if sequence == REFUSED:  # the bind closed under us: no answer from the account
-            self._record_answer(lane, handle, index, P.NONE, 0, now, original)
+            self._settle_target(lane, handle, index, P.NONE, 0, now, original)
             return
         self.stats.copies_sent += 1
         lane.copies_sent += 1
@@ -557,7 +557,10 @@ class Dispatcher:
             if result & _ANSWER_COMPLETE:
                 self._complete(copy.handle, original)
 
-    def _on_ne_answer(self, context: tuple, status: int, response: bytes | None) -> None:
+    def _take_ne_verdict(self, context: tuple, status: int, response: bytes | None) -> None:
+        """A copy's outcome, from its NE session: the NE's answer, or NO_RESPONSE
+        (timeout, bind lost, never sent) — retried once on another bind if the
+        bind dropped, else counted as that target's NONE."""
         handle, index, lane, session, retried, sent_at, original = context
         now = self.clock()
         if status != NO_RESPONSE:
@@ -566,12 +569,12 @@ class Dispatcher:
             # The NE's status: ESME_ROK allows, one of policy.ne_block_codes blocks,
             # anything else is no usable answer.
             state = _ALLOW if status == 0 else _BLOCK if status in self._block_codes else _NONE
-            self._record_answer(lane, handle, index, state, status, now, original, response,
+            self._settle_target(lane, handle, index, state, status, now, original, response,
                                 latency)  # fmt: skip
         elif not retried and not session.is_open and self._retry(lane, handle, index, now):
             return
         else:
-            self._record_answer(lane, handle, index, _NONE, 0, now, original)
+            self._settle_target(lane, handle, index, _NONE, 0, now, original)
         if lane.waiting:
             self._drain(lane, now)
 
@@ -588,24 +591,26 @@ class Dispatcher:
         self._transmit(other, lane, handle, index, original.pdu, now, original, True)
         return True
 
-    def _record_answer(self, lane, handle, index, state, status, now, original, response=None,
+    def _settle_target(self, lane, handle, index, state, status, now, original, response=None,
                        latency=None) -> None:  # fmt: skip
-        """One target's answer for `original` (which may be complete already: late)."""
+        """Put one target's state into the pending table and act on what that
+        makes of the original: reply to the SMSC once decided, record it once
+        complete (it may be decided already: the answer is late)."""
         lane.answers[state] += 1
         result = self.pending.answer(handle, index, state, status, now)
         if result == _ANSWER_UNKNOWN:
             self.stats.late_answers += 1
             return
         if original.trace is not None:
-            self._trace_answer(original, lane, state, status, response, latency, result)
+            self._trace_ne_verdict(original, lane, state, status, response, latency, result)
         if result & _ANSWER_DECIDED:
-            self._answer(handle, original)
+            self._reply_smsc(handle, original)
         elif result & _ANSWER_LATE:
             self.stats.late_answers += 1
         if result & _ANSWER_COMPLETE:
             self._complete(handle, original)
 
-    def _trace_answer(self, original, lane, state, status, response, latency, result) -> None:
+    def _trace_ne_verdict(self, original, lane, state, status, response, latency, result) -> None:
         late = bool(result & _ANSWER_LATE)
         latency_ms = round(latency * 1000, 3) if latency is not None else 0.0
         reason = "" if response is not None else "bind dropped, or no bind or window in time"
@@ -615,7 +620,9 @@ class Dispatcher:
 
     # ---- verdicts --------------------------------------------------------------
 
-    def _answer(self, handle: int, original: Original) -> None:
+    def _reply_smsc(self, handle: int, original: Original) -> None:
+        """The verdict is known: the SMSC's one answer, then what the verdict
+        settles (queued copies withdrawn, the message's other segments blocked)."""
         outcome, reason_code, seconds = self.pending.verdict(handle)
         status = self._outcome_status[outcome]
         response = original.session.respond(original.pdu, status)
@@ -630,9 +637,10 @@ class Dispatcher:
         if outcome == _OUTCOME_BLOCK and reason_code != _REASON_STICKY:
             self._block_message(original.concat_key, self.clock(), handle)
 
-    def _answer_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None,
-                    trace=None, concat_key=None):  # fmt: skip
-        """Answer without involving the NEs (receipt, sticky, no NE, overload)."""
+    def _reply_smsc_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None,
+                        trace=None, concat_key=None):  # fmt: skip
+        """Answer without involving the NEs (receipt, sticky, no NE, overload,
+        stopping): no pending entry, the record made here."""
         if status is None:
             status = self.policy.status_for(outcome)
         response = session.respond(pdu, status)
@@ -662,7 +670,7 @@ class Dispatcher:
             if other != handle and self.pending.decide(
                 other, P.OUTCOME_BLOCK, P.REASON_STICKY, now
             ):
-                self._answer(other, self.pending.context(other))
+                self._reply_smsc(other, self.pending.context(other))
 
     def _complete(self, handle: int, original: Original) -> None:
         if original.held is not None:
@@ -780,7 +788,7 @@ class Dispatcher:
                     if original.held is not None:  # before the answer: past the deadline
                         self._withdraw_held(original, now, False)
                     if needs_answer:
-                        self._answer(handle, original)
+                        self._reply_smsc(handle, original)
                     self._complete(handle, original)
                 except Exception:
                     self.internal_error("answering an original at its deadline")
