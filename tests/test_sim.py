@@ -619,7 +619,7 @@ async def test_answers_that_cross_an_unbind_still_count():
     port = await sim.start()
 
     def esme(ready, go):
-        client = smpplib.client.Client("127.0.0.1", port, timeout=5)
+        client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
         client.connect()
         try:
             client.bind_transceiver(system_id="smps", password="secret")
