@@ -35,6 +35,7 @@ import uvloop
 
 from smps._native.fanout import append_with_sequence
 from smps._native.pdu import CommandId, Framer, encode, header, make_resp
+from smps._native.states import State
 from smps.benchrun import Scenario, bench_config
 from smps.config import Config, loads
 from smps.proxy.dispatcher import Dispatcher
@@ -44,7 +45,6 @@ from smps.proxy.tracer import Tracer
 from smps.sim.traffic import Mix, Traffic
 from smps.smpp.client import SmscSession
 from smps.smpp.server import NeServer, NeSession
-from smps.smpp.states import State
 
 BATCH = 32  # originals per read on each SMSC session (the SMSC's window is 64)
 SMSC_BINDS = 2
