@@ -11,22 +11,10 @@ from collections.abc import Sequence
 import msgspec
 
 from smps import __version__
+from smps.config import add_config_option
 from smps.errors import ConfigError
 
-DEFAULT_CONFIG = "config/smps.yaml"
-
 log = logging.getLogger("smps.cli")
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    """The -c/--config option every command that reads the config file takes."""
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help=f"configuration file (default: {DEFAULT_CONFIG})",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
