@@ -48,7 +48,7 @@ from smps.smpp.server import NeServer, NeSession
 
 # `python bench/hotpath_driver.py` has bench/, not the checkout, on its path.
 sys.path.append(str(Path(__file__).resolve().parent.parent))
-from bench.loadrun.command import Scenario, bench_config
+from bench.loadrun.scenario import Scenario, bench_config
 
 BATCH = 32  # originals per read on each SMSC session (the SMSC's window is 64)
 SMSC_BINDS = 2

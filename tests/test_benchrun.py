@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.loadrun.command import (
-    INFLIGHT_TIMEOUT,
-    ProcessTree,
-    RateShare,
-    Scenario,
-    answers_at_least,
-    bench_config,
-    format_sweep,
-    scenario_of,
-)
+from bench.loadrun.command import RateShare, scenario_of
+from bench.loadrun.processes import ProcessTree, answers_at_least
+from bench.loadrun.report import format_sweep
+from bench.loadrun.scenario import INFLIGHT_TIMEOUT, Scenario, bench_config
 from smps.config import loads
 from smps.sim.smsc import LatencyHistogram
 from tests import tracebacks
