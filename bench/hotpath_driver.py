@@ -27,6 +27,7 @@ the loop's own cost (epoll, uvloop handles) and the sockets are not counted.
 import argparse
 import asyncio
 import operator
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +36,7 @@ import uvloop
 
 from smps._native.fanout import append_with_sequence
 from smps._native.pdu import CommandId, Framer, encode, header, make_resp
-from smps.benchrun import Scenario, bench_config
+from smps._native.states import State
 from smps.config import Config, loads
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import MemorySink
@@ -44,7 +45,10 @@ from smps.proxy.tracer import Tracer
 from smps.sim.traffic import Mix, Traffic
 from smps.smpp.client import SmscSession
 from smps.smpp.server import NeServer, NeSession
-from smps.smpp.states import State
+
+# `python bench/hotpath_driver.py` has bench/, not the checkout, on its path.
+sys.path.append(str(Path(__file__).resolve().parent.parent))
+from bench.loadrun.scenario import Scenario, bench_config
 
 BATCH = 32  # originals per read on each SMSC session (the SMSC's window is 64)
 SMSC_BINDS = 2

@@ -7,26 +7,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import msgspec
 
 from smps import __version__
+from smps.config import add_config_option
 from smps.errors import ConfigError
 
-DEFAULT_CONFIG = "config/smps.yaml"
-
 log = logging.getLogger("smps.cli")
-
-
-def add_config_option(parser: argparse.ArgumentParser) -> None:
-    """The -c/--config option every command that reads the config file takes."""
-    parser.add_argument(
-        "-c",
-        "--config",
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help=f"configuration file (default: {DEFAULT_CONFIG})",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,18 +82,45 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_option(check)
     check.set_defaults(handler=_cmd_config_check)
 
-    from smps.benchrun import register as register_bench
     from smps.ha_cli import register as register_ha
     from smps.sim.cli import register as register_sim
     from smps.store.cli import register as register_store
     from smps.trace_cli import register as register_trace
 
     register_sim(commands)
-    register_bench(commands)
+    _register_bench(commands)
     register_trace(commands)
     register_store(commands)
     register_ha(commands)
     return parser
+
+
+def _register_bench(commands: argparse._SubParsersAction) -> None:
+    """`smps bench` from the source checkout's bench/loadrun, beside the smps package
+    (the editable install); installed without the checkout, `smps bench` says so."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "bench" / "loadrun" / "__init__.py").is_file():
+        if str(checkout) not in sys.path:
+            sys.path.append(str(checkout))  # the spawned load generators inherit it
+        from bench.loadrun.command import register
+
+        register(commands)
+        return
+    # Any arguments at all ("\0": nothing is an option), to answer with the reason.
+    bench = commands.add_parser(
+        "bench", help="load run (from a source checkout)", add_help=False, prefix_chars="\0"
+    )
+    bench.add_argument("ignored", nargs="*")
+    bench.set_defaults(handler=lambda _args: _no_checkout(checkout))
+
+
+def _no_checkout(installed_in: Path) -> int:
+    print(
+        "smps bench runs from a source checkout: it needs bench/loadrun beside the smps "
+        f"package, and this smps is installed in {installed_in} without it",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _load_config(path: str):

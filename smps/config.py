@@ -35,6 +35,7 @@ never echoed in an error.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import ipaddress
 import os
@@ -52,6 +53,7 @@ from msgspec import inspect as mi
 from smps.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_PATH",
     "Config",
     "DatabaseConfig",
     "FlowConfig",
@@ -70,6 +72,7 @@ __all__ = [
     "TraceConfig",
     "TraceRule",
     "WebConfig",
+    "add_config_option",
     "default",
     "load",
     "loads",
@@ -632,6 +635,20 @@ def loads(text: str, file: str = "<string>", env: Mapping[str, str] | None = Non
 def default() -> Config:
     """The configuration of an empty file, without environment overrides."""
     return Config()
+
+
+DEFAULT_PATH = "config/smps.yaml"  # relative to the working directory
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """The -c/--config option of every command that reads the configuration file."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_PATH,
+        metavar="FILE",
+        help=f"configuration file (default: {DEFAULT_PATH})",
+    )
 
 
 # ----------------------------------------------------------------------------------- YAML

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from smps.cli import add_config_option
+from smps.config import add_config_option
 
 CONTROL_SOCKET = "smps.sock"  # in node.state_dir, as smps.runtime.master serves it
 CHECK_TIMEOUT = 1.0  # seconds for the node to answer `ha check`

@@ -9,21 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from smps.benchrun import (
-    INFLIGHT_TIMEOUT,
-    ProcessTree,
-    RateShare,
-    Scenario,
-    answers_at_least,
-    bench_config,
-    format_sweep,
-    scenario_of,
-)
+from bench.loadrun.command import RateShare, scenario_of
+from bench.loadrun.processes import ProcessTree, answers_at_least
+from bench.loadrun.report import format_sweep
+from bench.loadrun.scenario import INFLIGHT_TIMEOUT, Scenario, bench_config
 from smps.config import loads
 from smps.sim.smsc import LatencyHistogram
 from tests import tracebacks
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_config_is_the_standard_scenario(tmp_path):
@@ -64,12 +56,16 @@ def test_process_tree_reads_cpu_and_memory_of_descendants():
 
 
 def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    """`smps bench ARGS --json FILE` in a process of its own: its result and report."""
+    """`smps bench ARGS --json FILE` in a process of its own, started outside the
+    checkout (the command finds bench/loadrun beside the smps package): its result
+    and report."""
     out = tmp_path / "out.json"
-    argv = ["bench", *args, "--json", str(out)]
-    code = f"import sys; from smps.benchrun import main; sys.exit(main({argv!r}))"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "smps", "bench", *args, "--json", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr + result.stdout
     tracebacks.assert_none(result.stderr, f"smps {' '.join(args)}")
@@ -105,7 +101,7 @@ def test_rate_takes_a_share_of_the_maximum_and_lists_of_points():
 def _parse(*args: str):
     import argparse
 
-    from smps.benchrun import register
+    from bench.loadrun.command import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

@@ -2,7 +2,9 @@
 
 import contextlib
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,6 +76,23 @@ def test_run_refuses_bad_config_without_starting(tmp_path):
     result = run_cli("run", "-c", str(path))
     assert result.returncode == 2
     assert "web.listen" in result.stderr
+
+
+def test_bench_needs_the_source_checkout(tmp_path):
+    """`smps bench` lives in the checkout's bench/loadrun, not in the package: an smps
+    installed without the checkout refuses it with the reason."""
+    site = tmp_path / "site"
+    shutil.copytree(
+        REPO / "smps", site / "smps", ignore=shutil.ignore_patterns("*.c", "__pycache__")
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    for name in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"):
+        env.pop(name, None)  # the copy is not the tree under measurement
+    result = run_cli("bench", "--duration", "3", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "smps bench runs from a source checkout" in result.stderr
+    assert str(site) in result.stderr  # the copy answered, not the checkout
+    assert "bench" in run_cli("--help", cwd=tmp_path, env=env).stdout
 
 
 def _http_get(url: str) -> tuple[int, bytes]:

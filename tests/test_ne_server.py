@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from smps._native.pdu import CommandId, Status, encode
+from smps._native.states import State
 from smps.smpp.bind_guard import BindLockout
 from smps.smpp.server import NeServer
-from smps.smpp.states import State
 from tests.helpers import until
 from tests.peers import (
     bind,

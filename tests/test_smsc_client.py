@@ -16,9 +16,9 @@ from smps._native.pdu import (
     make_generic_nack,
     make_resp,
 )
+from smps._native.states import State
 from smps.sim.smsc import SimSmsc
 from smps.smpp.client import SmscClient
-from smps.smpp.states import State
 from tests.helpers import until
 
 pytestmark = pytest.mark.both_loops

@@ -4,7 +4,8 @@ file-managed, audited with secrets masked; account passwords only as hashes."""
 
 from sqlalchemy import select
 
-from smps.store import passwords, repo, schema
+from smps import passwords
+from smps.store import repo, schema
 from tests.store_db import database_url, store  # noqa: F401
 
 

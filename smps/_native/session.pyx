@@ -40,7 +40,7 @@ from smps._native.pdu cimport (
 
 from smps._native.pdu import command_name, header
 from smps.errors import FramingError, PduError
-from smps.smpp.states import State
+from smps._native.states import State
 
 log = logging.getLogger("smps.smpp")
 

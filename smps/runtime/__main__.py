@@ -12,7 +12,7 @@ from smps.runtime.master import run
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m smps.runtime")
-    parser.add_argument("-c", "--config", default="config/smps.yaml")
+    parser.add_argument("-c", "--config", default=config_module.DEFAULT_PATH)
     args = parser.parse_args()
     try:
         cfg = config_module.load(args.config)

@@ -30,9 +30,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from smps._native.pdu import CommandId, Status, decode, encode
+from smps._native.states import BIND_STATE, Role
 from smps.sim.traffic import STANDARD_MIX, Mix, Traffic
 from smps.smpp.session import NO_RESPONSE, RESPONSE_BIT, Session
-from smps.smpp.states import BIND_STATE, Role
 
 BOUND_STATES = frozenset(BIND_STATE.values())
 

@@ -36,10 +36,10 @@ from typing import Any
 import msgspec
 
 from smps._native.pdu import CommandId, Pdu, Status, command_name
+from smps._native.states import BIND_STATE, Role
 from smps.config import SmscConfig, TlsClientConfig
 from smps.errors import ProtocolError, SmpsError
 from smps.smpp.session import RESPONSE_BIT, Session
-from smps.smpp.states import BIND_STATE, Role
 
 log = logging.getLogger("smps.smsc")
 

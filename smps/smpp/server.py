@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from smps._native.pdu import CommandId, Status, decode, encode
+from smps._native.states import BIND_STATE, Role, State
 from smps.config import NeAccount, ServerConfig
 from smps.errors import PduError
+from smps.passwords import unknown_password_hash, verify_password
 from smps.smpp.bind_guard import BindLockout, RefusalLog, UnboundLimit
 from smps.smpp.session import RESPONSE_BIT, Session
-from smps.smpp.states import BIND_STATE, Role, State
-from smps.store.passwords import unknown_password_hash, verify_password
 
 log = logging.getLogger("smps.ne")
 

@@ -54,8 +54,8 @@ from smps._native.pdu import (
     make_resp,
 )
 from smps._native.session import NO_RESPONSE, QUEUED, REFUSED, SessionCore, SessionStats
+from smps._native.states import ALLOWED_REQUESTS, BIND_STATE, Role, State
 from smps.errors import PduError, SmpsError
-from smps.smpp.states import ALLOWED_REQUESTS, BIND_STATE, Role, State
 
 __all__ = [
     "NO_RESPONSE",

@@ -6,6 +6,5 @@
 - :mod:`smps.store.spool`: its on-disk overflow;
 - :mod:`smps.store.minute_counts`: per-minute verdict counts from running totals;
 - :mod:`smps.store.repo`: configuration CRUD with audit, tokens, queries;
-- :mod:`smps.store.passwords`: password and token hashing;
 - :mod:`smps.store.cli`: ``smps db upgrade``, ``smps token create``, ``smps user add``.
 """

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from smps.cli import add_config_option
+from smps.config import add_config_option
 from smps.store.roles import ROLES
 
 if TYPE_CHECKING:  # the database layer loads only when a command runs (keeps --help fast)

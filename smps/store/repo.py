@@ -28,8 +28,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smps import config as cfg
+from smps import passwords
 from smps.errors import SmpsError
-from smps.store import passwords, schema
+from smps.store import schema
 from smps.store.db import ConfigListener, Store
 from smps.store.roles import ROLES
 

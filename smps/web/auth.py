@@ -26,7 +26,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from smps.store import passwords, repo, schema
+from smps import passwords
+from smps.store import repo, schema
 from smps.store.db import Store
 from smps.store.roles import ROLES
 

@@ -1,0 +1,319 @@
+"""The report of a run: its figures from the measurements, as JSON and as text."""
+
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import smps
+from bench.loadrun.scenario import Scenario
+from smps._native.pdu import Status
+
+if TYPE_CHECKING:
+    from bench.loadrun.driver import Target
+
+
+def build_report(
+    scenario: Scenario,
+    measured: dict[str, Any],
+    nes: list[dict[str, Any]],
+    rss: int | None,
+    pinning: dict[str, Any],
+    target: "Target",
+) -> dict[str, Any]:
+    interval = measured["interval_s"]
+    decided = measured["answered"]
+    whole = measured["whole_run"]
+    proxy_cpu = measured["proxy_cpu_s"]
+    generator_cpu = measured["smsc_cpu_s"] + measured["ne_cpu_s"]
+    latency = {
+        key: None if value is None else round(max(0.0, value - scenario.ne_latency * 1000), 3)
+        for key, value in measured["latency_ms"].items()
+    }
+    statuses = measured["statuses"]
+    memory = _memory(measured["rss"], scenario.rss_every)
+    return {
+        "msgs_per_s": round(decided / interval, 1) if interval > 0 else 0.0,
+        "cpu_us_per_msg": round(1e6 * proxy_cpu / decided, 2) if proxy_cpu and decided else None,
+        "cpu_us_per_msg_by_process": {
+            role: _per_message(seconds, decided)
+            for role, seconds in (measured.get("proxy_cpu_split_s") or {}).items()
+        },
+        "latency_ms": latency,
+        "missing": whole["missing"],
+        "duplicates": whole["duplicates"],
+        "throttled": statuses.get(Status.RTHROTTLED, 0),
+        "timeouts": measured["timeouts"],
+        "rss_mb": round(rss / 2**20, 1) if rss is not None else None,
+        "rss_growth_mb": memory["rss_growth_mb"] if memory else None,
+        "memory": memory,
+        "scenario": {**asdict(scenario), "rate": scenario.rate or "max"},
+        "measured": {
+            "interval_s": round(interval, 3),
+            "decided": decided,
+            "sent": measured["sent"],
+            "statuses": {f"0x{k:02X}": v for k, v in sorted(statuses.items())},
+            "proxy_cpu_s": None if proxy_cpu is None else round(proxy_cpu, 3),
+            "proxy_cpu_share": None if proxy_cpu is None else round(proxy_cpu / interval, 3),
+            "smsc_latency_ms": measured["latency_ms"],
+            "latency_basis": "SMSC send-to-response time minus the fixed NE think time",
+        },
+        "generators": {
+            "smsc_cpu_us_per_msg": _per_message(measured["smsc_cpu_s"], decided),
+            "ne_cpu_us_per_msg": _per_message(measured["ne_cpu_s"], decided),
+            "cpu_share": round(generator_cpu / interval, 3) if interval > 0 else None,
+            "cpus": len(pinning["generator_cpus"] or ()) or None,
+            "ne_copies": sum(ne["received"] for ne in nes),
+        },
+        "whole_run": {k: whole[k] for k in ("sent", "answered", "missing", "duplicates")},
+        "pinning": pinning,
+        "machine": _machine(),
+        "smps_pid": target.pid,
+    }
+
+
+def _memory(samples: list[tuple[float, int]], every: float) -> dict[str, Any] | None:
+    """SMPS's RSS over the measured interval: first and last sample, growth, samples."""
+    if len(samples) < 2:
+        return None
+    mb = [(max(0.0, round(at, 1)), round(rss / 2**20, 1)) for at, rss in samples]
+    return {
+        "rss_start_mb": mb[0][1],
+        "rss_end_mb": mb[-1][1],
+        "rss_growth_mb": round((samples[-1][1] - samples[0][1]) / 2**20, 1),
+        # the first minutes include pools and caches filling; a leak shows here too
+        "rss_growth_second_half_mb": round(
+            (samples[-1][1] - samples[(len(samples) - 1) // 2][1]) / 2**20, 1
+        ),
+        "rss_max_mb": max(rss for _at, rss in mb),
+        "every_s": every,
+        "samples": mb,
+    }
+
+
+def build_inflight_report(
+    scenario: Scenario,
+    counts: dict[str, Any],
+    copies: int,
+    before: int,
+    held: int,
+    peak: int,
+    nes: list[dict[str, Any]],
+    pinning: dict[str, Any],
+    target: "Target",
+) -> dict[str, Any]:
+    """The in-flight run: what SMPS's resident memory grew by per original held."""
+    in_flight = counts["sent"] - counts["answered"] - counts["missing"]
+    return {
+        "mode": "inflight",
+        "inflight": {
+            "originals": in_flight,
+            "sent": counts["sent"],
+            "answered": counts["answered"],
+            "ne_copies": copies,
+            "ne_copies_expected": scenario.nes * counts["sent"],
+            "rss_before_bytes": before,
+            "rss_held_bytes": held,
+            "rss_before_mb": round(before / 2**20, 1),
+            "rss_held_mb": round(held / 2**20, 1),
+            "bytes_per_original": round((held - before) / in_flight) if in_flight > 0 else None,
+            "target_bytes": 2048,
+        },
+        "rss_mb": round(peak / 2**20, 1),
+        "duplicates": counts["duplicates"],
+        "scenario": {**asdict(scenario), "rate": scenario.rate or "max"},
+        "generators": {"ne_summaries": nes},
+        "pinning": pinning,
+        "machine": _machine(),
+        "smps_pid": target.pid,
+    }
+
+
+def format_inflight_report(report: dict[str, Any]) -> str:
+    s = report["scenario"]
+    i = report["inflight"]
+    per = i["bytes_per_original"]
+    rows = [
+        (
+            "scenario",
+            f"{s['nes']} NEs x {s['ne_binds']} binds (window {s['ne_window']}, never answering), "
+            f"SMSC {s['smsc_binds']} binds (window {s['window']}), {s['workers']} worker(s), "
+            f"policy.timeout {s['timeout']:g} s",
+        ),
+        (
+            "in flight",
+            f"{i['originals']:,} originals ({i['answered']:,} answered of {i['sent']:,} sent); "
+            f"NEs hold {i['ne_copies']:,} of {i['ne_copies_expected']:,} copies",
+        ),
+        ("RSS before", f"{i['rss_before_mb']:,.1f} MB"),
+        ("RSS held", f"{i['rss_held_mb']:,.1f} MB"),
+        (
+            "per original",
+            "n/a"
+            if per is None
+            else f"{per:,} bytes (target <= {i['target_bytes']:,}: "
+            f"{'met' if per <= i['target_bytes'] else 'NOT met'})",
+        ),
+        ("peak RSS", f"{report['rss_mb']:,.1f} MB"),
+        ("code", f"commit {report['machine']['commit']}, {report['machine']['date']}"),
+    ]
+    lines = [f"smps bench --inflight: {'OK' if succeeded(report) else 'INCOMPLETE (see counts)'}"]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(lines + [f"  {name:<{width}}  {value}" for name, value in rows])
+
+
+def _per_message(seconds: float, messages: int) -> float | None:
+    return round(1e6 * seconds / messages, 2) if messages else None
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as file:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in file if line.startswith("model name")),
+                "",
+            )
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": _commit(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),  # others' load makes msg/s noisy
+    }
+
+
+def _commit() -> str | None:
+    """The source tree's commit, with -dirty when it has changes: which code ran."""
+    try:
+        result = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(smps.__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def format_report(report: dict[str, Any]) -> str:
+    s = report["scenario"]
+    m = report["measured"]
+    g = report["generators"]
+    lat = report["latency_ms"]
+    ok = report["missing"] == 0 and report["duplicates"] == 0
+
+    def number(value: Any, unit: str = "", fmt: str = ",.1f") -> str:
+        return "n/a" if value is None else f"{value:{fmt}}{unit}"
+
+    rows = [
+        (
+            "scenario",
+            f"{s['nes']} NEs x {s['ne_binds']} binds, SMSC {s['smsc_binds']} binds, "
+            f"{s['workers']} worker(s), rate {s['rate']}, block {s['block_ratio']:.0%}, "
+            f"NE latency {s['ne_latency'] * 1000:g} ms, window {s['window']}/"
+            f"{s['ne_window']}",
+        ),
+        (
+            "measured",
+            f"{m['interval_s']:.1f} s after {s['warmup']:g} s warm-up; "
+            f"{m['decided']:,} originals decided",
+        ),
+        ("throughput", f"{number(report['msgs_per_s'])} msg/s"),
+        (
+            "proxy CPU",
+            f"{number(report['cpu_us_per_msg'], ' µs/msg', '.2f')}  "
+            f"({number(m['proxy_cpu_share'], '', '.0%')} of a core{_split_text(report)})",
+        ),
+        (
+            "added latency",
+            "n/a"
+            if lat["p50"] is None
+            else f"p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
+            f"max {lat['max']:.3f} ms",
+        ),
+        ("peak RSS", number(report["rss_mb"], " MB")),
+        ("RSS over run", _memory_row(report["memory"])),
+        ("throttled", report["throttled"]),
+        ("timeouts", report["timeouts"]),
+        ("missing", report["missing"]),
+        ("duplicates", report["duplicates"]),
+        (
+            "generators",
+            f"SMSC {number(g['smsc_cpu_us_per_msg'], '', '.2f')} + NEs "
+            f"{number(g['ne_cpu_us_per_msg'], '', '.2f')} µs/msg, "
+            f"{number(g['cpu_share'], '', '.0%')} of a core"
+            + (f" (on {g['cpus']} CPU)" if g["cpus"] else " (not pinned)"),
+        ),
+        (
+            "code",
+            f"commit {report['machine']['commit']}, {report['machine']['date']}, load "
+            f"average {report['machine']['loadavg_1m']:g} on {report['machine']['cpus']} CPUs",
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"smps bench: {'OK' if ok else 'FAILED (missing or duplicate responses)'}"]
+    lines += [f"  {name:<{width}}  {value}" for name, value in rows]
+    if g["cpus"] and g["cpu_share"] is not None and g["cpu_share"] > 0.9 * g["cpus"]:
+        lines.append("  warning: the generators used their CPUs fully; they may be the bottleneck")
+    if report["pinning"].get("shared"):
+        lines.append(f"  note: {report['pinning']['shared']}")
+    return "\n".join(lines)
+
+
+def _memory_row(memory: dict[str, Any] | None) -> str:
+    if memory is None:
+        return "n/a"
+    return (
+        f"{memory['rss_start_mb']:,.1f} -> {memory['rss_end_mb']:,.1f} MB "
+        f"(growth {memory['rss_growth_mb']:+,.1f} MB, in the second half "
+        f"{memory['rss_growth_second_half_mb']:+,.1f}; max {memory['rss_max_mb']:,.1f}; "
+        f"{len(memory['samples'])} samples every {memory['every_s']:g} s)"
+    )
+
+
+def _split_text(report: dict[str, Any]) -> str:
+    """'; master 4.1 + workers 9.9' µs/msg, when both are known."""
+    split = report.get("cpu_us_per_msg_by_process") or {}
+    if split.get("master") is None or split.get("workers") is None:
+        return ""
+    return f"; master {split['master']:.1f} + workers {split['workers']:.1f}"
+
+
+def succeeded(report: dict[str, Any]) -> bool:
+    """A timed run: no response missing or duplicated. An in-flight run: every
+    original held unanswered, every copy at the NEs."""
+    if report.get("mode") == "inflight":
+        i = report["inflight"]
+        return (
+            i["bytes_per_original"] is not None
+            and i["answered"] == 0
+            and i["ne_copies"] >= i["ne_copies_expected"]
+        )
+    return report["missing"] == 0 and report["duplicates"] == 0
+
+
+def format_sweep(reports: list[dict[str, Any]]) -> str:
+    """One line per point of a --nes/--workers list."""
+    lines = [
+        "smps bench sweep:",
+        "  NEs  workers      msg/s  CPU µs/msg  p50 / p99 ms       RSS MB  missing/dup",
+    ]
+    for r in reports:
+        s, lat = r["scenario"], r["latency_ms"]
+        latency = "n/a" if lat["p50"] is None else f"{lat['p50']:.1f} / {lat['p99']:.1f}"
+        cpu = "n/a" if r["cpu_us_per_msg"] is None else f"{r['cpu_us_per_msg']:.1f}"
+        lines.append(
+            f"  {s['nes']:>3}  {s['workers']:>7}  {r['msgs_per_s']:>9,.0f}  {cpu:>10}  "
+            f"{latency:<17} {r['rss_mb'] or 0:>6.1f}  {r['missing']}/{r['duplicates']}"
+            + (" (shared cores)" if r["pinning"].get("shared") else "")
+        )
+    return "\n".join(lines)
