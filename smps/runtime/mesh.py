@@ -194,9 +194,13 @@ class PeerLink(asyncio.Protocol):
         self._wbuf = []
 
     def close(self) -> None:
+        """Flush what is written and close; nothing is written after this (a
+        flush already scheduled, or a late answer, would write to a closing
+        transport). connection_lost still fails what awaits the peer."""
         if self._transport is not None:
             self._flush()
-            self._transport.close()
+            transport, self._transport = self._transport, None
+            transport.close()
 
 
 class Mesh:
