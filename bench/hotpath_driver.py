@@ -1,10 +1,10 @@
 """One worker's hot path in one process, for instruction counts and timing without sockets.
 
-The real objects of a worker's data plane: a `Dispatcher` with the standard
-scenario's configuration (`smps bench`'s, `--nes` accounts of 2 binds each,
-100 trace rules matching about 1 % of the messages, record non_allow, a
-`MemorySink`), 2 `SmscSession`s feeding it and real `NeSession`s bound through
-an `NeServer`, all on in-memory transports. Originals of the standard mix
+The real objects of a worker's data plane, built by `DataPlane` as a worker builds
+them: a `Dispatcher` with the standard scenario's configuration (`smps bench`'s,
+`--nes` accounts of 2 binds each, 100 trace rules matching about 1 % of the
+messages, record non_allow, a `MemorySink`), 2 `SmscSession`s feeding it and real
+`NeSession`s bound through an `NeServer`, all on in-memory transports. Originals of the standard mix
 (70 % GSM7, 20 % UCS-2, 10 % three-part) go in 32 per read and session; every
 copy is answered with deliver_sm_resp / data_sm_resp (every 20th with a block
 status), and each original must get exactly one answer.
@@ -38,13 +38,12 @@ from smps._native.fanout import append_with_sequence
 from smps._native.pdu import CommandId, Framer, encode, header, make_resp
 from smps._native.states import State
 from smps.config import Config, loads
-from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import MemorySink
 from smps.proxy.trace_store import MemoryTraceSink
-from smps.proxy.tracer import Tracer
+from smps.runtime.plane import DataPlane
 from smps.sim.traffic import Mix, Traffic
 from smps.smpp.client import SmscSession
-from smps.smpp.server import NeServer, NeSession
+from smps.smpp.server import NeSession
 
 # `python bench/hotpath_driver.py` has bench/, not the checkout, on its path.
 sys.path.append(str(Path(__file__).resolve().parent.parent))
@@ -150,15 +149,20 @@ def reads(nes_config: Config, originals: int) -> tuple[list[list[bytes]], int]:
 
 
 class Worker:
-    """The data plane of one worker, bound on in-memory wires."""
+    """The data plane of one worker, built as a worker builds it, bound on in-memory wires."""
 
     def __init__(self, config: Config):
         self.config = config
         self.sink = MemorySink(limit=1 << 30)
-        self.tracer = Tracer.from_config(config, MemoryTraceSink(limit=1 << 30))
-        self.dispatcher = Dispatcher(config, sink=self.sink, tracer=self.tracer)
-        self.server = NeServer(config.server, config.ne_accounts, copy_timeout=10.0)
-        self.server.registry.listeners.append(self.dispatcher.on_bind_change)
+        plane = DataPlane(
+            config,
+            config.ne_accounts,
+            decisions=self.sink,
+            traces=MemoryTraceSink(limit=1 << 30),
+            worker=0,
+        )
+        self.dispatcher = plane.dispatcher
+        self.server = plane.ne_server
         self.smscs: list[tuple[SmscSession, Wire]] = []
         self.nes: list[tuple[NeSession, Wire]] = []
 

@@ -21,7 +21,7 @@ async def forwarded(decisions=(), events=()) -> dict:
         for decision in decisions:
             forwarder.put(decision)
         for event in events:
-            forwarder.put_trace(event)
+            forwarder.put_trace(trace_row(event))
         forwarder.flush()
         message = await master.receive()
     finally:

@@ -239,8 +239,8 @@ class Mesh:
     # ---- local binds -------------------------------------------------------------
 
     def on_bind_change(self, system_id: str, session, up: bool) -> None:
-        """BindRegistry listener: tell the dispatcher, then the peers."""
-        self.dispatcher.on_bind_change(system_id, session, up)
+        """BindRegistry listener, after the dispatcher's (the data plane registers
+        that one first): tell the peers."""
         self.sync(system_id)
         if not self._announce_scheduled:
             self._announce_scheduled = True

@@ -1,10 +1,13 @@
-"""The node's metrics, gathered from the workers' snapshots.
+"""The node's metrics, gathered from the data planes' snapshots.
 
-Workers count in plain dicts and send their totals about once a second
-(design.md 4.1: no prometheus-client call per message). A snapshot maps a
+Data planes count in plain dicts (design.md 4.1: no prometheus-client call per
+message); `smps.runtime.plane.DataPlane.snapshot` reads them. A snapshot maps a
 sample key, the metric name and its label pairs joined by tabs, to a value.
-The master keeps, per worker position, what earlier processes in that position
-had counted, so a counter never goes back when a worker restarts.
+Workers send theirs to the master about once a second; the master keeps, per
+worker position, what earlier processes in that position had counted, so a
+counter never goes back when a worker restarts. `families` turns counters and
+gauges into metric families, for the master's sum over its workers and for the
+single-process node's one data plane alike.
 """
 
 from collections.abc import Iterable, Iterator
@@ -95,36 +98,7 @@ def collect(slots: list[Any], role: str, own: dict[str, float] | None = None) ->
     counters (its peek at new NE connections)."""
     counters = sum_tables([*(slot.totals.counters() for slot in slots), own or {}])
     gauges = sum_tables(slot.totals.gauges for slot in slots)
-    families: dict[str, Metric] = {}
-    # (histogram name, label names, label values) -> {"buckets": {le: n}, "sum": s}
-    histograms: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, Any]] = {}
-    for sample_key, value in sorted(counters.items()):
-        name, labels, values = split_sample_key(sample_key)
-        if name.endswith(("_bucket", "_sum", "_count")):
-            base, _, part = name.rpartition("_")
-            if part == "bucket":  # le is the last label
-                entry = histograms.setdefault((base, labels[:-1], values[:-1]), {"buckets": {}})
-                entry["buckets"][values[-1]] = value
-            else:
-                histograms.setdefault((base, labels, values), {"buckets": {}})[part] = value
-            continue
-        base = name.removesuffix("_total")
-        family = families.get(base)
-        if family is None:
-            family = families[base] = CounterMetricFamily(base, HELP.get(base, base), labels=labels)
-        family.add_metric(values, value)
-    for sample_key, value in sorted(gauges.items()):
-        name, labels, values = split_sample_key(sample_key)
-        family = families.get(name)
-        if family is None:
-            family = families[name] = GaugeMetricFamily(name, HELP.get(name, name), labels=labels)
-        family.add_metric(values, value)
-    if "smps_in_flight" not in families:
-        families["smps_in_flight"] = GaugeMetricFamily(
-            "smps_in_flight", HELP["smps_in_flight"], value=0
-        )
-    yield from families.values()
-    yield from _histogram_families(histograms)
+    yield from families(counters, gauges)
     restarts = CounterMetricFamily(
         "smps_worker_restarts", "Worker processes restarted after dying.", labels=["worker"]
     )
@@ -138,6 +112,41 @@ def collect(slots: list[Any], role: str, own: dict[str, float] | None = None) ->
     for name in ("active", "standby", "fault"):
         ha.add_metric([name], 1.0 if name == role else 0.0)
     yield ha
+
+
+def families(counters: dict[str, float], gauges: dict[str, float]) -> Iterator[Metric]:
+    """Data-plane counters and gauges by sample key (one data plane's snapshot, or
+    the sum over the workers) as metric families."""
+    found: dict[str, Metric] = {}
+    # (histogram name, label names, label values) -> {"buckets": {le: n}, "sum": s}
+    histograms: dict[tuple[str, tuple[str, ...], tuple[str, ...]], dict[str, Any]] = {}
+    for sample_key, value in sorted(counters.items()):
+        name, labels, values = split_sample_key(sample_key)
+        if name.endswith(("_bucket", "_sum", "_count")):
+            base, _, part = name.rpartition("_")
+            if part == "bucket":  # le is the last label
+                entry = histograms.setdefault((base, labels[:-1], values[:-1]), {"buckets": {}})
+                entry["buckets"][values[-1]] = value
+            else:
+                histograms.setdefault((base, labels, values), {"buckets": {}})[part] = value
+            continue
+        base = name.removesuffix("_total")
+        family = found.get(base)
+        if family is None:
+            family = found[base] = CounterMetricFamily(base, HELP.get(base, base), labels=labels)
+        family.add_metric(values, value)
+    for sample_key, value in sorted(gauges.items()):
+        name, labels, values = split_sample_key(sample_key)
+        family = found.get(name)
+        if family is None:
+            family = found[name] = GaugeMetricFamily(name, HELP.get(name, name), labels=labels)
+        family.add_metric(values, value)
+    if "smps_in_flight" not in found:
+        found["smps_in_flight"] = GaugeMetricFamily(
+            "smps_in_flight", HELP["smps_in_flight"], value=0
+        )
+    yield from found.values()
+    yield from _histogram_families(histograms)
 
 
 def _histogram_families(histograms: dict) -> Iterator[Metric]:

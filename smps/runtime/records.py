@@ -11,9 +11,9 @@ Memory is bounded twice: a full buffer, or a control channel whose unsent backlo
 passed `backlog_limit` (the master is not reading), drops records; drops are counted
 and reach the master's /metrics with the worker's stats.
 
-Trace events also go to the worker's own day files (`TraceTee`): several
-workers append whole lines to the same file safely, so only the database copy
-travels to the master.
+Trace events also go to the worker's own day files (`smps.runtime.plane.TraceTee`
+sends each to both): several workers append whole lines to the same file safely,
+so only the database copy travels to the master.
 """
 
 import asyncio
@@ -23,10 +23,9 @@ from typing import Any
 import msgspec
 
 from smps.proxy.records import Decision
-from smps.proxy.trace_store import TraceSink
 from smps.proxy.tracer import TraceEvent
 from smps.runtime.control import ControlChannel, Message
-from smps.store.rows import decision_row, trace_row
+from smps.store.rows import decision_row
 
 log = logging.getLogger("smps.worker")
 
@@ -39,7 +38,8 @@ _decode_trace_event = msgspec.json.Decoder(TraceEvent).decode
 
 
 class RecordForwarder:
-    """A worker's decision sink (``put``) and database trace sink (``put_trace``)."""
+    """A worker's decision sink (``put``) and, behind its `TraceTee`, the database
+    side of its trace events (``put_trace``, rows as the writer's takes them)."""
 
     def __init__(
         self,
@@ -68,11 +68,11 @@ class RecordForwarder:
         self._decisions.append(decision_row(decision))
         self._due(len(self._decisions))
 
-    def put_trace(self, event: TraceEvent) -> None:
+    def put_trace(self, row: tuple) -> None:
         if len(self._traces) >= self.buffer_limit:
             self._drop("trace", 1)
             return
-        self._traces.append(trace_row(event))
+        self._traces.append(row)
         self._due(len(self._traces))
 
     def _due(self, waiting: int) -> None:
@@ -111,18 +111,6 @@ class RecordForwarder:
             log.warning(
                 "master not keeping up: %d %s records dropped so far", self.dropped[kind], kind
             )
-
-
-class TraceTee:
-    """A worker's trace sink: its day files, and the master's database writer."""
-
-    def __init__(self, files: TraceSink, forwarder: RecordForwarder):
-        self.files = files
-        self.forwarder = forwarder
-
-    def put(self, event: TraceEvent) -> None:
-        self.files.put(event)
-        self.forwarder.put_trace(event)
 
 
 def decode_records(message: Message) -> tuple[list[tuple], list[tuple]]:

@@ -1,0 +1,288 @@
+"""The data plane: the message path from the SMSCs to the NEs and back, built here
+and nowhere else, for both ways SMPS runs.
+
+A `DataPlane` holds the SMSC clients, the dispatcher (copies, verdicts, deadlines),
+the NE server and the tracer, wired to each other: originals read from the SMSC
+binds go to the dispatcher (or are turned away once their SMSC is being left), NE
+binds coming and going reach the dispatcher's lanes. Where decisions and trace
+events go is its user's choice, the sinks it is given:
+
+- a worker process (`smps.runtime.worker`, what ``smps run`` runs) adds the control
+  channel to the master, the mesh to the other workers and the record forwarder;
+- the single-process node (`smps.app`: ``smps demo`` and the in-process tests) adds
+  the database, the HTTP side and live trace watchers.
+
+Nothing here runs per message: the plane wires the objects, drives their lifecycle
+(start; serve: accept NEs, bind to the SMSCs; follow the live configuration;
+answer what is in flight before letting go; stop) and reads their counters into
+one snapshot, which a worker sends to the master and a single-process node
+exports on /metrics, both through `smps.runtime.metrics.families`.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from prometheus_client.core import Metric
+
+from smps.config import Config
+from smps.proxy.dispatcher import Dispatcher
+from smps.proxy.records import DecisionSink
+from smps.proxy.trace_store import TraceSink
+from smps.proxy.tracer import TraceEvent, Tracer
+from smps.proxy.verdicts import STATE_NAMES
+from smps.runtime.control import Account
+from smps.runtime.metrics import families, key
+from smps.smpp.client import SmscClients
+from smps.smpp.server import NeServer
+from smps.store.minute_counts import verdict_totals
+from smps.store.rows import trace_row
+
+log = logging.getLogger("smps.plane")
+
+# Past the verdict timeout, time for the tick that answers the last original.
+DRAIN_MARGIN = 0.5
+
+
+class DataPlane:
+    """The SMSC clients, dispatcher, NE server and tracer of one process, wired."""
+
+    def __init__(
+        self,
+        config: Config,
+        accounts: list[Account],
+        *,
+        decisions: DecisionSink,
+        traces: TraceSink,
+        worker: int | None = None,
+    ):
+        self.config = config  # the live one: apply() replaces it
+        self.tracer = Tracer.from_config(config, traces, worker=worker or 0)
+        self.dispatcher = Dispatcher(config, sink=decisions, tracer=self.tracer)
+        self.dispatcher.apply_config(config, accounts)
+        self.ne_server = NeServer(config.server, accounts, copy_timeout=config.policy.timeout)
+        self.ne_server.registry.listeners.append(self.dispatcher.on_bind_change)
+        self.smsc_clients = SmscClients(
+            self.dispatcher.on_message,
+            turn_away=self.dispatcher.turn_away,
+            name_prefix="" if worker is None else f"w{worker}:",
+        )
+        self.serving = False  # bound to the SMSCs, following their live list
+        self.listening = False  # accepting NE connections on server.listen
+        self._lock = asyncio.Lock()  # serve, follow the SMSC list, unbind: one at a time
+        self._following: set[asyncio.Task[None]] = set()
+        self._session_totals = SessionTotals()
+
+    def sink_to(self, decisions: DecisionSink, traces: TraceSink) -> None:
+        """Where decisions and trace events go from now on (the single-process node
+        adds its database once it is open)."""
+        self.dispatcher.sink = decisions
+        self.tracer.sink = traces
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the dispatcher's tick (verdict deadlines, queued copies)."""
+        self.dispatcher.start()
+
+    async def serve(self, *, listen: bool = True, reuse_port: bool = False) -> int | None:
+        """Accept NE connections on server.listen (listen=False: another process
+        accepts them and hands them over) and bind to the SMSCs, following the live
+        SMSC list from now on; returns the NE port when it listens."""
+        async with self._lock:
+            port = None
+            if listen and not self.listening:
+                port = await self.ne_server.start(reuse_port=reuse_port)
+                self.listening = True
+            self.serving = True
+            await self.smsc_clients.apply(self.config.smsc, self._answer_smsc_in_flight)
+            return port
+
+    def apply(self, config: Config, accounts: list[Account]) -> None:
+        """Accounts, routes, policy, flow and trace rules, live; binds not concerned
+        by a change stay up. While serving, the SMSC list too, in the background:
+        new SMSCs bind, and a removed or moved one unbinds once what it delivered
+        is answered."""
+        smsc_changed = config.smsc != self.config.smsc
+        self.config = config
+        self.dispatcher.apply_config(config, accounts)
+        self.ne_server.set_accounts(accounts)
+        self.tracer.apply_config(config)
+        if smsc_changed and self.serving:
+            task = asyncio.ensure_future(self._follow_smsc_list())
+            self._following.add(task)
+            task.add_done_callback(self._following.discard)
+
+    async def _follow_smsc_list(self) -> None:
+        async with self._lock:
+            if self.serving:  # not once answer_in_flight has begun to let go
+                await self.smsc_clients.apply(self.config.smsc, self._answer_smsc_in_flight)
+                if not self.serving:  # it began meanwhile: new binds turn originals away too
+                    self.smsc_clients.pause()
+
+    async def _answer_smsc_in_flight(self) -> None:
+        """Before the binds of a removed or moved SMSC go: their originals are
+        answered by the verdict timeout at the latest (other SMSCs' traffic may
+        keep the dispatcher from ever being empty)."""
+        await self.dispatcher.drain(self.config.policy.timeout + DRAIN_MARGIN)
+
+    async def answer_in_flight(self, doing: str) -> None:
+        """Before letting go (stopping, standing down): turn new originals away,
+        accept no new NE connection, then answer every original in flight while
+        the binds are still up, by the verdict timeout at the latest. It does not
+        wait for a change of the SMSC list under way (the master's wait for a
+        drained worker allows one verdict timeout)."""
+        self.serving = False
+        self.smsc_clients.pause()
+        await self.ne_server.stop_listening()
+        self.listening = False
+        if in_flight := self.dispatcher.in_flight:
+            log.info("%s: answering %d originals in flight", doing, in_flight)
+        if not await self.dispatcher.drain(self.config.policy.timeout + DRAIN_MARGIN):
+            log.error("%s: %d originals still unanswered", doing, self.dispatcher.in_flight)
+
+    async def unbind(self) -> None:
+        """Unbind from the SMSCs and the NEs (after answer_in_flight)."""
+        async with self._lock:
+            self.serving = False
+            self.listening = False
+            await self.smsc_clients.stop()
+            await self.ne_server.stop()
+
+    async def stop(self) -> None:
+        """Unbind everything and stop the dispatcher's tick."""
+        await self.unbind()
+        await asyncio.gather(*self._following)  # nothing left to follow: they end at once
+        self.dispatcher.stop()
+
+    # ---- what it serves ------------------------------------------------------------
+
+    def ne_binds(self) -> dict[str, int]:
+        return {a: len(s) for a, s in self.ne_server.registry.by_account.items() if s}
+
+    def smsc_down(self) -> list[str]:
+        """Why the SMSC binds make the node degraded (SmscClient.down_reason)."""
+        now = time.monotonic()
+        return [reason for client in self.smsc_clients if (reason := client.down_reason(now))]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain totals since this data plane started and its gauges, by metric
+        sample key (`smps.runtime.metrics.key`), with its binds and SMSC health: what
+        a worker reports to the master every second, and what a single-process
+        node exports (`metric_families`)."""
+        stats = self.dispatcher.stats
+        counters: dict[str, float] = {
+            "smps_originals_received_total": stats.received,
+            "smps_late_answers_total": stats.late_answers,
+            "smps_throttled_total": stats.throttled,
+            "smps_copies_dropped_total": stats.queue_dropped,
+            "smps_copies_retried_total": stats.retried,
+            "smps_copies_withdrawn_total": stats.withdrawn,
+            "smps_internal_errors_total": stats.internal_errors,
+            "smps_auth_failures_total": self.ne_server.auth_failures,
+        }
+        for reason, count in self.ne_server.unbound.refused.items():
+            counters[key("smps_ne_connections_refused_total", reason=reason)] = count
+        for (verdict, reason), count in stats.decisions.items():
+            counters[key("smps_verdicts_total", verdict=verdict, reason=reason)] = count
+        add_histogram(counters, "smps_decision_seconds", self.dispatcher.decision_latency)
+        for name, lane in self.dispatcher.lanes.items():
+            counters[key("smps_copies_sent_total", account=name)] = lane.copies_sent
+            add_histogram(counters, "smps_ne_answer_seconds", lane.latency, account=name)
+            for state, count in lane.answers.items():
+                counters[key("smps_ne_answers_total", account=name, verdict=STATE_NAMES[state])] = (
+                    count
+                )
+        for client in self.smsc_clients:
+            counters[key("smps_smsc_reconnects_total", smsc=client.cfg.name)] = client.reconnects
+        sessions = [s for c in self.smsc_clients for s in c.sessions]
+        sessions += list(self.ne_server.registry.sessions())
+        counters.update(self._session_totals.totals(sessions))
+        gauges: dict[str, float] = {"smps_in_flight": self.dispatcher.in_flight}
+        smsc_binds = {}
+        for client in self.smsc_clients:
+            smsc_binds[client.cfg.name] = client.binds_up
+            gauges[key("smps_binds_up", side="smsc", account=client.cfg.name)] = client.binds_up
+        ne_binds = self.ne_binds()
+        for account, count in ne_binds.items():
+            gauges[key("smps_binds_up", side="ne", account=account)] = count
+        return {
+            "ne_binds": ne_binds,
+            "smsc_binds": smsc_binds,
+            "in_flight": self.dispatcher.in_flight,
+            "smsc_down": self.smsc_down(),  # for /health
+            "counters": counters,
+            "gauges": gauges,
+            # For the per-minute counters in the database (smps.store.minute_counts).
+            "verdicts": [[a, v, n] for (a, v), n in verdict_totals(self.dispatcher).items()],
+        }
+
+    def metric_families(self) -> Iterator[Metric]:
+        """The snapshot as /metrics shows it (a worker's reach /metrics through the
+        master, summed over the workers, by the same `families`)."""
+        snapshot = self.snapshot()
+        return families(snapshot["counters"], snapshot["gauges"])
+
+
+def add_histogram(counters: dict[str, float], name: str, histogram, **labels: str) -> None:
+    """A histogram's samples (cumulative buckets, sum, count) in a snapshot."""
+    for bound, count in histogram.cumulative():
+        counters[key(f"{name}_bucket", **labels, le=bound)] = count
+    counters[key(f"{name}_sum", **labels)] = histogram.total
+    counters[key(f"{name}_count", **labels)] = histogram.count
+
+
+class SessionTotals:
+    """PDU errors summed over sessions, including closed ones."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[Any, dict[str, float]]] = {}
+        self._retired: dict[str, float] = {}
+
+    def totals(self, sessions) -> dict[str, float]:
+        seen: dict[int, tuple[Any, dict[str, float]]] = {}
+        for session in sessions:
+            seen[id(session)] = (session, self._of(session))
+        for ident, (session, values) in self._last.items():
+            if ident not in seen or seen[ident][0] is not session:
+                for name, value in values.items():
+                    self._retired[name] = self._retired.get(name, 0) + value
+        self._last = seen
+        result = dict(self._retired)
+        for _session, values in seen.values():
+            for name, value in values.items():
+                result[name] = result.get(name, 0) + value
+        return result
+
+    @staticmethod
+    def _of(session) -> dict[str, float]:
+        return {
+            key("smps_pdu_errors_total", kind=kind): count
+            for kind, count in session.stats.errors.items()
+        }
+
+
+class TraceRows(Protocol):
+    """The database side of trace events: the writer, or in a worker the forwarder
+    to the master's writer; both take rows (`smps.store.rows.trace_row`)."""
+
+    def put_trace(self, row: tuple) -> None: ...
+
+
+class TraceTee:
+    """A data plane's trace sink: each event goes to the day files and, as a row,
+    toward the database; in a single-process node to live watchers too (in
+    ``smps run`` the master shows them, from the rows)."""
+
+    def __init__(self, files: TraceSink, database: TraceRows, live: TraceSink | None = None):
+        self.files = files
+        self.database = database
+        self.live = live
+
+    def put(self, event: TraceEvent) -> None:
+        self.files.put(event)
+        self.database.put_trace(trace_row(event))
+        if self.live is not None:
+            self.live.put(event)
