@@ -70,8 +70,8 @@ async def test_smsc_unbound_longer_than_its_back_off_degrades_health(
         node,
         get,
     ):
+        await sim.wait_bound()  # the first bind goes through; kick it, no rebind now
         sim.refuse_status = Status.RBINDFAIL
-        await sim.wait_bound()  # the first bind went through; kick it, no rebind now
         next(iter(sim.sessions)).transport.abort()
 
         async def degraded():
