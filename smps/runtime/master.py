@@ -4,7 +4,7 @@ everything that is not the data plane.
 It opens the database (migrations at start; a schema newer than this SMPS
 knows is refused), runs the one batched writer that the workers' decision and
 trace records go to, serves HTTP (/health, /metrics, the REST API /api/v1),
-the control socket `{state_dir}/smps.sock` (`smps status`, reload, kick,
+the control socket (`control_socket`: `smps status`, reload, kick,
 `smps ha notify|check`), is the only writer of the log, places NE connections on workers
 (balanced placement), keeps the node's bind lockouts (the workers report failed
 binds; a pair locked out is pushed to every worker), and restarts a worker that
@@ -40,7 +40,6 @@ workers bind.
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -62,7 +61,7 @@ from smps.ha import DbLease, HaController, Role, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.trace_hub import TraceHub
-from smps.runtime import heap
+from smps.runtime import control_socket, heap
 from smps.runtime.control import (
     Account,
     ControlChannel,
@@ -94,7 +93,6 @@ STABLE_RUN = 10.0  # a worker that ran this long restarts without back-off
 EXIT_GRACE = 3.0  # after "exit": time to unbind before a worker is killed
 LAST_WORDS = 2.0  # after a worker ended: time to read its last records and stats
 RESTART_SECTIONS = ("node", "server", "web", "log")  # not applied live
-CONTROL_SOCKET = "smps.sock"
 LOG_SOCKET = "smps-log.sock"
 
 
@@ -420,9 +418,8 @@ class Master:
         self.store.listeners.append(self._on_config_change)
         stack.push_async_callback(self._cancel_tasks)
         self._start_workers()
-        control_path = self.state_dir / CONTROL_SOCKET
-        control = await asyncio.start_unix_server(self._serve_control, str(control_path))
-        stack.callback(_close_unix_server, control, control_path)
+        control = await control_socket.serve(self.state_dir, self._control_command)
+        stack.callback(control_socket.close, control, self.state_dir)
         self._spawn(self._report_stats())
         await self.ha.start()  # applies the first role, then follows keepalived and the lease
 
@@ -753,19 +750,6 @@ class Master:
 
     # ---- control socket ---------------------------------------------------------------
 
-    async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        try:
-            async with asyncio.timeout(5.0):
-                line = await reader.readline()
-            request = json.loads(line or b"{}")
-            answer = await self._control_command(request)
-        except (TimeoutError, ValueError, ConnectionError) as exc:
-            answer = {"error": str(exc) or type(exc).__name__}
-        with contextlib.suppress(ConnectionError):
-            writer.write(json.dumps(answer).encode() + b"\n")
-            await writer.drain()
-            writer.close()
-
     async def _control_command(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")
         if command == "status":
@@ -834,12 +818,6 @@ async def _first(*waits) -> None:
             task.cancel()
 
 
-def _close_unix_server(server: asyncio.AbstractServer, path: Path) -> None:
-    server.close()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
 def _exit_text(code: int | None) -> str:
     if code is not None and code < 0:
         with contextlib.suppress(ValueError):
@@ -859,28 +837,10 @@ def run(config: Config, config_path: str | None = None) -> int:
         return 1
 
 
-def request(config: Config, message: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-    """Send one command to a running master's control socket; raises OSError when none runs."""
-    path = str(Path(config.node.state_dir) / CONTROL_SOCKET)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
-
-
 def status(config: Config) -> int:
     """`smps status`: print role, workers, binds and in flight; 1 when no master runs."""
-    try:
-        report = request(config, {"cmd": "status"})
-    except OSError as exc:
-        print(f"smps: no running node at {config.node.state_dir}: {exc.strerror or exc}")
+    report = control_socket.ask(config.node.state_dir, {"cmd": "status"}, timeout=5.0)
+    if report is None:
         return 1
     print(format_status(report))
     return 0
