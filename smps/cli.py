@@ -179,9 +179,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from smps.runtime import master
+    from smps.runtime import status
 
-    return master.status(_load_config(args.config))
+    return status.show(_load_config(args.config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

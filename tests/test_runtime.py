@@ -329,8 +329,8 @@ async def test_status_command_prints_workers(tmp_path):
             [
                 sys.executable,
                 "-c",
-                "import sys; from smps import config; from smps.runtime.master import status;"
-                f"sys.exit(status(config.load({str(node.path)!r})))",
+                "import sys; from smps import config; from smps.runtime.status import show;"
+                f"sys.exit(show(config.load({str(node.path)!r})))",
             ],
             cwd=REPO,
             capture_output=True,

@@ -8,7 +8,8 @@ the control socket (`control_socket`: `smps status`, reload, kick,
 `smps ha notify|check`), is the only writer of the log, places NE connections on workers
 (balanced placement), keeps the node's bind lockouts (the workers report failed
 binds; a pair locked out is pushed to every worker), and restarts a worker that
-dies, with back-off while it keeps dying.
+dies, with back-off while it keeps dying. What the node reports about itself
+is made in `status`.
 
 The live configuration (the file's, plus the accounts, SMSC connections,
 routes, policy and trace rules changed through the API) is loaded from the
@@ -61,7 +62,7 @@ from smps.ha import DbLease, HaController, Role, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.trace_hub import TraceHub
-from smps.runtime import control_socket, heap
+from smps.runtime import control_socket, heap, status
 from smps.runtime.control import (
     Account,
     ControlChannel,
@@ -268,9 +269,11 @@ class Master:
         """/health: 503 while a worker is down, in FAULT, or keepalived's MASTER
         waits for the lease; "degraded" (200, 503 under ``web.health_strict``) while
         an SMSC is down or the database writer fails; a healthy standby is 200."""
-        ok, body = self._workers_health()
+        ok, body = status.workers_health(self)
         body["role"] = self.role
-        ok, body = degraded(ok, body, self.degradations(), strict=self.config.web.health_strict)
+        ok, body = degraded(
+            ok, body, status.degradations(self), strict=self.config.web.health_strict
+        )
         if self.ha is not None:
             snapshot = self.ha.snapshot()
             body["ha"] = snapshot
@@ -283,71 +286,6 @@ class Master:
                 body["reason"] = snapshot["reason"]
                 body["reasons"].insert(0, body["reason"])
         return ok, body
-
-    def _workers_health(self) -> tuple[bool, dict[str, Any]]:
-        """Whether every worker runs: the HA check's part (independent of the role)."""
-        up = sum(1 for s in self.slots if s.ready)
-        body = {
-            "status": "ok" if up == len(self.slots) else "degraded",
-            "node": self.config.node.name,
-            "version": __version__,
-            "uptime_s": round(time.monotonic() - self.started, 3),
-            "workers": {"up": up, "configured": len(self.slots)},
-            "binds": self._ne_binds(),
-        }
-        if up < len(self.slots):
-            body["reason"] = f"{len(self.slots) - up} of {len(self.slots)} workers not running"
-            body["reasons"] = [body["reason"]]
-        return up == len(self.slots), body
-
-    def degradations(self) -> list[str]:
-        """What the node serves worse for now: SMSC binds down for longer than their
-        back-off, as the workers last reported them, and database writes failing."""
-        reasons = [
-            f"worker {slot.index}: {reason}"
-            for slot in self.slots
-            for reason in slot.report.get("smsc_down", ())
-        ]
-        if self.writer is not None and (failing := self.writer.failing()):
-            reasons.append(failing)
-        return reasons
-
-    def status(self) -> dict[str, Any]:
-        now = time.time()
-        workers = []
-        smsc: dict[str, int] = {}
-        for slot in self.slots:
-            report = slot.report
-            for name, count in report.get("smsc_binds", {}).items():
-                smsc[name] = smsc.get(name, 0) + count
-            workers.append(
-                {
-                    "index": slot.index,
-                    "pid": slot.process.pid if slot.ready else None,
-                    "up": slot.ready,
-                    "uptime_s": round(now - slot.started_wall, 1) if slot.ready else None,
-                    "restarts": slot.restarts,
-                    "ne_binds": self.placement.bound[slot.index],
-                    "smsc_binds": report.get("smsc_binds", {}),
-                    "in_flight": report.get("in_flight", 0),
-                    "received_per_s": round(slot.rate, 1),
-                }
-            )
-        return {
-            "node": self.config.node.name,
-            "version": __version__,
-            "role": self.role,
-            "pid": os.getpid(),
-            "uptime_s": round(time.monotonic() - self.started, 1),
-            "placement": self.config.server.placement,
-            "smpp_port": self.smpp_port,
-            "http_port": self.http_port,
-            "workers": workers,
-            "smsc_binds": smsc,
-            "ne_binds": self._ne_binds(),
-            "in_flight": sum(w["in_flight"] for w in workers),
-            "ha": self.ha.snapshot() if self.ha is not None else None,
-        }
 
     # ---- run ----------------------------------------------------------------------
 
@@ -429,7 +367,11 @@ class Master:
         if ha.lease.enabled:
             lease = DbLease(self.store.engine, holder_id(self.config.node.name), ha.lease.ttl)
         self.ha = HaController(
-            ha, self._on_role, health=self._workers_health, lease=lease, on_lease=self._send_lease
+            ha,
+            self._on_role,
+            health=lambda: status.workers_health(self),
+            lease=lease,
+            on_lease=self._send_lease,
         )
         self.role = str(self.ha.role)  # workers start in it; the first on_role confirms it
         self.registry.register(CallbackCollector(self.ha.metrics))
@@ -753,7 +695,7 @@ class Master:
     async def _control_command(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")
         if command == "status":
-            return self.status()
+            return status.report(self)
         if command == "reload":
             return {"result": await self.reload()}
         if command == "kick":
@@ -772,13 +714,6 @@ class Master:
             own[key("smps_ne_connections_refused_total", reason=reason)] = count
         return collect(self.slots, self.role, own)
 
-    def _ne_binds(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for bound in self.placement.bound:
-            for account, count in bound.items():
-                totals[account] = totals.get(account, 0) + count
-        return totals
-
     def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
@@ -790,22 +725,7 @@ class Master:
     async def _report_stats(self) -> None:
         while True:
             await asyncio.sleep(self.config.log.stats_interval)
-            log.info("%s", self.stats_line())
-
-    def stats_line(self) -> str:
-        report = self.status()
-        fields: dict[str, Any] = {
-            "uptime": f"{report['uptime_s']:.0f}s",
-            "workers": f"{sum(1 for w in report['workers'] if w['up'])}/{len(self.slots)}",
-            "smsc_binds": ",".join(f"{n}:{c}" for n, c in sorted(report["smsc_binds"].items()))
-            or "-",
-            "ne_binds": ",".join(f"{a}:{c}" for a, c in sorted(report["ne_binds"].items())) or "-",
-            "received_s": f"{sum(w['received_per_s'] for w in report['workers']):.1f}",
-            "in_flight": report["in_flight"],
-        }
-        if self.writer is not None:
-            fields.update(self.writer.stats())
-        return "stats " + " ".join(f"{key}={value}" for key, value in fields.items())
+            log.info("%s", status.stats_line(self))
 
 
 async def _first(*waits) -> None:
@@ -835,55 +755,3 @@ def run(config: Config, config_path: str | None = None) -> int:
     except (OSError, SchemaError) as exc:
         log.critical("cannot start: %s", exc)
         return 1
-
-
-def status(config: Config) -> int:
-    """`smps status`: print role, workers, binds and in flight; 1 when no master runs."""
-    report = control_socket.ask(config.node.state_dir, {"cmd": "status"}, timeout=5.0)
-    if report is None:
-        return 1
-    print(format_status(report))
-    return 0
-
-
-def format_status(report: dict[str, Any]) -> str:
-    lines = [
-        f"node {report['node']}  role {report['role']}  version {report['version']}  "
-        f"master pid {report['pid']}  up {report['uptime_s']:.0f}s",
-        f"placement {report['placement']}  smpp :{report['smpp_port']}  "
-        f"http :{report['http_port']}  in flight {report['in_flight']}",
-        "workers:",
-    ]
-    for worker in report["workers"]:
-        binds = ",".join(f"{a}:{n}" for a, n in sorted(worker["ne_binds"].items())) or "-"
-        uptime = f"{worker['uptime_s']:.0f}s" if worker["uptime_s"] is not None else "-"
-        lines.append(
-            f"  #{worker['index']} pid {worker['pid'] or '-'}  "
-            f"{'up' if worker['up'] else 'DOWN'} {uptime}  restarts {worker['restarts']}  "
-            f"{worker['received_per_s']:.1f} msg/s  in flight {worker['in_flight']}  "
-            f"NE binds {binds}"
-        )
-    smsc = ", ".join(f"{n}:{c}" for n, c in sorted(report["smsc_binds"].items())) or "-"
-    ne = ", ".join(f"{a}:{c}" for a, c in sorted(report["ne_binds"].items())) or "-"
-    lines.append(f"SMSC binds: {smsc}")
-    lines.append(f"NE binds:   {ne}")
-    if report.get("ha"):
-        lines.append(format_ha(report["ha"]))
-    return "\n".join(lines)
-
-
-def format_ha(ha: dict[str, Any]) -> str:
-    """One line: mode, role and why, keepalived's last word, the lease."""
-    keepalived = ha["keepalived"]["state"] if ha["keepalived"] else "-"
-    line = f"HA {ha['mode']}: {ha['role']} ({ha['reason']})  keepalived {keepalived}"
-    lease = ha.get("lease")
-    if lease is not None:
-        holder = lease["holder"] or "none"
-        line += f"  lease holder {holder} epoch {lease['epoch']}"
-        if lease["held"]:
-            line += " (held here)"
-        elif lease["waiting"]:
-            line += " (waiting for it)"
-        if lease["error"]:
-            line += f"  lease error: {lease['error']}"
-    return line
