@@ -8,8 +8,8 @@ the control socket (`control_socket`: `smps status`, reload, kick,
 `smps ha notify|check`), is the only writer of the log, places NE connections on workers
 (balanced placement), keeps the node's bind lockouts (the workers report failed
 binds; a pair locked out is pushed to every worker), and restarts a worker that
-dies, with back-off while it keeps dying. What the node reports about itself
-is made in `status`.
+dies, with back-off while it keeps dying (`supervisor`). What the node reports
+about itself is made in `status`.
 
 The live configuration (the file's, plus the accounts, SMSC connections,
 routes, policy and trace rules changed through the API) is loaded from the
@@ -20,11 +20,6 @@ changed. SMSC binds stay per worker: each worker binds each SMSC's `binds`.
 With `server.placement: reuseport` the workers listen themselves on one
 SO_REUSEPORT port; operators should set `net.ipv4.tcp_migrate_req=1`, or the
 connections queued on a worker's listener are reset when that worker stops.
-
-Workers are started with fork+exec (`python -m smps.runtime.worker`), never by
-forking this process's running loop (design.md 4.1); their socket pairs (control,
-handoff, mesh) are made here and inherited as file descriptors. When a worker
-restarts, new mesh sockets reach its live peers over their handoff channels.
 
 Stopping (SIGTERM/SIGINT): no more NE connections; every worker stops reading
 originals and answers what it has in flight (forwarded copies included, as all
@@ -40,13 +35,9 @@ workers bind.
 """
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -54,7 +45,6 @@ from typing import Any
 
 import msgspec
 
-import smps
 from smps import __version__
 from smps.config import Config
 from smps.errors import ConfigError, FramingError
@@ -63,17 +53,11 @@ from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.trace_hub import TraceHub
 from smps.runtime import control_socket, heap, status
-from smps.runtime.control import (
-    Account,
-    ControlChannel,
-    Message,
-    config_message,
-    handoff_pair,
-    send_fd,
-)
-from smps.runtime.metrics import WorkerTotals, collect, key
+from smps.runtime.control import Account, Message, config_message, send_fd
+from smps.runtime.metrics import collect, key
 from smps.runtime.placement import Placement, answer_framing_error, peek_bind
 from smps.runtime.records import RECORDS, decode_records, trace_event
+from smps.runtime.supervisor import Supervisor, WorkerSlot
 from smps.runtime.ui_view import MasterView
 from smps.smpp.bind_guard import BindLockout, RefusalLog, UnboundLimit
 from smps.store import live_config, repo
@@ -88,58 +72,8 @@ from smps.web.ui_traces import TRACE_SETTINGS
 
 log = logging.getLogger("smps.master")
 
-RESTART_INITIAL = 0.5  # seconds before restarting a worker that died
-RESTART_MAX = 30.0
-STABLE_RUN = 10.0  # a worker that ran this long restarts without back-off
-EXIT_GRACE = 3.0  # after "exit": time to unbind before a worker is killed
-LAST_WORDS = 2.0  # after a worker ended: time to read its last records and stats
 RESTART_SECTIONS = ("node", "server", "web", "log")  # not applied live
 LOG_SOCKET = "smps-log.sock"
-
-
-class WorkerSlot:
-    """One worker position; its process changes when it restarts."""
-
-    def __init__(self, index: int):
-        self.index = index
-        self.process: asyncio.subprocess.Process | None = None
-        self.control: ControlChannel | None = None
-        self.handoff: socket.socket | None = None
-        self.started = 0.0
-        self.started_wall = 0.0
-        self.ready = False
-        self.drained = asyncio.Event()
-        self.role_set = asyncio.Event()  # the worker applied the last role sent
-        self.reader: asyncio.Task | None = None  # reads the worker's control messages
-        self.restart_delay = RESTART_INITIAL
-        self.restarts = 0
-        self.report: dict[str, Any] = {}
-        self.totals = WorkerTotals()
-        self.rate = 0.0
-        self._last_received: tuple[float, float] | None = None
-
-    @property
-    def reachable(self) -> bool:
-        return self.handoff is not None
-
-    def on_stats(self, report: dict[str, Any]) -> None:
-        self.report = report
-        self.totals.update(report["counters"], report["gauges"])
-        received = report["counters"].get("smps_originals_received_total", 0)
-        now = time.monotonic()
-        if self._last_received is not None:
-            last, at = self._last_received
-            self.rate = max(received - last, 0) / max(now - at, 1e-9)
-        self._last_received = (received, now)
-
-    def gone(self) -> None:
-        self.totals.retire()
-        self.report = {}
-        self.rate = 0.0
-        self._last_received = None
-        self.ready = False
-        self.drained.set()
-        self.role_set.set()
 
 
 class Master:
@@ -153,10 +87,16 @@ class Master:
         self.started = time.monotonic()
         self.role = "standby"  # until the HA controller, made once the database is open, decides
         self.ha: HaController | None = None
-        self._role_seq = 0
         self.state_dir = Path(config.node.state_dir)
-        self.slots = [WorkerSlot(i) for i in range(config.node.worker_count)]
-        self.placement = Placement(len(self.slots))
+        self.supervisor = Supervisor(
+            config.node.worker_count,
+            self.state_dir / LOG_SOCKET,
+            spawn=self._spawn,
+            on_start=self._on_worker_start,
+            on_message=self._on_worker_message,
+            on_gone=self._on_worker_gone,
+        )
+        self.placement = Placement(config.node.worker_count)
         # The node's bind lockouts, fed by the workers' reports and pushed back to them.
         self.lockout = BindLockout(config.server.auth_lockout_failures, config.server.auth_lockout)
         # The NE connections being peeked at (balanced placement), and what went wrong there.
@@ -176,10 +116,8 @@ class Master:
         self._accepting: asyncio.Task | None = None
         self._stopping = False
         self._stop = asyncio.Event()
-        self._all_up = asyncio.Event()
         self._config_lock = asyncio.Lock()  # pushes go out in the order they were loaded
         self._tasks: set[asyncio.Task] = set()
-        self._supervisors: list[asyncio.Task] = []
         self._log_writer = LogWriter()
 
     # ---- public -------------------------------------------------------------------
@@ -213,17 +151,15 @@ class Master:
         """Load the live configuration from the database and push it to every worker."""
         async with self._config_lock:
             self.live_config, self.accounts = await live_config.load(self.store, self.config)
-            for slot in self._live():
-                self._send_config(slot)
-        log.info("configuration applied to %d workers", len(self._live()))
+            self.supervisor.send_all(self._config_message())
+        log.info("configuration applied to %d workers", len(self.supervisor.live()))
 
     async def _on_config_change(self, entity: str, key: str) -> None:
         log.info("configuration changed through the API: %s %s; applying live", entity, key)
         await self.apply_live_config()
 
     def kick(self, account: str) -> None:
-        for slot in self._live():
-            slot.control.send({"t": "kick", "account": account})
+        self.supervisor.send_all({"t": "kick", "account": account})
 
     async def set_role(self, role: str) -> None:
         """active: SMSC binds and NE binds; standby and fault: neither.
@@ -235,19 +171,9 @@ class Master:
         if role not in ("active", "standby", "fault") or role == self.role:
             return
         self.role = role
-        self._role_seq += 1
-        live = self._live()
         until = self.ha.serve_until if self.ha is not None else None
-        for slot in live:
-            slot.role_set.clear()
-            slot.control.send({"t": "role", "role": role, "seq": self._role_seq, "until": until})
-        if role == "active":
-            return
-        # asyncio.timeout rather than wait_for everywhere here: on Python 3.11
-        # wait_for can drop a cancel that arrives as the awaited thing completes.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.policy.timeout + 2.0):
-                await asyncio.gather(*(s.role_set.wait() for s in live))
+        wait = None if role == "active" else self.config.policy.timeout + 2.0
+        await self.supervisor.set_role(role, until, wait)
 
     async def _on_role(self, role: Role, reason: str) -> None:
         """The HA controller's callback: make the data plane match ``role``."""
@@ -299,14 +225,14 @@ class Master:
         try:
             async with AsyncExitStack() as stack:
                 await self._start_node(stack)
-                await _first(self._all_up.wait(), self._stop.wait())
+                await _first(self.supervisor.all_up.wait(), self._stop.wait())
                 if not self._stop.is_set():
                     log.info(
                         "SMPS %s ready: node=%s role=%s workers=%d placement=%s smpp=%s:%d",
                         __version__,
                         self.config.node.name,
                         self.role,
-                        len(self.slots),
+                        len(self.supervisor.slots),
                         self.config.server.placement,
                         self.config.server.listen[0],
                         self.smpp_port,
@@ -314,7 +240,9 @@ class Master:
                     heap.settle()
                 await self._stop.wait()
                 log.info("stopping")
-                await self._stop_workers()
+                self._stopping = True
+                await self._close_ne_listener()
+                await self.supervisor.stop(drain_timeout=self.config.policy.timeout + 1.0)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -323,8 +251,8 @@ class Master:
         return 0
 
     async def _start_node(self, stack: AsyncExitStack) -> None:
-        """Database and writer, HTTP, the NE listener, the workers and the
-        control socket, in that order; `stack` undoes them in reverse."""
+        """Database and writer, HTTP, the NE port, the workers and the control
+        socket, in that order; `stack` undoes them in reverse."""
         self.store, self.writer = await open_database(self.config, stack)
         self.registry.register(self.writer.collector())
         self._make_ha()
@@ -355,7 +283,7 @@ class Master:
         await self.apply_live_config()
         self.store.listeners.append(self._on_config_change)
         stack.push_async_callback(self._cancel_tasks)
-        self._start_workers()
+        self.supervisor.start()
         control = await control_socket.serve(self.state_dir, self._control_command)
         stack.callback(control_socket.close, control, self.state_dir)
         self._spawn(self._report_stats())
@@ -375,11 +303,6 @@ class Master:
         )
         self.role = str(self.ha.role)  # workers start in it; the first on_role confirms it
         self.registry.register(CallbackCollector(self.ha.metrics))
-
-    async def _cancel_tasks(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _close_ne_listener(self) -> None:
         """No NE connections any more: connecting gets a reset."""
@@ -419,119 +342,27 @@ class Master:
             self._listener.listen(1024)
             self._accepting = self._spawn(self._accept())
 
-    # ---- workers ------------------------------------------------------------------
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _start_workers(self) -> None:
-        self._supervisors = [self._spawn(self._supervise(slot)) for slot in self.slots]
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _supervise(self, slot: WorkerSlot) -> None:
-        while not self._stopping:
-            await self._start(slot)
-            code = await slot.process.wait()
-            lived = time.monotonic() - slot.started
-            await self._last_words(slot)
-            self._worker_gone(slot)
-            if self._stopping:
-                return
-            slot.restarts += 1
-            slot.restart_delay = (
-                RESTART_INITIAL if lived >= STABLE_RUN else min(slot.restart_delay * 2, RESTART_MAX)
-            )
-            log.error(
-                "worker %d (pid %d) died with %s after %.1f s; restarting in %.1f s",
-                slot.index,
-                slot.process.pid,
-                _exit_text(code),
-                lived,
-                slot.restart_delay,
-            )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(slot.restart_delay):
-                    await self._stop.wait()
+    # ---- the workers ---------------------------------------------------------------
 
-    async def _last_words(self, slot: WorkerSlot) -> None:
-        """A worker that ended may have left records and stats in its control
-        socket: read them to the end before forgetting the worker."""
-        if slot.reader is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(LAST_WORDS):
-                    await asyncio.shield(slot.reader)
-
-    async def _start(self, slot: WorkerSlot) -> None:
-        master_control, worker_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        master_handoff, worker_handoff = handoff_pair()
-        slot.handoff = master_handoff
-        slot.drained.clear()
-        inherited = [worker_control, worker_handoff]
-        mesh_args: list[str] = []
-        for peer in self.slots:
-            if peer is slot or not peer.reachable:
-                continue
-            here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            inherited.append(here)
-            mesh_args += ["--mesh", f"{peer.index}:{here.fileno()}"]
-            with contextlib.suppress(OSError):
-                send_fd(peer.handoff, {"t": "mesh", "peer": slot.index}, there.fileno())
-            there.close()
-        args = [
-            sys.executable,
-            "-m",
-            "smps.runtime.worker",
-            "--index",
-            str(slot.index),
-            "--control-fd",
-            str(worker_control.fileno()),
-            "--handoff-fd",
-            str(worker_handoff.fileno()),
-            "--log-socket",
-            str(self.state_dir / LOG_SOCKET),
-            *mesh_args,
-        ]
-        env = dict(os.environ)
-        package_root = str(Path(smps.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        try:
-            slot.process = await asyncio.create_subprocess_exec(
-                *args, pass_fds=[s.fileno() for s in inherited], stdin=subprocess.DEVNULL, env=env
-            )
-        finally:
-            for sock in inherited:
-                sock.close()
-        slot.started = time.monotonic()
-        slot.started_wall = time.time()
-        slot.control = await ControlChannel.open(master_control)
-        self._send_config(slot)
+    def _on_worker_start(self, slot: WorkerSlot) -> None:
+        """A new worker's first messages: the live configuration and role, the
+        lockouts in force, the lease deadline."""
+        slot.control.send(self._config_message())
         if locked := self.lockout.active():
             slot.control.send({"t": "lockouts", "locked": locked})
         if self.ha is not None and self.ha.serve_until is not None:
             slot.control.send({"t": "lease", "until": self.ha.serve_until})
-        slot.reader = self._spawn(self._read_worker(slot, slot.control))
-
-    def _send_lease(self, until: float) -> None:
-        """Every renewal moves the deadline by which the workers stand down by themselves."""
-        for slot in self._live():
-            slot.control.send({"t": "lease", "until": until})
-
-    def _send_config(self, slot: WorkerSlot) -> None:
-        slot.control.send(config_message(self.live_config, self.accounts, self.role))
-
-    def _worker_gone(self, slot: WorkerSlot) -> None:
-        if slot.handoff is not None:
-            slot.handoff.close()
-            slot.handoff = None
-        if slot.control is not None:
-            self._spawn(slot.control.close())
-        self.placement.forget(slot.index)
-        if self.writer is not None:
-            self.writer.forget_source(slot.index)
-        slot.gone()
-        self._share_counts()
-
-    async def _read_worker(self, slot: WorkerSlot, control: ControlChannel) -> None:
-        while (message := await control.receive()) is not None:
-            if slot.control is not control:
-                return
-            self._on_worker_message(slot, message)
 
     def _on_worker_message(self, slot: WorkerSlot, message: Message) -> None:
         kind = message["t"]
@@ -549,15 +380,19 @@ class Master:
             self._share_counts()
         elif kind == "auth":
             self._count_auth(message["address"], message["system_id"], message["ok"])
-        elif kind == "ready":
-            slot.ready = True
-            log.info("worker %d up (pid %d)", slot.index, message["pid"])
-            if all(s.ready for s in self.slots):
-                self._all_up.set()
-        elif kind == "drained":
-            slot.drained.set()
-        elif kind == "role_set" and message["seq"] == self._role_seq:
-            slot.role_set.set()
+
+    def _on_worker_gone(self, slot: WorkerSlot) -> None:
+        self.placement.forget(slot.index)
+        if self.writer is not None:
+            self.writer.forget_source(slot.index)
+        self._share_counts()
+
+    def _config_message(self) -> Message:
+        return config_message(self.live_config, self.accounts, self.role)
+
+    def _send_lease(self, until: float) -> None:
+        """Every renewal moves the deadline by which the workers stand down by themselves."""
+        self.supervisor.send_all({"t": "lease", "until": until})
 
     def _take_records(self, message: Message) -> None:
         """A worker's batch of decision and trace rows: to the writer, and trace
@@ -587,40 +422,12 @@ class Master:
             self.lockout.duration,
             self.lockout.failures,
         )
-        for live in self._live():
-            live.control.send({"t": "lockouts", "locked": [(address, system_id, until)]})
+        self.supervisor.send_all({"t": "lockouts", "locked": [(address, system_id, until)]})
 
     def _share_counts(self) -> None:
         """Tell each worker the binds held elsewhere, so max_binds holds node-wide."""
-        for slot in self._live():
+        for slot in self.supervisor.live():
             slot.control.send({"t": "elsewhere", "counts": self.placement.elsewhere(slot.index)})
-
-    def _live(self) -> list[WorkerSlot]:
-        return [s for s in self.slots if s.reachable and s.control is not None]
-
-    async def _stop_workers(self) -> None:
-        self._stopping = True
-        await self._close_ne_listener()
-        live = self._live()
-        for slot in live:
-            slot.control.send({"t": "stop"})
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.policy.timeout + 1.0):
-                await asyncio.gather(*(s.drained.wait() for s in live))
-        for slot in self._live():
-            slot.control.send({"t": "exit"})
-        processes = [s.process for s in self.slots if s.process and s.process.returncode is None]
-        _done, pending = await asyncio.wait(
-            [asyncio.ensure_future(p.wait()) for p in processes], timeout=EXIT_GRACE
-        ) if processes else (set(), set())  # fmt: skip
-        if pending:
-            log.error("%d workers did not exit in time; killing them", len(pending))
-            for process in processes:
-                if process.returncode is None:
-                    process.kill()
-            await asyncio.gather(*(p.wait() for p in processes))
-        # Each supervisor reads its worker's last records and folds its counters.
-        await asyncio.wait(self._supervisors, timeout=LAST_WORDS + 1.0)
 
     # ---- NE placement ---------------------------------------------------------------
 
@@ -644,7 +451,7 @@ class Master:
             if account is False:
                 conn.close()
                 return
-        candidates = [s.index for s in self.slots if s.ready and s.reachable]
+        candidates = [s.index for s in self.supervisor.slots if s.ready and s.reachable]
         if not candidates:
             log.warning("no worker running to take an NE connection; closing it")
             conn.close()
@@ -653,7 +460,7 @@ class Master:
         handoff_id = self.placement.placed(index, account)
         message = {"t": "ne", "id": handoff_id, "elsewhere": self.placement.elsewhere(index)}
         try:
-            send_fd(self.slots[index].handoff, message, conn.fileno())
+            send_fd(self.supervisor.slots[index].handoff, message, conn.fileno())
         except OSError as exc:
             log.warning("cannot hand an NE connection to worker %d: %s", index, exc)
             self.placement.settled(index, handoff_id)
@@ -690,7 +497,7 @@ class Master:
         finally:
             self.unbound.release(address)
 
-    # ---- control socket ---------------------------------------------------------------
+    # ---- control socket, metrics, stats line -----------------------------------------
 
     async def _control_command(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("cmd")
@@ -706,21 +513,11 @@ class Master:
             return await self.ha.handle_control(request)
         return {"error": f"unknown command {command!r}"}
 
-    # ---- metrics -----------------------------------------------------------------------
-
     def _collect(self):
         own = {key("smps_pdu_errors_total", kind=k): n for k, n in self.peek_errors.items()}
         for reason, count in self.unbound.refused.items():
             own[key("smps_ne_connections_refused_total", reason=reason)] = count
-        return collect(self.slots, self.role, own)
-
-    def _spawn(self, coroutine) -> asyncio.Task:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    # ---- stats line ------------------------------------------------------------------
+        return collect(self.supervisor.slots, self.role, own)
 
     async def _report_stats(self) -> None:
         while True:
@@ -736,13 +533,6 @@ async def _first(*waits) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def _exit_text(code: int | None) -> str:
-    if code is not None and code < 0:
-        with contextlib.suppress(ValueError):
-            return signal.Signals(-code).name
-    return f"exit status {code}"
 
 
 def run(config: Config, config_path: str | None = None) -> int:

@@ -26,7 +26,7 @@ def report(master: Master) -> dict[str, Any]:
     now = time.time()
     workers = []
     smsc: dict[str, int] = {}
-    for slot in master.slots:
+    for slot in master.supervisor.slots:
         stats = slot.report
         for name, count in stats.get("smsc_binds", {}).items():
             smsc[name] = smsc.get(name, 0) + count
@@ -71,7 +71,7 @@ def ne_binds(master: Master) -> dict[str, int]:
 
 def workers_health(master: Master) -> tuple[bool, dict[str, Any]]:
     """Whether every worker runs: the HA check's part of /health (independent of the role)."""
-    slots = master.slots
+    slots = master.supervisor.slots
     up = sum(1 for s in slots if s.ready)
     body = {
         "status": "ok" if up == len(slots) else "degraded",
@@ -92,7 +92,7 @@ def degradations(master: Master) -> list[str]:
     back-off, as the workers last reported them, and database writes failing."""
     reasons = [
         f"worker {slot.index}: {reason}"
-        for slot in master.slots
+        for slot in master.supervisor.slots
         for reason in slot.report.get("smsc_down", ())
     ]
     if master.writer is not None and (failing := master.writer.failing()):

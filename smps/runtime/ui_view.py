@@ -16,7 +16,7 @@ class MasterView:
     def live_status(self) -> LiveStatus:
         master = self.master
         report = status.report(master)
-        counters = sum_tables(slot.totals.counters() for slot in master.slots)
+        counters = sum_tables(slot.totals.counters() for slot in master.supervisor.slots)
         verdicts: dict[str, int] = {}
         answered: dict[str, list[float]] = {}  # account -> [seconds, answers]
         for sample_key, value in counters.items():
@@ -29,7 +29,7 @@ class MasterView:
                 sums = answered.setdefault(account, [0.0, 0])
                 sums[name.endswith("_count")] += value
         binds_per_worker = {smsc.name: smsc.binds for smsc in master.live_config.smsc}
-        workers = len(master.slots)
+        workers = len(master.supervisor.slots)
         return LiveStatus(
             node=report["node"],
             role=report["role"],
