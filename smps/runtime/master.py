@@ -5,21 +5,18 @@ It opens the database (migrations at start; a schema newer than this SMPS
 knows is refused), runs the one batched writer that the workers' decision and
 trace records go to, serves HTTP (/health, /metrics, the REST API /api/v1),
 the control socket (`control_socket`: `smps status`, reload, kick,
-`smps ha notify|check`), is the only writer of the log, places NE connections on workers
-(balanced placement), keeps the node's bind lockouts (the workers report failed
+`smps ha notify|check`), is the only writer of the log, places NE connections
+on workers (`intake`), keeps the node's bind lockouts (the workers report failed
 binds; a pair locked out is pushed to every worker), and restarts a worker that
 dies, with back-off while it keeps dying (`supervisor`). What the node reports
-about itself is made in `status`.
+about itself is made in `status`. This module puts them together: the start
+order, the live configuration, role changes and stopping.
 
 The live configuration (the file's, plus the accounts, SMSC connections,
 routes, policy and trace rules changed through the API) is loaded from the
 database at start and again after every committed API change (and SIGHUP), and
 pushed to every worker; a worker rebinds only to the SMSCs whose connection
 changed. SMSC binds stay per worker: each worker binds each SMSC's `binds`.
-
-With `server.placement: reuseport` the workers listen themselves on one
-SO_REUSEPORT port; operators should set `net.ipv4.tcp_migrate_req=1`, or the
-connections queued on a worker's listener are reset when that worker stops.
 
 Stopping (SIGTERM/SIGINT): no more NE connections; every worker stops reading
 originals and answers what it has in flight (forwarded copies included, as all
@@ -37,7 +34,6 @@ workers bind.
 import asyncio
 import logging
 import signal
-import socket
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -47,19 +43,20 @@ import msgspec
 
 from smps import __version__
 from smps.config import Config
-from smps.errors import ConfigError, FramingError
+from smps.errors import ConfigError
 from smps.ha import DbLease, HaController, Role, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.trace_hub import TraceHub
 from smps.runtime import control_socket, heap, status
-from smps.runtime.control import Account, Message, config_message, send_fd
-from smps.runtime.metrics import collect, key
-from smps.runtime.placement import Placement, answer_framing_error, peek_bind
+from smps.runtime.control import Account, Message, config_message
+from smps.runtime.intake import NeIntake
+from smps.runtime.metrics import collect
+from smps.runtime.placement import Placement
 from smps.runtime.records import RECORDS, decode_records, trace_event
 from smps.runtime.supervisor import Supervisor, WorkerSlot
 from smps.runtime.ui_view import MasterView
-from smps.smpp.bind_guard import BindLockout, RefusalLog, UnboundLimit
+from smps.smpp.bind_guard import BindLockout
 from smps.store import live_config, repo
 from smps.store.db import SchemaError, Store
 from smps.store.startup import open_database
@@ -97,14 +94,16 @@ class Master:
             on_gone=self._on_worker_gone,
         )
         self.placement = Placement(config.node.worker_count)
+        self.intake = NeIntake(
+            config.server,
+            self.supervisor.slots,
+            self.placement,
+            active=lambda: self.role == "active",
+            on_placed=self._share_counts,
+            spawn=self._spawn,
+        )
         # The node's bind lockouts, fed by the workers' reports and pushed back to them.
         self.lockout = BindLockout(config.server.auth_lockout_failures, config.server.auth_lockout)
-        # The NE connections being peeked at (balanced placement), and what went wrong there.
-        self.unbound = UnboundLimit(
-            config.server.max_unbound_per_address, config.server.max_unbound
-        )
-        self.peek_errors = {"first_pdu_timeout": 0, "framing": 0}
-        self._dropped = RefusalLog(log, "NE connections refused before their first PDU")
         self.registry = make_registry()
         self.registry.register(CallbackCollector(self._collect))
         self.http_port: int | None = None
@@ -112,8 +111,6 @@ class Master:
         self.store: Store | None = None
         self.writer: DecisionWriter | None = None
         self.trace_hub = TraceHub()  # live trace events for /api/v1/traces/stream
-        self._listener: socket.socket | None = None
-        self._accepting: asyncio.Task | None = None
         self._stopping = False
         self._stop = asyncio.Event()
         self._config_lock = asyncio.Lock()  # pushes go out in the order they were loaded
@@ -183,11 +180,11 @@ class Master:
         if role == Role.ACTIVE:
             # Decisions from now on carry the lease epoch this node serves under (#11).
             await self.writer.set_epoch(self.ha.epoch)
-            self._open_ne_listener()
+            self.intake.open()
             await self.set_role("active")
         else:
             if self.config.server.placement == "balanced":
-                await self._close_ne_listener()  # NEs reconnect to the VIP, on the other node
+                await self.intake.close()  # NEs reconnect to the VIP, on the other node
             await self.set_role(str(role))
         log.info("role %s applied", role)
 
@@ -241,7 +238,7 @@ class Master:
                 await self._stop.wait()
                 log.info("stopping")
                 self._stopping = True
-                await self._close_ne_listener()
+                await self.intake.close()
                 await self.supervisor.stop(drain_timeout=self.config.policy.timeout + 1.0)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -279,7 +276,7 @@ class Master:
         log.info("HTTP listening on %s:%d (admin UI, /health, /metrics, /api/v1)", host,
                  self.http_port)  # fmt: skip
         self._bind_ne_port()
-        stack.push_async_callback(self._close_ne_listener)
+        stack.push_async_callback(self.intake.close)
         await self.apply_live_config()
         self.store.listeners.append(self._on_config_change)
         stack.push_async_callback(self._cancel_tasks)
@@ -304,43 +301,14 @@ class Master:
         self.role = str(self.ha.role)  # workers start in it; the first on_role confirms it
         self.registry.register(CallbackCollector(self.ha.metrics))
 
-    async def _close_ne_listener(self) -> None:
-        """No NE connections any more: connecting gets a reset."""
-        if self._accepting is not None:
-            self._accepting.cancel()
-            await asyncio.gather(self._accepting, return_exceptions=True)
-            self._accepting = None
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-
     def _bind_ne_port(self) -> None:
-        """Bind the NE port without listening: it is reserved (fixed once, when
-        configured as 0), and a bound socket that never listens gets no
-        connections. With reuseport this is all the master does: the workers
-        listen on the same port."""
-        if self._listener is not None:
-            return
+        """Reserve the NE port; one configured as 0 is fixed from now on (the
+        workers listen on it themselves under reuseport)."""
+        self.smpp_port = self.intake.bind()
         host, port = self.config.server.listen
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if self.config.server.placement == "reuseport":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.setblocking(False)
-        self._listener = sock
-        self.smpp_port = sock.getsockname()[1]
         if port == 0:
             server = msgspec.structs.replace(self.config.server, listen=(host, self.smpp_port))
             self.config = msgspec.structs.replace(self.config, server=server)
-
-    def _open_ne_listener(self) -> None:
-        """Active, balanced placement: the master accepts NE connections and places them."""
-        self._bind_ne_port()
-        if self.config.server.placement == "balanced" and self._accepting is None:
-            self._listener.listen(1024)
-            self._accepting = self._spawn(self._accept())
 
     async def _cancel_tasks(self) -> None:
         for task in self._tasks:
@@ -429,74 +397,6 @@ class Master:
         for slot in self.supervisor.live():
             slot.control.send({"t": "elsewhere", "counts": self.placement.elsewhere(slot.index)})
 
-    # ---- NE placement ---------------------------------------------------------------
-
-    async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._listener is not None:
-            try:
-                conn, peer = await loop.sock_accept(self._listener)
-            except OSError:
-                return
-            self._spawn(self._place(conn, peer[0]))
-
-    async def _place(self, conn: socket.socket, address: str) -> None:
-        if self.role != "active":
-            conn.close()  # a standby node accepts no NE bind
-            return
-        if self.config.server.tls is not None:
-            account = None  # the bind is inside TLS: place round-robin
-        else:
-            account = await self._peek(conn, address)
-            if account is False:
-                conn.close()
-                return
-        candidates = [s.index for s in self.supervisor.slots if s.ready and s.reachable]
-        if not candidates:
-            log.warning("no worker running to take an NE connection; closing it")
-            conn.close()
-            return
-        index = self.placement.choose(candidates, account)
-        handoff_id = self.placement.placed(index, account)
-        message = {"t": "ne", "id": handoff_id, "elsewhere": self.placement.elsewhere(index)}
-        try:
-            send_fd(self.supervisor.slots[index].handoff, message, conn.fileno())
-        except OSError as exc:
-            log.warning("cannot hand an NE connection to worker %d: %s", index, exc)
-            self.placement.settled(index, handoff_id)
-        finally:
-            conn.close()
-        self._share_counts()
-
-    async def _peek(self, conn: socket.socket, address: str) -> str | bool | None:
-        """The first PDU's bind system_id, as `peek_bind` says; False when the peer
-        closed, or when the connection is refused: over an unbound cap (closed at
-        once), no whole PDU in time, or a bad command_length (answered first)."""
-        server = self.config.server
-        over = self.unbound.admit(address)
-        if over is not None:
-            self.unbound.note_refusal(self._dropped, address, over)
-            return False
-        try:
-            return await peek_bind(conn, server.first_pdu_deadline, server.max_pdu_size)
-        except TimeoutError:
-            self.peek_errors["first_pdu_timeout"] += 1
-            self._dropped.note(
-                address,
-                "(no first PDU)",
-                f"{address}: no whole PDU within {server.first_pdu_deadline:g}s; closed",
-            )
-            return False
-        except FramingError as exc:
-            answer_framing_error(conn, exc)
-            self.peek_errors["framing"] += 1
-            self._dropped.note(
-                address, "(bad command_length)", f"{address}: {exc}; answered generic_nack, closed"
-            )
-            return False
-        finally:
-            self.unbound.release(address)
-
     # ---- control socket, metrics, stats line -----------------------------------------
 
     async def _control_command(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -514,10 +414,7 @@ class Master:
         return {"error": f"unknown command {command!r}"}
 
     def _collect(self):
-        own = {key("smps_pdu_errors_total", kind=k): n for k, n in self.peek_errors.items()}
-        for reason, count in self.unbound.refused.items():
-            own[key("smps_ne_connections_refused_total", reason=reason)] = count
-        return collect(self.supervisor.slots, self.role, own)
+        return collect(self.supervisor.slots, self.role, self.intake.counters())
 
     async def _report_stats(self) -> None:
         while True:
