@@ -164,19 +164,6 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_logging(cfg, process_name: str = "master") -> None:
-    from smps import log as smps_log
-
-    smps_log.configure(
-        level=cfg.log.level,
-        file=cfg.log.file or None,
-        max_bytes=cfg.log.max_bytes,
-        backups=cfg.log.backups,
-        color=cfg.log.color,
-        process_name=process_name,
-    )
-
-
 def _run_node(cfg, config_path: str) -> int:
     """The master and its `node.workers` worker processes until SIGTERM/SIGINT."""
     from smps.runtime import master
@@ -185,19 +172,20 @@ def _run_node(cfg, config_path: str) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from smps import log as smps_log
     from smps.ha import check_config
 
     cfg = _load_config(args.config)
     check_config(cfg)
-    _configure_logging(cfg)
+    smps_log.configure_from(cfg.log)
     log.info("configuration %s: %s", args.config, msgspec.json.encode(cfg.masked()).decode())
     return _run_node(cfg, args.config)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from smps.runtime import master
+    from smps.runtime import status
 
-    return master.status(_load_config(args.config))
+    return status.show(_load_config(args.config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

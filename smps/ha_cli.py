@@ -1,7 +1,8 @@
 """keepalived's hooks into a running node: ``smps ha notify`` and ``smps ha check``.
 
-Both talk to the node's control socket ``{node.state_dir}/smps.sock``: one JSON
-request line, one JSON answer line (served by ``HaController.handle_control``):
+Both talk to the node's control socket ``{node.state_dir}/smps.sock``
+(smps.runtime.control_socket): one JSON request line, one JSON answer line
+(served by ``HaController.handle_control``):
 
 - ``{"cmd": "ha.notify", "args": ["INSTANCE", "SMPS", "MASTER", "150"]}`` (or
   ``["MASTER"]``) → ``{"result": "ok", "role": ..., "reason": ...}``
@@ -18,15 +19,10 @@ healthy within about a second; it changes nothing.
 from __future__ import annotations
 
 import argparse
-import json
-import socket
 import sys
-import time
-from pathlib import Path
 
 from smps.config import add_config_option
 
-CONTROL_SOCKET = "smps.sock"  # in node.state_dir, as smps.runtime.master serves it
 CHECK_TIMEOUT = 1.0  # seconds for the node to answer `ha check`
 NOTIFY_TIMEOUT = 5.0
 
@@ -87,37 +83,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
 def _ask(config_path: str, message: dict, timeout: float) -> dict | None:
     """The node's answer, or None (after saying why on stderr) when there is none."""
     from smps import config
+    from smps.runtime import control_socket
 
-    cfg = config.load(config_path)
-    path = Path(cfg.node.state_dir) / CONTROL_SOCKET
-    try:
-        return _request(str(path), message, timeout)
-    except OSError as exc:
-        print(f"smps: no running node at {path}: {exc.strerror or exc}", file=sys.stderr)
-    except ValueError as exc:
-        print(f"smps: unreadable answer from the node: {exc}", file=sys.stderr)
-    return None
-
-
-def _request(path: str, message: dict, timeout: float) -> dict:
-    """One request line, one answer line, all within ``timeout`` seconds.
-
-    Not smps.runtime.master.request: keepalived runs the check every few
-    seconds, and that module's imports alone take longer than the whole budget.
-    """
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("timed out")
-            sock.settimeout(left)
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
+    return control_socket.ask(config.load(config_path).node.state_dir, message, timeout)

@@ -32,9 +32,12 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from smps.errors import ConfigError
+
+if TYPE_CHECKING:
+    from smps.config import LogConfig
 
 _LEVEL_NUMBERS = {
     "DEBUG": logging.DEBUG,
@@ -134,6 +137,17 @@ def configure(
         rotating.setFormatter(LineFormatter(process_name))
         handlers.append(rotating)
     _install(levelno, handlers)
+
+
+def configure_from(section: "LogConfig") -> None:
+    """`configure` the master's log as the configuration's `log` section says."""
+    configure(
+        level=section.level,
+        file=section.file or None,
+        max_bytes=section.max_bytes,
+        backups=section.backups,
+        color=section.color,
+    )
 
 
 def forward_to(path: str, process_name: str, level: str = "INFO") -> None:

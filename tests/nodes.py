@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from smps import config as config_module
-from smps.runtime.master import request
+from smps.runtime.control_socket import request
 from tests import tracebacks
 from tests.helpers import until
 
@@ -97,7 +97,7 @@ class RunNode:
         return False
 
     def status(self) -> dict:
-        return request(self.config, {"cmd": "status"})
+        return request(self.config.node.state_dir, {"cmd": "status"})
 
     def ne_binds(self, account: str) -> int:
         return self.status()["ne_binds"].get(account, 0)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from smps._native.pdu import Status
-from smps.runtime.master import request
+from smps.runtime.control_socket import request
 from smps.sim.smsc import SimSmsc
 from tests.helpers import until
 from tests.nodes import REPO, RunNode, sections
@@ -238,7 +238,7 @@ async def test_password_changed_at_runtime(tmp_path):
         old = await add_ne("fraud")
         node.sections["ne_accounts"][1]["password"] = "changed"
         node.write()
-        assert request(node.config, {"cmd": "reload"})["result"] == "applied"
+        assert request(node.config.node.state_dir, {"cmd": "reload"})["result"] == "applied"
         fresh = Ne(node.smpp_port, "fraud", "changed")
         stale = Ne(node.smpp_port, "fraud", "pw2")
         for ne in (fresh, stale):
@@ -329,8 +329,8 @@ async def test_status_command_prints_workers(tmp_path):
             [
                 sys.executable,
                 "-c",
-                "import sys; from smps import config; from smps.runtime.master import status;"
-                f"sys.exit(status(config.load({str(node.path)!r})))",
+                "import sys; from smps import config; from smps.runtime.status import show;"
+                f"sys.exit(show(config.load({str(node.path)!r})))",
             ],
             cwd=REPO,
             capture_output=True,

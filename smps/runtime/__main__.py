@@ -20,13 +20,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"smps: {exc}", file=sys.stderr)
         return 2
-    smps_log.configure(
-        level=cfg.log.level,
-        file=cfg.log.file or None,
-        max_bytes=cfg.log.max_bytes,
-        backups=cfg.log.backups,
-        color=cfg.log.color,
-    )
+    smps_log.configure_from(cfg.log)
     return run(cfg, args.config)
 
 

@@ -3,6 +3,7 @@ summed over the workers' stats reports, and kicking a bind through them."""
 
 import time
 
+from smps.runtime import status
 from smps.runtime.metrics import split_sample_key, sum_tables
 from smps.web.node import LatencyWindow, LiveStatus, SmscLive
 
@@ -14,8 +15,8 @@ class MasterView:
 
     def live_status(self) -> LiveStatus:
         master = self.master
-        status = master.status()
-        counters = sum_tables(slot.totals.counters() for slot in master.slots)
+        report = status.report(master)
+        counters = sum_tables(slot.totals.counters() for slot in master.supervisor.slots)
         verdicts: dict[str, int] = {}
         answered: dict[str, list[float]] = {}  # account -> [seconds, answers]
         for sample_key, value in counters.items():
@@ -28,26 +29,26 @@ class MasterView:
                 sums = answered.setdefault(account, [0.0, 0])
                 sums[name.endswith("_count")] += value
         binds_per_worker = {smsc.name: smsc.binds for smsc in master.live_config.smsc}
-        workers = len(master.slots)
+        workers = len(master.supervisor.slots)
         return LiveStatus(
-            node=status["node"],
-            role=status["role"],
+            node=report["node"],
+            role=report["role"],
             workers=workers,
-            uptime_s=status["uptime_s"],
+            uptime_s=report["uptime_s"],
             smsc=[
                 SmscLive(
-                    name=name, binds_up=status["smsc_binds"].get(name, 0), binds=binds * workers
+                    name=name, binds_up=report["smsc_binds"].get(name, 0), binds=binds * workers
                 )
                 for name, binds in binds_per_worker.items()
             ],
-            ne_binds=status["ne_binds"],
+            ne_binds=report["ne_binds"],
             received=int(counters.get("smps_originals_received_total", 0)),
-            in_flight=status["in_flight"],
+            in_flight=report["in_flight"],
             verdicts=verdicts,
             ne_latency_ms=self.latency.mean_ms(answered, time.monotonic()),
         )
 
     def kick(self, system_id: str) -> int:
-        count = self.master.status()["ne_binds"].get(system_id, 0)
+        count = status.ne_binds(self.master).get(system_id, 0)
         self.master.kick(system_id)
         return count
