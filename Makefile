@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: install build test lint format demo bench soak fuzz debug clean
+.PHONY: install build test lint format demo bench soak fuzz fuzz-build fuzz-atheris fuzz-sockets debug clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,12 @@ test: build lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check smps tests bench
-	$(VENV)/bin/ruff format --check smps tests bench
+	$(VENV)/bin/ruff check smps tests bench fuzz
+	$(VENV)/bin/ruff format --check smps tests bench fuzz
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format smps tests bench
-	$(VENV)/bin/ruff check --fix smps tests bench
+	$(VENV)/bin/ruff format smps tests bench fuzz
+	$(VENV)/bin/ruff check --fix smps tests bench fuzz
 
 demo: build
 	$(VENV)/bin/smps demo
@@ -46,6 +46,23 @@ soak: build
 
 fuzz: build
 	$(PY) -m pytest -q bench/fuzz_codec.py --hypothesis-profile=fuzz -p no:cacheprovider
+
+# Coverage-guided fuzzing (atheris, the optional extra "fuzz") of the codec, the text
+# codecs and the session core, FUZZ_SECONDS in all (fuzz/run.py). The Cython modules
+# are built a second time with clang's coverage hooks into build/fuzz-native.
+FUZZ_SECONDS ?= 600
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+$(FUZZ_STAMP): $(STAMP)
+	$(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['fuzz'])" | xargs $(PY) -m pip install --quiet
+	touch $@
+
+fuzz-build: $(FUZZ_STAMP)
+	@command -v clang >/dev/null || { echo "fuzz-build needs clang (Debian: apt-get install clang)"; exit 1; }
+	CC=clang LDSHARED="clang -shared" CFLAGS="-fsanitize=fuzzer-no-link" \
+		$(PY) setup.py --quiet build_ext --build-lib build/fuzz-native --build-temp build/fuzz-temp
+
+fuzz-atheris: fuzz-build
+	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
 
 # Build with CYTHON_TRACE for profilers (line-level) and leak counting.
 debug: $(STAMP)
