@@ -64,6 +64,11 @@ fuzz-build: $(FUZZ_STAMP)
 fuzz-atheris: fuzz-build
 	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
 
+# A node (smps run, 2 workers) under hostile NEs and a hostile SMSC, then health checks.
+FUZZ_SOCKET_SECONDS ?= 180
+fuzz-sockets: build
+	$(PY) -m fuzz.sockets --seconds $(FUZZ_SOCKET_SECONDS)
+
 # Build with CYTHON_TRACE for profilers (line-level) and leak counting.
 debug: $(STAMP)
 	SMPS_DEBUG=1 $(PY) setup.py --quiet build_ext --inplace --force
