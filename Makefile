@@ -48,21 +48,26 @@ fuzz: build
 	$(PY) -m pytest -q bench/fuzz_codec.py --hypothesis-profile=fuzz -p no:cacheprovider
 
 # Coverage-guided fuzzing (atheris, the optional extra "fuzz") of the codec, the text
-# codecs and the session core, FUZZ_SECONDS in all (fuzz/run.py). The Cython modules
-# are built a second time with clang's coverage hooks into build/fuzz-native.
+# codecs and the session core, FUZZ_SECONDS in all (fuzz/run.py), with the Cython
+# modules built a second time by clang with coverage hooks and, unless
+# FUZZ_SANITIZER=none, AddressSanitizer (fuzz/build.sh).
 FUZZ_SECONDS ?= 600
+FUZZ_SANITIZER ?= address
+FUZZ_NATIVE := build/fuzz-$(FUZZ_SANITIZER)
+FUZZ_ENV := SMPS_FUZZ_NATIVE=$(FUZZ_NATIVE)
+ifeq ($(FUZZ_SANITIZER),address)
+FUZZ_ENV += LD_PRELOAD=$(abspath $(FUZZ_NATIVE))/asan_with_fuzzer.so ASAN_OPTIONS=detect_leaks=0
+endif
 FUZZ_STAMP := $(VENV)/.fuzz-installed
 $(FUZZ_STAMP): $(STAMP)
 	$(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['fuzz'])" | xargs $(PY) -m pip install --quiet
 	touch $@
 
 fuzz-build: $(FUZZ_STAMP)
-	@command -v clang >/dev/null || { echo "fuzz-build needs clang (Debian: apt-get install clang)"; exit 1; }
-	CC=clang LDSHARED="clang -shared" CFLAGS="-fsanitize=fuzzer-no-link" \
-		$(PY) setup.py --quiet build_ext --build-lib build/fuzz-native --build-temp build/fuzz-temp
+	fuzz/build.sh $(PY) $(FUZZ_NATIVE) $(FUZZ_SANITIZER)
 
 fuzz-atheris: fuzz-build
-	$(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
+	$(FUZZ_ENV) $(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
 
 # A node (smps run, 2 workers) under hostile NEs and a hostile SMSC, then health checks.
 FUZZ_SOCKET_SECONDS ?= 180

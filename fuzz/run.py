@@ -1,8 +1,9 @@
 """Run every atheris target for a share of a time budget; fail on any finding.
 
-``python -m fuzz.run --seconds 600`` (what ``make fuzz-atheris`` runs) gives
-codec, text and session 30 %, 20 % and 50 % of the budget, one after the
-other, each a single libFuzzer process (the machine is shared). Corpora grow
+``python -m fuzz.run --seconds 600`` (what ``make fuzz-atheris`` runs, after
+``make fuzz-build``) gives codec, text and session 30 %, 20 % and 50 % of the
+budget, one after the other, each a single libFuzzer process (the machine is
+shared), against the instrumented build fuzz/engine.py picks. Corpora grow
 in test-artifacts/fuzz/corpus/TARGET (seeded from fuzz/seeds.py when empty);
 an input that fails is saved as test-artifacts/fuzz/TARGET-crash-* (or
 -timeout-*, -oom-*), the full output in test-artifacts/fuzz/TARGET.log. Replay
