@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: install build test lint format demo bench soak fuzz debug clean
+.PHONY: install build test lint format demo bench soak fuzz fuzz-build fuzz-atheris fuzz-sockets debug clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +42,12 @@ test: build lint
 	@$(COVERAGE) report --include='smps/smpp/*' --format=total --fail-under=$(SMPP_FLOOR)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check smps tests bench
-	$(VENV)/bin/ruff format --check smps tests bench
+	$(VENV)/bin/ruff check smps tests bench fuzz
+	$(VENV)/bin/ruff format --check smps tests bench fuzz
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format smps tests bench
-	$(VENV)/bin/ruff check --fix smps tests bench
+	$(VENV)/bin/ruff format smps tests bench fuzz
+	$(VENV)/bin/ruff check --fix smps tests bench fuzz
 
 demo: build
 	$(VENV)/bin/smps demo
@@ -63,6 +63,33 @@ soak: build
 
 fuzz: build
 	$(PY) -m pytest -q bench/fuzz_codec.py --hypothesis-profile=fuzz -p no:cacheprovider
+
+# Coverage-guided fuzzing (atheris, the optional extra "fuzz") of the codec, the text
+# codecs and the session core, FUZZ_SECONDS in all (fuzz/run.py), with the Cython
+# modules built a second time by clang with coverage hooks and, unless
+# FUZZ_SANITIZER=none, AddressSanitizer (fuzz/build.sh).
+FUZZ_SECONDS ?= 600
+FUZZ_SANITIZER ?= address
+FUZZ_NATIVE := build/fuzz-$(FUZZ_SANITIZER)
+FUZZ_ENV := SMPS_FUZZ_NATIVE=$(FUZZ_NATIVE)
+ifeq ($(FUZZ_SANITIZER),address)
+FUZZ_ENV += LD_PRELOAD=$(abspath $(FUZZ_NATIVE))/asan_with_fuzzer.so ASAN_OPTIONS=detect_leaks=0
+endif
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+$(FUZZ_STAMP): $(STAMP)
+	$(PY) -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['fuzz'])" | xargs $(PY) -m pip install --quiet
+	touch $@
+
+fuzz-build: $(FUZZ_STAMP)
+	fuzz/build.sh $(PY) $(FUZZ_NATIVE) $(FUZZ_SANITIZER)
+
+fuzz-atheris: fuzz-build
+	$(FUZZ_ENV) $(PY) -m fuzz.run --seconds $(FUZZ_SECONDS)
+
+# A node (smps run, 2 workers) under hostile NEs and a hostile SMSC, then health checks.
+FUZZ_SOCKET_SECONDS ?= 180
+fuzz-sockets: build
+	$(PY) -m fuzz.sockets --seconds $(FUZZ_SOCKET_SECONDS)
 
 # Build with CYTHON_TRACE for profilers (line-level) and leak counting.
 debug: $(STAMP)
