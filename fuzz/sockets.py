@@ -133,11 +133,14 @@ class Wire:
         self.eof = False
 
     def send(self, data: bytes) -> None:
-        if len(data) >= 16:
-            length, command_id, _status, seq = struct.unpack_from(">IIII", data)
-            if length < 16 or length > 65536:
+        if self.writer.transport.is_closing():
+            return  # SMPS closed it (as it should, after much of what is sent here)
+        if len(data) >= 4:
+            (length,) = struct.unpack_from(">I", data)
+            seq = struct.unpack_from(">I", data, 12)[0] if len(data) >= 16 else 0
+            if length < 16 or length > 65536:  # refused from its 4 length octets
                 self.framing_nacks[seq] += 1
-            elif not command_id & RESPONSE_BIT:
+            elif len(data) >= 16 and not struct.unpack_from(">I", data, 4)[0] & RESPONSE_BIT:
                 self.asked[seq] += 1
         self.writer.write(data)
 
@@ -170,8 +173,11 @@ class Wire:
             self.report.problem(f"{self.label}: SMPS wrote a bad header {bad.hex()}")
         headers = [struct.unpack_from(">III", p, 4) for p in pdus]
         answers = Counter(seq for cid, _st, seq in headers if cid & RESPONSE_BIT)
+        # A framing error is answered with the bad header's sequence number when its 16
+        # octets came together, else 0 (SMPS does not wait for a header it will refuse).
+        stray_nack = 1 if self.framing_nacks else 0
         for seq, count in answers.items():
-            if count > self.asked[seq] + self.framing_nacks[seq]:
+            if count > self.asked[seq] + self.framing_nacks[seq] + (stray_nack if seq == 0 else 0):
                 self.report.problem(
                     f"{self.label}: {count} responses to sequence {seq}, "
                     f"{self.asked[seq]} requests sent"

@@ -1,12 +1,11 @@
 """A short run of the socket fuzzer (fuzz/sockets.py) against `smps run` with 2
-workers, and the findings of the fuzzers that are reported and not fixed yet,
-each pinned as a strict xfail: when a fix lands the test passes, fails as
-XPASS, and its marker (and its name in REPORTED) goes."""
+workers, every attack included, and regression tests for what the fuzzers
+found: a corrupt bind_resp, a bind "answered" by another command's response,
+and a huge first command_length."""
 
 import asyncio
 import struct
 
-import pytest
 import yaml
 
 from fuzz.sockets import fuzz_node
@@ -16,12 +15,9 @@ from smps.smpp.client import SmscClient
 from tests.helpers import until
 from tests.nodes import RunNode, sections
 
-# Attacks whose finding is pinned by an xfail below; the short run leaves them out.
-REPORTED = frozenset({"smsc_malformed_bind_resp", "ne_bad_length_first"})
-
 
 async def test_node_survives_a_short_socket_fuzz(tmp_path):
-    report = await fuzz_node(tmp_path / "node", seconds=6, seed=18, skip=REPORTED)
+    report = await fuzz_node(tmp_path / "node", seconds=6, seed=18)
     assert report.problems == []
     assert sum(report.attacks.values()) > 30
     assert any(kind.startswith("smsc_") for kind in report.attacks)
@@ -75,11 +71,6 @@ async def bind_once_refused(first_answer) -> tuple[SmscClient, OneBadBindSmsc]:
     return client, smsc
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: a bind_resp with a corrupt body makes SmscSession.bind() raise "
-    "PduError, which SmscClient._keep_bound does not catch: that bind is never retried",
-)
 async def test_a_corrupt_bind_resp_is_retried():
     # bind_transceiver_resp, ESME_ROK, system_id "SMSC", then a TLV header that
     # announces 0x31 octets of which 3 follow (ESME_RINVOPTPARSTREAM).
@@ -99,12 +90,6 @@ async def test_a_corrupt_bind_resp_is_retried():
         await smsc.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: any response with the bind's sequence number and status 0 (here "
-    "enquire_link_resp) binds SmscSession: _resolve_request reads the PDU's status, not "
-    "the core's ESME_RSYSERR for a mismatched response",
-)
 async def test_only_a_bind_resp_completes_a_bind():
     client, smsc = await bind_once_refused(lambda seq: encode(CommandId.ENQUIRE_LINK_RESP, seq))
     try:
@@ -114,12 +99,6 @@ async def test_only_a_bind_resp_completes_a_bind():
         await smsc.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: with balanced placement the master peeks for a whole first PDU; one "
-    "whose command_length is past what arrived is held until server.bind_timeout, then "
-    "reset, not answered generic_nack ESME_RINVCMDLEN like every other bad length",
-)
 async def test_a_huge_first_command_length_gets_generic_nack(tmp_path):
     node = RunNode(tmp_path, sections(tmp_path, 9, server={"listen": "127.0.0.1:0"}))
     await node.start(timeout=60)
