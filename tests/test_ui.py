@@ -17,6 +17,7 @@ from sqlalchemy import select
 from smps.config import TlsServerConfig
 from smps.errors import ConfigError
 from smps.store import repo, schema
+from smps.store.roles import ROLES as ALL_ROLES
 from smps.store.writer import DecisionWriter
 from smps.web import auth
 from smps.web.http import HttpServer
@@ -752,6 +753,15 @@ async def test_sessions_empty_state_says_what_to_do(as_role):
     admin = await as_role("admin")
     page = await (await admin.get("/sessions")).text()
     assert 'No NE accounts and no NE binds. <a href="/accounts/new">' in page
+
+
+async def test_the_user_forms_offer_every_role(as_role):
+    """The forms' role labels live in the UI; a role added to the store must show up."""
+    admin = await as_role("admin")
+    for path in ("/users/new", "/users/viewer"):
+        page = await (await admin.get(path)).text()
+        offered = re.findall(r'type="radio" name="role" value="(\w+)"', page)
+        assert sorted(offered) == sorted(ALL_ROLES), path
 
 
 async def test_users_are_argon2_hashed_audited_and_the_last_admin_stays(as_role, store):

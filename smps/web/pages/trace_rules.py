@@ -150,9 +150,9 @@ async def _add(request: web.Request) -> web.StreamResponse:
         document = _rule_document(shown, datetime.now(UTC).replace(microsecond=0))
         created = await repo.create(request.app[UI].store, RULES, document, actor(request))
     except repo.Invalid as exc:
-        errors = field_errors(exc)
-        if "expires" in errors:
-            errors["custom" if shown["expiry"] == "custom" else "expiry"] = errors.pop("expires")
+        ends = "custom" if shown["expiry"] == "custom" else "expiry"
+        form_field = {"expires": ends, "decode_content": "content"}  # the document's names
+        errors = {form_field.get(k, k): message for k, message in field_errors(exc).items()}
         return await _rules_page(request, shown=shown, errors=errors, status=422)
     except repo.Conflict as exc:
         return await _rules_page(request, shown=shown, errors={"number": str(exc)}, status=409)

@@ -13,13 +13,19 @@ from typing import Any
 from aiohttp import web
 
 from smps.store import repo
-from smps.store.roles import ROLES
 from smps.web.pages.common import SESSION, UI, Route, actor, error_page, flash, render, see_other
 from smps.web.pages.forms import form_page, submit
 
+ROLE_CHOICES = (
+    ("viewer", "Viewer: reads everything, changes nothing"),
+    ("operator", "Operator: traces, kicks binds, enables and disables NE accounts"),
+    ("admin", "Admin: everything, including users"),
+)
+"""The roles (:data:`smps.store.roles.ROLES`) as the forms offer them, least first."""
+
 
 async def _form(request: web.Request, template: str, **form: Any) -> web.Response:
-    return form_page(request, template, "users", roles=ROLES, **form)
+    return form_page(request, template, "users", roles=ROLE_CHOICES, **form)
 
 
 async def _users(request: web.Request) -> web.Response:
