@@ -17,8 +17,8 @@ from smps.proxy.tracer import Tracer
 from smps.store import repo
 from smps.store.writer import DecisionWriter
 from smps.web import auth
-from smps.web.ui import add_ui_routes
-from smps.web.ui_traces import ROUTES, TRACE_SETTINGS
+from smps.web.pages import trace_rules, traces
+from smps.web.ui import TRACE_SETTINGS, add_ui_routes
 from tests.store_db import database_url, store  # noqa: F401
 from tests.test_proxy import BLOCK, ManualClock, hold, proxy, until
 from tests.test_trace_api import Clock, WriterSink, run_message, written
@@ -88,7 +88,7 @@ async def rules(store) -> list[str]:
 
 
 async def test_trace_pages_ask_to_sign_in_first(anon):
-    for method, path, _, _ in ROUTES:
+    for method, path, _, _ in trace_rules.ROUTES + traces.ROUTES:
         response = await anon.request(
             method, path.replace("{message_id}", "m-1"), allow_redirects=False
         )

@@ -10,8 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from smps.sim.ne import Latency, SimNe
 from smps.store import repo
-from smps.web.ui import add_ui_routes
-from smps.web.ui_traces import TRACE_SETTINGS
+from smps.web.ui import TRACE_SETTINGS, add_ui_routes
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, PASSWORD, NodeLive, playwright_api
 from tests.test_proxy import proxy, until
 

@@ -64,8 +64,7 @@ from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from smps.web.http import HttpServer, degraded, make_app
 from smps.web.node import kick
-from smps.web.ui import add_ui_routes
-from smps.web.ui_traces import TRACE_SETTINGS
+from smps.web.ui import TRACE_SETTINGS, add_ui_routes
 
 log = logging.getLogger("smps.master")
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -53,11 +53,11 @@ from msgspec import Meta
 
 from smps import __version__
 from smps import config as cfg
-from smps.proxy.trace_hub import EventFilter, TraceHub
+from smps.proxy.trace_hub import EventFilter, Subscription, TraceHub
 from smps.proxy.tracer import TraceEvent, normalise_rule_number
 from smps.store import repo
 from smps.store.db import Store
-from smps.web import auth
+from smps.web import auth, sse
 from smps.web.node import NodeView, kick
 
 log = logging.getLogger("smps.web.api")
@@ -257,6 +257,20 @@ def decision_query(params: DecisionParams) -> repo.DecisionQuery:
         account=params.account,
         since_us=_time_us(params.since, "since"),
         until_us=_time_us(params.until, "until"),
+    )
+
+
+def trace_query(
+    number: str | None, since: str | None, until: str | None, country_code: str
+) -> repo.TraceQuery:
+    """The filters of a traced-message search (API or admin UI) as the repo's query;
+    Invalid names the field of an unreadable number or time."""
+    found = _number(number, country_code)
+    return repo.TraceQuery(
+        number=found[0] if found else None,
+        prefix=found[1] if found else False,
+        since_us=_time_us(since, "since"),
+        until_us=_time_us(until, "until"),
     )
 
 
@@ -516,13 +530,7 @@ async def _audit(request: web.Request) -> web.Response:
 
 async def _traces(request: web.Request) -> web.Response:
     params: TraceParams = _params(request, TraceParams)
-    number = _number(params.number, request.app[COUNTRY_CODE])
-    query = repo.TraceQuery(
-        number=number[0] if number else None,
-        prefix=number[1] if number else False,
-        since_us=_time_us(params.since, "since"),
-        until_us=_time_us(params.until, "until"),
-    )
+    query = trace_query(params.number, params.since, params.until, request.app[COUNTRY_CODE])
     before = repo.decode_cursor(params.cursor) if params.cursor else None
     rows = await repo.query_traces(
         request.app[STORE], query, limit=params.limit + 1, before_id=before
@@ -547,30 +555,24 @@ async def _trace_stream(request: web.Request) -> web.StreamResponse:
         return _error(503, "live traces are not available on this node")
     params: StreamParams = _params(request, StreamParams)
     wants = _event_filter(_number(params.number, request.app[COUNTRY_CODE]))
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",  # nginx: pass events through, do not buffer them
-        }
-    )
-    await response.prepare(request)
-    heartbeat = request.app[HEARTBEAT]
-    encode = msgspec.json.encode
     with hub.subscribe(wants) as subscription:
-        try:
-            await response.write(b"retry: 5000\n: connected\n\n")
-            while True:
-                events, dropped = await subscription.receive(heartbeat)
-                if subscription.closed:
-                    break
-                chunk = b"".join(b"event: trace\ndata: " + encode(e) + b"\n\n" for e in events)
-                if dropped:
-                    chunk += b"event: dropped\ndata: " + encode({"dropped": dropped}) + b"\n\n"
-                await response.write(chunk or b": heartbeat\n\n")
-        except ConnectionError:
-            pass  # the client went away
-    return response
+        return await sse.stream(request, _trace_events(subscription, request.app[HEARTBEAT]))
+
+
+async def _trace_events(
+    subscription: Subscription, heartbeat: float
+) -> AsyncGenerator[bytes, None]:
+    """Each batch of the hub's events (and how many it dropped) as framed chunks; a
+    heartbeat comment when none came for ``heartbeat`` seconds."""
+    encode = msgspec.json.encode
+    while True:
+        events, dropped = await subscription.receive(heartbeat)
+        if subscription.closed:
+            return
+        chunk = b"".join(sse.event(encode(e), "trace") for e in events)
+        if dropped:
+            chunk += sse.event(encode({"dropped": dropped}), "dropped")
+        yield chunk or b": heartbeat\n\n"
 
 
 def _node(request: web.Request) -> NodeView:

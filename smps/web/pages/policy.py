@@ -1,0 +1,89 @@
+"""The verdict policy: one form over the stored policy document (read-only when the
+configuration file sets it, or for a role that may not change it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from smps.store import repo
+from smps.web.pages.common import UI, VERDICTS, Route, actor, flash, render, see_other
+from smps.web.pages.forms import field_errors, seconds
+
+
+def _document(form: Mapping[str, Any]) -> dict[str, Any]:
+    """The form as the policy document; durations and codes are read as in the file."""
+    return {
+        "timeout": str(form.get("timeout", "")).strip(),
+        "on_timeout": str(form.get("on_timeout", "")),
+        "on_no_ne": str(form.get("on_no_ne", "")),
+        "block_status": str(form.get("block_status", "")).strip(),
+        "tempfail_status": str(form.get("tempfail_status", "")).strip(),
+        "ne_block_codes": [
+            code.strip()
+            for code in str(form.get("ne_block_codes", "")).replace(",", " ").split()
+            if code.strip()
+        ],
+        "inspect_receipts": form.get("inspect_receipts") == "on",
+        "concat_window": str(form.get("concat_window", "")).strip(),
+        "concat_sticky_block": form.get("concat_sticky_block") == "on",
+    }
+
+
+def _shown(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """Stored values as the form shows them: seconds as ``2s``, status codes in hex."""
+    return {
+        **policy,
+        "timeout": seconds(policy["timeout"]),
+        "concat_window": seconds(policy["concat_window"]),
+        "block_status": f"0x{policy['block_status']:02X}",
+        "tempfail_status": f"0x{policy['tempfail_status']:02X}",
+        "ne_block_codes": ", ".join(f"0x{code:02X}" for code in policy["ne_block_codes"]),
+    }
+
+
+def _form(
+    request: web.Request,
+    policy: Mapping[str, Any],
+    *,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    return render(
+        request,
+        "policy.html",
+        status=status,
+        page="policy",
+        policy=policy,
+        choices=VERDICTS,
+        errors=errors or {},
+    )
+
+
+async def _policy(request: web.Request) -> web.Response:
+    return _form(request, _shown(await repo.get_policy(request.app[UI].store)))
+
+
+async def _save(request: web.Request) -> web.StreamResponse:
+    ui = request.app[UI]
+    form = await request.post()
+    document = _document(form)
+    stored = await repo.get_policy(ui.store)
+    try:
+        await repo.put_policy(ui.store, document, actor(request))
+    except repo.Invalid as exc:
+        shown = {**stored, **document, "ne_block_codes": ", ".join(document["ne_block_codes"])}
+        return _form(request, shown, errors=field_errors(exc), status=422)
+    except repo.Conflict as exc:
+        flash(request, "error", str(exc))
+        raise see_other("/policy") from None
+    flash(request, "ok", "Policy saved; it applies to messages arriving from now on.")
+    raise see_other("/policy")
+
+
+ROUTES: tuple[Route, ...] = (
+    ("GET", "/policy", _policy, None),
+    ("POST", "/policy", _save, "policy.write"),
+)
