@@ -11,13 +11,13 @@ Each process formats its own records, so ``file:line`` is always the caller's, b
 only the master writes: workers send finished lines over a Unix socket to the
 master's ``LogWriter``, which passes them unchanged to the same console and rotating
 file handlers as the master's own records. Rotation thus happens in exactly one
-process (design.md section 4).
+process (docs/architecture.md §4).
 
 ``FATAL`` is accepted as a level name and prints as ``CRITICAL``, the name the
 standard ``logging`` module gives level 50. Renaming the level globally would
 change the lines of every library too, so we do not.
 
-Nothing logs per message: an emitted record costs about 40 µs (design.md 4.1), so
+Nothing logs per message: an emitted record costs about 40 µs (docs/architecture.md §6), so
 this module favours clarity over speed.
 """
 

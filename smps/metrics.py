@@ -1,7 +1,7 @@
 """Prometheus export for the master.
 
 Data-plane code never calls prometheus-client per message (a cached inc()
-costs 1-3 µs, the whole budget of a message; design.md 4.1). Components keep
+costs 1-3 µs, the whole budget of a message; docs/architecture.md §6). Components keep
 plain counters; collectors registered here read them when /metrics is scraped.
 """
 

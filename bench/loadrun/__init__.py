@@ -1,5 +1,5 @@
 """`smps bench`: one load run of SMPS, reported as throughput, added latency and
-proxy CPU time per message (design.md section 8).
+proxy CPU time per message (docs/architecture.md §6).
 
 Three kinds of process take part, so that the proxy's CPU time can be read on
 its own and the load generators never share its event loop:

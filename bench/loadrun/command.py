@@ -22,10 +22,10 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "bench",
         help="load run: throughput, added latency and proxy CPU per message",
         description="Start SMPS (or use a running one with --no-start), a simulated SMSC and "
-        "simulated NEs as separate processes, drive the standard scenario (design.md §8) for a "
-        "warm-up and a measured interval, and report messages/s, added latency, proxy CPU "
-        "µs/message, peak RSS, throttled, timeouts, missing and duplicates. Exit 0 when no "
-        "response was missing or duplicated.",
+        "simulated NEs as separate processes, drive the standard scenario "
+        "(docs/architecture.md §6) for a warm-up and a measured interval, and report "
+        "messages/s, added latency, proxy CPU µs/message, peak RSS, throttled, timeouts, "
+        "missing and duplicates. Exit 0 when no response was missing or duplicated.",
     )
     defaults = Scenario()
     p.add_argument(

@@ -1,5 +1,5 @@
-"""What a load run does: the scenario (by default the standard one of design.md
-section 8) and the configuration the started SMPS runs with."""
+"""What a load run does: the scenario (by default the standard one of
+docs/architecture.md §6) and the configuration the started SMPS runs with."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ INFLIGHT_TIMEOUT = 600.0  # policy.timeout of an in-flight run: nothing expires 
 
 @dataclass(frozen=True)
 class Scenario:
-    """What one run does; the defaults are the standard scenario of design.md §8."""
+    """What one run does; the defaults are the standard scenario of docs/architecture.md §6."""
 
     nes: int = 3
     ne_binds: int = 2  # per NE account

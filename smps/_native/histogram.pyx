@@ -2,7 +2,7 @@
 """Latency histograms kept as plain bucket counts on the data plane.
 
 An observation is a walk over 12 bounds and three additions in C: no
-metrics-library call per message (design.md 4.1), and no Python frame either
+metrics-library call per message (docs/architecture.md §6), and no Python frame either
 (four observations per original at 3 NEs cost 3.6 % of a worker in Python).
 Workers ship the counts in their stats snapshots and the master exports them as
 Prometheus histograms.

@@ -26,7 +26,7 @@ Layout, and why each message costs O(1) and no Python objects:
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t
 
 
-# State of one target (design.md section 2: ALLOW, BLOCK, or NONE = no usable
+# State of one target (docs/architecture.md §1: ALLOW, BLOCK, or NONE = no usable
 # answer). Python sees these as module-level ints.
 cpdef enum:
     WAITING = 0

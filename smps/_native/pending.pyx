@@ -6,7 +6,7 @@ every call; there is no clock, loop or timer in here. The proxy calls
 ``add`` once per original and ``answer`` once per NE answer, both O(1) with
 no Python allocation; one periodic tick calls ``expire``.
 
-Lifecycle of an entry (design.md section 3):
+Lifecycle of an entry (docs/architecture.md §3):
 
     add -> PENDING --(rule decides | decide())--> DECIDED --> COMPLETE -> release
               \\---------------- deadline (expire) ---------------/
@@ -81,7 +81,7 @@ cdef class Rule:
 
 
 cdef class BlockFirst(Rule):
-    """design.md section 3: the first BLOCK from a decisive target decides at
+    """docs/architecture.md §3: the first BLOCK from a decisive target decides at
     once; once every decisive target has answered, all ALLOW -> ALLOW, and any
     NONE among them -> the table's no-answer outcome, as if its deadline passed.
     Targets in monitor mode never decide."""

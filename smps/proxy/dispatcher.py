@@ -1,7 +1,7 @@
 """The proxy core: every original from an SMSC is copied to the NE accounts its
 routes select, their verdicts are combined, and the SMSC gets exactly one answer.
 
-Path of one original (design.md section 3):
+Path of one original (docs/architecture.md §3):
 
 1. `on_message` (the SmscClient handler) reads the PDU through the native
    `decode_sm` view: addresses, esm_class, data_coding, UDH — nothing more.

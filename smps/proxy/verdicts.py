@@ -1,4 +1,4 @@
-"""Verdicts on the wire (design.md 6.3): the NE statuses that mean block (the
+"""Verdicts on the wire (docs/architecture.md §2): the NE statuses that mean block (the
 dispatcher classifies every NE answer with them, inline), and what status the
 SMSC gets for a final outcome.
 

@@ -1,1 +1,1 @@
-"""The process layout: a master supervising uvloop workers (design.md section 4)."""
+"""The process layout: a master supervising uvloop workers (docs/architecture.md §4)."""

@@ -1,6 +1,6 @@
 """The node's metrics, gathered from the data planes' snapshots.
 
-Data planes count in plain dicts (design.md 4.1: no prometheus-client call per
+Data planes count in plain dicts (docs/architecture.md §6: no prometheus-client call per
 message); `smps.runtime.plane.DataPlane.snapshot` reads them. A snapshot maps a
 sample key, the metric name and its label pairs joined by tabs, to a value.
 Workers send theirs to the master about once a second; the master keeps, per

@@ -4,7 +4,7 @@ The master accepts on `server.listen`, peeks at the bind PDU (MSG_PEEK: the
 bytes stay in the socket for the worker's session to read), and hands the
 connection to the worker holding the fewest binds of that account, so an
 account's binds spread over workers (SO_REUSEPORT's address hash does not:
-design.md 4.1). Binds being placed count as held until the worker reports
+docs/architecture.md §6). Binds being placed count as held until the worker reports
 them bound or gone.
 
 Peeking is cheap whatever the peer does: the socket's SO_RCVLOWAT is set to

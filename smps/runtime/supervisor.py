@@ -2,7 +2,7 @@
 and stop them all.
 
 Workers are started with fork+exec (`python -m smps.runtime.worker`), never by
-forking the master's running loop (design.md 4.1); their socket pairs (control,
+forking the master's running loop (docs/architecture.md §6); their socket pairs (control,
 handoff, mesh) are made here and inherited as file descriptors. When a worker
 restarts, new mesh sockets reach its live peers over their handoff channels.
 

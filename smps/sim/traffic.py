@@ -122,7 +122,7 @@ class Mix:
 
 
 STANDARD_MIX = Mix()
-"""The standard scenario of design.md §8: 70 % GSM7, 20 % UCS-2, 10 % three-part."""
+"""The standard scenario (docs/architecture.md §6): 70 % GSM7, 20 % UCS-2, 10 % 3-part."""
 
 
 @dataclass(frozen=True)
