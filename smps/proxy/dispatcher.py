@@ -31,7 +31,7 @@ Path of one original (docs/architecture.md §3):
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,8 +41,11 @@ from smps._native import pending as P
 from smps._native.histogram import Histogram
 from smps._native.pdu import Status, command_name, decode_sm
 from smps._native.text import parse_udh
-from smps.config import Config, NeAccount, Route
+from smps.config import Config
+from smps.proxy.lanes import Lane
 from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult, should_record
+from smps.proxy.routing import Router, decisive_mask
+from smps.proxy.sticky import StickyBlocks
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
 from smps.smpp.session import NO_RESPONSE, REFUSED, Session
@@ -52,7 +55,6 @@ log = logging.getLogger("smps.proxy")
 TICK = 0.005  # seconds; keeps the 2 s deadline accurate to well within 20 ms
 IDLE_TICK = 0.1  # nothing in flight: the next deadline is at least policy.timeout away
 QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
-STICKY_LIMIT = 100_000  # concatenated messages remembered as blocked
 REASON_RECEIPT = "receipt"
 # The per-answer paths compare with these plain values: P.X is a global and an
 # attribute lookup each time.
@@ -61,139 +63,6 @@ _ANSWER_UNKNOWN, _ANSWER_DECIDED = P.ANSWER_UNKNOWN, P.ANSWER_DECIDED
 _ANSWER_LATE, _ANSWER_COMPLETE = P.ANSWER_LATE, P.ANSWER_COMPLETE
 _OUTCOME_ALLOW, _OUTCOME_BLOCK = P.OUTCOME_ALLOW, P.OUTCOME_BLOCK
 _REASON_ALL_ALLOW, _REASON_STICKY = P.REASON_ALL_ALLOW, P.REASON_STICKY
-
-
-class Lane:
-    """One NE account as the dispatcher sees it: its live binds, the copies
-    waiting for window or rate, and its token bucket."""
-
-    __slots__ = (
-        "account",
-        "answers",
-        "binds",
-        "copies_sent",
-        "decisive",
-        "latency",
-        "queue",
-        "refilled_at",
-        "system_id",
-        "tokens",
-        "tps",
-        "waiting",
-    )
-
-    def __init__(self, account: NeAccount):
-        self.system_id = account.system_id
-        self.binds: list[Session] = []
-        # Copies in arrival order; one sent or withdrawn stays until it reaches
-        # the head (no search through the queue), `waiting` counts the others.
-        self.queue: deque[HeldCopy] = deque()
-        self.waiting = 0
-        self.tokens = float(account.tps)
-        self.refilled_at = 0.0
-        self.answers = {P.ALLOW: 0, P.BLOCK: 0, P.NONE: 0}
-        self.copies_sent = 0
-        self.latency = Histogram()  # copy sent → NE answer
-        self.configure(account)
-
-    def configure(self, account: NeAccount) -> None:
-        self.account = account
-        self.decisive = account.mode == "enforce"
-        self.tps = account.tps
-
-    def pick_bind(self) -> Session | None:
-        """The bind with the most free window, or None when all are full."""
-        best, best_free = None, 0
-        for session in self.binds:
-            free = session.free_window  # a Session, or a mesh RemoteBind
-            if free > best_free:
-                best, best_free = session, free
-        return best
-
-    def take_token(self, now: float) -> bool:
-        if not self.tps:
-            return True
-        tokens = min(float(self.tps), self.tokens + (now - self.refilled_at) * self.tps)
-        self.refilled_at = now
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
-            return True
-        self.tokens = tokens
-        return False
-
-
-class _CompiledRoute:
-    __slots__ = ("data_coding", "destination", "lanes", "service_type", "smsc", "source")
-
-    def __init__(self, route: Route, lanes: dict[str, Lane]):
-        self.source = tuple(p.encode() for p in route.source_prefix)
-        self.destination = tuple(p.encode() for p in route.destination_prefix)
-        self.smsc = frozenset(route.smsc)
-        self.service_type = frozenset(s.encode() for s in route.service_type)
-        self.data_coding = frozenset(route.data_coding)
-        self.lanes = tuple(lanes[name] for name in route.accounts if name in lanes)
-
-    def matches(self, view: Any, smsc: str) -> bool:
-        return (
-            (not self.source or view.source_addr.startswith(self.source))
-            and (not self.destination or view.destination_addr.startswith(self.destination))
-            and (not self.smsc or smsc in self.smsc)
-            and (not self.service_type or view.service_type in self.service_type)
-            and (not self.data_coding or view.data_coding in self.data_coding)
-        )
-
-
-class Router:
-    """Selects target accounts; with no routes every enabled account gets every message."""
-
-    def __init__(self, routes: Iterable[Route], lanes: dict[str, Lane]):
-        enabled = {name: lane for name, lane in lanes.items() if lane.account.enabled}
-        self.everyone = tuple(enabled.values())
-        self.everyone_mask = decisive_mask(self.everyone)
-        self.routes = [_CompiledRoute(route, enabled) for route in routes]
-
-    def targets(self, view: Any, smsc: str) -> tuple[Lane, ...]:
-        if not self.routes:
-            return self.everyone
-        selected: dict[Lane, None] = {}
-        for route in self.routes:
-            if route.matches(view, smsc):
-                selected.update(dict.fromkeys(route.lanes))
-        return tuple(selected)
-
-
-def decisive_mask(targets: tuple[Lane, ...]) -> int:
-    """Bit i set when target i is an enforcing account (the pending table's mask)."""
-    mask = 0
-    for index, lane in enumerate(targets):
-        if lane.decisive:
-            mask |= 1 << index
-    return mask
-
-
-class StickyBlocks:
-    """Concatenated messages with a blocked segment, remembered for `window`
-    seconds so their other segments are blocked without asking the NEs again."""
-
-    def __init__(self, window: float, limit: int = STICKY_LIMIT):
-        self.window = window
-        self.limit = limit
-        self._until: OrderedDict[tuple[bytes, bytes, int], float] = OrderedDict()
-
-    def add(self, key: tuple[bytes, bytes, int], now: float) -> None:
-        self._until[key] = now + self.window
-        self._until.move_to_end(key)
-        while self._until and (
-            len(self._until) > self.limit or next(iter(self._until.values())) <= now
-        ):
-            self._until.popitem(last=False)
-
-    def blocked(self, key: tuple[bytes, bytes, int], now: float) -> bool:
-        until = self._until.get(key)
-        return until is not None and until > now
-
-    def __len__(self) -> int:
-        return len(self._until)
 
 
 class Original(msgspec.Struct):
