@@ -53,31 +53,37 @@ def _check(config: Config) -> None:
         )
 
 
-def _unique(entries: list[Any], section: str, key: str, what: str) -> dict[str, int]:
-    first: dict[str, int] = {}
-    for i, entry in enumerate(entries):
-        value = getattr(entry, key)
-        if value in first:
-            raise _Invalid(
-                (section, i, key),
-                f"duplicate {what} {value!r} (first at {section}[{first[value]}])",
-            )
-        first[value] = i
-    return first
+def _unique(entries: list[Any], section: str, key: str, what: str) -> set[str]:
+    """The ``key`` of every entry, refused when one repeats."""
+    values = [getattr(entry, key) for entry in entries]
+    if repeat := _first_repeat(values):
+        i, first = repeat
+        raise _Invalid(
+            (section, i, key), f"duplicate {what} {values[i]!r} (first at {section}[{first}])"
+        )
+    return set(values)
 
 
 def _env_names_distinct(entries: list[Any], section: str, key: str, kind: str) -> None:
     """Two names that map to one SMPS_*_PASSWORD variable could not be told apart."""
-    first: dict[str, str] = {}
-    for i, entry in enumerate(entries):
-        name = getattr(entry, key)
-        variable = _env_name(kind, name)
-        if variable in first:
-            raise _Invalid(
-                (section, i, key),
-                f"{name!r} and {first[variable]!r} share the environment variable {variable}",
-            )
-        first[variable] = name
+    names = [getattr(entry, key) for entry in entries]
+    variables = [_env_name(kind, name) for name in names]
+    if repeat := _first_repeat(variables):
+        i, first = repeat
+        raise _Invalid(
+            (section, i, key),
+            f"{names[i]!r} and {names[first]!r} share the environment variable {variables[i]}",
+        )
+
+
+def _first_repeat(values: list[str]) -> tuple[int, int] | None:
+    """(index, index of its first occurrence) of the first value seen before, or None."""
+    first: dict[str, int] = {}
+    for i, value in enumerate(values):
+        if value in first:
+            return i, first[value]
+        first[value] = i
+    return None
 
 
 def _same_listener(a: tuple[str, int], b: tuple[str, int]) -> bool:
