@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 
 from smps import __version__
-from smps.config import add_config_option
+from smps.cli_support import add_command, add_group
 from smps.errors import ConfigError
 
 log = logging.getLogger("smps.cli")
@@ -27,25 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smps {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="run the proxy", description="Run the proxy.")
-    add_config_option(run)
-    run.set_defaults(handler=_cmd_run)
-
-    status = commands.add_parser(
+    add_command(commands, "run", _cmd_run, help="run the proxy", description="Run the proxy.")
+    add_command(
+        commands,
         "status",
+        _cmd_status,
         help="role, workers, binds and rates of the running node",
         description="Ask the running node (over its control socket under node.state_dir) for "
         "its role, workers, SMSC and NE binds and in-flight originals. Exit 1 when none runs.",
     )
-    add_config_option(status)
-    status.set_defaults(handler=_cmd_status)
 
-    demo = commands.add_parser(
+    demo = add_command(
+        commands,
         "demo",
+        _cmd_demo,
         help="SMPS with a simulated SMSC, three simulated NEs and live traffic",
         description="Run SMPS on embedded defaults with a simulated SMSC, three simulated NEs "
         "(one slow enough to hit the 2 s timeout) and traffic, showing live stats. "
         "Ctrl-C stops cleanly.",
+        options=None,
     )
     demo.add_argument(
         "--rate",
@@ -68,19 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="port of /health and /metrics on 127.0.0.1 (default: 8080; any free port if taken)",
     )
-    demo.set_defaults(handler=_cmd_demo)
 
-    config = commands.add_parser(
-        "config", help="configuration tools", description="Configuration tools."
+    config_commands = add_group(
+        commands, "config", help="configuration tools", description="Configuration tools."
     )
-    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    check = config_commands.add_parser(
+    add_command(
+        config_commands,
         "check",
+        _cmd_config_check,
         help="validate a configuration file without starting anything",
         description="Validate a configuration file; exit 0 when valid, 2 with the reason when not.",
     )
-    add_config_option(check)
-    check.set_defaults(handler=_cmd_config_check)
 
     from smps.ha_cli import register as register_ha
     from smps.sim.cli import register as register_sim

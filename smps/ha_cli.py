@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smps.config import add_config_option
+from smps.cli_support import add_command, add_group
 
 CHECK_TIMEOUT = 1.0  # seconds for the node to answer `ha check`
 NOTIFY_TIMEOUT = 5.0
@@ -29,27 +29,26 @@ NOTIFY_TIMEOUT = 5.0
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``ha notify`` and ``ha check`` to the ``smps`` parser."""
-    ha = commands.add_parser(
-        "ha", help="keepalived hooks", description="Hooks for keepalived (VRRP)."
+    ha_commands = add_group(
+        commands, "ha", help="keepalived hooks", description="Hooks for keepalived (VRRP)."
     )
-    ha_commands = ha.add_subparsers(dest="ha_command", metavar="ACTION", required=True)
-    notify = ha_commands.add_parser(
+    notify = add_command(
+        ha_commands,
         "notify",
+        _cmd_notify,
         help="tell the running node keepalived's new state",
         description="Tell the running node keepalived's state: MASTER, BACKUP, FAULT or STOP, "
         "alone or as keepalived's notify-script arguments TYPE NAME STATE PRIORITY.",
     )
-    add_config_option(notify)
     notify.add_argument("words", nargs="+", metavar="STATE | TYPE NAME STATE PRIORITY")
-    notify.set_defaults(handler=_cmd_notify)
-    check = ha_commands.add_parser(
+    add_command(
+        ha_commands,
         "check",
+        _cmd_check,
         help="keepalived vrrp_script: exit 0 when the node can serve",
         description="Exit 0 when the running node answers healthy within about a second, "
         "1 otherwise. No side effects.",
     )
-    add_config_option(check)
-    check.set_defaults(handler=_cmd_check)
 
 
 def _cmd_notify(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from smps.cli_support import add_command, add_group
 from smps.config import parse_duration
 from smps.errors import SmpsError
 
@@ -306,15 +307,17 @@ def _handler(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``trace`` command to the ``smps`` parser."""
-    trace = commands.add_parser(
+    actions = add_group(
+        commands,
         "trace",
         help="protocol tracing of chosen numbers",
         description="Trace rules and traced messages, through the REST API of a running node.",
     )
-    actions = trace.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
 
-    add = actions.add_parser(
+    add = _action(
+        actions,
         "add",
+        _cmd_add,
         help="trace a number or prefix",
         description="Trace every message from and/or to NUMBER (a prefix ends in *).",
     )
@@ -330,25 +333,29 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="show the message text (only where trace.decode_content allows it; "
         "default: trace.decode_content)",
     )
-    _api_options(add)
-    add.set_defaults(handler=_handler(_cmd_add))
 
-    listing = actions.add_parser("list", help="list the trace rules")
-    _api_options(listing)
-    listing.set_defaults(handler=_handler(_cmd_list))
+    _action(actions, "list", _cmd_list, help="list the trace rules")
 
-    remove = actions.add_parser("remove", help="stop tracing a number")
+    remove = _action(actions, "remove", _cmd_remove, help="stop tracing a number")
     remove.add_argument("number", metavar="NUMBER", help="as written when added")
-    _api_options(remove)
-    remove.set_defaults(handler=_handler(_cmd_remove))
 
-    messages = actions.add_parser("messages", help="traced messages, newest first")
+    messages = _action(actions, "messages", _cmd_messages, help="traced messages, newest first")
     messages.add_argument("--number", help="only this number or prefix (source or destination)")
     messages.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
-    _api_options(messages)
-    messages.set_defaults(handler=_handler(_cmd_messages))
 
-    show = actions.add_parser("show", help="the event ladder of one traced message")
+    show = _action(actions, "show", _cmd_show, help="the event ladder of one traced message")
     show.add_argument("message_id", metavar="MESSAGE_ID", help="from `smps trace messages`")
-    _api_options(show)
-    show.set_defaults(handler=_handler(_cmd_show))
+
+
+def _action(
+    actions: argparse._SubParsersAction,
+    name: str,
+    cmd: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """An action of ``smps trace``: the API options, and ``cmd`` run with an API token."""
+    return add_command(
+        actions, name, _handler(cmd), help=help, description=description, options=_api_options
+    )

@@ -57,6 +57,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         (
             "smps.__main__",
             "smps.cli",
+            "smps.cli_support",
             "smps.ha_cli",
             "smps.trace_cli",
             "smps.demo",

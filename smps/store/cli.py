@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from smps.config import add_config_option
+from smps.cli_support import add_command, add_group
 from smps.store.roles import ROLES
 
 if TYPE_CHECKING:  # the database layer loads only when a command runs (keeps --help fast)
@@ -22,24 +22,23 @@ if TYPE_CHECKING:  # the database layer loads only when a command runs (keeps --
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``db``, ``token`` and ``user`` commands to the ``smps`` parser."""
-    db = commands.add_parser("db", help="database tools", description="Database tools.")
-    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    up = db_commands.add_parser(
+    db_commands = add_group(commands, "db", help="database tools", description="Database tools.")
+    add_command(
+        db_commands,
         "upgrade",
+        _cmd_db_upgrade,
         help="apply pending schema migrations",
         description="Apply pending schema migrations (smps run also does this at start).",
     )
-    add_config_option(up)
-    up.set_defaults(handler=_cmd_db_upgrade)
 
-    token = commands.add_parser("token", help="API tokens", description="API tokens.")
-    token_commands = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    create = token_commands.add_parser(
+    token_commands = add_group(commands, "token", help="API tokens", description="API tokens.")
+    create = add_command(
+        token_commands,
         "create",
+        _cmd_token_create,
         help="create an API token and print it (shown once)",
         description="Create a bearer token for /api/v1 and print it; only its hash is stored.",
     )
-    add_config_option(create)
     create.add_argument("--name", required=True, help="who or what uses the token")
     create.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
     create.add_argument(
@@ -48,22 +47,20 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="valid for this many days (default: no end)",
     )
-    create.set_defaults(handler=_cmd_token_create)
 
-    user = commands.add_parser("user", help="admin users", description="Admin UI users.")
-    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
-    add = user_commands.add_parser(
+    user_commands = add_group(commands, "user", help="admin users", description="Admin UI users.")
+    add = add_command(
+        user_commands,
         "add",
+        _cmd_user_add,
         help="add an admin UI user",
         description="Add a user; the password is asked for (or read from stdin).",
     )
-    add_config_option(add)
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, default="viewer", help="default: viewer")
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
-    add.set_defaults(handler=_cmd_user_add)
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]]) -> int:
