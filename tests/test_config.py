@@ -444,3 +444,18 @@ def test_yaml_anchors_and_merge_keys_work():
 def test_two_yaml_documents_are_refused(tmp_path):
     reason = refused(tmp_path, "node: {}\n---\nlog: {}\n")
     assert reason.startswith("line 2, column 1: YAML syntax error: expected a single document")
+
+
+def test_names_sharing_one_password_variable_are_refused(tmp_path):
+    message = refused(
+        tmp_path,
+        """
+        smsc:
+          - {name: smsc-1, host: 127.0.0.1, port: 2776, system_id: a, password: x}
+          - {name: smsc_1, host: 127.0.0.1, port: 2777, system_id: b, password: y}
+        """,
+    )
+    assert message == (
+        "smsc[1].name: 'smsc_1' and 'smsc-1' share the environment variable "
+        "SMPS_SMSC_SMSC_1_PASSWORD"
+    )

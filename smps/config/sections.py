@@ -1,6 +1,6 @@
 """The sections of the configuration file, one frozen msgspec Struct each.
 
-The section and key names follow design.md 6.2 and are a contract with operators'
+The section and key names (config/smps.yaml documents each) are a contract with operators'
 files: keys may be added, never renamed. Every key has a default except the
 identity of things (an SMSC's name/host/port/system_id, an NE account's
 system_id/password, a route's name), so an empty file is a valid configuration.
