@@ -15,10 +15,13 @@ from sqlalchemy.engine import Engine
 from smps.proxy.records import should_record
 from smps.proxy.tracer import TraceEvent
 from smps.store import decision_queries
+from smps.store.batch_sql import Batch
 from smps.store.db import Store, create_engine
 from smps.store.partitions import day_of
+from smps.store.retention import purge_expired
 from smps.store.rows import DECISION_COLUMNS, decision_row, trace_row
-from smps.store.writer import WRITER_NICE, Batch, DecisionWriter, purge_expired
+from smps.store.writer import DecisionWriter
+from smps.store.writer_runners import WRITER_NICE
 from tests.helpers import until
 from tests.store_db import database_url, make_decision, scalar, store  # noqa: F401
 
