@@ -31,10 +31,11 @@ Behind ``put``, three stages, all on the event loop except file I/O:
    time). A failed write is retried with back-off; the queue grows into the
    spool meanwhile; none lost.
 
-**Failing.** After ``FAILING_AFTER`` failed writes in a row, or at once when the
-SQLite file it writes to was deleted or replaced (its path gone, or another
-inode there: a connection would go on committing into the unlinked file, and
-every row counted as written would be lost), the writer is *failing*: it says so
+**Failing** (:mod:`smps.store.write_health`). After ``FAILING_AFTER`` failed writes
+in a row, or at once when the SQLite file it writes to was deleted or replaced (its
+path gone, or another inode there: a connection would go on committing into the
+unlinked file, and every row counted as written would be lost), the writer is
+*failing*: it says so
 in the log (once, then a summary every ``report_interval``), in
 :meth:`DecisionWriter.failing` (for /health) and in ``smps_db_writer_failing``,
 and it moves what waits in memory to the spool, where new batches go too, so a
@@ -86,11 +87,10 @@ from smps.store.minute_counts import Totals, TotalsDelta
 from smps.store.retention import RETENTION_CHUNK, purge_expired
 from smps.store.rows import decision_row
 from smps.store.spool import Spool
-from smps.store.writer_runners import DatabaseGone, EngineRunner, ThreadRunner
+from smps.store.write_health import WriteHealth
+from smps.store.writer_runners import EngineRunner, ThreadRunner
 
 log = logging.getLogger("smps.store.writer")
-
-FAILING_AFTER = 3  # failed writes in a row that make the writer "failing"
 
 
 class _Regroup(Exception):
@@ -151,9 +151,7 @@ class DecisionWriter:
         self._tasks: list[asyncio.Task] = []
         self._closed = False
         self._next_retention = 0.0
-        self._outage_since: float | None = None  # loop.time() of the first failed write
-        self._failures = 0  # failed writes in a row
-        self._failure: str | None = None  # why the writer is failing; None while it is not
+        self._health = WriteHealth(self._spool_dir)  # outage and failing state
         self._singly = 0  # batches to write one per transaction (after a group was refused)
         self.epoch: int | None = None  # the HA lease epoch stamped on decisions (set_epoch)
 
@@ -263,7 +261,7 @@ class DecisionWriter:
             (self._ready or len(self._spool))
             and loop.time() < deadline
             and not write.done()
-            and self._failure is None  # a failing database: the spool keeps it all
+            and not self._health.failing  # a failing database: the spool keeps it all
         ):
             await asyncio.sleep(0.02)
         write.cancel()
@@ -284,18 +282,12 @@ class DecisionWriter:
 
     def failing(self) -> str | None:
         """Why the database writes are failing and for how long (for /health), or None."""
-        if self._failure is None:
-            return None
-        lasted = asyncio.get_running_loop().time() - self._outage_since
-        return (
-            f"database writer failing for {lasted:.0f} s: {self._failure}; records are "
-            f"spooled to {self._spool_dir}"
-        )
+        return self._health.describe()
 
     def stats(self) -> dict[str, int]:
         """Counters for the node's periodic stats line."""
         return {
-            "db_failing": int(self._failure is not None),
+            "db_failing": int(self._health.failing),
             "db_written": self.written,
             "db_pending": self.pending,
             "db_spool_batches": len(self._spool) if self._spool else 0,
@@ -323,7 +315,7 @@ class DecisionWriter:
             "smps_db_writer_failing",
             "1 while database writes keep failing or the SQLite file is gone (records spool).",
         )
-        failing.add_metric([], int(self._failure is not None))
+        failing.add_metric([], int(self._health.failing))
         return [written, dropped, spooled, pending, spool_bytes, failing]
 
     def collector(self) -> CallbackCollector:
@@ -360,13 +352,13 @@ class DecisionWriter:
         spool = self._spool
         if (
             not len(spool)
-            and self._failure is None
+            and not self._health.failing
             and self._ready_records + batch.records <= self.buffer_limit
         ):
             self._ready.append(batch)
             self._ready_records += batch.records
         else:
-            if not len(spool) and self._failure is None:
+            if not len(spool) and not self._health.failing:
                 log.warning(
                     "database is behind: %d records queued in memory; spooling to %s",
                     self._ready_records,
@@ -448,13 +440,13 @@ class DecisionWriter:
                 self.dropped += batches[0].records
                 await self._discard_connection()
             except Exception as exc:
-                await self._write_failed(exc)
+                if self._health.failed(exc) and self._ready:
+                    await self._spool_ready("while the database fails")
                 await self._discard_connection()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
-            if self._outage_since is not None:
-                self._writes_resumed()
+            self._health.succeeded(len(self._spool))
             delay = self.retry_initial
             if from_spool:
                 await loop.run_in_executor(self._io, self._spool.pop)
@@ -466,56 +458,6 @@ class DecisionWriter:
                     self._ready.popleft()
                     self._ready_records -= batch.records
                 self._singly = max(self._singly - 1, 0)
-
-    async def _write_failed(self, exc: Exception) -> None:
-        """A write failed: log the first failure; past FAILING_AFTER in a row, or
-        at once when the SQLite file is gone, the writer is failing (module docstring)."""
-        loop = asyncio.get_running_loop()
-        self._failures += 1
-        if isinstance(exc, DatabaseGone):
-            reason = str(exc)
-        else:
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
-            reason = f"{type(exc).__name__}: {first_line}"
-        if self._outage_since is None:
-            self._outage_since = loop.time()
-            if not isinstance(exc, DatabaseGone):
-                log.warning("database write failed (%s); retrying, records are kept", reason)
-        if self._failure is not None or (
-            self._failures < FAILING_AFTER and not isinstance(exc, DatabaseGone)
-        ):
-            return
-        self._failure = reason
-        if isinstance(exc, DatabaseGone):
-            log.error(
-                "%s: nothing more is written to it, records are spooled to %s. Restart "
-                "SMPS to create the database again (the spool is then replayed into it), "
-                "or put the same file back",
-                reason,
-                self._spool_dir,
-            )
-        else:
-            log.error(
-                "database writes keep failing (%d in a row; %s); records are spooled to %s "
-                "until a write succeeds",
-                self._failures,
-                reason,
-                self._spool_dir,
-            )
-        if self._ready:
-            await self._spool_ready("while the database fails")
-
-    def _writes_resumed(self) -> None:
-        lasted = asyncio.get_running_loop().time() - self._outage_since
-        if self._failure is not None:
-            log.warning(
-                "database writes resumed after %.1fs of failing; replaying %d spooled batches",
-                lasted,
-                len(self._spool),
-            )
-        else:
-            log.warning("database writes resumed after %.1fs", lasted)
-        self._outage_since, self._failures, self._failure = None, 0, None
 
     async def _spool_ready(self, when: str) -> None:
         """Move the batches waiting in memory to the front of the spool (they are
@@ -600,7 +542,7 @@ class DecisionWriter:
         while True:
             await asyncio.sleep(self.report_interval)
             self._log_dropped()
-            if self._failure is not None:
+            if self._health.failing:
                 log.error(
                     "%s (%d batches, %d bytes; %d records spooled since start)",
                     self.failing(),
