@@ -3,6 +3,9 @@
 - :mod:`smps.store.db`: engines, migrations, the :class:`Store` handle;
 - :mod:`smps.store.schema`: tables;
 - :mod:`smps.store.writer`: the one batched writer of decisions and traces;
+  its SQL in :mod:`smps.store.batch_sql`, its connections in
+  :mod:`smps.store.writer_runners`, its failing state in :mod:`smps.store.write_health`,
+  retention in :mod:`smps.store.retention`;
 - :mod:`smps.store.spool`: its on-disk overflow;
 - :mod:`smps.store.minute_counts`: per-minute verdict counts from running totals;
 - :mod:`smps.store.entities`: configuration CRUD with audit (accounts, SMSCs, routes,

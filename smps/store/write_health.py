@@ -1,10 +1,18 @@
-"""Whether the writer's database writes succeed: an outage, and when it makes the writer
-*failing* (see the **Failing** paragraph of :mod:`smps.store.writer`).
+"""Whether the record writer's database writes succeed (:mod:`smps.store.writer`).
 
-After ``FAILING_AFTER`` failed writes in a row, or at once when the SQLite file was
-deleted or replaced (:class:`~smps.store.writer_runners.DatabaseGone`), the writer is
-failing until a write succeeds. This module keeps that state and logs its turns; the
-writer decides what to do with the records (spool them).
+After ``FAILING_AFTER`` failed writes in a row, or at once when the SQLite file it
+writes to was deleted or replaced (its path gone, or another inode there: a connection
+would go on committing into the unlinked file, and every row counted as written would be
+lost), the writer is *failing*: it says so in the log (once, then a summary every
+``report_interval``), in :meth:`~smps.store.writer.DecisionWriter.failing` (for /health)
+and in ``smps_db_writer_failing``, and it moves what waits in memory to the spool, where
+new batches go too, so a stop or crash loses none. The first successful write ends it;
+the spool is then replayed. A vanished SQLite file is not made again while the node runs
+(the API, the admin UI and the live configuration still hold the old one): the writer
+spools until SMPS restarts, when the start-up migrations create the file afresh and the
+spool is replayed into it, or until the same file is put back.
+
+This module keeps that state and logs its turns; the writer spools.
 """
 
 from __future__ import annotations

@@ -22,38 +22,25 @@ Behind ``put``, three stages, all on the event loop except file I/O:
    batches queued behind it up to ``transaction_records``. Under load it commits
    at most once per ``commit_interval`` (unless a whole transaction's worth
    waits), so that the commit's cost is shared by more rows: the batch ids into
-   ``writer_batches`` first, then the rows as multi-row statements (SQLite:
-   ``executemany`` of 40-row INSERTs; MySQL: INSERTs of up to 1 MB rendered
-   here, see :mod:`smps.store.batch_sql`), then the counters. If a
-   batch id is already there, the batch was committed before (its outcome was
+   ``writer_batches`` first, then the rows and the counters (:mod:`smps.store.batch_sql`).
+   If a batch id is already there, the batch was committed before (its outcome was
    lost with the connection, or it was replayed from the spool after a crash)
    and it is skipped: none twice (a group holding one is retried a batch at a
    time). A failed write is retried with back-off; the queue grows into the
    spool meanwhile; none lost.
 
-**Failing** (:mod:`smps.store.write_health`). After ``FAILING_AFTER`` failed writes
-in a row, or at once when the SQLite file it writes to was deleted or replaced (its
-path gone, or another inode there: a connection would go on committing into the
-unlinked file, and every row counted as written would be lost), the writer is
-*failing*: it says so
-in the log (once, then a summary every ``report_interval``), in
-:meth:`DecisionWriter.failing` (for /health) and in ``smps_db_writer_failing``,
-and it moves what waits in memory to the spool, where new batches go too, so a
-stop or crash loses none. The first successful write ends it; the spool is then
-replayed. A vanished SQLite file is not made again while the node runs (the API,
-the admin UI and the live configuration still hold the old one): the writer
-spools until SMPS restarts, when the start-up migrations create the file afresh
-and the spool is replayed into it, or until the same file is put back.
+**Failing**: after repeated failed writes, or at once when the SQLite file is gone,
+the writer is *failing* (:mod:`smps.store.write_health`, for /health and
+``smps_db_writer_failing``): it moves what waits in memory to the spool, where new
+batches go too, until a write succeeds; the spool is then replayed.
 
 Records are dropped only when memory *and* spool are full, when the writer is
 closed, or when the database refuses a batch as invalid (not as unavailable).
 Each drop is counted (:attr:`DecisionWriter.dropped`, exported as
 ``smps_db_records_dropped_total``) and logged once per ``report_interval``.
 
-Retention: between batches, rows older than ``retention_days`` are deleted a
-chunk at a time on the writer's own connection (SQLite keeps a single writer);
-on MySQL, decisions go by whole daily partitions (:mod:`smps.store.partitions`).
-The batch ledger is kept for ``LEDGER_DAYS`` (:mod:`smps.store.retention`).
+Retention (:mod:`smps.store.retention`) runs between batches, on the writer's own
+connection (SQLite keeps a single writer).
 
 Each decision row carries the HA lease epoch the node served under
 (:meth:`DecisionWriter.set_epoch`, called by the master as it goes ACTIVE).
