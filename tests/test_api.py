@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from smps.store import repo
+from smps.store import bind_accounts, common, file_sync, tokens
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from smps.web.node import LiveStatus, SmscLive
@@ -27,7 +27,7 @@ async def client(store):
 
 @pytest.fixture
 async def admin(store):
-    return {"Authorization": f"Bearer {await repo.create_token(store, 'ops', 'admin')}"}
+    return {"Authorization": f"Bearer {await tokens.create_token(store, 'ops', 'admin')}"}
 
 
 ACCOUNT = {"system_id": "antispam", "password": "pw1", "allowed_ips": ["10.0.0.0/8"], "window": 32}
@@ -40,13 +40,13 @@ async def test_requests_without_a_valid_token_are_refused(client, store):
     assert "token" in (await response.json())["error"]
     bad = {"Authorization": "Bearer smps_not-a-token"}
     assert (await client.get("/api/v1/accounts", headers=bad)).status == 401
-    expired = await repo.create_token(store, "old", "admin", expires_us=repo.now_us() - 1)
+    expired = await tokens.create_token(store, "old", "admin", expires_us=common.now_us() - 1)
     response = await client.get("/api/v1/accounts", headers={"Authorization": f"Bearer {expired}"})
     assert response.status == 401
 
 
 async def test_viewers_may_read_but_not_write(client, store):
-    viewer = {"Authorization": f"Bearer {await repo.create_token(store, 'noc', 'viewer')}"}
+    viewer = {"Authorization": f"Bearer {await tokens.create_token(store, 'noc', 'viewer')}"}
     assert (await client.get("/api/v1/accounts", headers=viewer)).status == 200
     response = await client.post("/api/v1/accounts", json=ACCOUNT, headers=viewer)
     assert response.status == 403
@@ -54,7 +54,7 @@ async def test_viewers_may_read_but_not_write(client, store):
 
 
 async def bearer(store, role: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {await repo.create_token(store, role, role)}"}
+    return {"Authorization": f"Bearer {await tokens.create_token(store, role, role)}"}
 
 
 class KickNode:
@@ -164,8 +164,8 @@ async def test_account_crud_never_returns_the_password(client, admin, store):
     response = await client.patch("/api/v1/accounts/antispam", json={"tps": 50}, headers=admin)
     assert response.status == 200
     assert (await response.json())["tps"] == 50
-    stored = (await repo.load_accounts(store))[0]
-    assert repo.verify_ne_password(stored, "pw1")  # PATCH without password keeps it
+    stored = (await bind_accounts.load_accounts(store))[0]
+    assert bind_accounts.verify_ne_password(stored, "pw1")  # PATCH without password keeps it
 
     response = await client.put(
         "/api/v1/accounts/antispam",
@@ -175,9 +175,9 @@ async def test_account_crud_never_returns_the_password(client, admin, store):
     assert response.status == 200
     replaced = await response.json()
     assert replaced["mode"] == "monitor" and replaced["tps"] == 0  # PUT replaces
-    stored = (await repo.load_accounts(store))[0]
-    assert repo.verify_ne_password(stored, "new-pw")
-    assert not repo.verify_ne_password(stored, "pw1")
+    stored = (await bind_accounts.load_accounts(store))[0]
+    assert bind_accounts.verify_ne_password(stored, "new-pw")
+    assert not bind_accounts.verify_ne_password(stored, "pw1")
 
     assert (await client.delete("/api/v1/accounts/antispam", headers=admin)).status == 204
     assert (await client.get("/api/v1/accounts/antispam", headers=admin)).status == 404
@@ -280,7 +280,7 @@ async def test_file_managed_entities_are_read_only(client, admin, store, make_co
         ne_accounts=[{"system_id": "fromfile", "password": "pw"}],
         policy={"timeout": "1s"},
     )
-    await repo.sync_file_config(store, config)
+    await file_sync.sync_file_config(store, config)
     account = await (await client.get("/api/v1/accounts/fromfile", headers=admin)).json()
     assert account["file_managed"] is True
     for method in ("put", "patch", "delete"):

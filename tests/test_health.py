@@ -12,7 +12,7 @@ import pytest
 from smps._native.pdu import Status
 from smps.app import Node
 from smps.sim.smsc import SimSmsc
-from smps.store import repo
+from smps.store import decision_queries, tokens
 from tests.helpers import until
 from tests.nodes import RunNode, sections
 from tests.test_proxy import proxy
@@ -169,7 +169,9 @@ async def test_deleted_sqlite_file_spools_degrades_health_and_replays_after_rest
 
     async with proxy(make_config, state_dir=tmp_path) as (_sim, node, _add_ne):
         await until(lambda: node.writer.written == len(sent) - written)
-        rows = await repo.query_decisions(node.store, repo.DecisionQuery(), limit=1000)
+        rows = await decision_queries.query_decisions(
+            node.store, decision_queries.DecisionQuery(), limit=1000
+        )
         assert len(rows) == len(sent) - written
 
 
@@ -183,7 +185,7 @@ async def test_metrics_auth_asks_prometheus_for_an_api_token(make_config, tmp_pa
         assert (status, body) == (401, {"error": "missing bearer token"})
         wrong = {"headers": {"Authorization": "Bearer not-a-token"}}
         assert (await get("/metrics", **wrong))[0] == 401
-        token = await repo.create_token(node.store, "prometheus", "viewer")
+        token = await tokens.create_token(node.store, "prometheus", "viewer")
         status, text = await get("/metrics", headers={"Authorization": f"Bearer {token}"})
         assert status == 200 and "\nsmps_db_records_written_total " in text
         assert (await get("/health"))[0] == 200  # /health stays open to load balancers

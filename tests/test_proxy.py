@@ -440,7 +440,7 @@ async def test_account_tps_limit_queues_copies(make_config):
 async def test_decisions_reach_the_database_and_the_api(make_config):
     import aiohttp
 
-    from smps.store import repo
+    from smps.store import tokens
 
     database = {"record": "non_allow", "flush_interval": "50ms"}
     async with proxy(make_config, accounts=ACCOUNTS[:1], database=database) as (sim, node, add_ne):
@@ -448,7 +448,7 @@ async def test_decisions_reach_the_database_and_the_api(make_config):
         for body in (b"hello", b"spam", b"hello", b"spam"):
             sim.send_deliver(short_message=body)
         await until(lambda: len(sim.answers) == 4)
-        token = await repo.create_token(node.store, "test", "viewer")
+        token = await tokens.create_token(node.store, "test", "viewer")
         url = f"http://127.0.0.1:{node.http_port}/api/v1/decisions?verdict=block"
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
 
@@ -470,7 +470,7 @@ async def test_decisions_reach_the_database_and_the_api(make_config):
 async def test_non_allow_records_fail_open_allows_but_not_plain_allows(make_config):
     """record: non_allow keeps an allow by timeout (the NE was silent); the NEs' own
     allow and a receipt (passed uninspected) are not stored."""
-    from smps.store import repo
+    from smps.store import decision_queries
 
     def silent_on_slow(view):
         return None if view.user_data == b"slow" else Status.ROK
@@ -491,7 +491,9 @@ async def test_non_allow_records_fail_open_allows_but_not_plain_allows(make_conf
         assert sim.answers[slow][0] == Status.ROK and len(ne.held) == 1
 
         async def stored():
-            return await repo.query_decisions(node.store, repo.DecisionQuery(), limit=10)
+            return await decision_queries.query_decisions(
+                node.store, decision_queries.DecisionQuery(), limit=10
+            )
 
         await until(stored)  # rows are written in the order decided: the others came first
         rows = await stored()
@@ -503,10 +505,10 @@ async def test_non_allow_records_fail_open_allows_but_not_plain_allows(make_conf
 async def test_account_made_through_the_api_binds_and_is_disabled_live(make_config):
     import aiohttp
 
-    from smps.store import repo
+    from smps.store import tokens
 
     async with proxy(make_config, accounts=ACCOUNTS[:1]) as (sim, node, add_ne):
-        token = await repo.create_token(node.store, "ops", "admin")
+        token = await tokens.create_token(node.store, "ops", "admin")
         base = f"http://127.0.0.1:{node.http_port}/api/v1/accounts"
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
             account = {"system_id": "newne", "password": "pw9", "allowed_ips": ["127.0.0.1/32"]}

@@ -17,7 +17,7 @@ from smps._native.pdu import Status
 from smps.proxy.trace_store import TraceFileSink, read_events
 from smps.sim.ne import SimNe
 from smps.sim.smsc import SimSmsc
-from smps.store import repo
+from smps.store import admin_users, tokens
 from smps.store.db import Store
 from tests.helpers import until
 from tests.nodes import RunNode, sections
@@ -55,7 +55,7 @@ async def running(tmp_path, record: str = "all"):
         await sim.wait_bound(2)  # one bind per worker
         store = await Store.open(f"sqlite:///{node.database}", migrate=False)
         try:
-            token = await repo.create_token(store, "ops", "admin")
+            token = await tokens.create_token(store, "ops", "admin")
         finally:
             await store.close()
         ne = SimNe("127.0.0.1", node.report["smpp_port"], system_id="antispam", password="pw1")
@@ -209,7 +209,7 @@ async def test_admin_ui_on_the_runtime_shows_live_numbers(tmp_path):
     async with running(tmp_path) as (sim, node, _api, _nes):
         store = await Store.open(f"sqlite:///{node.database}", migrate=False)
         try:
-            await repo.add_user(store, "alice", "correct horse", "viewer", actor="test")
+            await admin_users.add_user(store, "alice", "correct horse", "viewer", actor="test")
         finally:
             await store.close()
         numbers = [sim.send_deliver() for _ in range(30)]

@@ -6,7 +6,7 @@ single-process node (`smps demo`) follows the same way."""
 
 from smps._native.pdu import CommandId, Status
 from smps.sim.smsc import SimSmsc
-from smps.store import repo
+from smps.store import entities
 from tests.helpers import until
 from tests.test_proxy import proxy
 from tests.test_run_store import running
@@ -78,13 +78,13 @@ async def test_single_process_node_follows_the_smsc_list(make_config):
     try:
         async with proxy(make_config) as (sim, node, _add_ne):
             file_sessions = set(sim.bound_sessions)
-            kind = repo.KINDS["smsc"]
+            kind = entities.KINDS["smsc"]
             smsc2 = {"name": "smsc2", "host": "127.0.0.1", "port": port, "system_id": "smps",
                      "password": "secret"}  # fmt: skip
-            await repo.create(node.store, kind, smsc2, "test")
+            await entities.create(node.store, kind, smsc2, "test")
             await other.wait_bound(1)
             bound = set(other.bound_sessions)
-            await repo.delete_entity(node.store, kind, "smsc2", "test")
+            await entities.delete_entity(node.store, kind, "smsc2", "test")
             await until(lambda: not other.bound_sessions)
             assert all(s.stats.pdus_in.get(CommandId.UNBIND) for s in bound)
             assert set(sim.bound_sessions) == file_sessions and len(sim.bind_attempts) == 1

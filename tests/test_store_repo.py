@@ -5,7 +5,7 @@ file-managed, audited with secrets masked; account passwords only as hashes."""
 from sqlalchemy import select
 
 from smps import passwords
-from smps.store import repo, schema
+from smps.store import bind_accounts, entities, file_sync, schema, tokens
 from tests.store_db import database_url, store  # noqa: F401
 
 
@@ -30,13 +30,13 @@ async def test_file_entities_are_upserted_and_marked(store, make_config):
         routes=[{"name": "all", "accounts": ["antispam"]}],
         trace={"rules": [{"number": "8613800138000"}]},
     )
-    changes = await repo.sync_file_config(store, config)
+    changes = await file_sync.sync_file_config(store, config)
     assert changes == {"accounts": 1, "smsc": 1, "routes": 1, "trace_rules": 1, "policy": 0}
-    accounts = await repo.load_accounts(store)
+    accounts = await bind_accounts.load_accounts(store)
     assert [(a.system_id, a.window, a.file_managed) for a in accounts] == [("antispam", 16, True)]
     assert accounts[0].password_hash.startswith("$argon2id$")
-    assert repo.verify_ne_password(accounts[0], "pw1")
-    assert not repo.verify_ne_password(accounts[0], "pw2")
+    assert bind_accounts.verify_ne_password(accounts[0], "pw1")
+    assert not bind_accounts.verify_ne_password(accounts[0], "pw2")
     entries = await audit(store)
     assert {(e["actor"], e["action"], e["entity"]) for e in entries} == {
         ("config-file", "create", kind) for kind in ("accounts", "smsc", "routes", "trace_rules")
@@ -44,13 +44,15 @@ async def test_file_entities_are_upserted_and_marked(store, make_config):
     assert "s3cret" not in str(entries) and "pw1" not in str(entries)
 
     # The same file again changes nothing and keeps the stored hash.
-    assert sum((await repo.sync_file_config(store, config)).values()) == 0
-    assert (await repo.load_accounts(store))[0].password_hash == accounts[0].password_hash
+    assert sum((await file_sync.sync_file_config(store, config)).values()) == 0
+    assert (await bind_accounts.load_accounts(store))[0].password_hash == accounts[0].password_hash
 
 
 async def test_file_changes_update_take_over_and_delete(store, make_config):
-    await repo.create(store, repo.KINDS["accounts"], {"system_id": "api", "password": "a"}, "t")
-    await repo.sync_file_config(
+    await entities.create(
+        store, entities.KINDS["accounts"], {"system_id": "api", "password": "a"}, "t"
+    )
+    await file_sync.sync_file_config(
         store,
         make_config(
             ne_accounts=[
@@ -59,15 +61,15 @@ async def test_file_changes_update_take_over_and_delete(store, make_config):
             ]
         ),
     )
-    taken = {a.system_id: a for a in await repo.load_accounts(store)}
-    assert taken["api"].file_managed and repo.verify_ne_password(taken["api"], "b")
+    taken = {a.system_id: a for a in await bind_accounts.load_accounts(store)}
+    assert taken["api"].file_managed and bind_accounts.verify_ne_password(taken["api"], "b")
 
-    await repo.sync_file_config(
+    await file_sync.sync_file_config(
         store, make_config(ne_accounts=[{"system_id": "api", "password": "c", "tps": 9}])
     )
-    accounts = {a.system_id: a for a in await repo.load_accounts(store)}
+    accounts = {a.system_id: a for a in await bind_accounts.load_accounts(store)}
     assert set(accounts) == {"api"}  # "old" left the file, so it left the database
-    assert accounts["api"].tps == 9 and repo.verify_ne_password(accounts["api"], "c")
+    assert accounts["api"].tps == 9 and bind_accounts.verify_ne_password(accounts["api"], "c")
     actions = [(e["action"], e["entity_key"]) for e in await audit(store)]
     assert ("delete", "old") in actions
     update = [e for e in await audit(store) if e["action"] == "update"][-1]
@@ -75,16 +77,18 @@ async def test_file_changes_update_take_over_and_delete(store, make_config):
 
 
 async def test_api_made_entities_survive_a_sync(store, make_config):
-    await repo.create(store, repo.KINDS["accounts"], {"system_id": "mine", "password": "m"}, "t")
-    await repo.sync_file_config(store, make_config())
-    assert [a.system_id for a in await repo.load_accounts(store)] == ["mine"]
+    await entities.create(
+        store, entities.KINDS["accounts"], {"system_id": "mine", "password": "m"}, "t"
+    )
+    await file_sync.sync_file_config(store, make_config())
+    assert [a.system_id for a in await bind_accounts.load_accounts(store)] == ["mine"]
 
 
 async def test_policy_from_the_file_only_when_written(store, make_config):
-    await repo.sync_file_config(store, make_config())
-    assert (await repo.get_policy(store))["file_managed"] is False
-    await repo.sync_file_config(store, make_config(policy={"timeout": "1s"}))
-    policy = await repo.get_policy(store)
+    await file_sync.sync_file_config(store, make_config())
+    assert (await entities.get_policy(store))["file_managed"] is False
+    await file_sync.sync_file_config(store, make_config(policy={"timeout": "1s"}))
+    policy = await entities.get_policy(store)
     assert policy["file_managed"] is True and policy["timeout"] == 1.0
 
 
@@ -95,22 +99,22 @@ async def test_listeners_hear_about_changes(store):
         heard.append((entity, key))
 
     store.listeners.append(listener)
-    kind = repo.KINDS["trace_rules"]
-    await repo.create(store, kind, {"number": "86138"}, "t")
-    await repo.update(store, kind, "86138", {"side": "sender"}, "t", merge=True)
-    await repo.delete_entity(store, kind, "86138", "t")
+    kind = entities.KINDS["trace_rules"]
+    await entities.create(store, kind, {"number": "86138"}, "t")
+    await entities.update(store, kind, "86138", {"side": "sender"}, "t", merge=True)
+    await entities.delete_entity(store, kind, "86138", "t")
     assert heard == [("trace_rules", "86138")] * 3
 
 
 async def test_tokens_are_stored_hashed_and_can_expire(store):
-    token = await repo.create_token(store, "ci", "admin")
+    token = await tokens.create_token(store, "ci", "admin")
     assert token.startswith("smps_")
     async with store.engine.connect() as conn:
         stored = (await conn.execute(select(schema.api_tokens.c.token_hash))).scalar()
     assert stored == passwords.token_digest(token) and token.encode() not in stored
-    identity = await repo.authenticate(store, token)
+    identity = await tokens.authenticate(store, token)
     assert (identity.name, identity.role) == ("ci", "admin")
-    assert await repo.authenticate(store, token + "x") is None
+    assert await tokens.authenticate(store, token + "x") is None
 
 
 def test_password_hashes_are_salted_and_verify():

@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from smps.store import repo, schema
+from smps.store import bind_accounts, file_sync, schema
 from smps.store.db import Store
 from tests.store_db import database_url, store  # noqa: F401
 
@@ -20,7 +20,7 @@ async def test_two_concurrent_syncs_of_the_same_file_both_succeed(store, databas
     other = await Store.open(database_url, migrate=False)  # the second node's own engine
     try:
         first, second = await asyncio.gather(
-            repo.sync_file_config(store, config), repo.sync_file_config(other, config)
+            file_sync.sync_file_config(store, config), file_sync.sync_file_config(other, config)
         )
     finally:
         await other.close()
@@ -30,5 +30,5 @@ async def test_two_concurrent_syncs_of_the_same_file_both_succeed(store, databas
     async with store.engine.connect() as conn:
         count = await conn.scalar(select(func.count()).select_from(schema.ne_accounts))
     assert count == 4
-    accounts = {a.system_id: a for a in await repo.load_accounts(store)}
-    assert all(repo.verify_ne_password(accounts[f"ne{i}"], f"pw{i}") for i in range(4))
+    accounts = {a.system_id: a for a in await bind_accounts.load_accounts(store)}
+    assert all(bind_accounts.verify_ne_password(accounts[f"ne{i}"], f"pw{i}") for i in range(4))

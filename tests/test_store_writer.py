@@ -14,11 +14,14 @@ from sqlalchemy.engine import Engine
 
 from smps.proxy.records import should_record
 from smps.proxy.tracer import TraceEvent
-from smps.store import repo
+from smps.store import decision_queries
+from smps.store.batch_sql import Batch
 from smps.store.db import Store, create_engine
 from smps.store.partitions import day_of
+from smps.store.retention import purge_expired
 from smps.store.rows import DECISION_COLUMNS, decision_row, trace_row
-from smps.store.writer import WRITER_NICE, Batch, DecisionWriter, purge_expired
+from smps.store.writer import DecisionWriter
+from smps.store.writer_runners import WRITER_NICE
 from tests.helpers import until
 from tests.store_db import database_url, make_decision, scalar, store  # noqa: F401
 
@@ -189,7 +192,9 @@ async def test_decisions_carry_the_lease_epoch_they_were_made_under(store, tmp_p
     async with store.engine.connect() as conn:
         rows = await conn.execute(text("SELECT sequence, epoch FROM decisions ORDER BY id"))
         assert [tuple(row) for row in rows] == [(0, None), (1, 7), (2, 7), (3, 9)]
-    newest = await repo.query_decisions(store, repo.DecisionQuery(), limit=1)
+    newest = await decision_queries.query_decisions(
+        store, decision_queries.DecisionQuery(), limit=1
+    )
     assert newest[0]["epoch"] == 9  # as the API shows it
 
 
@@ -416,14 +421,16 @@ async def test_keyset_pages_follow_ids_across_days(store, tmp_path):
     await write_decisions(store, tmp_path, times)
     seen, before = [], None
     while True:
-        page = await repo.query_decisions(store, repo.DecisionQuery(), limit=4, before_id=before)
+        page = await decision_queries.query_decisions(
+            store, decision_queries.DecisionQuery(), limit=4, before_id=before
+        )
         seen += [row["sequence"] for row in page]
         if len(page) < 4:
             break
         before = page[-1]["id"]
     assert seen == list(range(8, -1, -1))
-    first = await repo.query_decisions(store, repo.DecisionQuery(), limit=1)
-    assert (await repo.get_decision(store, first[0]["id"]))["sequence"] == 8
+    first = await decision_queries.query_decisions(store, decision_queries.DecisionQuery(), limit=1)
+    assert (await decision_queries.get_decision(store, first[0]["id"]))["sequence"] == 8
 
 
 def test_record_policy():

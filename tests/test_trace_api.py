@@ -16,7 +16,7 @@ from smps import trace_cli
 from smps._native import pdu as P
 from smps.proxy.trace_hub import TraceHub
 from smps.proxy.tracer import TraceEvent, Tracer
-from smps.store import repo
+from smps.store import entities, file_sync, tokens, tracer_rules
 from smps.store.rows import trace_row
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
@@ -140,7 +140,7 @@ async def client(store, hub):
 
 @pytest.fixture
 async def token(store):
-    return await repo.create_token(store, "ops", "operator")
+    return await tokens.create_token(store, "ops", "operator")
 
 
 @pytest.fixture
@@ -150,7 +150,7 @@ def auth(token):
 
 def set_rules(tracer, config, *numbers, decode_content=False):
     tracer.set_rules(
-        [repo.validate(repo.KINDS["trace_rules"], {"number": n}) for n in numbers],
+        [entities.validate(entities.KINDS["trace_rules"], {"number": n}) for n in numbers],
         decode_content,
         config.trace.country_code,
     )
@@ -422,9 +422,9 @@ async def test_rules_added_through_the_api_reach_the_running_tracer(
     file_config = make_config(
         trace={"country_code": "86", "rules": [{"number": BOB, "side": "sender"}]}
     )
-    await repo.sync_file_config(store, file_config)
-    store.listeners.append(repo.trace_rules_listener(store, tracer, config))
-    await repo.reload_trace_rules(store, tracer, config)
+    await file_sync.sync_file_config(store, file_config)
+    store.listeners.append(tracer_rules.trace_rules_listener(store, tracer, config))
+    await tracer_rules.reload_trace_rules(store, tracer, config)
     assert [rule.number for rule in tracer.rules] == [BOB]
     assert run_message(tracer, clock, b"13800138000", b"10086") is None
 
@@ -456,7 +456,7 @@ async def run_cli(*argv: str) -> int:
 async def test_cli_against_a_running_api(
     client, token, store, tracer, config, clock, writer, capsys, monkeypatch
 ):
-    store.listeners.append(repo.trace_rules_listener(store, tracer, config))
+    store.listeners.append(tracer_rules.trace_rules_listener(store, tracer, config))
     url = str(client.make_url("")).rstrip("/")
     api = ("--url", url, "--token", token)
 
@@ -501,7 +501,7 @@ async def test_cli_against_a_running_api(
     assert "no traced message 'nothing' (404)" in capsys.readouterr().err
     assert await run_cli("trace", "list", "--url", url, "--token", "smps_wrong") == 1
     assert "refused the token" in capsys.readouterr().err
-    viewer = await repo.create_token(store, "noc", "viewer")
+    viewer = await tokens.create_token(store, "noc", "viewer")
     assert await run_cli("trace", "add", "123", "--url", url, "--token", viewer) == 1
     assert "operator or admin" in capsys.readouterr().err
 

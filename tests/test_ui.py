@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from smps.config import TlsServerConfig
 from smps.errors import ConfigError
-from smps.store import repo, schema
+from smps.store import admin_users, audit_log, bind_accounts, common, entities, file_sync, schema
 from smps.store.roles import ROLES as ALL_ROLES
 from smps.store.writer import DecisionWriter
 from smps.web import auth
@@ -82,7 +82,7 @@ async def server(store, node, clock):
     throttle = auth.LoginThrottle(per_user=3, per_address=5, window=600, clock=clock)
     add_ui_routes(app, store, node, throttle=throttle)
     for role in ROLES:
-        await repo.add_user(store, role, PASSWORD, role, actor="test")
+        await admin_users.add_user(store, role, PASSWORD, role, actor="test")
     test_server = TestServer(app, host="127.0.0.1", port=0)
     await test_server.start_server()
     yield test_server
@@ -140,7 +140,7 @@ async def audit_actions(store):
     """The audit log, newest first, without the test's own set-up."""
     return [
         (e["actor"], e["action"], e["entity_key"])
-        for e in await repo.audit_entries(store, limit=100)
+        for e in await audit_log.audit_entries(store, limit=100)
         if e["actor"] != "test"
     ]
 
@@ -315,13 +315,13 @@ ROUTE_FORM = {"name": "cn", "accounts": "antispam", "destination_prefix": "86\n+
 
 async def make_entities(store):
     """An NE account, an SMSC and a route between them, as the test set-up."""
-    await repo.create(
-        store, repo.KINDS["accounts"], {"system_id": "antispam", "password": "pw1"}, "test"
+    await entities.create(
+        store, entities.KINDS["accounts"], {"system_id": "antispam", "password": "pw1"}, "test"
     )
     smsc = {"name": "smsc1", "host": "127.0.0.1", "port": 2776, "system_id": "smps"}
-    await repo.create(store, repo.KINDS["smsc"], smsc, "test")
+    await entities.create(store, entities.KINDS["smsc"], smsc, "test")
     route = {"name": "all", "accounts": ["antispam"], "smsc": ["smsc1"]}
-    await repo.create(store, repo.KINDS["routes"], route, "test")
+    await entities.create(store, entities.KINDS["routes"], route, "test")
 
 
 POLICY_FORM = {
@@ -357,8 +357,8 @@ CHANGES = [
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_changes_are_allowed_only_to_the_roles_that_may(as_role, store, node, role):
-    await repo.create(
-        store, repo.KINDS["accounts"], {"system_id": "fraud", "password": "pw2"}, "test"
+    await entities.create(
+        store, entities.KINDS["accounts"], {"system_id": "fraud", "password": "pw2"}, "test"
     )
     node.binds = {"antispam": 1}
     client = await as_role(role)
@@ -386,8 +386,8 @@ async def test_changes_are_allowed_only_to_the_roles_that_may(as_role, store, no
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_operators_and_admins_may_kick_binds(as_role, store, node, role):
-    await repo.create(
-        store, repo.KINDS["accounts"], {"system_id": "fraud", "password": "pw2"}, "test"
+    await entities.create(
+        store, entities.KINDS["accounts"], {"system_id": "fraud", "password": "pw2"}, "test"
     )
     node.binds = {"fraud": 2}
     client = await as_role(role)
@@ -414,7 +414,7 @@ async def test_policy_is_saved_through_the_repo_and_errors_name_the_field(as_rol
     form = {**POLICY_FORM, "csrf": await csrf_of(admin, "/policy")}
     response = await admin.post("/policy", data=form)
     assert "Policy saved" in await response.text()
-    policy = await repo.get_policy(store)
+    policy = await entities.get_policy(store)
     assert (policy["timeout"], policy["on_timeout"], policy["concat_sticky_block"]) == (
         1.5,
         "block",
@@ -436,7 +436,7 @@ async def test_changes_without_the_sessions_csrf_token_are_refused(as_role, serv
         response = await admin.post("/accounts", data=data, allow_redirects=False)
         assert response.status == 403
         assert "did not come from your current session" in await response.text()
-    assert await repo.list_entities(store, repo.KINDS["accounts"]) == []
+    assert await entities.list_entities(store, entities.KINDS["accounts"]) == []
     assert await audit_actions(store) == []
     # The header works as well as the form field (for scripts).
     token = await csrf_of(admin)
@@ -452,24 +452,24 @@ async def test_account_lifecycle_is_audited_under_the_user_and_hides_the_passwor
     assert response.status == 200  # followed the redirect to the list
     page = await response.text()
     assert "NE account antispam created." in page
-    stored = (await repo.load_accounts(store))[0]
+    stored = (await bind_accounts.load_accounts(store))[0]
     assert stored.allowed_ips == ["10.0.0.0/8", "192.168.1.7/32"] and stored.window == 32
-    assert repo.verify_ne_password(stored, "pw1")
+    assert bind_accounts.verify_ne_password(stored, "pw1")
 
     edit = await (await admin.get("/accounts/antispam")).text()
     assert "pw1" not in edit and "argon2" not in edit and "(one is set)" in edit
     # Saving with an empty password keeps the old one.
     form = {**ACCOUNT_FORM, "password": "", "tps": "50", "csrf": await csrf_of(admin)}
     assert (await admin.post("/accounts/antispam", data=form)).status == 200
-    stored = (await repo.load_accounts(store))[0]
-    assert stored.tps == 50 and repo.verify_ne_password(stored, "pw1")
+    stored = (await bind_accounts.load_accounts(store))[0]
+    assert stored.tps == 50 and bind_accounts.verify_ne_password(stored, "pw1")
 
     toggle = {"enabled": "false", "csrf": await csrf_of(admin)}
     assert (await admin.post("/accounts/antispam/enabled", data=toggle)).status == 200
-    assert not (await repo.load_accounts(store))[0].enabled
+    assert not (await bind_accounts.load_accounts(store))[0].enabled
     delete = {"csrf": await csrf_of(admin)}
     assert (await admin.post("/accounts/antispam/delete", data=delete)).status == 200
-    assert await repo.list_entities(store, repo.KINDS["accounts"]) == []
+    assert await entities.list_entities(store, entities.KINDS["accounts"]) == []
 
     assert await audit_actions(store) == [
         ("user:admin", "delete", "antispam"),
@@ -502,12 +502,12 @@ async def test_form_errors_are_shown_beside_their_field(as_role, store, change, 
     assert message in found.group(1)
     assert f'aria-describedby="{field}-error' in page
     assert "much-too-long" not in page  # a typed password is never echoed
-    assert await repo.list_entities(store, repo.KINDS["accounts"]) == []
+    assert await entities.list_entities(store, entities.KINDS["accounts"]) == []
 
 
 async def test_file_managed_accounts_are_read_only(as_role, store, make_config):
     cfg = make_config(ne_accounts=[{"system_id": "filed", "password": "pw"}])
-    await repo.sync_file_config(store, cfg)
+    await file_sync.sync_file_config(store, cfg)
     admin = await as_role("admin")
     page = await (await admin.get("/accounts")).text()
     assert "read-only" in page and 'action="/accounts/filed/delete"' not in page
@@ -515,9 +515,9 @@ async def test_file_managed_accounts_are_read_only(as_role, store, make_config):
         "/accounts/filed/delete", data={"csrf": await csrf_of(admin)}, allow_redirects=True
     )
     assert "managed by the configuration file" in await response.text()
-    assert [a["system_id"] for a in await repo.list_entities(store, repo.KINDS["accounts"])] == [
-        "filed"
-    ]
+    assert [
+        a["system_id"] for a in await entities.list_entities(store, entities.KINDS["accounts"])
+    ] == ["filed"]
 
 
 # ------------------------------------------------------------------ decisions, live
@@ -588,7 +588,7 @@ def test_verdict_chart_stacks_the_last_hour_per_minute():
     minute = now_us // 60_000_000
 
     def at(m):
-        return repo.iso(m * 60_000_000)
+        return common.iso(m * 60_000_000)
 
     counts = [
         {"minute": at(minute), "account": "", "verdict": "allow", "count": 90},
@@ -611,7 +611,7 @@ def test_verdict_chart_stacks_the_last_hour_per_minute():
 
 async def test_web_tls_serves_https_and_the_session_cookie_is_secure(store, node, certificate):
     cert, key = certificate
-    await repo.add_user(store, "admin", PASSWORD, "admin", actor="test")
+    await admin_users.add_user(store, "admin", PASSWORD, "admin", actor="test")
     app = web.Application()
     add_ui_routes(app, store, node)
     http = HttpServer(app, tls=TlsServerConfig(cert=cert, key=key))
@@ -683,7 +683,7 @@ async def test_smsc_connections_show_live_state_errors_and_never_the_password(as
     assert "secret" not in edit and "(one is set)" in edit and 'value="30s"' in edit
     form = {**SMSC_FORM, "name": "x", "password": "", "port": "2999", "csrf": await csrf_of(admin)}
     assert (await admin.post("/smsc/smsc1", data=form)).status == 200
-    stored = await repo.get_entity(store, repo.KINDS["smsc"], "smsc1")
+    stored = await entities.get_entity(store, entities.KINDS["smsc"], "smsc1")
     assert stored["port"] == 2999 and stored["name"] == "smsc1" and stored["password_set"]
     audit = await (await admin.get("/audit")).text()
     assert "secret" not in audit and "***" in audit
@@ -695,7 +695,7 @@ async def test_file_managed_smsc_and_routes_are_read_only(as_role, store, make_c
         smsc=[{"name": "filed", "host": "127.0.0.1", "port": 2776, "system_id": "s"}],
         routes=[{"name": "filed", "accounts": ["filed"]}],
     )
-    await repo.sync_file_config(store, cfg)
+    await file_sync.sync_file_config(store, cfg)
     admin = await as_role("admin")
     for kind in ("smsc", "routes"):
         page = await (await admin.get(f"/{kind}")).text()
@@ -712,8 +712,8 @@ async def test_routes_name_existing_accounts_and_errors_sit_at_the_field(as_role
     assert "No routes: every NE account gets a copy of every message" in page
     form = await (await admin.get("/routes/new")).text()
     assert 'href="/accounts/new">create one</a>' in form  # no accounts yet
-    await repo.create(
-        store, repo.KINDS["accounts"], {"system_id": "antispam", "password": "pw1"}, "test"
+    await entities.create(
+        store, entities.KINDS["accounts"], {"system_id": "antispam", "password": "pw1"}, "test"
     )
     token = await csrf_of(admin)
     response = await admin.post("/routes", data={"name": "cn", "csrf": token})
@@ -725,7 +725,7 @@ async def test_routes_name_existing_accounts_and_errors_sit_at_the_field(as_role
     assert 'id="data_coding-error">line 2: must be at most 255' in await response.text()
     response = await admin.post("/routes", data={**ROUTE_FORM, "csrf": token})
     assert "Route cn created" in await response.text()
-    route = await repo.get_entity(store, repo.KINDS["routes"], "cn")
+    route = await entities.get_entity(store, entities.KINDS["routes"], "cn")
     assert route["accounts"] == ["antispam"] and route["destination_prefix"] == ["86", "+86"]
     edit = await (await admin.get("/routes/cn")).text()
     assert 'value="antispam" checked' in edit
@@ -810,13 +810,17 @@ async def test_users_are_argon2_hashed_audited_and_the_last_admin_stays(as_role,
     assert "You cannot delete yourself" in await response.text()
     response = await admin.post("/users/admin/role", data={"role": "viewer", "csrf": token})
     assert response.status == 409 and "change the role of yourself" in await response.text()
-    with pytest.raises(repo.Conflict, match="last admin"):
-        await repo.delete_user(store, "admin", actor="test")
-    with pytest.raises(repo.Conflict, match="last admin"):
-        await repo.set_user_role(store, "admin", "operator", actor="test")
+    with pytest.raises(common.Conflict, match="last admin"):
+        await admin_users.delete_user(store, "admin", actor="test")
+    with pytest.raises(common.Conflict, match="last admin"):
+        await admin_users.set_user_role(store, "admin", "operator", actor="test")
     response = await admin.post("/users/bob/delete", data={"csrf": token})
     assert "User bob deleted." in await response.text()
-    assert [u["name"] for u in await repo.list_users(store)] == ["admin", "operator", "viewer"]
+    assert [u["name"] for u in await admin_users.list_users(store)] == [
+        "admin",
+        "operator",
+        "viewer",
+    ]
     assert await audit_actions(store) == [
         ("user:admin", "delete", "bob"),
         ("user:admin", "update", "bob"),

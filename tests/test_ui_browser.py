@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from smps.sim.ne import SimNe
-from smps.store import repo
+from smps.store import admin_users
 from smps.web.ui import add_ui_routes
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, PASSWORD, NodeLive, playwright_api
 from tests.test_proxy import proxy, until
@@ -21,7 +21,7 @@ async def test_sign_in_create_account_see_its_bind_live_and_sign_out(make_config
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     filed = [{"system_id": "fraud", "password": "pw2"}]
     async with proxy(make_config, accounts=filed) as (sim, node, _add_ne):
-        await repo.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
+        await admin_users.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
         app = web.Application()
         add_ui_routes(app, node.store, NodeLive(node))
         server = TestServer(app, host="127.0.0.1", port=0)
@@ -137,7 +137,7 @@ async def test_smsc_routes_sessions_and_users_pages(make_config):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     accounts = [{"system_id": "antispam", "password": "pw1"}]
     async with proxy(make_config, accounts=accounts) as (_sim, node, _add_ne):
-        await repo.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
+        await admin_users.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
         app = web.Application()
         add_ui_routes(app, node.store, NodeLive(node))
         server = TestServer(app, host="127.0.0.1", port=0)

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from smps.config import TraceConfig
 from smps.proxy.tracer import Tracer
-from smps.store import repo
+from smps.store import admin_users, entities, file_sync, trace_queries, tracer_rules
 from smps.store.writer import DecisionWriter
 from smps.web import auth
 from smps.web.pages import trace_rules, traces
@@ -35,7 +35,7 @@ async def server(store):
     add_ui_routes(app, store, FakeNode())
     app[TRACE_SETTINGS] = lambda: SETTINGS
     for role in ROLES:
-        await repo.add_user(store, role, PASSWORD, role, actor="test")
+        await admin_users.add_user(store, role, PASSWORD, role, actor="test")
     test_server = TestServer(app, host="127.0.0.1", port=0)
     await test_server.start_server()
     yield test_server
@@ -58,7 +58,7 @@ def clock():
 @pytest.fixture
 def tracer(writer, clock):
     """The real tracer writing through the real writer, tracing 8613* (content off)."""
-    rule = repo.validate(repo.KINDS["trace_rules"], {"number": "8613*"})
+    rule = entities.validate(entities.KINDS["trace_rules"], {"number": "8613*"})
     return Tracer(WriterSink(writer), [rule], country_code="86", clock=clock)
 
 
@@ -81,7 +81,7 @@ def listed(page: str) -> list[str]:
 
 
 async def rules(store) -> list[str]:
-    return [rule.number for rule in await repo.load_trace_rules(store)]
+    return [rule.number for rule in await tracer_rules.load_trace_rules(store)]
 
 
 # -------------------------------------------------------------------- pages and roles
@@ -101,7 +101,7 @@ async def test_trace_pages_ask_to_sign_in_first(anon):
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_every_trace_page_renders_for_every_role(as_role, store, tracer, clock, writer, role):
-    await repo.create(store, repo.KINDS["trace_rules"], {"number": "8613*"}, "test")
+    await entities.create(store, entities.KINDS["trace_rules"], {"number": "8613*"}, "test")
     (message,) = await traced(tracer, clock, writer)
     client = await as_role(role)
     for path in ("/traces", "/traces/rules", f"/traces/{message}"):
@@ -124,7 +124,9 @@ async def test_rule_changes_are_allowed_to_operators_and_admins_and_audited(as_r
     if role == "viewer":
         assert response.status == 403
         assert "may not do this" in await response.text()
-        await repo.create(store, repo.KINDS["trace_rules"], {"number": "+8613800138000"}, "test")
+        await entities.create(
+            store, entities.KINDS["trace_rules"], {"number": "+8613800138000"}, "test"
+        )
     else:
         assert response.status == 303 and response.headers["Location"] == "/traces/rules"
         assert await audit_actions(store) == [(f"user:{role}", "create", "+8613800138000")]
@@ -153,7 +155,7 @@ async def test_rule_changes_without_the_sessions_csrf_token_are_refused(as_role,
         response = await operator.post("/traces/rules", data=data, allow_redirects=False)
         assert response.status == 403
         assert "did not come from your current session" in await response.text()
-    await repo.create(store, repo.KINDS["trace_rules"], {"number": "8613*"}, "test")
+    await entities.create(store, entities.KINDS["trace_rules"], {"number": "8613*"}, "test")
     response = await operator.post(
         "/traces/rules/delete", data={"number": "8613*", "csrf": foreign}, allow_redirects=False
     )
@@ -188,14 +190,16 @@ async def test_rule_form_errors_are_shown_beside_their_field(
 
 async def test_duplicate_rules_are_refused_at_the_number(as_role, store):
     admin = await as_role("admin")
-    await repo.create(store, repo.KINDS["trace_rules"], {"number": "+8613800138000"}, "test")
+    await entities.create(
+        store, entities.KINDS["trace_rules"], {"number": "+8613800138000"}, "test"
+    )
     response = await admin.post("/traces/rules", data={**RULE_FORM, "csrf": await csrf_of(admin)})
     assert response.status == 409
     assert re.search(r'id="number-error">[^<]*already exists', await response.text())
 
 
 async def test_rules_list_normalisation_content_expiry_and_creator(as_role, store, make_config):
-    await repo.sync_file_config(store, make_config(trace={"rules": [{"number": "10086"}]}))
+    await file_sync.sync_file_config(store, make_config(trace={"rules": [{"number": "10086"}]}))
     admin = await as_role("admin")
     forms = [
         {"number": "013800138000", "side": "sender", "expiry": "never", "content": "hide"},
@@ -222,7 +226,7 @@ async def test_rules_list_normalisation_content_expiry_and_creator(as_role, stor
     assert "user:admin" in hidden and "config-file" in filed and "read-only" in filed
     assert 'value="10086"' not in page  # no remove form for the file's rule
     assert "country code <strong>86</strong>" in page
-    stored = {rule.number: rule for rule in await repo.load_trace_rules(store)}
+    stored = {rule.number: rule for rule in await tracer_rules.load_trace_rules(store)}
     assert stored["013800138000"].decode_content is False and stored["+4478*"].side == "receiver"
     assert stored["8613900139000"].expires.year == 2020 and stored["013800138000"].expires is None
 
@@ -287,7 +291,7 @@ async def test_ladder_of_a_message_through_the_real_proxy(make_config, tmp_path)
         slow = await add_ne("antispam", "pw1", hold)
         fraud = await add_ne("fraud", "pw2", hold)
         silent = await add_ne("audit", "pw3", hold)
-        await repo.add_user(node.store, "ops", PASSWORD, "operator", actor="test")
+        await admin_users.add_user(node.store, "ops", PASSWORD, "operator", actor="test")
         app = web.Application()
         add_ui_routes(app, node.store, FakeNode())
         app[TRACE_SETTINGS] = lambda: node.config.trace
@@ -306,8 +310,8 @@ async def test_ladder_of_a_message_through_the_real_proxy(make_config, tmp_path)
             await until(lambda: node.dispatcher.stats.late_answers == 1)
             clock.advance(2.0)  # audit's copy times out
             async with asyncio.timeout(10):  # all 8 events in the database
-                while [t["events"] for t in await repo.query_traces(
-                    node.store, repo.TraceQuery(), limit=2
+                while [t["events"] for t in await trace_queries.query_traces(
+                    node.store, trace_queries.TraceQuery(), limit=2
                 )] != [8]:  # fmt: skip
                     await asyncio.sleep(0.02)
 

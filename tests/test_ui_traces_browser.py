@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from smps.sim.ne import Latency, SimNe
-from smps.store import repo
+from smps.store import admin_users, trace_queries
 from smps.web.ui import TRACE_SETTINGS, add_ui_routes
 from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, PASSWORD, NodeLive, playwright_api
 from tests.test_proxy import proxy, until
@@ -24,7 +24,7 @@ async def test_add_a_rule_see_the_message_live_and_open_its_ladder(make_config):
         node,
         _add_ne,
     ):
-        await repo.add_user(node.store, "olga", PASSWORD, "operator", actor="test")
+        await admin_users.add_user(node.store, "olga", PASSWORD, "operator", actor="test")
         app = web.Application()
         add_ui_routes(app, node.store, NodeLive(node))
         app[TRACE_SETTINGS] = lambda: node.config.trace
@@ -82,7 +82,9 @@ async def test_add_a_rule_see_the_message_live_and_open_its_ladder(make_config):
                 # audit never answers: its copy gives up after the policy's 2 s.
                 async with asyncio.timeout(10):
                     while True:
-                        found = await repo.query_traces(node.store, repo.TraceQuery(), limit=1)
+                        found = await trace_queries.query_traces(
+                            node.store, trace_queries.TraceQuery(), limit=1
+                        )
                         if found and found[0]["events"] == 8:
                             break
                         await asyncio.sleep(0.05)

@@ -19,9 +19,9 @@ Errors: :class:`~smps.errors.ConfigError`, whose str() is one line
 never echoed in an error.
 """
 
-from smps.config.checks import _check
+from smps.config.checks import check_config
 from smps.config.loading import DEFAULT_PATH, add_config_option, default, load, loads
-from smps.config.schema import _format_path, _Invalid, _prepare
+from smps.config.schema import InvalidValue, format_path, prepare
 from smps.config.sections import (
     Config,
     DatabaseConfig,
@@ -74,5 +74,5 @@ __all__ = [
     "parse_size",
 ]
 
-# smps.store.repo validates one section edited in the UI with the file's own passes.
-__all__ += ["_Invalid", "_check", "_format_path", "_prepare"]
+# The store validates one section edited in the UI with the file's own passes.
+__all__ += ["InvalidValue", "check_config", "format_path", "prepare"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from smps.config.environment import _env_name
-from smps.config.schema import _Invalid
+from smps.config.schema import InvalidValue
 from smps.config.sections import Config
 from smps.config.values import format_address
 
 
-def _check(config: Config) -> None:
+def check_config(config: Config) -> None:
     """Rules that span keys: unique names, references that resolve, ranges that relate."""
     smsc_names = _unique(config.smsc, "smsc", "name", "SMSC name")
     accounts = _unique(config.ne_accounts, "ne_accounts", "system_id", "account")
@@ -20,33 +20,39 @@ def _check(config: Config) -> None:
 
     for i, smsc in enumerate(config.smsc):
         if smsc.reconnect.max < smsc.reconnect.initial:
-            raise _Invalid(
+            raise InvalidValue(
                 ("smsc", i, "reconnect", "max"),
                 f"must be at least reconnect.initial ({smsc.reconnect.initial:g}s), "
                 f"got {smsc.reconnect.max:g}s",
             )
         if smsc.tls is not None and bool(smsc.tls.cert) != bool(smsc.tls.key):
             missing = "key" if smsc.tls.cert else "cert"
-            raise _Invalid(("smsc", i, "tls", missing), "cert and key go together; one is missing")
+            raise InvalidValue(
+                ("smsc", i, "tls", missing), "cert and key go together; one is missing"
+            )
 
     for i, route in enumerate(config.routes):
         for j, system_id in enumerate(route.accounts):
             if system_id not in accounts:
-                raise _Invalid(("routes", i, "accounts", j), f"unknown NE account {system_id!r}")
+                raise InvalidValue(
+                    ("routes", i, "accounts", j), f"unknown NE account {system_id!r}"
+                )
         for j, name in enumerate(route.smsc):
             if name not in smsc_names:
-                raise _Invalid(("routes", i, "smsc", j), f"unknown SMSC {name!r}")
+                raise InvalidValue(("routes", i, "smsc", j), f"unknown SMSC {name!r}")
 
     # A zero status is ESME_ROK: the SMSC would deliver a message SMPS meant to stop.
     for key in ("block_status", "tempfail_status"):
         if getattr(config.policy, key) == 0:
-            raise _Invalid(("policy", key), "must not be 0 (ESME_ROK means delivered)")
+            raise InvalidValue(("policy", key), "must not be 0 (ESME_ROK means delivered)")
     for j, code in enumerate(config.policy.ne_block_codes):
         if code == 0:
-            raise _Invalid(("policy", "ne_block_codes", j), "must not be 0 (ESME_ROK means allow)")
+            raise InvalidValue(
+                ("policy", "ne_block_codes", j), "must not be 0 (ESME_ROK means allow)"
+            )
 
     if _same_listener(config.server.listen, config.web.listen):
-        raise _Invalid(
+        raise InvalidValue(
             ("web", "listen"),
             f"{format_address(config.web.listen)} clashes with server.listen "
             f"{format_address(config.server.listen)}",
@@ -58,7 +64,7 @@ def _unique(entries: list[Any], section: str, key: str, what: str) -> set[str]:
     values = [getattr(entry, key) for entry in entries]
     if repeat := _first_repeat(values):
         i, first = repeat
-        raise _Invalid(
+        raise InvalidValue(
             (section, i, key), f"duplicate {what} {values[i]!r} (first at {section}[{first}])"
         )
     return set(values)
@@ -70,7 +76,7 @@ def _env_names_distinct(entries: list[Any], section: str, key: str, kind: str) -
     variables = [_env_name(kind, name) for name in names]
     if repeat := _first_repeat(variables):
         i, first = repeat
-        raise _Invalid(
+        raise InvalidValue(
             (section, i, key),
             f"{names[i]!r} and {names[first]!r} share the environment variable {variables[i]}",
         )

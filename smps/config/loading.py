@@ -11,10 +11,10 @@ from typing import Any
 import msgspec
 import yaml
 
-from smps.config.checks import _check
+from smps.config.checks import check_config
 from smps.config.environment import _apply_env
 from smps.config.messages import _translate
-from smps.config.schema import _describe, _Invalid, _prepare
+from smps.config.schema import InvalidValue, _describe, prepare
 from smps.config.sections import _SCHEMA, Config
 from smps.errors import ConfigError
 
@@ -53,10 +53,10 @@ def loads(text: str, file: str = "<string>", env: Mapping[str, str] | None = Non
         )
     from_env = _apply_env(raw, os.environ if env is None else env)
     try:
-        converted = _prepare(raw, _SCHEMA, ())
+        converted = prepare(raw, _SCHEMA, ())
         config = msgspec.convert(converted, Config)
-        _check(config)
-    except _Invalid as invalid:
+        check_config(config)
+    except InvalidValue as invalid:
         raise invalid.error(file, from_env) from None
     except msgspec.ValidationError as exc:
         raise _translate(str(exc), raw).error(file, from_env) from None

@@ -9,7 +9,7 @@ from typing import Any
 
 from msgspec import inspect as mi
 
-from smps.config.schema import _TYPE_WORDS, _describe, _Invalid, _Path, _unwrap
+from smps.config.schema import _TYPE_WORDS, InvalidValue, _describe, _Path, _unwrap
 from smps.config.sections import _SCHEMA
 
 _MSGSPEC_ERROR = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
@@ -79,7 +79,7 @@ def _raw_at(raw: Any, path: _Path) -> tuple[bool, Any]:
     return True, raw
 
 
-def _translate(message: str, raw: dict[str, Any]) -> _Invalid:
+def _translate(message: str, raw: dict[str, Any]) -> InvalidValue:
     """A msgspec ValidationError message → (key path, reason in the operator's words)."""
     match = _MSGSPEC_ERROR.match(message)
     text, path = match.group("message"), _split_path(match.group("path") or "$")
@@ -87,11 +87,11 @@ def _translate(message: str, raw: dict[str, Any]) -> _Invalid:
     if found := re.fullmatch(r"Object contains unknown field `(.*)`", text):
         key = found.group(1)
         hint = difflib.get_close_matches(key, keys, n=1)
-        return _Invalid(
+        return InvalidValue(
             (*path, key), "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
         )
     if found := re.fullmatch(r"Object missing required field `(.*)`", text):
-        return _Invalid((*path, found.group(1)), "required key missing")
+        return InvalidValue((*path, found.group(1)), "required key missing")
     expects = _expects(t) if t is not None else None
     if expects is None:
         # msgspec's own words, e.g. "Expected `object | null`, got `int`"; keep the first part.
@@ -110,4 +110,4 @@ def _translate(message: str, raw: dict[str, Any]) -> _Invalid:
         wants_text = isinstance(_unwrap(t)[0], mi.StrType) if t is not None else False
         if wants_text and isinstance(value, int | float) and not isinstance(value, bool):
             reason += " (quote it in YAML)"
-    return _Invalid(path, reason)
+    return InvalidValue(path, reason)

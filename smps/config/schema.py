@@ -1,8 +1,8 @@
 """Walks over raw YAML data along the schema of :class:`~smps.config.sections.Config`.
 
-Before conversion, operator syntax is parsed (:func:`_prepare`); after it, the
+Before conversion, operator syntax is parsed (:func:`prepare`); after it, the
 stored values are written back the way the file writes them, secrets masked
-(:func:`_present`). A refused value is an :class:`_Invalid` with its key path.
+(:func:`_present`). A refused value is an :class:`InvalidValue` with its key path.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from smps.errors import ConfigError
 _Path = tuple[str | int, ...]
 
 
-def _format_path(path: _Path) -> str:
+def format_path(path: _Path) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else part
     return out
 
 
-class _Invalid(Exception):
+class InvalidValue(Exception):
     """One refused value, before the file name and environment origin are known."""
 
     def __init__(self, path: _Path, reason: str):
@@ -35,7 +35,7 @@ class _Invalid(Exception):
         self.reason = reason
 
     def error(self, file: str, from_env: Mapping[str, str]) -> ConfigError:
-        key = _format_path(self.path)
+        key = format_path(self.path)
         reason = self.reason
         variable = from_env.get(key)
         if variable:
@@ -65,7 +65,7 @@ def _member_for(t: mi.UnionType, value: Any) -> mi.Type | None:
     return None
 
 
-def _prepare(value: Any, t: mi.Type, path: _Path) -> Any:
+def prepare(value: Any, t: mi.Type, path: _Path) -> Any:
     """Copy of raw YAML data with operator syntax ("2s", "0x66", "host:port") parsed."""
     inner, extra = _unwrap(t)
     parser = _PARSERS.get(extra.get("kind", ""))
@@ -73,20 +73,20 @@ def _prepare(value: Any, t: mi.Type, path: _Path) -> Any:
         try:
             value = parser(value)
         except ValueError as exc:
-            raise _Invalid(path, str(exc)) from None
+            raise InvalidValue(path, str(exc)) from None
     if isinstance(inner, mi.UnionType):
         member = _member_for(inner, value)
-        return value if member is None else _prepare(value, member, path)
+        return value if member is None else prepare(value, member, path)
     if isinstance(inner, mi.StructType) and isinstance(value, dict):
         fields = {f.encode_name: f for f in inner.fields}
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise _Invalid((*path, _describe(key, False)), "keys must be strings")
-            out[key] = _prepare(item, fields[key].type, (*path, key)) if key in fields else item
+                raise InvalidValue((*path, _describe(key, False)), "keys must be strings")
+            out[key] = prepare(item, fields[key].type, (*path, key)) if key in fields else item
         return out
     if isinstance(inner, mi.ListType) and isinstance(value, list):
-        return [_prepare(item, inner.item_type, (*path, i)) for i, item in enumerate(value)]
+        return [prepare(item, inner.item_type, (*path, i)) for i, item in enumerate(value)]
     return value
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from smps.config import Config, NeAccount
-from smps.store.repo import StoredAccount
+from smps.store.bind_accounts import StoredAccount
 
 _LENGTH = struct.Struct("!I")
 MAX_MESSAGE = 64 * 1024 * 1024  # a config with every trace rule fits many times over

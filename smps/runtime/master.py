@@ -57,7 +57,7 @@ from smps.runtime.records import RECORDS, decode_records, trace_event
 from smps.runtime.supervisor import Supervisor, WorkerSlot
 from smps.runtime.ui_view import MasterView
 from smps.smpp.bind_guard import BindLockout
-from smps.store import live_config, repo
+from smps.store import file_sync, live_config
 from smps.store.db import SchemaError, Store
 from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
@@ -139,7 +139,7 @@ class Master:
                 log.warning("reload: %s changed; that takes a restart", section)
             running[section] = getattr(self.config, section)
         self.config = msgspec.structs.replace(new, **running)
-        await repo.sync_file_config(self.store, self.config)
+        await file_sync.sync_file_config(self.store, self.config)
         await self.apply_live_config()
         return "applied"
 

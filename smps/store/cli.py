@@ -68,7 +68,7 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 
     cfg = config.load(args.config)
 
-    from smps.store import repo
+    from smps.store.common import Conflict
     from smps.store.db import Store, upgrade
 
     async def run() -> int:
@@ -81,7 +81,7 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[int]
 
     try:
         return asyncio.run(run())
-    except repo.Conflict as exc:
+    except Conflict as exc:
         print(f"smps: {exc}", file=sys.stderr)
         return 1
 
@@ -95,21 +95,21 @@ def _cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _cmd_token_create(args: argparse.Namespace) -> int:
-    from smps.store import repo
+    from smps.store import common, tokens
 
     expires = None
     if args.expires_days is not None:
-        expires = repo.now_us() + round(args.expires_days * 86_400_000_000)
+        expires = common.now_us() + round(args.expires_days * 86_400_000_000)
 
     async def work(store: Store) -> int:
-        print(await repo.create_token(store, args.name, args.role, expires))
+        print(await tokens.create_token(store, args.name, args.role, expires))
         return 0
 
     return _with_store(args, work)
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
-    from smps.store import repo
+    from smps.store import admin_users
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -118,12 +118,15 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
         if password != getpass.getpass("again: "):
             print("smps: the passwords differ", file=sys.stderr)
             return 2
-    if len(password) < repo.MIN_PASSWORD:
-        print(f"smps: use a password of at least {repo.MIN_PASSWORD} characters", file=sys.stderr)
+    if len(password) < admin_users.MIN_PASSWORD:
+        print(
+            f"smps: use a password of at least {admin_users.MIN_PASSWORD} characters",
+            file=sys.stderr,
+        )
         return 2
 
     async def work(store: Store) -> int:
-        await repo.add_user(store, args.name, password, args.role, actor="cli")
+        await admin_users.add_user(store, args.name, password, args.role, actor="cli")
         print(f"user {args.name} added ({args.role})")
         return 0
 

@@ -12,7 +12,7 @@ import msgspec
 from sqlalchemy import select
 
 from smps.config import Config, NeAccount, SmscConfig
-from smps.store import repo, schema
+from smps.store import bind_accounts, entities, schema
 from smps.store.db import Store
 
 
@@ -24,17 +24,21 @@ def _struct_fields(document: dict[str, Any], struct: type[msgspec.Struct]) -> di
 async def load_smsc(store: Store) -> list[SmscConfig]:
     """Every SMSC connection in the database (the file's, synced at start, and the
     API's), in the order they were made, with its password."""
-    kind = repo.KINDS["smsc"]
+    kind = entities.KINDS["smsc"]
     table = schema.smsc
     async with store.engine.connect() as conn:
         rows = (await conn.execute(select(table).order_by(table.c.id))).mappings().all()
     return [
-        repo.validate(kind, {**row["settings"], "name": row["name"], "password": row["password"]})
+        entities.validate(
+            kind, {**row["settings"], "name": row["name"], "password": row["password"]}
+        )
         for row in rows
     ]
 
 
-async def load(store: Store, config: Config) -> tuple[Config, list[NeAccount | repo.StoredAccount]]:
+async def load(
+    store: Store, config: Config
+) -> tuple[Config, list[NeAccount | bind_accounts.StoredAccount]]:
     """(config with the database's SMSCs, routes, policy and trace rules, NE accounts).
 
     File-managed accounts keep the file's entry (its password is compared as
@@ -42,15 +46,17 @@ async def load(store: Store, config: Config) -> tuple[Config, list[NeAccount | r
     the NE server verifies off the event loop.
     """
     routes = [
-        repo.validate(repo.KINDS["routes"], _struct_fields(d, repo.KINDS["routes"].struct))
-        for d in await repo.list_entities(store, repo.KINDS["routes"])
+        entities.validate(
+            entities.KINDS["routes"], _struct_fields(d, entities.KINDS["routes"].struct)
+        )
+        for d in await entities.list_entities(store, entities.KINDS["routes"])
     ]
-    kind = repo.KINDS["policy"]
-    policy = repo.validate(kind, _struct_fields(await repo.get_policy(store), kind.struct))
-    kind = repo.KINDS["trace_rules"]
+    kind = entities.KINDS["policy"]
+    policy = entities.validate(kind, _struct_fields(await entities.get_policy(store), kind.struct))
+    kind = entities.KINDS["trace_rules"]
     rules = [
-        repo.validate(kind, _struct_fields(d, kind.struct))
-        for d in await repo.list_entities(store, kind)
+        entities.validate(kind, _struct_fields(d, kind.struct))
+        for d in await entities.list_entities(store, kind)
     ]
     live = msgspec.structs.replace(
         config,
@@ -62,6 +68,6 @@ async def load(store: Store, config: Config) -> tuple[Config, list[NeAccount | r
     in_file = {account.system_id: account for account in config.ne_accounts}
     accounts = [
         in_file[stored.system_id] if stored.file_managed and stored.system_id in in_file else stored
-        for stored in await repo.load_accounts(store)
+        for stored in await bind_accounts.load_accounts(store)
     ]
     return live, accounts

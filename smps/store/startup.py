@@ -8,7 +8,7 @@ import logging
 from contextlib import AsyncExitStack
 
 from smps.config import Config
-from smps.store import repo
+from smps.store import file_sync
 from smps.store.db import Store
 from smps.store.writer import DecisionWriter
 
@@ -20,7 +20,7 @@ async def open_database(config: Config, stack: AsyncExitStack) -> tuple[Store, D
     left) and then the store."""
     store = await Store.open(config.database.url)
     stack.push_async_callback(store.close)
-    await repo.sync_file_config(store, config)
+    await file_sync.sync_file_config(store, config)
     writer = DecisionWriter.from_config(store, config)
     await writer.start()
     stack.push_async_callback(writer.close)

@@ -22,37 +22,25 @@ Behind ``put``, three stages, all on the event loop except file I/O:
    batches queued behind it up to ``transaction_records``. Under load it commits
    at most once per ``commit_interval`` (unless a whole transaction's worth
    waits), so that the commit's cost is shared by more rows: the batch ids into
-   ``writer_batches`` first, then the rows as multi-row statements (SQLite:
-   ``executemany`` of 40-row INSERTs; MySQL: INSERTs of up to 1 MB rendered
-   here, see :func:`_mysql_insert`), then the counters. If a
-   batch id is already there, the batch was committed before (its outcome was
+   ``writer_batches`` first, then the rows and the counters (:mod:`smps.store.batch_sql`).
+   If a batch id is already there, the batch was committed before (its outcome was
    lost with the connection, or it was replayed from the spool after a crash)
    and it is skipped: none twice (a group holding one is retried a batch at a
    time). A failed write is retried with back-off; the queue grows into the
    spool meanwhile; none lost.
 
-**Failing.** After ``FAILING_AFTER`` failed writes in a row, or at once when the
-SQLite file it writes to was deleted or replaced (its path gone, or another
-inode there: a connection would go on committing into the unlinked file, and
-every row counted as written would be lost), the writer is *failing*: it says so
-in the log (once, then a summary every ``report_interval``), in
-:meth:`DecisionWriter.failing` (for /health) and in ``smps_db_writer_failing``,
-and it moves what waits in memory to the spool, where new batches go too, so a
-stop or crash loses none. The first successful write ends it; the spool is then
-replayed. A vanished SQLite file is not made again while the node runs (the API,
-the admin UI and the live configuration still hold the old one): the writer
-spools until SMPS restarts, when the start-up migrations create the file afresh
-and the spool is replayed into it, or until the same file is put back.
+**Failing**: after repeated failed writes, or at once when the SQLite file is gone,
+the writer is *failing* (:mod:`smps.store.write_health`, for /health and
+``smps_db_writer_failing``): it moves what waits in memory to the spool, where new
+batches go too, until a write succeeds; the spool is then replayed.
 
 Records are dropped only when memory *and* spool are full, when the writer is
 closed, or when the database refuses a batch as invalid (not as unavailable).
 Each drop is counted (:attr:`DecisionWriter.dropped`, exported as
 ``smps_db_records_dropped_total``) and logged once per ``report_interval``.
 
-Retention: between batches, rows older than ``retention_days`` are deleted a
-chunk at a time on the writer's own connection (SQLite keeps a single writer);
-on MySQL, decisions go by whole daily partitions (:mod:`smps.store.partitions`).
-The batch ledger is kept for ``LEDGER_DAYS``.
+Retention (:mod:`smps.store.retention`) runs between batches, on the writer's own
+connection (SQLite keeps a single writer).
 
 Each decision row carries the HA lease epoch the node served under
 (:meth:`DecisionWriter.set_epoch`, called by the master as it goes ACTIVE).
@@ -63,117 +51,37 @@ Times in the rows are integer microseconds since the epoch (see schema.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import os
-import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from smps.config import Config
-from smps.errors import SmpsError
 from smps.metrics import CallbackCollector
 from smps.proxy.records import Decision
-from smps.store import partitions, schema
-from smps.store.db import Store, create_sync_engine
+from smps.store.batch_sql import Batch, Statements, encode_batch, spooled_batch, write_batches
+from smps.store.db import Store
 from smps.store.minute_counts import Totals, TotalsDelta
-from smps.store.rows import DECISION_COLUMNS, TRACE_COLUMNS, decision_row
+from smps.store.retention import RETENTION_CHUNK, purge_expired
+from smps.store.rows import decision_row
 from smps.store.spool import Spool
+from smps.store.write_health import WriteHealth
+from smps.store.writer_runners import EngineRunner, ThreadRunner
 
 log = logging.getLogger("smps.store.writer")
-
-LEDGER_DAYS = 7
-MYSQL_STATEMENT_BYTES = 1 << 20  # well under max_allowed_packet (4 MB and up)
-_NO_PARAMETERS = {"no_parameters": True}  # no %-formatting by the driver: the SQL is final
-SQLITE_ROWS = 40  # decision rows per SQLite INSERT: 40 x 22 values, under SQLite's old 999 limit
-RETENTION_CHUNK = 2000
-_US_PER_MINUTE = 60_000_000
-_US_PER_DAY = 86_400_000_000
-FAILING_AFTER = 3  # failed writes in a row that make the writer "failing"
-
-
-class Batch(msgspec.Struct, array_like=True, frozen=True):
-    """Rows written in one transaction; also the unit spooled to disk."""
-
-    batch_id: str
-    decisions: list[tuple]
-    traces: list[tuple]
-    counters: list[tuple]  # (minute, account, verdict, increment)
-
-    @property
-    def records(self) -> int:
-        return len(self.decisions) + len(self.traces)
-
-
-_encode_batch = msgspec.msgpack.Encoder().encode
-_decode_batch = msgspec.msgpack.Decoder(Batch).decode
-
-
-def _spooled_batch(payload: bytes) -> Batch:
-    """A batch read back from the spool; one spooled before decisions had an epoch
-    column (migration 0003) gets NULL there."""
-    batch = _decode_batch(payload)
-    if batch.decisions and len(batch.decisions[0]) < len(DECISION_COLUMNS):
-        rows = [(*row, None) for row in batch.decisions]
-        return Batch(batch.batch_id, rows, batch.traces, batch.counters)
-    return batch
-
-
-class DatabaseGone(SmpsError):
-    """The SQLite file the writer writes to was deleted or replaced while it ran."""
-
-
-class _AlreadyWritten(Exception):
-    """The batch id is in the ledger: committed earlier."""
 
 
 class _Regroup(Exception):
     """A group of batches could not be written whole: write them one per transaction."""
-
-
-class _Statements:
-    """The writer's SQL in the driver's own parameter style."""
-
-    def __init__(self, dialect: str, paramstyle: str):
-        mark = "?" if paramstyle == "qmark" else "%s"
-
-        def insert(table: str, columns: Iterable[str], rows: int = 1) -> str:
-            names = list(columns)
-            values = f"({', '.join([mark] * len(names))})"
-            return f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join([values] * rows)}"
-
-        self.ledger = insert("writer_batches", ("batch_id", "committed_us"))
-        self.decisions = insert("decisions", DECISION_COLUMNS)
-        # sqlite3 steps an executemany's statement once per row: SQLite gets statements of
-        # SQLITE_ROWS rows each. MySQL gets its multi-row statements rendered by
-        # _mysql_insert (asyncmy's executemany would, at about 1 µs per value).
-        self.decisions_multi = (
-            insert("decisions", DECISION_COLUMNS, SQLITE_ROWS) if dialect == "sqlite" else None
-        )
-        self.decisions_head = f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES "
-        self.mysql = dialect == "mysql"
-        self.traces = insert("traces", TRACE_COLUMNS)
-        counters = insert("minute_counters", ("minute", "account", "verdict", "count"))
-        if dialect == "mysql":
-            self.counters = counters + " ON DUPLICATE KEY UPDATE count = count + VALUES(count)"
-        else:
-            self.counters = (
-                counters + " ON CONFLICT (minute, account, verdict)"
-                " DO UPDATE SET count = count + excluded.count"
-            )
 
 
 class DecisionWriter:
@@ -213,7 +121,7 @@ class DecisionWriter:
         self._spool_max_bytes = spool_max_bytes
         self._spool: Spool | None = None
         dialect = store.engine.dialect
-        self._sql = _Statements(dialect.name, dialect.paramstyle)
+        self._sql = Statements(dialect.name, dialect.paramstyle)
 
         self._decisions: list[tuple] = []  # rows, without the epoch
         self._traces: list[tuple] = []
@@ -225,14 +133,12 @@ class DecisionWriter:
         self._queued = asyncio.Event()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smps-spool")
         self._runner = (
-            _ThreadRunner(store.engine) if dialect.name == "sqlite" else _EngineRunner(store.engine)
+            ThreadRunner(store.engine) if dialect.name == "sqlite" else EngineRunner(store.engine)
         )
         self._tasks: list[asyncio.Task] = []
         self._closed = False
         self._next_retention = 0.0
-        self._outage_since: float | None = None  # loop.time() of the first failed write
-        self._failures = 0  # failed writes in a row
-        self._failure: str | None = None  # why the writer is failing; None while it is not
+        self._health = WriteHealth(self._spool_dir)  # outage and failing state
         self._singly = 0  # batches to write one per transaction (after a group was refused)
         self.epoch: int | None = None  # the HA lease epoch stamped on decisions (set_epoch)
 
@@ -342,7 +248,7 @@ class DecisionWriter:
             (self._ready or len(self._spool))
             and loop.time() < deadline
             and not write.done()
-            and self._failure is None  # a failing database: the spool keeps it all
+            and not self._health.failing  # a failing database: the spool keeps it all
         ):
             await asyncio.sleep(0.02)
         write.cancel()
@@ -363,18 +269,12 @@ class DecisionWriter:
 
     def failing(self) -> str | None:
         """Why the database writes are failing and for how long (for /health), or None."""
-        if self._failure is None:
-            return None
-        lasted = asyncio.get_running_loop().time() - self._outage_since
-        return (
-            f"database writer failing for {lasted:.0f} s: {self._failure}; records are "
-            f"spooled to {self._spool_dir}"
-        )
+        return self._health.describe()
 
     def stats(self) -> dict[str, int]:
         """Counters for the node's periodic stats line."""
         return {
-            "db_failing": int(self._failure is not None),
+            "db_failing": int(self._health.failing),
             "db_written": self.written,
             "db_pending": self.pending,
             "db_spool_batches": len(self._spool) if self._spool else 0,
@@ -402,7 +302,7 @@ class DecisionWriter:
             "smps_db_writer_failing",
             "1 while database writes keep failing or the SQLite file is gone (records spool).",
         )
-        failing.add_metric([], int(self._failure is not None))
+        failing.add_metric([], int(self._health.failing))
         return [written, dropped, spooled, pending, spool_bytes, failing]
 
     def collector(self) -> CallbackCollector:
@@ -439,13 +339,13 @@ class DecisionWriter:
         spool = self._spool
         if (
             not len(spool)
-            and self._failure is None
+            and not self._health.failing
             and self._ready_records + batch.records <= self.buffer_limit
         ):
             self._ready.append(batch)
             self._ready_records += batch.records
         else:
-            if not len(spool) and self._failure is None:
+            if not len(spool) and not self._health.failing:
                 log.warning(
                     "database is behind: %d records queued in memory; spooling to %s",
                     self._ready_records,
@@ -453,7 +353,7 @@ class DecisionWriter:
                 )
             try:
                 stored = await asyncio.get_running_loop().run_in_executor(
-                    self._io, spool.append, _encode_batch(batch)
+                    self._io, spool.append, encode_batch(batch)
                 )
             except OSError as exc:
                 log.error("cannot write the spool: %s", exc)
@@ -488,7 +388,7 @@ class DecisionWriter:
             payload = await asyncio.get_running_loop().run_in_executor(self._io, self._spool.peek)
             if payload is not None:
                 try:
-                    return [_spooled_batch(payload)], True
+                    return [spooled_batch(payload)], True
                 except msgspec.DecodeError:
                     log.error("undecodable batch in the spool, skipped")
                     await asyncio.get_running_loop().run_in_executor(self._io, self._spool.pop)
@@ -527,13 +427,13 @@ class DecisionWriter:
                 self.dropped += batches[0].records
                 await self._discard_connection()
             except Exception as exc:
-                await self._write_failed(exc)
+                if self._health.failed(exc) and self._ready:
+                    await self._spool_ready("while the database fails")
                 await self._discard_connection()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
-            if self._outage_since is not None:
-                self._writes_resumed()
+            self._health.succeeded(len(self._spool))
             delay = self.retry_initial
             if from_spool:
                 await loop.run_in_executor(self._io, self._spool.pop)
@@ -546,56 +446,6 @@ class DecisionWriter:
                     self._ready_records -= batch.records
                 self._singly = max(self._singly - 1, 0)
 
-    async def _write_failed(self, exc: Exception) -> None:
-        """A write failed: log the first failure; past FAILING_AFTER in a row, or
-        at once when the SQLite file is gone, the writer is failing (module docstring)."""
-        loop = asyncio.get_running_loop()
-        self._failures += 1
-        if isinstance(exc, DatabaseGone):
-            reason = str(exc)
-        else:
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
-            reason = f"{type(exc).__name__}: {first_line}"
-        if self._outage_since is None:
-            self._outage_since = loop.time()
-            if not isinstance(exc, DatabaseGone):
-                log.warning("database write failed (%s); retrying, records are kept", reason)
-        if self._failure is not None or (
-            self._failures < FAILING_AFTER and not isinstance(exc, DatabaseGone)
-        ):
-            return
-        self._failure = reason
-        if isinstance(exc, DatabaseGone):
-            log.error(
-                "%s: nothing more is written to it, records are spooled to %s. Restart "
-                "SMPS to create the database again (the spool is then replayed into it), "
-                "or put the same file back",
-                reason,
-                self._spool_dir,
-            )
-        else:
-            log.error(
-                "database writes keep failing (%d in a row; %s); records are spooled to %s "
-                "until a write succeeds",
-                self._failures,
-                reason,
-                self._spool_dir,
-            )
-        if self._ready:
-            await self._spool_ready("while the database fails")
-
-    def _writes_resumed(self) -> None:
-        lasted = asyncio.get_running_loop().time() - self._outage_since
-        if self._failure is not None:
-            log.warning(
-                "database writes resumed after %.1fs of failing; replaying %d spooled batches",
-                lasted,
-                len(self._spool),
-            )
-        else:
-            log.warning("database writes resumed after %.1fs", lasted)
-        self._outage_since, self._failures, self._failure = None, 0, None
-
     async def _spool_ready(self, when: str) -> None:
         """Move the batches waiting in memory to the front of the spool (they are
         older than anything spooled); what does not fit is dropped, and counted."""
@@ -604,7 +454,7 @@ class DecisionWriter:
         self._ready_records = 0
         self._singly = 0
         kept = await asyncio.get_running_loop().run_in_executor(
-            self._io, self._spool.push_front, [_encode_batch(b) for b in batches]
+            self._io, self._spool.push_front, [encode_batch(b) for b in batches]
         )
         for batch in batches[:kept]:
             self.spooled += batch.records
@@ -679,7 +529,7 @@ class DecisionWriter:
         while True:
             await asyncio.sleep(self.report_interval)
             self._log_dropped()
-            if self._failure is not None:
+            if self._health.failing:
                 log.error(
                     "%s (%d batches, %d bytes; %d records spooled since start)",
                     self.failing(),
@@ -695,216 +545,3 @@ class DecisionWriter:
             log.error(
                 "dropped %d records (%d since start): memory and spool full", new, self.dropped
             )
-
-
-def write_batches(conn: Connection, sql: _Statements, batches: list[Batch]) -> bool:
-    """Batches in one transaction; False (nothing written) when an id is already in the ledger."""
-    try:
-        with conn.begin():
-            try:
-                now_us = time.time_ns() // 1000
-                conn.exec_driver_sql(sql.ledger, [(batch.batch_id, now_us) for batch in batches])
-            except IntegrityError:
-                raise _AlreadyWritten from None
-            decisions = [row for batch in batches for row in batch.decisions]
-            if sql.mysql and decisions:
-                _mysql_insert(conn, sql.decisions_head, decisions)
-                decisions = []
-            elif sql.decisions_multi is not None and len(decisions) >= SQLITE_ROWS:
-                whole = len(decisions) - len(decisions) % SQLITE_ROWS
-                flat = [
-                    tuple(itertools.chain.from_iterable(decisions[i : i + SQLITE_ROWS]))
-                    for i in range(0, whole, SQLITE_ROWS)
-                ]
-                conn.exec_driver_sql(sql.decisions_multi, flat)
-                decisions = decisions[whole:]
-            for rows, statement in (
-                (decisions, sql.decisions),
-                ([row for batch in batches for row in batch.traces], sql.traces),
-                ([row for batch in batches for row in batch.counters], sql.counters),
-            ):
-                if rows:
-                    conn.exec_driver_sql(statement, rows)
-    except _AlreadyWritten:
-        return False
-    return True
-
-
-def _mysql_insert(conn: Connection, head: str, rows: list[tuple]) -> None:
-    """``rows`` as multi-row INSERTs of up to MYSQL_STATEMENT_BYTES, rendered here: the
-    rows hold only ints, strings and None, so the driver's own escaping is needed for
-    the strings alone (asyncmy's executemany spends ~1 µs per value on ``literal``)."""
-    escape = conn.connection.driver_connection.escape_string  # fails on anything but str
-    values: list[str] = []
-    size = len(head)
-    for row in rows:
-        rendered = "({})".format(
-            ",".join(
-                [
-                    str(v) if type(v) is int else "NULL" if v is None else f"'{escape(v)}'"
-                    for v in row
-                ]
-            )
-        )
-        if values and size + len(rendered) > MYSQL_STATEMENT_BYTES:
-            conn.exec_driver_sql(head + ",".join(values), execution_options=_NO_PARAMETERS)
-            values, size = [], len(head)
-        values.append(rendered)
-        size += len(rendered) + 1
-    conn.exec_driver_sql(head + ",".join(values), execution_options=_NO_PARAMETERS)
-
-
-def purge_expired(
-    conn: Connection, retention_days: int, *, chunk: int, now_us: int | None = None
-) -> int:
-    """Delete at most ``chunk`` expired rows from each kept table; returns rows deleted.
-
-    Decisions, traces and counters expire after ``retention_days`` (0: never);
-    the batch ledger after LEDGER_DAYS. Ids are selected first and deleted by
-    key, which both engines accept (MySQL refuses LIMIT inside IN subqueries).
-    On MySQL, decisions are in daily partitions instead: whole days are dropped,
-    and days ahead added (:func:`smps.store.partitions.maintain`).
-    """
-    now_us = time.time_ns() // 1000 if now_us is None else now_us
-    cutoff = now_us - retention_days * _US_PER_DAY
-    with conn.begin():
-        dropped = partitions.maintain(conn, retention_days, now_us)
-    if dropped:
-        log.info("retention: dropped decision partitions %s", ", ".join(dropped))
-    ledger = schema.writer_batches
-    plans = [
-        (ledger, ledger.c.batch_id, ledger.c.committed_us < now_us - LEDGER_DAYS * _US_PER_DAY)
-    ]
-    if retention_days:
-        if dropped is None:
-            decisions = schema.decisions
-            plans.append((decisions, decisions.c.id, decisions.c.decided_us < cutoff))
-        plans.append((schema.traces, schema.traces.c.id, schema.traces.c.ts_us < cutoff))
-    deleted = 0
-    for table, key, expired in plans:
-        with conn.begin():
-            keys = conn.execute(select(key).where(expired).limit(chunk)).scalars().all()
-            if keys:
-                conn.execute(delete(table).where(key.in_(keys)))
-        deleted = max(deleted, len(keys))
-    if retention_days:
-        counters = schema.minute_counters
-        with conn.begin():
-            # Counters are few (minutes x accounts x verdicts): one statement suffices.
-            conn.execute(delete(counters).where(counters.c.minute < cutoff // _US_PER_MINUTE))
-    return deleted
-
-
-class _EngineRunner:
-    """Runs the writer's sync functions on one connection of the async engine (MySQL)."""
-
-    def __init__(self, engine: AsyncEngine):
-        self._engine = engine
-        self._conn: AsyncConnection | None = None
-
-    async def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._conn is None:
-            self._conn = await self._engine.connect()
-        return await self._conn.run_sync(function, *args, **kwargs)
-
-    async def discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            await conn.invalidate()
-            await conn.close()
-        except Exception:
-            log.debug("closing a failed writer connection", exc_info=True)
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
-
-
-WRITER_NICE = 10
-"""How much lower the SQLite writer thread's CPU priority is than the process's."""
-
-
-def _yield_cpu() -> None:
-    """Lower this thread's CPU priority (Linux: a thread id is a process id to setpriority).
-
-    A commit is a burst of CPU; on a core it shares with a worker, the kernel would
-    give each a time slice of a few ms and the worker's answers would wait for it
-    (smps bench, pinned to one core, p99 at half the maximum rate: 5.0 -> 2.5 ms). At a
-    lower priority the worker preempts the writer as soon as it has work."""
-    tid = threading.get_native_id()
-    with contextlib.suppress(OSError):  # not Linux, or a sandbox that forbids it
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WRITER_NICE)
-
-
-class _ThreadRunner:
-    """Runs them on a stdlib sqlite3 connection in a thread of its own (SQLite).
-
-    One call per batch crosses threads, instead of one per statement through
-    aiosqlite; the batch's SQLite work then overlaps the loop's (measured about
-    twice as fast, see bench/test_writer_bench.py).
-    """
-
-    def __init__(self, async_engine: AsyncEngine):
-        self._engine = create_sync_engine(async_engine.url)
-        self._thread = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="smps-sqlite-writer", initializer=_yield_cpu
-        )
-        self._conn: Connection | None = None
-        database = async_engine.url.database
-        self._path = database if database and database != ":memory:" else None
-        self._file: tuple[int, int] | None = None  # (st_dev, st_ino) of the file written to
-
-    def _call(self, function: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        try:
-            # Checked before (no connection would create an empty file there) and after
-            # (a commit into a file deleted meanwhile is lost: not written, retried).
-            self._check_file()
-            if self._conn is None:
-                self._conn = self._engine.connect()
-                if self._path is not None and self._file is None:
-                    status = os.stat(self._path)
-                    self._file = (status.st_dev, status.st_ino)
-            result = function(self._conn, *args, **kwargs)
-            self._check_file()
-            return result
-        except BaseException:
-            self._drop()
-            raise
-
-    def _check_file(self) -> None:
-        """Raise DatabaseGone when the file first written to is no longer at its path."""
-        if self._file is None:
-            return
-        try:
-            status = os.stat(self._path)
-        except FileNotFoundError:
-            raise DatabaseGone(f"database file {self._path} is gone (deleted or moved)") from None
-        if (status.st_dev, status.st_ino) != self._file:
-            raise DatabaseGone(f"database file {self._path} was replaced by another file")
-
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.invalidate()
-                conn.close()
-            except Exception:
-                log.debug("closing a failed writer connection", exc_info=True)
-
-    async def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        # Shielded: a cancelled caller must not leave the thread's work half-seen.
-        return await asyncio.shield(
-            loop.run_in_executor(self._thread, self._call, function, args, kwargs)
-        )
-
-    async def discard(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._drop)
-
-    async def close(self) -> None:
-        await self.discard()
-        self._thread.shutdown(wait=True)
-        self._engine.dispose()

@@ -55,7 +55,7 @@ from smps import __version__
 from smps import config as cfg
 from smps.proxy.trace_hub import EventFilter, Subscription, TraceHub
 from smps.proxy.tracer import TraceEvent, normalise_rule_number
-from smps.store import repo
+from smps.store import audit_log, common, decision_queries, entities, tokens, trace_queries
 from smps.store.db import Store
 from smps.web import auth, sse
 from smps.web.node import NodeView, kick
@@ -68,7 +68,7 @@ TRACE_HUB = web.AppKey("trace_hub", TraceHub)
 COUNTRY_CODE = web.AppKey("country_code", str)
 HEARTBEAT = web.AppKey("heartbeat", float)
 NODE = web.AppKey("node", NodeView)
-IDENTITY = web.RequestKey("identity", repo.TokenInfo)
+IDENTITY = web.RequestKey("identity", tokens.TokenInfo)
 STREAM_PATH = f"{PREFIX}/traces/stream"
 
 _CRUD_KINDS = ("accounts", "smsc", "routes", "trace_rules")
@@ -98,11 +98,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure as a JSON body with the right status."""
     try:
         return await handler(request)
-    except repo.NotFound as exc:
+    except common.NotFound as exc:
         return _error(404, str(exc))
-    except repo.Conflict as exc:
+    except common.Conflict as exc:
         return _error(409, str(exc))
-    except repo.Invalid as exc:
+    except common.Invalid as exc:
         return _error(422, exc.message, exc.field)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -123,13 +123,13 @@ def _token(request: web.Request) -> str | None:
     return None
 
 
-async def authenticate(request: web.Request, store: Store) -> repo.TokenInfo | web.Response:
+async def authenticate(request: web.Request, store: Store) -> tokens.TokenInfo | web.Response:
     """The request's bearer token → its identity, or the 401 answer to send instead
     (also what guards /metrics under ``web.metrics_auth``)."""
     token = _token(request)
     if token is None:
         return _error(401, "missing bearer token", **{"WWW-Authenticate": "Bearer"})
-    identity = await repo.authenticate(store, token)
+    identity = await tokens.authenticate(store, token)
     if identity is None:
         return _error(401, "invalid, revoked or expired token", **{"WWW-Authenticate": "Bearer"})
     return identity
@@ -148,7 +148,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _actor(request: web.Request) -> str:
-    identity: repo.TokenInfo = request[IDENTITY]
+    identity: tokens.TokenInfo = request[IDENTITY]
     return f"token:{identity.name}"
 
 
@@ -156,7 +156,7 @@ async def _body(request: web.Request) -> Any:
     try:
         return msgspec.json.decode(await request.read())
     except msgspec.DecodeError as exc:
-        raise repo.Invalid(f"invalid JSON: {exc}") from None
+        raise common.Invalid(f"invalid JSON: {exc}") from None
 
 
 def _needs(handler: Handler, action: str | Callable[[Any], str]) -> Handler:
@@ -224,7 +224,7 @@ def _params(request: web.Request, kind: type[msgspec.Struct]) -> Any:
     try:
         return msgspec.convert(dict(request.query), kind, strict=False)
     except msgspec.ValidationError as exc:
-        raise repo.validation_error(exc) from None
+        raise entities.validation_error(exc) from None
 
 
 def _time_us(value: str | None, field: str) -> int | None:
@@ -238,7 +238,7 @@ def _time_us(value: str | None, field: str) -> int | None:
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise repo.Invalid(
+        raise common.Invalid(
             "expected ISO 8601 (2026-06-30T18:00:00Z) or epoch seconds", field
         ) from None
     if moment.tzinfo is None:
@@ -246,10 +246,10 @@ def _time_us(value: str | None, field: str) -> int | None:
     return round(moment.timestamp() * 1_000_000)
 
 
-def decision_query(params: DecisionParams) -> repo.DecisionQuery:
-    """The filters of a decisions search (API or admin UI) as the repo's query;
+def decision_query(params: DecisionParams) -> decision_queries.DecisionQuery:
+    """The filters of a decisions search (API or admin UI) as the store's query;
     Invalid names the field of an unreadable time."""
-    return repo.DecisionQuery(
+    return decision_queries.DecisionQuery(
         src=params.src,
         dst=params.dst,
         verdict=params.verdict,
@@ -262,11 +262,11 @@ def decision_query(params: DecisionParams) -> repo.DecisionQuery:
 
 def trace_query(
     number: str | None, since: str | None, until: str | None, country_code: str
-) -> repo.TraceQuery:
-    """The filters of a traced-message search (API or admin UI) as the repo's query;
+) -> trace_queries.TraceQuery:
+    """The filters of a traced-message search (API or admin UI) as the store's query;
     Invalid names the field of an unreadable number or time."""
     found = _number(number, country_code)
-    return repo.TraceQuery(
+    return trace_queries.TraceQuery(
         number=found[0] if found else None,
         prefix=found[1] if found else False,
         since_us=_time_us(since, "since"),
@@ -280,12 +280,12 @@ def _number(value: str | None, country_code: str) -> tuple[str, bool] | None:
         return None
     key, prefix = normalise_rule_number(value, country_code.encode("ascii"))
     if not key:
-        raise repo.Invalid("expected a number or a prefix ending in *", "number")
+        raise common.Invalid("expected a number or a prefix ending in *", "number")
     return key.decode("utf-8"), prefix
 
 
 def _event_filter(number: tuple[str, bool] | None) -> EventFilter | None:
-    """The live stream's ``number`` filter, matching like :func:`repo.query_traces`."""
+    """The live stream's ``number`` filter, matching like :func:`trace_queries.query_traces`."""
     if number is None:
         return None
     key, prefix = number
@@ -387,34 +387,36 @@ class ErrorOut(msgspec.Struct):
 # -------------------------------------------------------------------------- handlers
 
 
-def _entity_handlers(kind: repo.Kind) -> dict[str, Handler]:
+def _entity_handlers(kind: entities.Kind) -> dict[str, Handler]:
     async def list_(request: web.Request) -> web.Response:
-        return _json(await repo.list_entities(request.app[STORE], kind))
+        return _json(await entities.list_entities(request.app[STORE], kind))
 
     async def create(request: web.Request) -> web.Response:
-        created = await repo.create(request.app[STORE], kind, await _body(request), _actor(request))
+        created = await entities.create(
+            request.app[STORE], kind, await _body(request), _actor(request)
+        )
         return _json(created, 201)
 
     async def get(request: web.Request) -> web.Response:
-        return _json(await repo.get_entity(request.app[STORE], kind, request.match_info["key"]))
+        return _json(await entities.get_entity(request.app[STORE], kind, request.match_info["key"]))
 
     async def replace(request: web.Request) -> web.Response:
         body = await _body(request)
         key = request.match_info["key"]
         return _json(
-            await repo.update(request.app[STORE], kind, key, body, _actor(request), merge=False)
+            await entities.update(request.app[STORE], kind, key, body, _actor(request), merge=False)
         )
 
     async def patch(request: web.Request) -> web.Response:
         body = await _body(request)
         key = request.match_info["key"]
         return _json(
-            await repo.update(request.app[STORE], kind, key, body, _actor(request), merge=True)
+            await entities.update(request.app[STORE], kind, key, body, _actor(request), merge=True)
         )
 
     async def remove(request: web.Request) -> web.Response:
         key = request.match_info["key"]
-        await repo.delete_entity(request.app[STORE], kind, key, _actor(request))
+        await entities.delete_entity(request.app[STORE], kind, key, _actor(request))
         return web.Response(status=204)
 
     return {
@@ -428,26 +430,26 @@ def _entity_handlers(kind: repo.Kind) -> dict[str, Handler]:
 
 
 async def _get_policy(request: web.Request) -> web.Response:
-    return _json(await repo.get_policy(request.app[STORE]))
+    return _json(await entities.get_policy(request.app[STORE]))
 
 
 async def _put_policy(request: web.Request) -> web.Response:
     body = await _body(request)
-    return _json(await repo.put_policy(request.app[STORE], body, _actor(request)))
+    return _json(await entities.put_policy(request.app[STORE], body, _actor(request)))
 
 
 async def _decisions(request: web.Request) -> web.Response:
     params: DecisionParams = _params(request, DecisionParams)
     limit = params.limit or 100
     if limit > 1000:
-        raise repo.Invalid("at most 1000 per page (use decisions.csv for more)", "limit")
-    before = repo.decode_cursor(params.cursor) if params.cursor else None
-    rows = await repo.query_decisions(
+        raise common.Invalid("at most 1000 per page (use decisions.csv for more)", "limit")
+    before = common.decode_cursor(params.cursor) if params.cursor else None
+    rows = await decision_queries.query_decisions(
         request.app[STORE], decision_query(params), limit=limit + 1, before_id=before
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = repo.encode_cursor(rows[-1]["id"]) if more else None
+    next_cursor = common.encode_cursor(rows[-1]["id"]) if more else None
     return _json(DecisionPage(msgspec.convert(rows, list[DecisionOut]), next_cursor))
 
 
@@ -455,9 +457,11 @@ async def _decision(request: web.Request) -> web.Response:
     try:
         decision_id = int(request.match_info["id"])
     except ValueError:
-        raise repo.Invalid("decision ids are integers", "id") from None
+        raise common.Invalid("decision ids are integers", "id") from None
     return _json(
-        msgspec.convert(await repo.get_decision(request.app[STORE], decision_id), DecisionOut)
+        msgspec.convert(
+            await decision_queries.get_decision(request.app[STORE], decision_id), DecisionOut
+        )
     )
 
 
@@ -477,7 +481,7 @@ async def write_decisions_csv(
     with :func:`decision_query` before calling: once streaming, errors cannot be told."""
     query = decision_query(params)
     remaining = params.limit
-    before = repo.decode_cursor(params.cursor) if params.cursor else None
+    before = common.decode_cursor(params.cursor) if params.cursor else None
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
@@ -490,7 +494,7 @@ async def write_decisions_csv(
     writer.writerow(CSV_COLUMNS)
     while True:
         page = _CSV_PAGE if remaining is None else min(_CSV_PAGE, remaining)
-        rows = await repo.query_decisions(store, query, limit=page, before_id=before)
+        rows = await decision_queries.query_decisions(store, query, limit=page, before_id=before)
         for row in rows:
             row["results"] = msgspec.json.encode(row["results"]).decode()
             writer.writerow([row[column] for column in CSV_COLUMNS])
@@ -508,42 +512,46 @@ async def write_decisions_csv(
 
 async def _stats(request: web.Request) -> web.Response:
     params: StatsParams = _params(request, StatsParams)
-    until = _time_us(params.until, "until") or repo.now_us()
+    until = _time_us(params.until, "until") or common.now_us()
     since = _time_us(params.since, "since")
     if since is None:
         since = until - 3_600_000_000
     if since >= until:
-        raise repo.Invalid("since must be before until", "since")
-    return _json(await repo.minute_stats(request.app[STORE], since, until, params.account))
+        raise common.Invalid("since must be before until", "since")
+    return _json(
+        await decision_queries.minute_stats(request.app[STORE], since, until, params.account)
+    )
 
 
 async def _audit(request: web.Request) -> web.Response:
     params: PageParams = _params(request, PageParams)
-    before = repo.decode_cursor(params.cursor) if params.cursor else None
-    rows = await repo.audit_entries(request.app[STORE], limit=params.limit + 1, before_id=before)
+    before = common.decode_cursor(params.cursor) if params.cursor else None
+    rows = await audit_log.audit_entries(
+        request.app[STORE], limit=params.limit + 1, before_id=before
+    )
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     return _json(
-        {"items": rows, "next_cursor": repo.encode_cursor(rows[-1]["id"]) if more else None}
+        {"items": rows, "next_cursor": common.encode_cursor(rows[-1]["id"]) if more else None}
     )
 
 
 async def _traces(request: web.Request) -> web.Response:
     params: TraceParams = _params(request, TraceParams)
     query = trace_query(params.number, params.since, params.until, request.app[COUNTRY_CODE])
-    before = repo.decode_cursor(params.cursor) if params.cursor else None
-    rows = await repo.query_traces(
+    before = common.decode_cursor(params.cursor) if params.cursor else None
+    rows = await trace_queries.query_traces(
         request.app[STORE], query, limit=params.limit + 1, before_id=before
     )
     more = len(rows) > params.limit
     rows = rows[: params.limit]
-    next_cursor = repo.encode_cursor(rows[-1]["id"]) if more else None
+    next_cursor = common.encode_cursor(rows[-1]["id"]) if more else None
     return _json(TracePage(msgspec.convert(rows, list[TraceSummaryOut]), next_cursor))
 
 
 async def _trace(request: web.Request) -> web.Response:
     message_id = request.match_info["message_id"]
-    events = await repo.trace_events(request.app[STORE], message_id)
+    events = await trace_queries.trace_events(request.app[STORE], message_id)
     # Stored events are served as written: no decode and re-encode per event.
     return _json({"message_id": message_id, "events": [msgspec.Raw(e) for e in events]})
 
@@ -637,7 +645,7 @@ def add_api_routes(
         api.on_shutdown.append(end_streams)
     router = api.router
     for name in _CRUD_KINDS:
-        handlers = _entity_handlers(repo.KINDS[name])
+        handlers = _entity_handlers(entities.KINDS[name])
         write = auth.change_action(name)
         router.add_get(f"/{name}", handlers["list"])
         router.add_post(f"/{name}", _needs(handlers["create"], write))

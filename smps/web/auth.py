@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from smps import passwords
-from smps.store import repo, schema
+from smps.store import admin_users, common, schema
 from smps.store.db import Store
 from smps.store.roles import ROLES
 
@@ -135,13 +135,13 @@ async def ensure_first_admin(store: Store, environ: dict[str, str] | None = None
         )
         return False
     try:
-        await repo.add_user(
+        await admin_users.add_user(
             store, FIRST_ADMIN, password, "admin", actor=f"env:{ADMIN_PASSWORD_ENV}"
         )
-    except repo.Invalid as exc:
+    except common.Invalid as exc:
         log.error("%s not used: %s", ADMIN_PASSWORD_ENV, exc.message)
         return False
-    except repo.Conflict:
+    except common.Conflict:
         return False  # another process made it first
     log.info("admin UI user %r created from %s", FIRST_ADMIN, ADMIN_PASSWORD_ENV)
     return True

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import msgspec
 
-from smps.store import repo
+from smps.store import audit_log
 from smps.store.db import Store
 
 log = logging.getLogger("smps.web.node")
@@ -80,5 +80,5 @@ async def kick(store: Store, node: NodeView, system_id: str, actor: str) -> int:
     """Unbind every bind of NE account ``system_id`` and audit it; returns how many."""
     count = node.kick(system_id)
     log.warning("%s unbound %d binds of NE account %s", actor, count, system_id)
-    await repo.record(store, actor, "kick", "ne_binds", system_id, after={"unbound": count})
+    await audit_log.record(store, actor, "kick", "ne_binds", system_id, after={"unbound": count})
     return count

@@ -1,6 +1,6 @@
 """The admin UI at ``/``: server-rendered pages over the same data layer as ``/api/v1``.
 
-Every change goes through :mod:`smps.store.repo` (validation with the config
+Every change goes through :mod:`smps.store.entities` (validation with the config
 file's rules, file-managed rows read-only, an audit record per change), so the
 UI and the API cannot disagree. Every route is registered with the action it
 needs (:func:`smps.web.auth.allowed`); the guard checks the session, the CSRF

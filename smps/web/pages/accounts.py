@@ -12,13 +12,13 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import common, entities
 from smps.web.node import LiveStatus
 from smps.web.pages.common import UI, Route, actor, flash, see_other
 from smps.web.pages.entities import EntityPages
 from smps.web.pages.sessions import kick_binds
 
-ACCOUNTS = repo.KINDS["accounts"]
+ACCOUNTS = entities.KINDS["accounts"]
 _NUMBERS = ("max_binds", "window", "tps")
 
 
@@ -58,7 +58,7 @@ class _AccountPages(EntityPages):
                 try:
                     document[name] = int(text)
                 except ValueError:
-                    raise repo.Invalid("enter a whole number", name) from None
+                    raise common.Invalid("enter a whole number", name) from None
         password = str(form.get("password", ""))
         if password or new:
             document["password"] = password
@@ -79,11 +79,11 @@ async def _toggle(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     enable = form.get("enabled") == "true"
     try:
-        await repo.update(
+        await entities.update(
             request.app[UI].store, ACCOUNTS, key, {"enabled": enable}, actor(request), merge=True
         )
         flash(request, "ok", f"NE account {key} {'enabled' if enable else 'disabled'}.")
-    except (repo.Conflict, repo.NotFound, repo.Invalid) as exc:
+    except (common.Conflict, common.NotFound, common.Invalid) as exc:
         flash(request, "error", str(exc))
     raise see_other("/accounts")
 

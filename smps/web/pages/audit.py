@@ -7,17 +7,19 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import audit_log, common
 from smps.web.pages.common import PAGE_SIZE, UI, Route, next_page, render
 
 
 async def _audit(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor") or None
     try:
-        before = repo.decode_cursor(cursor) if cursor else None
-    except repo.Invalid:
+        before = common.decode_cursor(cursor) if cursor else None
+    except common.Invalid:
         before = None
-    rows = await repo.audit_entries(request.app[UI].store, limit=PAGE_SIZE + 1, before_id=before)
+    rows = await audit_log.audit_entries(
+        request.app[UI].store, limit=PAGE_SIZE + 1, before_id=before
+    )
     rows, next_cursor = next_page(rows)
     for row in rows:
         row["changes"] = _changes(row["before"], row["after"])

@@ -1,7 +1,7 @@
 """The dashboard's verdict chart: final verdicts per minute over the last hour, as SVG geometry.
 
 Drawn on the server from the per-minute counters in the database
-(:func:`repo.minute_stats`) and filled into ``chart.svg``; no script draws it.
+(:func:`decision_queries.minute_stats`) and filled into ``chart.svg``; no script draws it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ CHART_WIDTH, CHART_HEIGHT, CHART_MINUTES = 720, 220, 60
 def verdict_chart(counts: list[dict[str, Any]], now_us: int) -> dict[str, Any]:
     """Stacked bars per minute (allow, block, tempfail) for the last hour, as SVG geometry.
 
-    ``counts`` are :func:`repo.minute_stats` rows; only account "" (final
+    ``counts`` are :func:`decision_queries.minute_stats` rows; only account "" (final
     verdicts) is drawn. Returns the bars, y-axis ticks and totals for the template.
     """
     last_minute = now_us // 60_000_000

@@ -20,7 +20,7 @@ import jinja2
 from aiohttp import web
 
 from smps.config import TraceConfig
-from smps.store import repo
+from smps.store import common
 from smps.store.db import Store
 from smps.web import auth
 from smps.web.node import NodeView
@@ -167,7 +167,7 @@ def next_page(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | N
     if len(rows) <= PAGE_SIZE:
         return rows, None
     rows = rows[:PAGE_SIZE]
-    return rows, repo.encode_cursor(rows[-1]["id"])
+    return rows, common.encode_cursor(rows[-1]["id"])
 
 
 def guard(handler: Handler, action: str | None) -> Handler:

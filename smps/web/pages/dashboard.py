@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import common, decision_queries, entities
 from smps.store.db import Store
 from smps.web import sse
 from smps.web.node import LiveStatus
@@ -62,16 +62,16 @@ def _duration(seconds: float) -> str:
 
 
 async def _chart(store: Store) -> dict[str, Any]:
-    now = repo.now_us()
-    counts = await repo.minute_stats(store, now - HOUR_US, now, "")
+    now = common.now_us()
+    counts = await decision_queries.minute_stats(store, now - HOUR_US, now, "")
     return verdict_chart(counts, now)
 
 
 async def _timeout_rates(store: Store) -> dict[str, str]:
     """Per NE account: the share of copies not answered in time over the last hour."""
-    now = repo.now_us()
+    now = common.now_us()
     answered: dict[str, list[int]] = {}
-    for row in await repo.minute_stats(store, now - HOUR_US, now):
+    for row in await decision_queries.minute_stats(store, now - HOUR_US, now):
         if row["account"]:
             entry = answered.setdefault(row["account"], [0, 0])
             entry[1] += row["count"]
@@ -83,7 +83,7 @@ async def _timeout_rates(store: Store) -> dict[str, str]:
 async def _dashboard(request: web.Request) -> web.Response:
     ui = request.app[UI]
     status = ui.node.live_status()
-    accounts = await repo.list_entities(ui.store, repo.KINDS["accounts"])
+    accounts = await entities.list_entities(ui.store, entities.KINDS["accounts"])
     names = [a["system_id"] for a in accounts]
     names += sorted(set(status.ne_binds) - set(names))  # bound but since removed
     return render(

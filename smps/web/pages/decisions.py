@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import msgspec
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import common, decision_queries, entities
 from smps.web.api import DecisionParams, decision_query, write_decisions_csv
 from smps.web.pages.common import PAGE_SIZE, UI, VERDICTS, Route, error_page
 from smps.web.pages.forms import filtered_page
@@ -22,7 +22,7 @@ REASONS = ("block", "all_allow", "timeout", "no_ne", "overload", "sticky", "rece
 
 def _filters(request: web.Request) -> dict[str, str]:
     """The non-empty filter fields of the query string (an empty field means "any")."""
-    names = (*repo.DECISION_FILTERS, "since", "until")
+    names = (*decision_queries.DECISION_FILTERS, "since", "until")
     return {name: request.query[name].strip() for name in names if request.query.get(name, "")}
 
 
@@ -31,7 +31,7 @@ def _params(filters: dict[str, str]) -> DecisionParams:
     try:
         params = msgspec.convert(filters, DecisionParams)
     except msgspec.ValidationError as exc:
-        raise repo.validation_error(exc) from None
+        raise entities.validation_error(exc) from None
     return params
 
 
@@ -41,7 +41,9 @@ async def _decisions(request: web.Request) -> web.Response:
 
     async def fetch(before: int | None) -> list[dict[str, Any]]:
         query = decision_query(_params(filters))
-        return await repo.query_decisions(store, query, limit=PAGE_SIZE + 1, before_id=before)
+        return await decision_queries.query_decisions(
+            store, query, limit=PAGE_SIZE + 1, before_id=before
+        )
 
     listing = await filtered_page(request, filters, fetch)
     return listing.render(
@@ -59,7 +61,7 @@ async def _export(request: web.Request) -> web.StreamResponse:
     try:
         params = _params(_filters(request))
         decision_query(params)  # an unreadable time is refused here, not half-way through
-    except repo.Invalid as exc:
+    except common.Invalid as exc:
         return error_page(request, 422, "Invalid filter", f"{exc.field}: {exc.message}")
     return await write_decisions_csv(request, request.app[UI].store, params)
 

@@ -2,7 +2,7 @@
 (NE accounts, SMSC connections, routes): one flow, told how each kind's form reads
 and shows a row.
 
-Rows go through :mod:`smps.store.repo` like the API's: validated with the file's
+Rows go through :mod:`smps.store.entities` like the API's: validated with the file's
 rules, refused when file-managed, audited. A refused form is shown again with
 what the user typed (never a password).
 """
@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import common, entities
 from smps.store.db import Store
 from smps.web import auth
 from smps.web.node import LiveStatus
@@ -32,7 +32,7 @@ class EntityPages(ABC):
     kind's action (:data:`auth.KIND_ACTIONS`). A subclass says how its form reads
     and shows a row."""
 
-    kind: ClassVar[repo.Kind]
+    kind: ClassVar[entities.Kind]
     what: ClassVar[str]  # "NE account": in messages and on the not-found page
     called: ClassVar[str]  # what the form page calls the row: "account"
     new: ClassVar[Row]  # a new row as the empty form shows it
@@ -85,8 +85,8 @@ class EntityPages(ABC):
     async def _row_or_404(self, request: web.Request) -> Row | web.Response:
         key = request.match_info["key"]
         try:
-            return await repo.get_entity(request.app[UI].store, self.kind, key)
-        except repo.NotFound:
+            return await entities.get_entity(request.app[UI].store, self.kind, key)
+        except common.NotFound:
             return error_page(
                 request, 404, f"No such {self.what}", f"There is no {self.what} {key!r}."
             )
@@ -94,7 +94,7 @@ class EntityPages(ABC):
     async def _list(self, request: web.Request) -> web.Response:
         """The rows in ``<kind>.html``, with the node's live state of them."""
         ui = request.app[UI]
-        rows = await repo.list_entities(ui.store, self.kind)
+        rows = await entities.list_entities(ui.store, self.kind)
         live = self.live(ui.node.live_status())
         return render(request, f"{self.kind.name}.html", page=self.kind.name, rows=rows, **live)
 
@@ -106,7 +106,9 @@ class EntityPages(ABC):
 
         async def create() -> str:
             document = self.document(form, new=True)
-            created = await repo.create(request.app[UI].store, self.kind, document, actor(request))
+            created = await entities.create(
+                request.app[UI].store, self.kind, document, actor(request)
+            )
             return self._said(created[self.kind.key], "created" + self.applies)
 
         shown = {**self.new, **self.echo(form)}
@@ -130,7 +132,7 @@ class EntityPages(ABC):
         async def save() -> str:
             document = {**self.document(form, new=False), self.kind.key: key}
             store = request.app[UI].store
-            await repo.update(store, self.kind, key, document, actor(request), merge=False)
+            await entities.update(store, self.kind, key, document, actor(request), merge=False)
             return self._said(key, "saved" + self.applies)
 
         shown = {**self.shown(stored), **self.echo(form), self.kind.key: key}
@@ -141,8 +143,8 @@ class EntityPages(ABC):
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         key = request.match_info["key"]
         try:
-            await repo.delete_entity(request.app[UI].store, self.kind, key, actor(request))
+            await entities.delete_entity(request.app[UI].store, self.kind, key, actor(request))
             flash(request, "ok", self._said(key, "deleted"))
-        except (repo.Conflict, repo.NotFound) as exc:
+        except (common.Conflict, common.NotFound) as exc:
             flash(request, "error", str(exc))
         raise see_other(self.path)

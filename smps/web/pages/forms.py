@@ -2,7 +2,7 @@
 submitting a change, a page of a filtered list, and reading a typed list, number or
 duration.
 
-Every change still goes through :mod:`smps.store.repo`, which validates with
+Every change still goes through :mod:`smps.store.entities`, which validates with
 the configuration file's rules; this module only turns its answers into what a
 form shows.
 """
@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import common
 from smps.web.pages.common import flash, next_page, render, see_other
 
 _PLAIN_MESSAGES = (
@@ -44,7 +44,7 @@ _LINE_LISTS = frozenset(
 )
 
 
-def field_errors(exc: repo.Invalid) -> dict[str, str]:
+def field_errors(exc: common.Invalid) -> dict[str, str]:
     """{form field: message}: ``allowed_ips[1]`` is shown at the ``allowed_ips``
     field ("line 2: ..."), ``reconnect.max`` at ``reconnect_max``."""
     name = (exc.field or "").split("[", 1)[0].replace(".", "_")
@@ -94,13 +94,13 @@ async def submit(
     back: str,
 ) -> web.StreamResponse:
     """Make ``change`` (it returns what to tell the user) and go ``back`` to the list;
-    when the repo refuses it, ``show_again`` the form: a field's error beside the field
+    when the store refuses it, ``show_again`` the form: a field's error beside the field
     (422), a conflict above the form (409)."""
     try:
         done = await change()
-    except repo.Invalid as exc:
+    except common.Invalid as exc:
         return await show_again(errors=field_errors(exc), status=422)
-    except (repo.Conflict, repo.NotFound) as exc:
+    except (common.Conflict, common.NotFound) as exc:
         return await show_again(problem=str(exc), status=409)
     flash(request, "ok", done)
     raise see_other(back)
@@ -144,8 +144,8 @@ async def filtered_page(
     unreadable filter or cursor gives no rows and an error beside its field."""
     cursor = request.query.get("cursor") or None
     try:
-        rows = await fetch(repo.decode_cursor(cursor) if cursor else None)
-    except repo.Invalid as exc:
+        rows = await fetch(common.decode_cursor(cursor) if cursor else None)
+    except common.Invalid as exc:
         return FilteredPage(filters, [], field_errors(exc), cursor is None, None)
     rows, next_cursor = next_page(rows)
     return FilteredPage(filters, rows, {}, cursor is None, next_cursor)

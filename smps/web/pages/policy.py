@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import common, entities
 from smps.web.pages.common import UI, VERDICTS, Route, actor, flash, render, see_other
 from smps.web.pages.forms import field_errors, seconds
 
@@ -63,20 +63,20 @@ def _form(
 
 
 async def _policy(request: web.Request) -> web.Response:
-    return _form(request, _shown(await repo.get_policy(request.app[UI].store)))
+    return _form(request, _shown(await entities.get_policy(request.app[UI].store)))
 
 
 async def _save(request: web.Request) -> web.StreamResponse:
     ui = request.app[UI]
     form = await request.post()
     document = _document(form)
-    stored = await repo.get_policy(ui.store)
+    stored = await entities.get_policy(ui.store)
     try:
-        await repo.put_policy(ui.store, document, actor(request))
-    except repo.Invalid as exc:
+        await entities.put_policy(ui.store, document, actor(request))
+    except common.Invalid as exc:
         shown = {**stored, **document, "ne_block_codes": ", ".join(document["ne_block_codes"])}
         return _form(request, shown, errors=field_errors(exc), status=422)
-    except repo.Conflict as exc:
+    except common.Conflict as exc:
         flash(request, "error", str(exc))
         raise see_other("/policy") from None
     flash(request, "ok", "Policy saved; it applies to messages arriving from now on.")

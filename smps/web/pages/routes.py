@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from smps.store import repo
+from smps.store import entities
 from smps.store.db import Store
 from smps.web.pages.common import Route
 from smps.web.pages.entities import EntityPages
@@ -18,7 +18,7 @@ _LISTS = ("source_prefix", "destination_prefix", "service_type", "data_coding")
 class _RoutePages(EntityPages):
     """A route's lists are typed one per line; the accounts and SMSCs are ticked."""
 
-    kind = repo.KINDS["routes"]
+    kind = entities.KINDS["routes"]
     what = "route"
     called = "route"
     new: ClassVar[Mapping[str, Any]] = {
@@ -44,8 +44,8 @@ class _RoutePages(EntityPages):
 
     async def choices(self, store: Store) -> dict[str, Any]:
         """The NE accounts and SMSC connections a route may name, ticked on the form."""
-        accounts = await repo.list_entities(store, repo.KINDS["accounts"])
-        smscs = await repo.list_entities(store, repo.KINDS["smsc"])
+        accounts = await entities.list_entities(store, entities.KINDS["accounts"])
+        smscs = await entities.list_entities(store, entities.KINDS["smsc"])
         return {
             "account_names": [a["system_id"] for a in accounts],
             "smsc_names": [s["name"] for s in smscs],

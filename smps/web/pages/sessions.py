@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import entities
 from smps.web.node import kick
 from smps.web.pages.common import UI, Route, actor, flash, render, see_other
 from smps.web.pages.dashboard import live_document
@@ -25,7 +25,8 @@ async def _sessions(request: web.Request) -> web.Response:
     ui = request.app[UI]
     status = ui.node.live_status()
     accounts = {
-        a["system_id"]: a for a in await repo.list_entities(ui.store, repo.KINDS["accounts"])
+        a["system_id"]: a
+        for a in await entities.list_entities(ui.store, entities.KINDS["accounts"])
     }
     names = [*accounts, *sorted(set(status.ne_binds) - set(accounts))]
     return render(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from smps.store import repo
+from smps.store import entities
 from smps.web.node import LiveStatus
 from smps.web.pages.common import Route
 from smps.web.pages.entities import EntityPages
@@ -25,7 +25,7 @@ class _SmscPages(EntityPages):
     """The form flattens ``reconnect`` and ``tls`` into fields of their own and shows
     durations as typed in the file (``30s``)."""
 
-    kind = repo.KINDS["smsc"]
+    kind = entities.KINDS["smsc"]
     what = "SMSC connection"
     called = "smsc"
     new: ClassVar[Mapping[str, Any]] = {

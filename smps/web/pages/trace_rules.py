@@ -1,7 +1,7 @@
 """Trace rules: which subscribers' messages are traced PDU by PDU, until when, with or
 without their text; the list with what each rule matches, adding and removing.
 
-Rules change only through :mod:`smps.store.repo` (validated as in the file,
+Rules change only through :mod:`smps.store.entities` (validated as in the file,
 file-managed rules read-only, audited, pushed to every tracer live), like
 ``/api/v1/trace_rules``. What a rule matches and whether text is decoded follow
 the node's ``trace`` section (:data:`TRACE_SETTINGS`).
@@ -16,11 +16,11 @@ from aiohttp import web
 
 from smps.config import TraceConfig
 from smps.proxy.tracer import normalise_rule_number
-from smps.store import repo
+from smps.store import common, entities
 from smps.web.pages.common import UI, Route, actor, flash, render, see_other, trace_settings
 from smps.web.pages.forms import field_errors
 
-RULES = repo.KINDS["trace_rules"]
+RULES = entities.KINDS["trace_rules"]
 EXPIRIES = (
     ("1h", "1 hour", 3600),
     ("24h", "24 hours", 86400),
@@ -101,12 +101,12 @@ def _rule_document(form: dict[str, str], now: datetime) -> dict[str, Any]:
     choice = form["expiry"]
     if choice == "custom":
         if not form["custom"].strip():
-            raise repo.Invalid("enter the date and time the rule ends (UTC)", "expires")
+            raise common.Invalid("enter the date and time the rule ends (UTC)", "expires")
         document["expires"] = form["custom"].strip()
     else:
         seconds = next((s for key, _, s in EXPIRIES if key == choice), None)
         if seconds is None and choice != "never":
-            raise repo.Invalid("choose when the rule ends", "expires")
+            raise common.Invalid("choose when the rule ends", "expires")
         if seconds is not None:
             document["expires"] = (now + timedelta(seconds=seconds)).isoformat()
     if form["content"] in ("allow", "hide"):
@@ -123,14 +123,14 @@ async def _rules_page(
 ) -> web.Response:
     store = request.app[UI].store
     settings = trace_settings(request)
-    rules = await repo.list_entities(store, RULES)
-    creators = await repo.created_by(store, RULES)
+    rules = await entities.list_entities(store, RULES)
+    creators = await entities.created_by(store, RULES)
     return render(
         request,
         "trace_rules.html",
         status=status,
         page="traces",
-        rules=_rule_rows(rules, creators, settings, repo.now_us()),
+        rules=_rule_rows(rules, creators, settings, common.now_us()),
         settings=settings,
         form=shown or dict(_NEW_RULE),
         errors=errors or {},
@@ -148,17 +148,17 @@ async def _add(request: web.Request) -> web.StreamResponse:
     shown = {name: str(form.get(name, default)) for name, default in _NEW_RULE.items()}
     try:
         document = _rule_document(shown, datetime.now(UTC).replace(microsecond=0))
-        created = await repo.create(request.app[UI].store, RULES, document, actor(request))
-    except repo.Invalid as exc:
+        created = await entities.create(request.app[UI].store, RULES, document, actor(request))
+    except common.Invalid as exc:
         ends = "custom" if shown["expiry"] == "custom" else "expiry"
         form_field = {"expires": ends, "decode_content": "content"}  # the document's names
         errors = {form_field.get(k, k): message for k, message in field_errors(exc).items()}
         return await _rules_page(request, shown=shown, errors=errors, status=422)
-    except repo.Conflict as exc:
+    except common.Conflict as exc:
         return await _rules_page(request, shown=shown, errors={"number": str(exc)}, status=409)
     expires_us = _expiry_us(created.get("expires"))
-    until = f"until {repo.iso(expires_us)[:16].replace('T', ' ')} UTC" if expires_us else ""
-    if expires_us is not None and expires_us <= repo.now_us():
+    until = f"until {common.iso(expires_us)[:16].replace('T', ' ')} UTC" if expires_us else ""
+    if expires_us is not None and expires_us <= common.now_us():
         flash(request, "error", f"Trace rule {created['number']} added, but its end time "
               "has passed: it traces nothing. Remove it and add it again.")  # fmt: skip
     else:
@@ -170,9 +170,9 @@ async def _remove(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     number = str(form.get("number", ""))
     try:
-        await repo.delete_entity(request.app[UI].store, RULES, number, actor(request))
+        await entities.delete_entity(request.app[UI].store, RULES, number, actor(request))
         flash(request, "ok", f"Trace rule {number} removed; its traced messages stay.")
-    except (repo.Conflict, repo.NotFound) as exc:
+    except (common.Conflict, common.NotFound) as exc:
         flash(request, "error", str(exc))
     raise see_other("/traces/rules")
 

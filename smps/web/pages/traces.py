@@ -1,6 +1,6 @@
 """Traced messages: the list (filtered, paged, and live), and one message's ladder.
 
-The list reads :func:`repo.query_traces`; its live mode is a Server-Sent Events
+The list reads :func:`trace_queries.query_traces`; its live mode is a Server-Sent Events
 stream that polls that query for messages newer than the newest shown, so a
 row appears only once its events are in the database and its ladder can be
 opened. Numbers are normalised with the node's country code
@@ -18,7 +18,7 @@ from aiohttp import web
 
 from smps.config import TraceConfig
 from smps.proxy.tracer import TraceEvent
-from smps.store import repo
+from smps.store import common, entities, trace_queries
 from smps.web import sse
 from smps.web.api import trace_query
 from smps.web.pages.common import (
@@ -43,7 +43,7 @@ def _message_row(summary: dict[str, Any]) -> dict[str, Any]:
         **summary,
         "arrived": clock(summary["first_us"]),
         "final": status_text(summary["status"]),
-        "cursor": repo.encode_cursor(summary["id"]),
+        "cursor": common.encode_cursor(summary["id"]),
     }
 
 
@@ -55,7 +55,7 @@ def _filters(request: web.Request) -> dict[str, str]:
     }
 
 
-def _query(filters: dict[str, str], settings: TraceConfig) -> repo.TraceQuery:
+def _query(filters: dict[str, str], settings: TraceConfig) -> trace_queries.TraceQuery:
     number, since, until = (filters.get(name) for name in ("number", "since", "until"))
     return trace_query(number, since, until, settings.country_code)
 
@@ -67,7 +67,7 @@ async def _messages(request: web.Request) -> web.Response:
 
     async def fetch(before: int | None) -> list[dict[str, Any]]:
         query = _query(filters, settings)
-        rows = await repo.query_traces(store, query, limit=PAGE_SIZE + 1, before_id=before)
+        rows = await trace_queries.query_traces(store, query, limit=PAGE_SIZE + 1, before_id=before)
         return [_message_row(row) for row in rows]
 
     listing = await filtered_page(request, filters, fetch)
@@ -80,7 +80,7 @@ async def _messages(request: web.Request) -> web.Response:
         page="traces",
         live_url="/traces/live?" + urlencode(live_query) if live else None,
         live_keep=LIVE_KEEP,
-        rules=len(await repo.list_entities(store, repo.KINDS["trace_rules"])),
+        rules=len(await entities.list_entities(store, entities.KINDS["trace_rules"])),
     )
 
 
@@ -89,13 +89,13 @@ async def _live(request: web.Request) -> web.StreamResponse:
     try:
         newer_than = int(request.query.get("after", "0"))
         query = _query(_filters(request), trace_settings(request))
-    except (ValueError, repo.Invalid):
+    except (ValueError, common.Invalid):
         return error_page(request, 422, "Invalid filter", "Reload the trace list.")
     return await sse.stream(request, _new_rows(request.app[UI], query, newer_than))
 
 
 async def _new_rows(
-    ui: UiState, query: repo.TraceQuery, newer_than: int
+    ui: UiState, query: trace_queries.TraceQuery, newer_than: int
 ) -> AsyncGenerator[bytes, None]:
     """Each poll's messages with an id above the last one sent, as rendered table rows;
     an idle comment when there are none."""
@@ -103,7 +103,7 @@ async def _new_rows(
     newest_us: int | None = None
     async for _ in sse.every(LIVE_POLL, ui.closing):
         since = None if newest_us is None else newest_us - LIVE_LOOKBACK_US
-        rows = await repo.query_traces(
+        rows = await trace_queries.query_traces(
             ui.store,
             msgspec.structs.replace(query, since_us=max(since or 0, query.since_us or 0)),
             limit=PAGE_SIZE,
@@ -123,8 +123,8 @@ async def _new_rows(
 async def _message(request: web.Request) -> web.Response:
     message_id = request.match_info["message_id"]
     try:
-        stored = await repo.trace_events(request.app[UI].store, message_id)
-    except repo.NotFound:
+        stored = await trace_queries.trace_events(request.app[UI].store, message_id)
+    except common.NotFound:
         return error_page(
             request,
             404,

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smps.store import repo
+from smps.store import admin_users, common
 from smps.web.pages.common import SESSION, UI, Route, actor, error_page, flash, render, see_other
 from smps.web.pages.forms import form_page, submit
 
@@ -30,7 +30,10 @@ async def _form(request: web.Request, template: str, **form: Any) -> web.Respons
 
 async def _users(request: web.Request) -> web.Response:
     return render(
-        request, "users.html", page="users", users=await repo.list_users(request.app[UI].store)
+        request,
+        "users.html",
+        page="users",
+        users=await admin_users.list_users(request.app[UI].store),
     )
 
 
@@ -45,7 +48,9 @@ async def _create(request: web.Request) -> web.StreamResponse:
     async def create() -> str:
         password = str(form.get("password", ""))
         store = request.app[UI].store
-        await repo.add_user(store, shown["name"], password, shown["role"], actor=actor(request))
+        await admin_users.add_user(
+            store, shown["name"], password, shown["role"], actor=actor(request)
+        )
         return f"User {shown['name']} added as {shown['role']}."
 
     return await submit(
@@ -55,7 +60,7 @@ async def _create(request: web.Request) -> web.StreamResponse:
 
 async def _user_or_404(request: web.Request) -> dict[str, Any] | web.Response:
     name = request.match_info["key"]
-    for user in await repo.list_users(request.app[UI].store):
+    for user in await admin_users.list_users(request.app[UI].store):
         if user["name"] == name:
             return user
     return error_page(request, 404, "No such user", f"There is no user {name!r}.")
@@ -89,14 +94,14 @@ async def _change(
 
 def _not_yourself(request: web.Request, name: str, what: str) -> None:
     if name == request[SESSION].user.name:
-        raise repo.Conflict(f"You cannot {what} yourself; ask another admin.")
+        raise common.Conflict(f"You cannot {what} yourself; ask another admin.")
 
 
 async def _role(request: web.Request) -> web.StreamResponse:
     async def change(name: str, form: Mapping[str, Any]) -> str:
         _not_yourself(request, name, "change the role of")
         role = str(form.get("role", ""))
-        await repo.set_user_role(request.app[UI].store, name, role, actor=actor(request))
+        await admin_users.set_user_role(request.app[UI].store, name, role, actor=actor(request))
         return f"{name} is now {role}; their sessions were ended."
 
     return await _change(request, change)
@@ -105,7 +110,9 @@ async def _role(request: web.Request) -> web.StreamResponse:
 async def _password(request: web.Request) -> web.StreamResponse:
     async def change(name: str, form: Mapping[str, Any]) -> str:
         password = str(form.get("password", ""))
-        await repo.set_user_password(request.app[UI].store, name, password, actor=actor(request))
+        await admin_users.set_user_password(
+            request.app[UI].store, name, password, actor=actor(request)
+        )
         return f"Password of {name} reset; their sessions were ended."
 
     return await _change(request, change)
@@ -115,8 +122,8 @@ async def _delete(request: web.Request) -> web.StreamResponse:
     name = request.match_info["key"]
     try:
         _not_yourself(request, name, "delete")
-        await repo.delete_user(request.app[UI].store, name, actor=actor(request))
-    except (repo.Conflict, repo.NotFound) as exc:
+        await admin_users.delete_user(request.app[UI].store, name, actor=actor(request))
+    except (common.Conflict, common.NotFound) as exc:
         flash(request, "error", str(exc))
     else:
         request.app[UI].sessions.end_user(name)

@@ -1,0 +1,103 @@
+"""Decisions and per-minute counters as the API and the UI query them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from sqlalchemy import and_, select
+
+from smps.store import schema
+from smps.store.common import NotFound, iso, plain, time_window
+from smps.store.db import Store
+
+DECISION_FILTERS = ("src", "dst", "verdict", "reason", "account")
+
+
+class DecisionQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Filters of the decisions query; times are epoch µs of the decision, until exclusive."""
+
+    src: str | None = None
+    dst: str | None = None
+    verdict: str | None = None
+    reason: str | None = None
+    account: str | None = None  # the deciding NE account
+    since_us: int | None = None
+    until_us: int | None = None
+
+
+def _decision_document(row: Mapping[str, Any]) -> dict[str, Any]:
+    document = plain(row)
+    document["results"] = msgspec.json.decode(row["results"])
+    document["arrived_at"] = iso(row["arrived_us"])
+    document["decided_at"] = iso(row["decided_us"])
+    return document
+
+
+def _decision_conditions(query: DecisionQuery) -> list[Any]:
+    c = schema.decisions.c
+    conditions = []
+    for value, column in (
+        (query.src, c.source_addr),
+        (query.dst, c.destination_addr),
+        (query.verdict, c.verdict),
+        (query.reason, c.reason),
+        (query.account, c.deciding_account),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    return [*conditions, *time_window(c.decided_us, query.since_us, query.until_us)]
+
+
+async def query_decisions(
+    store: Store, query: DecisionQuery, *, limit: int, before_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Decisions matching ``query``, newest first (by id), older than ``before_id``."""
+    table = schema.decisions
+    conditions = _decision_conditions(query)
+    if before_id is not None:
+        conditions.append(table.c.id < before_id)
+    statement = select(table).where(and_(True, *conditions)).order_by(table.c.id.desc())
+    async with store.engine.connect() as conn:
+        result = await conn.execute(statement.limit(limit))
+        return [_decision_document(row) for row in result.mappings()]
+
+
+async def get_decision(store: Store, decision_id: int) -> dict[str, Any]:
+    table = schema.decisions
+    async with store.engine.connect() as conn:
+        result = await conn.execute(select(table).where(table.c.id == decision_id))
+        row = result.mappings().first()
+    if row is None:
+        raise NotFound(f"no decision {decision_id}")
+    return _decision_document(row)
+
+
+async def minute_stats(
+    store: Store, since_us: int, until_us: int, account: str | None = None
+) -> list[dict[str, Any]]:
+    """Per-minute counts in [since, until); account "" is the final verdict."""
+    table = schema.minute_counters
+    conditions = [
+        table.c.minute >= since_us // 60_000_000,
+        table.c.minute < -(-until_us // 60_000_000),
+    ]
+    if account is not None:
+        conditions.append(table.c.account == account)
+    statement = (
+        select(table)
+        .where(and_(*conditions))
+        .order_by(table.c.minute, table.c.account, table.c.verdict)
+    )
+    async with store.engine.connect() as conn:
+        result = await conn.execute(statement)
+        return [
+            {
+                "minute": iso(row["minute"] * 60_000_000),
+                "account": row["account"],
+                "verdict": row["verdict"],
+                "count": row["count"],
+            }
+            for row in result.mappings()
+        ]
