@@ -75,12 +75,17 @@ def check_framer(fdp) -> None:
     else:
         assert error is not None, "a bad command_length was not refused"
         assert got == expected
-        command_id, _status, sequence = struct.unpack(">III", bad_header[4:16])
+        # The error names the header's sequence and command_id as far as they had
+        # arrived when the 4 length octets were refused, else 0.
+        arrived = min(at, len(stream)) - sum(map(len, got))
+        header = bad_header.ljust(16, b"\0")
+        command_id, _status, sequence = struct.unpack(">III", header[4:16])
         assert (error.status, error.sequence, error.command_id) == (
             Status.RINVCMDLEN,
-            sequence,
-            command_id,
+            sequence if arrived >= 16 else 0,
+            command_id if arrived >= 8 else 0,
         )
+        sequence = error.sequence
         assert framer.failed and framer.buffered == 0
         framer.feed(b"\0\0\0\x10" * 8)
         try:

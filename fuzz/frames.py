@@ -4,9 +4,10 @@ import struct
 
 
 def reference_frames(stream: bytes, max_length: int) -> tuple[list[bytes], bytes | None]:
-    """(whole PDUs, the 16-octet header with a bad command_length or None), cut plainly."""
+    """(whole PDUs, the header (up to 16 octets) whose command_length is bad, or None),
+    cut plainly. A bad length is refused from its 4 octets: nothing waits for the rest."""
     pdus, at = [], 0
-    while len(stream) - at >= 16:
+    while len(stream) - at >= 4:
         length = struct.unpack_from(">I", stream, at)[0]
         if not 16 <= length <= max_length:
             return pdus, stream[at : at + 16]
