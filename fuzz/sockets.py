@@ -39,7 +39,7 @@ from smps._native.pdu import CommandId as C
 from smps._native.pdu import Status, encode
 from smps._native.text import split, ucs2_encode
 from tests.helpers import until
-from tests.nodes import REPO, RunNode, sections
+from tests.nodes import REPO, RunNode, sections, smsc_section
 
 RESPONSE_BIT = 0x80000000
 NE_ACCOUNT = {"system_id": "antispam", "password": "pw1", "max_binds": 4}
@@ -530,15 +530,11 @@ async def fuzz_node(
             directory,
             smsc_port,
             smsc=[
-                {
-                    "name": "smsc1",
-                    "host": "127.0.0.1",
-                    "port": smsc_port,
-                    "system_id": "smps",
-                    "password": "secret",
-                    "response_timeout": f"{SMSC_RESPONSE_TIMEOUT}s",
-                    "reconnect": {"initial": "100ms", "max": "500ms"},
-                }
+                smsc_section(
+                    smsc_port,
+                    response_timeout=f"{SMSC_RESPONSE_TIMEOUT}s",
+                    reconnect={"initial": "100ms", "max": "500ms"},
+                )
             ],
             server={"listen": "127.0.0.1:0", "bind_timeout": f"{BIND_TIMEOUT}s"},
             ne_accounts=[NE_ACCOUNT],

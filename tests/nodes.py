@@ -25,6 +25,19 @@ REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "pw1"
 
 
+def smsc_section(port: int, **over) -> dict:
+    """One `smsc` entry for the simulated SMSC on 127.0.0.1 (system_id smps, password
+    secret, as SimSmsc expects); ``over`` adds or replaces keys."""
+    return {
+        "name": "smsc1",
+        "host": "127.0.0.1",
+        "port": port,
+        "system_id": "smps",
+        "password": "secret",
+        **over,
+    }
+
+
 def sections(directory: Path, smsc_port: int, *, name="t", reconnect=("100ms", "500ms"), **over):
     """The sections of a test node's smps.yaml; ``over`` replaces whole top-level
     sections (None drops one)."""
@@ -33,17 +46,7 @@ def sections(directory: Path, smsc_port: int, *, name="t", reconnect=("100ms", "
         "node": {"name": name, "state_dir": str(directory / "var"), "workers": 2},
         "log": {"file": str(directory / "var" / "smps.log"), "level": "INFO"},
         "database": {"url": f"sqlite:///{directory / 'var' / 'smps.db'}"},
-        "smsc": [
-            {
-                "name": "smsc1",
-                "host": "127.0.0.1",
-                "port": smsc_port,
-                "system_id": "smps",
-                "password": "secret",
-                "binds": 1,
-                "reconnect": {"initial": initial, "max": most},
-            }
-        ],
+        "smsc": [smsc_section(smsc_port, binds=1, reconnect={"initial": initial, "max": most})],
         "server": {"listen": "127.0.0.1:0"},
         "web": {"listen": "127.0.0.1:0"},
     }

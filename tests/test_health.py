@@ -14,7 +14,7 @@ from smps.app import Node
 from smps.sim.smsc import SimSmsc
 from smps.store import decision_queries, tokens
 from tests.helpers import until
-from tests.nodes import RunNode, sections
+from tests.nodes import RunNode, sections, smsc_section
 from tests.test_proxy import proxy
 
 
@@ -27,16 +27,7 @@ async def node_with_smsc(make_config, tmp_path, *, web=None, database=None):
     cfg = make_config(
         log={"file": ""},
         node={"state_dir": str(tmp_path / "var")},
-        smsc=[
-            {
-                "name": "smsc1",
-                "host": "127.0.0.1",
-                "port": smsc_port,
-                "system_id": "smps",
-                "password": "secret",
-                "reconnect": {"initial": "50ms", "max": "200ms"},
-            }
-        ],
+        smsc=[smsc_section(smsc_port, reconnect={"initial": "50ms", "max": "200ms"})],
         server={"listen": "127.0.0.1:0"},
         web={"listen": "127.0.0.1:0", **(web or {})},
         database={"url": f"sqlite:///{tmp_path}/var/smps.db", **(database or {})},

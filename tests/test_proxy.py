@@ -13,6 +13,7 @@ from smps._native.pdu import CommandId, Status, decode_sm, encode
 from smps.app import Node
 from smps.sim.smsc import SimSmsc
 from tests.helpers import until
+from tests.nodes import smsc_section
 from tests.peers import Ne, allow, hold
 
 BLOCK = 0x66
@@ -75,16 +76,7 @@ async def _proxy(make_config, state_dir, *, accounts, policy, flow, routes, data
     smsc_port = await sim.start()
     cfg = make_config(
         log={"file": ""},
-        smsc=[
-            {
-                "name": "smsc1",
-                "host": "127.0.0.1",
-                "port": smsc_port,
-                "system_id": "smps",
-                "password": "secret",
-                "binds": 1,
-            }
-        ],
+        smsc=[smsc_section(smsc_port, binds=1)],
         server={"listen": "127.0.0.1:0", "enquire_link": "30s"},
         web={"listen": "127.0.0.1:0"},
         ne_accounts=list(accounts),

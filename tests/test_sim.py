@@ -26,6 +26,7 @@ from smps.smpp.server import NeServer
 from smps.smpp.session import NO_RESPONSE
 from tests import tracebacks
 from tests.helpers import free_port, until
+from tests.nodes import smsc_section
 
 EXTENSION_CHARS = set("€{}[]~^\\|")
 SIM_MAIN = [sys.executable, "-c", "from smps.sim.cli import main; raise SystemExit(main())"]
@@ -160,16 +161,8 @@ def test_latency_histogram_percentiles_within_two_percent():
 
 
 def smsc_config(make_config, port, **overrides):
-    section = {
-        "name": "smsc1",
-        "host": "127.0.0.1",
-        "port": port,
-        "system_id": "smps",
-        "password": "secret",
-        "binds": 2,
-        "reconnect": {"initial": "50ms", "max": "400ms"},
-    }
-    section.update(overrides)
+    quick = {"binds": 2, "reconnect": {"initial": "50ms", "max": "400ms"}}
+    section = smsc_section(port, **{**quick, **overrides})
     return make_config(smsc=[section]).smsc[0]
 
 

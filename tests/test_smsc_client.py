@@ -20,22 +20,15 @@ from smps._native.states import State
 from smps.sim.smsc import SimSmsc
 from smps.smpp.client import SmscClient
 from tests.helpers import until
+from tests.nodes import smsc_section
 
 pytestmark = pytest.mark.both_loops
 
 
-def smsc_section(port, **overrides):
-    section = {
-        "name": "smsc1",
-        "host": "127.0.0.1",
-        "port": port,
-        "system_id": "smps",
-        "password": "secret",
-        "reconnect": {"initial": "50ms", "max": "400ms"},
-        "response_timeout": "1s",
-    }
-    section.update(overrides)
-    return section
+def client_section(port, **overrides):
+    """The client's SMSC entry: quick reconnects and response timeout."""
+    quick = {"reconnect": {"initial": "50ms", "max": "400ms"}, "response_timeout": "1s"}
+    return smsc_section(port, **{**quick, **overrides})
 
 
 @pytest.fixture
@@ -53,7 +46,7 @@ def port_of(sim: SimSmsc) -> int:
 @contextlib.asynccontextmanager
 async def running_client(make_config, port, on_message=None, **overrides):
     """An SmscClient to the SMSC on ``port``, started; stopped on the way out."""
-    cfg = make_config(smsc=[smsc_section(port, **overrides)])
+    cfg = make_config(smsc=[client_section(port, **overrides)])
     handler = {} if on_message is None else {"on_message": on_message}
     client = SmscClient(cfg.smsc[0], **handler)
     client.start()
@@ -322,7 +315,7 @@ async def test_unexpected_exception_is_retried_with_its_traceback_logged_once(
     sim, make_config, caplog
 ):
     caplog.set_level(logging.INFO, logger="smps.smsc")
-    cfg = make_config(smsc=[smsc_section(port_of(sim))])
+    cfg = make_config(smsc=[client_section(port_of(sim))])
     client = FlakyClient(cfg.smsc[0], failures=2)
     client.start()
     try:

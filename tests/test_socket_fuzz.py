@@ -13,7 +13,7 @@ from smps import config as config_module
 from smps._native.pdu import CommandId, Status, encode
 from smps.smpp.client import SmscClient
 from tests.helpers import until
-from tests.nodes import RunNode, sections
+from tests.nodes import RunNode, sections, smsc_section
 
 
 async def test_node_survives_a_short_socket_fuzz(tmp_path):
@@ -56,15 +56,9 @@ class OneBadBindSmsc:
 async def bind_once_refused(first_answer) -> tuple[SmscClient, OneBadBindSmsc]:
     smsc = OneBadBindSmsc(first_answer)
     port = await smsc.start()
-    section = {
-        "name": "smsc1",
-        "host": "127.0.0.1",
-        "port": port,
-        "system_id": "smps",
-        "password": "secret",
-        "reconnect": {"initial": "50ms", "max": "200ms"},
-        "response_timeout": "1s",
-    }
+    section = smsc_section(
+        port, reconnect={"initial": "50ms", "max": "200ms"}, response_timeout="1s"
+    )
     cfg = config_module.loads(yaml.safe_dump({"smsc": [section]}), file="<test>").smsc[0]
     client = SmscClient(cfg)
     client.start()
