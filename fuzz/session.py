@@ -190,9 +190,13 @@ asyncio.set_event_loop(LOOP)
 
 
 async def _start_servers():
-    # Refusals answered on the next loop turn, not a second later (0 is no valid
-    # setting for an operator, so it is set past the config's checks).
-    at_once = msgspec.structs.replace(CONFIG.server, auth_failure_delay=0.0)
+    # Refusals answered on the next loop turn, not a second later, and no lockout:
+    # the inputs' wrong binds all come from one peer address, and a lockout would
+    # refuse the good bind of a later input (neither is a valid setting for an
+    # operator, so both are set past the config's checks).
+    at_once = msgspec.structs.replace(
+        CONFIG.server, auth_failure_delay=0.0, auth_lockout_failures=1 << 62
+    )
     server = NeServer(at_once, CONFIG.ne_accounts, copy_timeout=5.0)
     return server, SmscClient(CONFIG.smsc[0], answer_original)
 

@@ -149,9 +149,12 @@ def check_split(fdp) -> None:
     units = gsm7_length(text) if data_coding == 0 else len(ucs2_encode(text)) // 2
     single = min(160 if data_coding == 0 else 70, max_single or 160)
     esm_class = 0 if units <= single else UDHI
-    # (A lone segment with a UDH would not read back as the text below: U+0500 U+0300
-    # start with the octets 05 00 03 of a UDH, so the octets alone prove nothing.)
-    assert (esm_class == 0) == (len(segments) == 1)
+    if esm_class == 0:
+        # No UDH: the one segment reads back as the text below (its octets alone prove
+        # nothing: UTF-16 of U+0500 U+0300 starts 05 00 03 like a UDH).
+        assert len(segments) == 1
+    else:
+        assert all(s[:3] == b"\5\0\3" for s in segments), "a part without its UDH"
     parts = list(enumerate(segments, 1))
     decoded = reassemble(parts, data_coding, esm_class, gsm7_packed=packed)
     # Packed GSM 7-bit: a final '@' or CR filling the last octet reads as padding (text.pyx).
