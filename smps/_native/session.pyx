@@ -322,14 +322,19 @@ cdef class SessionCore:
         unbind on the wire: wait for them, up to unbind_grace, then close (an
         SMSC that closed at once lost the answers to deliveries in flight).
         Requests still queued here are never sent."""
-        queued, self._queue = self._queue, deque()
-        for _pdu, callback, context, _queued_at in queued:
-            self._run_callback(callback, context, NO_RESPONSE, None)
+        self._fail_queued()
         if not self._outstanding:
             self._abort_after_flush()
             return 0
         self._closing = True
         self._event_loop.call_later(self.unbind_grace, self.abort_after_flush)
+        return 0
+
+    cdef int _fail_queued(self) except -1:
+        """Requests queued here that will never be sent: NO_RESPONSE to each."""
+        queued, self._queue = self._queue, deque()
+        for _pdu, callback, context, _queued_at in queued:
+            self._run_callback(callback, context, NO_RESPONSE, None)
         return 0
 
     cdef int _run_callback(self, callback, context, status, pdu) except -1:
@@ -357,12 +362,10 @@ cdef class SessionCore:
         self._transport = None
         self._wbuf = bytearray()
         outstanding, self._outstanding = self._outstanding, {}
-        queued, self._queue = self._queue, deque()
         cdef _Request entry
         for entry in outstanding.values():
             self._run_callback(entry.callback, entry.context, NO_RESPONSE, None)
-        for _pdu, callback, context, _queued_at in queued:
-            self._run_callback(callback, context, NO_RESPONSE, None)
+        self._fail_queued()
         if not self.closed.done():
             self.closed.set_result(None)
         self.on_closed(exc)

@@ -313,7 +313,7 @@ class Dispatcher:
             if bind is not None and (not lane.tps or lane.take_token(now)):
                 self._transmit(bind, lane, handle, index, pdu, now, original, False)
             else:
-                self._hold_copy(lane, handle, index, pdu, now, original)
+                self._hold_copy(lane, handle, index, now, original)
 
     def turn_away(self, session: Session, pdu: bytes) -> None:
         """Answer an original from an SMSC that is being left (stop, standby, an
@@ -331,7 +331,7 @@ class Dispatcher:
             return udh.concat
         return view.sar
 
-    def _hold_copy(self, lane: Lane, handle: int, index: int, pdu: bytes, now: float,
+    def _hold_copy(self, lane: Lane, handle: int, index: int, now: float,
                    original: Original) -> None:  # fmt: skip
         """A copy that cannot go now waits in its account's queue, or counts as NONE
         when the account has no bind or its queue is full."""
