@@ -1,6 +1,7 @@
 """smps.config: defaults, value syntax, environment secrets, masking, and refused files."""
 
 import os
+import re
 import socket
 import textwrap
 from datetime import UTC, datetime
@@ -114,6 +115,11 @@ def test_shipped_config_has_every_section_and_key():
         assert set(raw[name]) == set(struct.__struct_fields__), name
     assert set(raw["smsc"][0]) == set(config.SmscConfig.__struct_fields__)
     assert set(raw["ne_accounts"][0]) == set(config.NeAccount.__struct_fields__)
+    assert set(raw["screening"]) == set(config.ScreeningConfig.__struct_fields__)
+    # Rule keys depend on the rule type: each appears in the section, live or in an example.
+    section = SHIPPED.read_text().split("\nscreening:", 1)[1].split("\nweb:", 1)[0]
+    for key in config.ScreeningRule.__struct_fields__:
+        assert re.search(rf"[{{ ]{key}: ", section), key
 
 
 def test_shipped_config_documents_env_overrides():

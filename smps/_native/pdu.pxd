@@ -192,6 +192,7 @@ cdef class SmView:
     cdef readonly uint8_t dest_addr_ton
     cdef readonly uint8_t dest_addr_npi
     cdef readonly uint8_t esm_class
+    cdef readonly uint8_t protocol_id
     cdef readonly uint8_t registered_delivery
     cdef readonly uint8_t data_coding
     # Offsets into ``pdu`` of the fields exposed as bytes; built on demand.

@@ -154,6 +154,7 @@ class SmView:
     dest_addr_ton: int
     dest_addr_npi: int
     esm_class: int
+    protocol_id: int  # 0 for data_sm, which has none
     registered_delivery: int
     data_coding: int
     @property

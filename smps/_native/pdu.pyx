@@ -205,6 +205,7 @@ cdef enum:  # Slot
     S_DEST_ADDR_NPI
     S_DESTINATION_ADDR
     S_ESM_CLASS
+    S_PROTOCOL_ID
     S_REGISTERED_DELIVERY
     S_DATA_CODING
     S_SHORT_MESSAGE
@@ -228,6 +229,7 @@ _SLOTS = {
     "dest_addr_npi": S_DEST_ADDR_NPI,
     "destination_addr": S_DESTINATION_ADDR,
     "esm_class": S_ESM_CLASS,
+    "protocol_id": S_PROTOCOL_ID,
     "registered_delivery": S_REGISTERED_DELIVERY,
     "data_coding": S_DATA_CODING,
     "short_message": S_SHORT_MESSAGE,
@@ -868,6 +870,7 @@ cpdef SmView decode_sm(bytes pdu):
     v.dest_addr_ton = <uint8_t>slot_ln[S_DEST_ADDR_TON]
     v.dest_addr_npi = <uint8_t>slot_ln[S_DEST_ADDR_NPI]
     v.esm_class = <uint8_t>slot_ln[S_ESM_CLASS]
+    v.protocol_id = <uint8_t>slot_ln[S_PROTOCOL_ID]  # data_sm has none: 0
     v.registered_delivery = <uint8_t>slot_ln[S_REGISTERED_DELIVERY]
     v.data_coding = <uint8_t>slot_ln[S_DATA_CODING]
     v._service_type_at = slot_at[S_SERVICE_TYPE]

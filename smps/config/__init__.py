@@ -12,7 +12,8 @@ The package's public face; its modules, each with one job:
 - :mod:`~smps.config.schema`: the passes over raw data along the schema (parse
   operator syntax, present values back with secrets masked);
 - :mod:`~smps.config.messages`: msgspec's errors in the operator's words;
-- :mod:`~smps.config.checks`: rules that span keys.
+- :mod:`~smps.config.checks`: rules that span keys;
+- :mod:`~smps.config.rule_entries`: the screening rules' entries and patterns.
 
 Errors: :class:`~smps.errors.ConfigError`, whose str() is one line
 ``FILE: key.path: reason``. The first problem found is reported; secrets are
@@ -34,6 +35,9 @@ from smps.config.sections import (
     PolicyConfig,
     ReconnectConfig,
     Route,
+    RuleScope,
+    ScreeningConfig,
+    ScreeningRule,
     ServerConfig,
     SmscConfig,
     TlsClientConfig,
@@ -57,6 +61,9 @@ __all__ = [
     "PolicyConfig",
     "ReconnectConfig",
     "Route",
+    "RuleScope",
+    "ScreeningConfig",
+    "ScreeningRule",
     "ServerConfig",
     "SmscConfig",
     "TlsClientConfig",

@@ -5,6 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from smps.config.environment import _env_name
+from smps.config.rule_entries import (
+    EntryError,
+    check_pattern,
+    domain_entry,
+    file_lines,
+    list_entry,
+)
 from smps.config.schema import InvalidValue
 from smps.config.sections import Config
 from smps.config.values import format_address
@@ -51,6 +58,10 @@ def check_config(config: Config) -> None:
                 ("policy", "ne_block_codes", j), "must not be 0 (ESME_ROK means allow)"
             )
 
+    _unique(config.screening.rules, ("screening", "rules"), "id", "rule id")
+    for i, rule in enumerate(config.screening.rules):
+        _check_rule(rule, ("screening", "rules", i))
+
     if _same_listener(config.server.listen, config.web.listen):
         raise InvalidValue(
             ("web", "listen"),
@@ -59,15 +70,75 @@ def check_config(config: Config) -> None:
         )
 
 
-def _unique(entries: list[Any], section: str, key: str, what: str) -> set[str]:
+def _unique(entries: list[Any], section: str | tuple, key: str, what: str) -> set[str]:
     """The ``key`` of every entry, refused when one repeats."""
     values = [getattr(entry, key) for entry in entries]
+    path = section if isinstance(section, tuple) else (section,)
     if repeat := _first_repeat(values):
         i, first = repeat
         raise InvalidValue(
-            (section, i, key), f"duplicate {what} {values[i]!r} (first at {section}[{first}])"
+            (*path, i, key), f"duplicate {what} {values[i]!r} (first at {path[-1]}[{first}])"
         )
     return set(values)
+
+
+# Which of a screening rule's keys each type takes (the others must stay unset).
+_RULE_KEYS = {
+    "list": {"field", "entries", "file"},
+    "keyword": {"patterns"},
+    "regex": {"patterns"},
+    "url": {"entries", "file"},
+    "velocity": {"key", "limit", "window"},
+    "special": {"kinds"},
+}
+_TYPED_KEYS = set().union(*_RULE_KEYS.values())
+
+
+def _check_rule(rule: Any, path: tuple) -> None:
+    """A screening rule: the keys of its type, set and valid; no key of another type."""
+    wanted = _RULE_KEYS[rule.type]
+    for key in sorted(_TYPED_KEYS - wanted):
+        if getattr(rule, key) not in (None, [], ""):
+            raise InvalidValue((*path, key), f"does not apply to a {rule.type} rule")
+    if rule.skip_ne and rule.action != "allow":
+        raise InvalidValue((*path, "skip_ne"), "applies to allow rules only")
+    if rule.type == "list" and rule.field is None:
+        raise InvalidValue((*path, "field"), "a list rule needs field: source or destination")
+    if rule.type in ("list", "url") and not rule.entries and rule.file is None:
+        raise InvalidValue((*path, "entries"), f"a {rule.type} rule needs entries or a file")
+    if rule.type in ("keyword", "regex") and not rule.patterns:
+        raise InvalidValue((*path, "patterns"), f"a {rule.type} rule needs at least one pattern")
+    if rule.type == "velocity":
+        for key in ("key", "limit", "window"):
+            if getattr(rule, key) is None:
+                raise InvalidValue((*path, key), "a velocity rule needs key, limit and window")
+    if rule.type == "special" and not rule.kinds:
+        raise InvalidValue((*path, "kinds"), "a special rule needs at least one kind")
+    entry = list_entry if rule.type == "list" else domain_entry
+    try:
+        for j, text in enumerate(rule.entries):
+            _entry(entry, text, (*path, "entries", j))
+        for j, pattern in enumerate(rule.patterns):
+            _entry(check_pattern, pattern, (*path, "patterns", j), rule.type == "regex")
+        if rule.scope is not None:
+            for side in ("source", "destination"):
+                for j, text in enumerate(getattr(rule.scope, side)):
+                    _entry(list_entry, text, (*path, "scope", side, j))
+        if rule.file is not None:
+            for number, text in file_lines(rule.file):
+                try:
+                    entry(text)
+                except EntryError as exc:
+                    raise EntryError(f"{rule.file} line {number}: {exc}") from None
+    except EntryError as exc:
+        raise InvalidValue((*path, "file"), str(exc)) from None
+
+
+def _entry(check: Any, text: str, path: tuple, *args: Any) -> None:
+    try:
+        check(text, *args)
+    except EntryError as exc:
+        raise InvalidValue(path, str(exc)) from None
 
 
 def _env_names_distinct(entries: list[Any], section: str, key: str, kind: str) -> None:

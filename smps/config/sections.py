@@ -252,6 +252,53 @@ class TraceConfig(_Section):
     rules: list[TraceRule] = field(default_factory=list)
 
 
+class RuleScope(_Section):
+    """Only messages from these senders / to these recipients (list-rule entries:
+    numbers, ``prefix:`` prefixes, alphanumeric sender IDs); empty = anyone."""
+
+    source: list[str] = field(default_factory=list)
+    destination: list[str] = field(default_factory=list)
+
+
+class ScreeningRule(_Section):
+    """One rule of the screening engine; which keys apply depends on ``type``
+    (config/smps.yaml and docs/screening.md say which). The key ``field`` hides
+    msgspec's ``field`` in this class body, hence ``msgspec.field`` below."""
+
+    id: Name
+    type: Literal["list", "keyword", "regex", "url", "velocity", "special"]
+    action: Literal["block", "allow", "monitor"] = "block"
+    enabled: bool = True
+    description: str = ""
+    skip_ne: bool = False  # allow rules: no NE copy either
+    scope: RuleScope | None = None
+    field: Literal["source", "destination"] | None = None  # list rules
+    entries: list[str] = msgspec.field(default_factory=list)  # list and url rules
+    file: str | None = None  # list and url rules: more entries, one a line
+    patterns: list[str] = msgspec.field(default_factory=list)  # keyword and regex rules
+    key: Literal["source", "destination", "pair", "fingerprint"] | None = None  # velocity
+    limit: Annotated[int, Meta(ge=1, le=1_000_000_000)] | None = None
+    window: (
+        Annotated[
+            float,
+            Meta(ge=1, le=86_400, extra={"kind": "duration", "expects": "a duration, 1s to 24h"}),
+        ]
+        | None
+    ) = None
+    kinds: list[Literal["silent", "flash", "binary", "wap_push"]] = msgspec.field(
+        default_factory=list
+    )
+
+
+class ScreeningConfig(_Section):
+    """The built-in screening engine: rules SMPS applies itself, before any NE copy."""
+
+    enabled: bool = False
+    # Velocity counters shared by the workers (64 octets each); applies at restart.
+    velocity_keys: Annotated[int, Meta(ge=1024, le=1 << 28)] = 1 << 18
+    rules: list[ScreeningRule] = field(default_factory=list)
+
+
 class WebConfig(_Section):
     """Admin UI, REST API, /health and /metrics."""
 
@@ -290,6 +337,7 @@ class Config(_Section):
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     trace: TraceConfig = field(default_factory=TraceConfig)
+    screening: ScreeningConfig = field(default_factory=ScreeningConfig)
     web: WebConfig = field(default_factory=WebConfig)
     ha: HaConfig = field(default_factory=HaConfig)
 

@@ -9,6 +9,10 @@ Path of one original (docs/architecture.md §3):
    concatenated message already blocked is blocked again (`sticky`), and so
    are its segments still in flight when one is blocked; a full table of
    originals in flight answers ESME_RTHROTTLED (`overload`).
+   The screening engine (`smps.proxy.screening`) judges it then: a rule's
+   block is the answer at once and no NE gets a copy (`rule`), so is an
+   allow that skips the NEs; an allow or a monitor hit goes on to the NEs
+   with the rule's id in its record.
 3. The router picks the target accounts; each gets one copy on its bind with
    the most free window. A copy that cannot go now (window full, rate limit)
    waits in its account's bounded queue while its answer can still matter:
@@ -45,6 +49,13 @@ from smps.config import Config
 from smps.proxy.lanes import Lane
 from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult, should_record
 from smps.proxy.routing import Router, decisive_mask
+from smps.proxy.screening import (
+    ACTION_NAMES,
+    EntryError,
+    VelocityTable,
+    build_engine,
+    private_velocity_table,
+)
 from smps.proxy.sticky import StickyBlocks
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
@@ -56,6 +67,8 @@ TICK = 0.005  # seconds; keeps the 2 s deadline accurate to well within 20 ms
 IDLE_TICK = 0.1  # nothing in flight: the next deadline is at least policy.timeout away
 QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
 REASON_RECEIPT = "receipt"
+REASON_RULE = "rule"
+_SCREEN_BLOCK, _SCREEN_ALLOW = 0, 1  # smps._native.screen.ACTION_*
 # The per-answer paths compare with these plain values: P.X is a global and an
 # attribute lookup each time.
 _ALLOW, _BLOCK, _NONE, _WAITING = P.ALLOW, P.BLOCK, P.NONE, P.WAITING
@@ -79,6 +92,7 @@ class Original(msgspec.Struct):
     trace: Any  # None unless a trace rule matched
     answered: set[str] | None  # the accounts that answered; traced originals only
     held: "list[HeldCopy] | None" = None  # its copies that waited in a lane's queue
+    rule: str | None = None  # the screening rule that fired (allow or monitor)
 
 
 class HeldCopy(msgspec.Struct):
@@ -141,6 +155,7 @@ class Dispatcher:
         tracer: Tracer | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        velocity: VelocityTable | None = None,
     ):
         self.clock = clock
         self.wall_clock = wall_clock
@@ -158,6 +173,10 @@ class Dispatcher:
         self._ne_verdict_callback = self._take_ne_verdict  # bound once, not per copy
         self._errors_logged: set[str] = set()  # where an internal error was logged in full
         self.pending = P.PendingTable(config.flow.max_inflight, config.policy.timeout)
+        # Velocity counts outlive the engine, rebuilt on every configuration change.
+        self.velocity = velocity or private_velocity_table(config.screening.velocity_keys)
+        self.screen = None
+        self.screen_hits: dict[tuple[str, str], int] = {}  # (rule, action): of engines retired
         self.apply_config(config)
 
     # ---- configuration -------------------------------------------------------
@@ -192,6 +211,30 @@ class Dispatcher:
             else:
                 lane.configure(account)
         self.router = Router(config.routes, self.lanes)
+        self._rebuild_screen(config)
+
+    def _rebuild_screen(self, config: Config) -> None:
+        """The screening engine for ``config`` (list files read again); on a list
+        file that went bad since the configuration was checked, the rules stay
+        as they were."""
+        try:
+            screen = build_engine(config, self.velocity)
+        except EntryError as exc:
+            log.error("screening rules not changed: %s", exc)
+            return
+        if self.screen is not None:
+            self.screen_hits = self.screening_hits()
+        self.screen = screen
+
+    def screening_hits(self) -> dict[tuple[str, str], int]:
+        """Hits per (rule id, action) since start, over every engine so far."""
+        hits = dict(self.screen_hits)
+        if self.screen is not None:
+            for rule, count in zip(self.screen.rules, self.screen.counts, strict=True):
+                if count:
+                    key = (rule.id, ACTION_NAMES[rule.action])
+                    hits[key] = hits.get(key, 0) + count
+        return hits
 
     def on_bind_change(self, system_id: str, session: Session, up: bool) -> None:
         """BindRegistry listener: NE binds come and go."""
@@ -268,6 +311,18 @@ class Dispatcher:
                     concat_key=concat_key,
                 )
                 return
+        rule = None
+        if self.screen is not None:
+            judged = self.screen.judge(view, session.smsc, int(now * 1000))
+            if judged is not None:
+                rule = judged.rule
+                if judged.action == _SCREEN_BLOCK or (
+                    judged.action == _SCREEN_ALLOW and judged.skip_ne
+                ):
+                    outcome = P.OUTCOME_BLOCK if judged.action == _SCREEN_BLOCK else P.OUTCOME_ALLOW
+                    self._reply_smsc_now(session, pdu, view, concat, outcome, REASON_RULE, now,
+                                         trace=trace, concat_key=concat_key, rule=rule)  # fmt: skip
+                    return
         router = self.router
         targets = router.targets(view, session.smsc) if router.routes else router.everyone
         for lane in targets:
@@ -284,11 +339,12 @@ class Dispatcher:
                 now,
                 trace=trace,
                 concat_key=concat_key,
+                rule=rule,
             )
             return
         mask = router.everyone_mask if targets is router.everyone else decisive_mask(targets)
         original = Original(session, pdu, view, concat, concat_key, targets, self.wall_clock(),
-                            trace, None if trace is None else set())  # fmt: skip
+                            trace, None if trace is None else set(), None, rule)  # fmt: skip
         handle = self.pending.add(now, original, len(targets), mask)
         if handle < 0:
             self.stats.throttled += 1
@@ -507,7 +563,7 @@ class Dispatcher:
             self._block_message(original.concat_key, self.clock(), handle)
 
     def _reply_smsc_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None,
-                        trace=None, concat_key=None):  # fmt: skip
+                        trace=None, concat_key=None, rule=None):  # fmt: skip
         """Answer without involving the NEs (receipt, sticky, no NE, overload,
         stopping): no pending entry, the record made here."""
         if status is None:
@@ -521,11 +577,11 @@ class Dispatcher:
         self.stats.decided(verdict, reason)
         if outcome == P.OUTCOME_BLOCK:
             self._block_message(concat_key, now)
-        if should_record(self.record_mode, verdict, reason, trace is not None):
+        if should_record(self.record_mode, verdict, reason, trace is not None, rule is not None):
             wall = self.wall_clock()
             self.sink.put(
                 self._decision(
-                    session.smsc, view, concat, wall, wall, verdict, reason, status, None, []
+                    session.smsc, view, concat, wall, wall, verdict, reason, status, None, [], rule
                 )
             )
 
@@ -553,7 +609,11 @@ class Dispatcher:
             or self._record_all
             or (
                 self._record_non_allow
-                and (outcome != _OUTCOME_ALLOW or reason_code != _REASON_ALL_ALLOW)
+                and (
+                    outcome != _OUTCOME_ALLOW
+                    or reason_code != _REASON_ALL_ALLOW
+                    or original.rule is not None
+                )
             )
         ):
             pending = self.pending
@@ -585,6 +645,7 @@ class Dispatcher:
                     self.policy.status_for(outcome),
                     targets[deciding].system_id if deciding >= 0 else None,
                     results,
+                    original.rule,
                 )
             )
         key = original.concat_key
@@ -608,7 +669,18 @@ class Dispatcher:
         original.trace.close()
 
     def _decision(
-        self, smsc, view, concat, arrived, decided, verdict, reason, status, deciding, results
+        self,
+        smsc,
+        view,
+        concat,
+        arrived,
+        decided,
+        verdict,
+        reason,
+        status,
+        deciding,
+        results,
+        rule=None,
     ) -> Decision:
         self._next_id += 1
         # Positional, in Decision's field order: msgspec matches 22 keywords one
@@ -636,6 +708,7 @@ class Dispatcher:
             status,
             deciding,  # deciding_account
             results,
+            rule,  # rule_id
         )
 
     # ---- periodic work -----------------------------------------------------------

@@ -42,15 +42,17 @@ class Decision(msgspec.Struct, frozen=True):
     concat_part: int | None
     concat_total: int | None
     verdict: str  # allow | block | tempfail
-    reason: str  # block | all_allow | timeout | no_ne | overload | sticky | receipt
+    reason: str  # block | all_allow | timeout | no_ne | overload | sticky | receipt | rule
     status: int  # command_status sent to the SMSC
     deciding_account: str | None
     results: list[NeResult]
+    rule_id: str | None = None  # the screening rule that decided or fired (smps.proxy.screening)
 
 
-def should_record(record: str, verdict: str, reason: str, traced: bool) -> bool:
+def should_record(record: str, verdict: str, reason: str, traced: bool, rule: bool = False) -> bool:
     """The ``database.record`` policy (all | non_allow | none): is a decision with
-    ``verdict`` for ``reason`` recorded? Traced messages always are.
+    ``verdict`` for ``reason`` recorded? Traced messages always are; so are, unless
+    ``none``, those a screening ``rule`` fired on (monitor hits too).
 
     ``non_allow`` keeps every decision but the plain allows: the NEs' own allow
     (``all_allow``) and receipts, which pass uninspected. An allow by failing
@@ -58,7 +60,9 @@ def should_record(record: str, verdict: str, reason: str, traced: bool) -> bool:
     """
     if traced or record == "all":
         return True
-    return record == "non_allow" and (verdict != "allow" or reason not in ("all_allow", "receipt"))
+    return record == "non_allow" and (
+        rule or verdict != "allow" or reason not in ("all_allow", "receipt")
+    )
 
 
 class DecisionSink(Protocol):

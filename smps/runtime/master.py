@@ -47,6 +47,7 @@ from smps.errors import ConfigError
 from smps.ha import DbLease, HaController, Role, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
+from smps.proxy.screening import velocity_memory
 from smps.proxy.trace_hub import TraceHub
 from smps.runtime import control_socket, heap, status
 from smps.runtime.control import Account, Message, config_message
@@ -91,6 +92,7 @@ class Master:
             on_start=self._on_worker_start,
             on_message=self._on_worker_message,
             on_gone=self._on_worker_gone,
+            velocity_fd=velocity_memory(config.screening.velocity_keys),
         )
         self.placement = Placement(config.node.worker_count)
         self.intake = NeIntake(

@@ -30,6 +30,7 @@ from prometheus_client.core import Metric
 from smps.config import Config
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import DecisionSink
+from smps.proxy.screening import VelocityTable
 from smps.proxy.trace_store import TraceSink
 from smps.proxy.tracer import TraceEvent, Tracer
 from smps.proxy.verdicts import STATE_NAMES
@@ -57,10 +58,13 @@ class DataPlane:
         decisions: DecisionSink,
         traces: TraceSink,
         worker: int | None = None,
+        velocity: VelocityTable | None = None,
     ):
         self.config = config  # the live one: apply() replaces it
         self.tracer = Tracer.from_config(config, traces, worker=worker or 0)
-        self.dispatcher = Dispatcher(config, sink=decisions, tracer=self.tracer)
+        # The screening engine's velocity counters: the node's shared table in a
+        # worker, this process's own otherwise.
+        self.dispatcher = Dispatcher(config, sink=decisions, tracer=self.tracer, velocity=velocity)
         self.dispatcher.apply_config(config, accounts)
         self.ne_server = NeServer(config.server, accounts, copy_timeout=config.policy.timeout)
         self.ne_server.registry.listeners.append(self.dispatcher.on_bind_change)
@@ -188,6 +192,11 @@ class DataPlane:
         for (verdict, reason), count in stats.decisions.items():
             counters[key("smps_verdicts_total", verdict=verdict, reason=reason)] = count
         add_histogram(counters, "smps_decision_seconds", self.dispatcher.decision_latency)
+        for (rule, action), count in self.dispatcher.screening_hits().items():
+            counters[key("smps_screening_hits_total", rule=rule, action=action)] = count
+        if (screen := self.dispatcher.screen) is not None:
+            counters["smps_screened_total"] = screen.screened
+            counters["smps_screening_seconds_total"] = screen.nanoseconds / 1e9
         for name, lane in self.dispatcher.lanes.items():
             counters[key("smps_copies_sent_total", account=name)] = lane.copies_sent
             add_histogram(counters, "smps_ne_answer_seconds", lane.latency, account=name)

@@ -109,8 +109,10 @@ class Supervisor:
         on_start: Callable[[WorkerSlot], None],
         on_message: Callable[[WorkerSlot, Message], None],
         on_gone: Callable[[WorkerSlot], None],
+        velocity_fd: int,
     ):
         self.slots = [WorkerSlot(i) for i in range(count)]
+        self._velocity_fd = velocity_fd  # the screening counters every worker shares
         self.all_up = asyncio.Event()  # every worker said "ready" once
         self._log_socket = log_socket
         self._spawn = spawn
@@ -212,6 +214,7 @@ class Supervisor:
         slot.handoff = master_handoff
         slot.drained.clear()
         inherited = [worker_control, worker_handoff]
+        velocity = os.dup(self._velocity_fd)  # inheritable, unlike the memfd
         mesh_args: list[str] = []
         for peer in self.slots:
             if peer is slot or not peer.reachable:
@@ -234,6 +237,8 @@ class Supervisor:
             str(worker_handoff.fileno()),
             "--log-socket",
             str(self._log_socket),
+            "--velocity-fd",
+            str(velocity),
             *mesh_args,
         ]
         env = dict(os.environ)
@@ -241,9 +246,13 @@ class Supervisor:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         try:
             slot.process = await asyncio.create_subprocess_exec(
-                *args, pass_fds=[s.fileno() for s in inherited], stdin=subprocess.DEVNULL, env=env
+                *args,
+                pass_fds=[velocity, *(s.fileno() for s in inherited)],
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
         finally:
+            os.close(velocity)
             for sock in inherited:
                 sock.close()
         slot.started = time.monotonic()

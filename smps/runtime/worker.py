@@ -33,6 +33,7 @@ from typing import Any
 
 from smps import log as smps_log
 from smps.config import Config
+from smps.proxy.screening import VelocityTable, attach_velocity_table
 from smps.proxy.trace_store import TraceFileSink
 from smps.runtime import heap
 from smps.runtime.control import Account, ControlChannel, Message, read_config, watch_handoffs
@@ -54,6 +55,7 @@ class Worker:
         accounts: list[Account],
         control: ControlChannel,
         role: str,
+        velocity: VelocityTable | None = None,
     ):
         self.index = index
         self.control = control
@@ -76,6 +78,7 @@ class Worker:
             decisions=self.records,
             traces=TraceTee(self.trace_files, self.records),
             worker=index,
+            velocity=velocity,
         )
         ne_server = self.plane.ne_server
         self.mesh = Mesh(index, self.plane.dispatcher, ne_server.registry)
@@ -303,7 +306,8 @@ async def _main(args: argparse.Namespace) -> None:
         raise SystemExit("worker: no configuration from the master")
     config, accounts = read_config(first)
     smps_log.forward_to(args.log_socket, f"worker-{args.index}", config.log.level)
-    worker = Worker(args.index, config, accounts, control, first["role"])
+    velocity = attach_velocity_table(args.velocity_fd)
+    worker = Worker(args.index, config, accounts, control, first["role"], velocity)
     for pair in args.mesh:
         peer, fd = (int(x) for x in pair.split(":"))
         await worker.mesh.connect(peer, socket.socket(fileno=fd))
@@ -318,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--handoff-fd", type=int, required=True)
     parser.add_argument("--log-socket", required=True)
+    parser.add_argument("--velocity-fd", type=int, required=True)
     parser.add_argument("--mesh", action="append", default=[], metavar="PEER:FD")
     args = parser.parse_args(argv)
     # Ctrl-C reaches the whole process group; the master alone decides how to stop.

@@ -1,0 +1,148 @@
+"""The screening engine's rules, compiled from the configuration for the native
+engine (`smps._native.screen`), and the shared velocity counters it counts in.
+
+A data plane builds one `Engine` at start and again on every configuration
+change (list files are read again then: that is how a SIGHUP or an API edit
+reloads them); the velocity counters outlive it, so a reload neither resets a
+sender's count nor drops a message. The configuration was checked already
+(`smps.config.checks`): what fails here is a list file changed since, and the
+previous engine then stays (the caller logs why).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterable
+
+from smps._native import screen
+from smps._native.screen import Engine, Judgement
+from smps._native.velocity import VelocityTable, velocity_table_size
+from smps.config import Config, RuleScope, ScreeningRule
+from smps.config.rule_entries import (
+    EntryError,
+    content_database,
+    domain_entry,
+    file_lines,
+    list_entry,
+)
+from smps.proxy.tracer import normalise_address, normalise_rule_number
+
+__all__ = ["Engine", "Judgement", "build_engine", "private_velocity_table", "velocity_memory"]
+
+ACTIONS = {"block": screen.ACTION_BLOCK, "allow": screen.ACTION_ALLOW,
+           "monitor": screen.ACTION_MONITOR}  # fmt: skip
+ACTION_NAMES = {code: name for name, code in ACTIONS.items()}
+_KINDS = {"list": screen.KIND_LIST, "keyword": screen.KIND_CONTENT, "regex": screen.KIND_CONTENT,
+          "url": screen.KIND_URL, "special": screen.KIND_SPECIAL,
+          "velocity": screen.KIND_VELOCITY}  # fmt: skip
+_KEYS = {"source": screen.KEY_SOURCE, "destination": screen.KEY_DESTINATION,
+         "pair": screen.KEY_PAIR, "fingerprint": screen.KEY_FINGERPRINT}  # fmt: skip
+_SPECIAL = {"silent": screen.SPECIAL_SILENT, "flash": screen.SPECIAL_FLASH,
+            "binary": screen.SPECIAL_BINARY, "wap_push": screen.SPECIAL_WAP_PUSH}  # fmt: skip
+
+
+def velocity_memory(keys: int) -> int:
+    """A memfd holding an empty velocity table for ``keys`` counters, for the
+    workers of a node to share (the master passes the descriptor on)."""
+    fd = os.memfd_create("smps-velocity", os.MFD_CLOEXEC)
+    size = velocity_table_size(keys)
+    os.ftruncate(fd, size)
+    with mmap.mmap(fd, size) as memory:
+        VelocityTable(memory, True)
+    return fd
+
+
+def attach_velocity_table(fd: int) -> VelocityTable:
+    """The table in the master's memfd (a worker)."""
+    return VelocityTable(mmap.mmap(fd, os.fstat(fd).st_size))
+
+
+def private_velocity_table(keys: int) -> VelocityTable:
+    """A table for one process alone (the single-process node, tests)."""
+    return VelocityTable(mmap.mmap(-1, velocity_table_size(keys)), True)
+
+
+def build_engine(config: Config, table: VelocityTable) -> Engine | None:
+    """The enabled rules of ``config`` as an engine; None when screening is off or
+    no rule is enabled. Raises EntryError when a list file went bad since the
+    configuration was checked."""
+    if not config.screening.enabled:
+        return None
+    country_code = config.trace.country_code.encode("ascii")
+
+    def normalise(address: bytes, ton: int, npi: int) -> bytes:
+        return normalise_address(address, ton, npi, country_code)
+
+    rules = []
+    patterns: list[tuple[str, bool]] = []
+    pattern_rules: list[int] = []
+    for rule in config.screening.rules:
+        if not rule.enabled:
+            continue
+        if rule.type in ("keyword", "regex"):
+            for pattern in rule.patterns:
+                patterns.append((pattern, rule.type == "regex"))
+                pattern_rules.append(len(rules))
+        rules.append(_compile(rule, country_code))
+    if not rules:
+        return None
+    return Engine(
+        rules,
+        table,
+        normalise,
+        database=content_database(patterns) if patterns else None,
+        pattern_rules=pattern_rules,
+        alphabets={s.name: (s.default_alphabet, s.gsm7_packed) for s in config.smsc},
+    )
+
+
+def _compile(rule: ScreeningRule, country_code: bytes) -> screen.Rule:
+    kind = _KINDS[rule.type]
+    options: dict = {"skip_ne": rule.skip_ne}
+    if rule.scope is not None:
+        options.update(_scope(rule.scope, country_code))
+    if rule.type == "list":
+        options["on_destination"] = rule.field == "destination"
+        options["entries"] = address_set(_entries(rule, rule.entries), country_code)
+    elif rule.type == "url":
+        options["domains"] = {domain_entry(e) for e in _entries(rule, rule.entries)}
+    elif rule.type == "special":
+        options["special"] = sum({_SPECIAL[k] for k in rule.kinds})
+    elif rule.type == "velocity":
+        options.update(key=_KEYS[rule.key], limit=rule.limit, window_ms=round(rule.window * 1000))
+    return screen.Rule(rule.id, kind, ACTIONS[rule.action], **options)
+
+
+def _scope(scope: RuleScope, country_code: bytes) -> dict:
+    return {
+        f"scope_{side}": address_set(entries, country_code)
+        for side in ("source", "destination")
+        if (entries := getattr(scope, side))
+    }
+
+
+def _entries(rule: ScreeningRule, inline: list[str]) -> Iterable[str]:
+    yield from inline
+    if rule.file is not None:
+        for _number, entry in file_lines(rule.file):
+            yield entry
+
+
+def address_set(entries: Iterable[str], country_code: bytes) -> screen.AddressSet:
+    """List entries as the engine matches them: numbers and prefixes normalised
+    the way the tracer normalises (``trace.country_code``), sender IDs in lower case."""
+    exact: set[bytes] = set()
+    prefixes: set[bytes] = set()
+    for text in entries:
+        kind, value = list_entry(text)
+        if kind == "sender_id":
+            exact.add(value.lower().encode("utf-8"))
+        elif kind == "prefix":
+            prefixes.add(normalise_rule_number(value + "*", country_code)[0])
+        else:
+            exact.add(normalise_rule_number(value, country_code)[0])
+    return screen.AddressSet(exact, prefixes)
+
+
+__all__ += ["EntryError", "address_set", "attach_velocity_table"]

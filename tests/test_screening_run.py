@@ -1,0 +1,160 @@
+"""The screening engine in `smps run`: 2 workers, an SMSC whose PDUs smpplib builds
+and parses (tests/smpplib_smsc.py), one bind to it per worker. Each rule type
+blocks what it should and nothing else; a flood from one sender spread over both
+workers lets exactly the rule's limit through; bound NEs get no copy of what a
+rule blocked and a copy of everything else."""
+
+import asyncio
+import contextlib
+
+from smps._native.pdu import decode_sm
+from smps.proxy.tracer import normalise_address
+from tests.helpers import until
+from tests.nodes import RunNode, sections
+from tests.peers import Ne
+from tests.smpplib_smsc import SmpplibSmsc
+
+BLOCK, ALLOW = 0x66, 0
+FLOOD_LIMIT = 50
+RULES = [
+    {"id": "deny-senders", "type": "list", "field": "source",
+     "entries": ["8613800000666", "prefix:86170", "FAKEBANK"], "action": "block"},
+    {"id": "vip", "type": "list", "field": "destination", "entries": ["prefix:8613999"],
+     "action": "allow"},
+    {"id": "spam-words", "type": "keyword", "patterns": ["free iphone", "you have won"]},
+    {"id": "loan-regex", "type": "regex", "patterns": [r"loan\s+at\s+\d+%"]},
+    {"id": "bad-urls", "type": "url", "entries": ["bad.example"]},
+    {"id": "flood-sender", "type": "velocity", "key": "source", "limit": FLOOD_LIMIT,
+     "window": "60s"},
+    {"id": "special", "type": "special", "kinds": ["silent", "flash", "binary", "wap_push"]},
+    {"id": "watch-lottery", "type": "keyword", "patterns": ["lottery"], "action": "monitor"},
+]  # fmt: skip
+# "[.]" in GSM 7-bit (data_coding 0): the brackets are in the extension table.
+GSM7_BRACKETS = b"\x1b\x3c.\x1b\x3eexample/x"
+WAP_PUSH_UDH = bytes([0x06, 0x05, 0x04, 0x0B, 0x84, 0x23, 0xF0])  # ports 2948 <- 9200
+
+# (source, destination, text, extra deliver_sm fields, expected status, rule that fires)
+CASES = [
+    ("8613800000666", "8613911110001", b"hello", {}, BLOCK, "deny-senders"),
+    ("8617012345678", "8613911110002", b"hello", {}, BLOCK, "deny-senders"),
+    ("FakeBank", "8613911110003", b"hello", {"source_addr_ton": 5, "source_addr_npi": 0},
+     BLOCK, "deny-senders"),
+    ("8613811110004", "8613999000001", b"free iphone for you", {}, ALLOW, "vip"),
+    ("8613811110005", "8613911110005", b"You have WON a prize", {}, BLOCK, "spam-words"),
+    ("8613811110006", "8613911110006", b"Loan at  3% today", {}, BLOCK, "loan-regex"),
+    ("8613811110007", "8613911110007", b"see hxxp://promo.bad" + GSM7_BRACKETS, {}, BLOCK,
+     "bad-urls"),
+    ("8613811110008", "8613911110008", b"hello", {"protocol_id": 0x40}, BLOCK, "special"),
+    ("8613811110009", "8613911110009", b"flash", {"data_coding": 0x10}, BLOCK, "special"),
+    ("8613811110010", "8613911110010", b"\x01\x02\x03", {"data_coding": 0x04}, BLOCK,
+     "special"),
+    ("8613811110011", "8613911110011", WAP_PUSH_UDH + b"\x01\x06", {"esm_class": 0x40,
+     "data_coding": 0x04}, BLOCK, "special"),
+    ("8613811110012", "8613911110012", b"the lottery is open", {}, ALLOW, "watch-lottery"),
+    ("8613811110013", "8613911110013", b"see good.example, loan soon", {}, ALLOW, None),
+    ("8613811110014", "8613911110014", b"plain words", {}, ALLOW, None),
+]  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def screening_node(tmp_path, accounts=None):
+    smsc = SmpplibSmsc()
+    port = await smsc.start()
+    node = RunNode(
+        tmp_path,
+        sections(
+            tmp_path,
+            port,
+            screening={"enabled": True, "rules": RULES},
+            ne_accounts=accounts or [],
+        ),
+    )
+    try:
+        await node.start()
+        await until(lambda: len(smsc.binds) == 2)
+        yield smsc, node
+    finally:
+        await node.stop()
+        await smsc.stop()
+
+
+async def answers(smsc: SmpplibSmsc, sequences: list[int]) -> list[int]:
+    await until(lambda: all(s in smsc.answers for s in sequences), timeout=15)
+    return [smsc.answers[s] for s in sequences]
+
+
+def hits(node: RunNode) -> dict[tuple[str, str], float]:
+    found = {}
+    for line in node.metrics_text().splitlines():
+        if line.startswith("smps_screening_hits_total{"):
+            labels, value = line.rsplit(" ", 1)
+            pairs = dict(p.split("=") for p in labels[labels.index("{") + 1 : -1].split(","))
+            found[pairs["rule"].strip('"'), pairs["action"].strip('"')] = float(value)
+    return found
+
+
+async def reach_every_ne(smsc: SmpplibSmsc, nes: list[Ne]) -> None:
+    """Probe on both binds until every NE gets both copies (the workers tell each
+    other their NE binds asynchronously), then forget the probes."""
+    for attempt in range(100):
+        before = [len(ne.received) for ne in nes]
+        await answers(
+            smsc, [smsc.deliver(b, f"86138000{attempt:05d}", "1", b"probe") for b in (0, 1)]
+        )
+        await asyncio.sleep(0.05)
+        if all(len(ne.received) == n + 2 for ne, n in zip(nes, before, strict=True)):
+            break
+    for ne in nes:
+        ne.received.clear()
+
+
+async def test_each_rule_type_with_no_ne_and_an_exact_flood_limit_over_two_workers(tmp_path):
+    async with screening_node(tmp_path) as (smsc, node):
+        sequences = [
+            smsc.deliver(i % 2, source, destination, text, **extra)
+            for i, (source, destination, text, extra, _status, _rule) in enumerate(CASES)
+        ]
+        statuses = await answers(smsc, sequences)
+        for case, status in zip(CASES, statuses, strict=True):
+            assert status == case[4], case
+
+        # One sender floods, its messages alternating between the two workers' binds.
+        flood = [smsc.deliver(i % 2, "8613700000001", "8613911119999", b"buy") for i in range(120)]
+        statuses = await answers(smsc, flood)
+        assert statuses.count(ALLOW) == FLOOD_LIMIT
+        assert statuses.count(BLOCK) == 120 - FLOOD_LIMIT
+
+        # Over both workers, the hits per rule (summed by the master's /metrics).
+        await asyncio.sleep(1.5)  # the workers' stats reach the master every second
+        counted = hits(node)
+        assert counted[("flood-sender", "block")] == 120 - FLOOD_LIMIT
+        assert counted[("deny-senders", "block")] == 3
+        assert counted[("special", "block")] == 4
+        assert counted[("watch-lottery", "monitor")] == 1
+        assert counted[("vip", "allow")] == 1
+
+
+async def test_nes_get_no_copy_of_what_a_rule_blocked(tmp_path):
+    accounts = [{"system_id": f"ne{i}", "password": "pw", "max_binds": 2} for i in range(3)]
+    async with screening_node(tmp_path, accounts) as (smsc, node):
+        nes = [Ne(node.smpp_port, f"ne{i}", "pw") for i in range(3)]
+        for ne in nes:
+            ne.client.start()
+        try:
+            await until(lambda: all(node.ne_binds(f"ne{i}") for i in range(3)))
+            await reach_every_ne(smsc, nes)
+            sequences = [
+                smsc.deliver(i % 2, source, destination, text, **extra)
+                for i, (source, destination, text, extra, _status, _rule) in enumerate(CASES)
+            ]
+            statuses = await answers(smsc, sequences)
+            assert statuses == [case[4] for case in CASES]
+            allowed = {
+                normalise_address(case[0].encode(), 1, 1, b"") for case in CASES if case[4] == ALLOW
+            }
+            for ne in nes:
+                copies = {decode_sm(pdu).source_addr for pdu in ne.received}
+                assert copies == allowed, ne.client.cfg.system_id
+        finally:
+            for ne in nes:
+                await ne.client.stop()
