@@ -38,11 +38,17 @@ from cpython.unicode cimport (
 )
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
+from cpython.unicode cimport PyUnicode_READ
+from smps._native.numbers cimport normalise_address
 from smps._native.pdu cimport SmView
 from smps._native.velocity cimport VelocityTable, mix_hash
 from smps._native.text cimport UdhInfo, udh_scan
 
 from smps._native.text import decode as decode_text
+
+cdef extern from "Python.h":
+    int PyUnicode_KIND(object text)
+    void* PyUnicode_DATA(object text)
 
 cdef extern from "<time.h>" nogil:
     ctypedef long time_t
@@ -125,22 +131,37 @@ cpdef uint64_t fingerprint(str text):
     """64-bit fingerprint of a text, in one pass: letters case-folded, each run of
     digits one ``#``, each run of whitespace one space, none at the ends."""
     cdef uint64_t h = _FNV_OFFSET
-    cdef Py_UCS4 ch
+    cdef uint32_t ch
     cdef int last = 0  # 0 start or space pending, 1 digit run, 2 other
     cdef bint space = False
-    for ch in text:
-        if Py_UNICODE_ISSPACE(ch):
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* data = PyUnicode_DATA(text)
+    cdef Py_ssize_t i
+    cdef bint is_space, is_digit
+    for i in range(len(text)):
+        ch = PyUnicode_READ(kind, data, i)
+        if ch < 0x80:  # ASCII without a call into the Unicode database
+            is_space = ch == 0x20 or 0x09 <= ch <= 0x0D
+            is_digit = 0x30 <= ch <= 0x39
+            if 0x41 <= ch <= 0x5A:
+                ch += 0x20
+        else:
+            is_space = Py_UNICODE_ISSPACE(<Py_UCS4>ch)
+            is_digit = Py_UNICODE_ISDIGIT(<Py_UCS4>ch)
+            if not (is_space or is_digit):
+                ch = <uint32_t>Py_UNICODE_TOLOWER(<Py_UCS4>ch)
+        if is_space:
             space = last != 0
             continue
         if space:
             h = _fnv(h, 0x20)
             space = False
-        if Py_UNICODE_ISDIGIT(ch):
+        if is_digit:
             if last != 1:
                 h = _fnv(h, 0x23)
                 last = 1
             continue
-        h = _fnv(h, Py_UNICODE_TOLOWER(ch))
+        h = _fnv(h, ch)
         last = 2
     return mix_hash(h)
 
@@ -171,7 +192,7 @@ cpdef list find_domains(str folded):
     one); obfuscated dots (``bad[.]example``) read as dots. The scheme does not
     matter (``http://``, ``hxxp://`` or none), nor does anything after the host."""
     cdef list found = []
-    cdef Py_ssize_t i, n, start, last_dot
+    cdef Py_ssize_t i, j, n, start, last_dot
     cdef Py_UCS4 ch
     cdef bint tld_alpha
     if "." not in folded and "dot" not in folded:
@@ -180,18 +201,20 @@ cpdef list find_domains(str folded):
         for marker in _OBFUSCATED_DOTS:
             folded = folded.replace(marker, ".")
     n = len(folded)
+    cdef int kind = PyUnicode_KIND(folded)
+    cdef void* data = PyUnicode_DATA(folded)
     i = 0
     while i < n:
-        ch = folded[i]
+        ch = PyUnicode_READ(kind, data, i)
         if not _domain_char(ch):
             i += 1
             continue
         start = i
         last_dot = -1
         while i < n:
-            ch = folded[i]
+            ch = PyUnicode_READ(kind, data, i)
             if ch == 0x2E:
-                if i + 1 >= n or not _domain_char(folded[i + 1]):
+                if i + 1 >= n or not _domain_char(PyUnicode_READ(kind, data, i + 1)):
                     break  # a dot that ends a sentence
                 last_dot = i
             elif not _domain_char(ch):
@@ -199,7 +222,8 @@ cpdef list find_domains(str folded):
             i += 1
         if last_dot > start and i - last_dot > 2:
             tld_alpha = True
-            for ch in folded[last_dot + 1 : i]:
+            for j in range(last_dot + 1, i):
+                ch = PyUnicode_READ(kind, data, j)
                 if not (0x61 <= ch <= 0x7A or (ch > 0x7F and Py_UNICODE_ISALNUM(ch))):
                     tld_alpha = False
                     break
@@ -326,7 +350,7 @@ cdef class Engine:
     cdef tuple stateless  # indexes of the rules walked first, in order
     cdef tuple velocity  # indexes of velocity rules, in order
     cdef readonly VelocityTable table
-    cdef object normalise  # (address, ton, npi) -> bytes (smps.proxy.tracer)
+    cdef bytes country_code  # trace.country_code, for normalise_address
     cdef object database  # Hyperscan database of every content pattern, or None
     cdef object scratch
     cdef _Hits hits
@@ -336,12 +360,12 @@ cdef class Engine:
     cdef readonly uint64_t screened
     cdef readonly uint64_t nanoseconds  # spent in judge, in all
 
-    def __init__(self, rules, VelocityTable table, normalise, *, database=None,
+    def __init__(self, rules, VelocityTable table, bytes country_code, *, database=None,
                  pattern_rules=(), dict alphabets=None):
         cdef Rule rule
         self.rules = tuple(rules)
         self.table = table
-        self.normalise = normalise
+        self.country_code = country_code
         self.database = database
         self.scratch = None
         self.hits = _Hits()
@@ -496,7 +520,7 @@ cdef class Engine:
         return True
 
     cdef bytes _address(self, bytes address, int ton, int npi):
-        normalised = self.normalise(address, ton, npi)
+        normalised = normalise_address(address, ton, npi, self.country_code)
         if normalised.isdigit():
             return normalised
         return normalised.lower()  # sender IDs match whatever their case

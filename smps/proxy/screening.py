@@ -26,7 +26,7 @@ from smps.config.rule_entries import (
     file_lines,
     list_entry,
 )
-from smps.proxy.tracer import normalise_address, normalise_rule_number
+from smps.proxy.tracer import normalise_rule_number
 
 __all__ = ["Engine", "Judgement", "build_engine", "private_velocity_table", "velocity_memory"]
 
@@ -70,10 +70,6 @@ def build_engine(config: Config, table: VelocityTable) -> Engine | None:
     if not config.screening.enabled:
         return None
     country_code = config.trace.country_code.encode("ascii")
-
-    def normalise(address: bytes, ton: int, npi: int) -> bytes:
-        return normalise_address(address, ton, npi, country_code)
-
     rules = []
     patterns: list[tuple[str, bool]] = []
     pattern_rules: list[int] = []
@@ -90,7 +86,7 @@ def build_engine(config: Config, table: VelocityTable) -> Engine | None:
     return Engine(
         rules,
         table,
-        normalise,
+        country_code,
         database=content_database(patterns) if patterns else None,
         pattern_rules=pattern_rules,
         alphabets={s.name: (s.default_alphabet, s.gsm7_packed) for s in config.smsc},

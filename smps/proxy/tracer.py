@@ -26,9 +26,10 @@ nor decoded. One that passes is normalised and looked up in a dict of exact
 numbers, then in a dict of prefixes per distinct prefix length.
 Expiry is checked only for rules that matched; `prune_expired()` drops them.
 
-Number normalisation (`normalise_address`), applied to both addresses and to
-rule numbers (rules as TON 0 / NPI 1), so ``13800138000``, ``+8613800138000``
-and ``008613800138000`` are one subscriber under ``country_code: "86"``:
+Number normalisation (`normalise_address`, compiled in `smps._native.numbers`),
+applied to both addresses and to rule numbers (rules as TON 0 / NPI 1), so
+``13800138000``, ``+8613800138000`` and ``008613800138000`` are one subscriber
+under ``country_code: "86"``:
 
 ====================  ==========================  ===========================
 TON (NPI 0/1/6/8)     address as sent             normalised (cc = 86)
@@ -75,15 +76,11 @@ from typing import Any, Protocol
 import msgspec
 
 from smps._native import text
+from smps._native.numbers import TON_UNKNOWN, normalise_address
 from smps._native.pdu import command_name, decode
 from smps.config import Config, TraceRule
 from smps.errors import PduError
 
-SHORT_CODE_MAX = 6  # digits; TON 0 numbers this short are short codes
-NATIONAL_MIN = 7  # digits of the shortest national significant number
-E164_MAX = 15
-PHONE_NPIS = frozenset((0, 1, 6, 8))  # unknown, E.164, land mobile, national
-TON_INTERNATIONAL, TON_NATIONAL, TON_UNKNOWN, TON_ALPHANUMERIC = 1, 2, 0, 5
 TAG_MESSAGE_PAYLOAD = 0x0424
 CONCAT_TTL = 300.0  # seconds a partial concatenated set waits for its other parts
 CONCAT_LIMIT = 10_000  # partial sets remembered at most
@@ -177,34 +174,6 @@ class EventSink(Protocol):
 
 
 # ---- numbers -----------------------------------------------------------------------
-
-
-def normalise_address(addr: bytes, ton: int, npi: int, country_code: bytes) -> bytes:
-    """The form trace rules are matched against; the table is in the module docstring."""
-    if ton > TON_NATIONAL or npi not in PHONE_NPIS:  # alphanumeric, short-code TONs, not phone
-        return addr
-    if addr[:1] == b"+":
-        digits, international = addr[1:], True
-    elif addr[:2] == b"00":
-        digits, international = addr[2:], True
-    else:
-        digits, international = addr, ton == TON_INTERNATIONAL or not country_code
-    if not digits.isdigit():  # also the empty address
-        return addr
-    if international:
-        return digits
-    if digits[:1] == b"0":  # national trunk prefix, under TON 2 or TON 0
-        return country_code + digits[1:]
-    if ton == TON_NATIONAL:
-        return country_code + digits
-    length = len(digits)  # TON 0 without prefix: analyse the digits
-    if length <= SHORT_CODE_MAX:
-        return digits
-    if digits.startswith(country_code) and length >= len(country_code) + NATIONAL_MIN:
-        return digits
-    if NATIONAL_MIN <= length <= E164_MAX - len(country_code):
-        return country_code + digits
-    return digits
 
 
 def normalise_rule_number(number: str, country_code: bytes) -> tuple[bytes, bool]:
