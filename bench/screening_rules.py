@@ -39,8 +39,13 @@ def screening_section(directory: Path, seed: int = 7) -> dict:
         {"id": "special", "type": "special", "kinds": ["silent", "wap_push"]},
     ]
     rules += [
-        {"id": f"velocity-{i}-{key}", "type": "velocity", "key": key, "limit": 1_000_000,
-         "window": f"{10 * (i + 1)}s"}  # fmt: skip
+        {
+            "id": f"velocity-{i}-{key}",
+            "type": "velocity",
+            "key": key,
+            "limit": 1_000_000,
+            "window": f"{10 * (i + 1)}s",
+        }
         for i, key in enumerate(VELOCITY_KEYS)
     ]
     return {"enabled": True, "rules": rules}

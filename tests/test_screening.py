@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from smps import config as config_module
 from smps._native import screen, text
-from smps._native.pdu import encode
 from smps._native.pdu import decode_sm as view_of
+from smps._native.pdu import encode
 from smps._native.velocity import VelocityTable, velocity_table_size
 from smps.errors import ConfigError
 from smps.proxy import screening
@@ -29,7 +29,7 @@ def engine(rules, country_code="86", keys=4096):
             {
                 "trace": {"country_code": country_code},
                 "screening": {"enabled": True, "rules": rules},
-            }  # fmt: skip
+            }
         )
     )
     return screening.build_engine(cfg, screening.private_velocity_table(keys))
@@ -43,7 +43,7 @@ def sm(source=b"8613811112222", destination=b"8613911112222", ud=b"hello", **fie
             0x05,
             1,
             {**base, "source_addr": source, "destination_addr": destination, "short_message": ud},
-        )  # fmt: skip
+        )
     )
 
 
@@ -185,7 +185,7 @@ def test_fingerprints_fold_case_digits_and_spaces():
         (
             {"esm_class": 0x40, "short_message": bytes([6, 5, 4, 0x0B, 0x84, 0x23, 0xF0, 1])},
             screen.SPECIAL_WAP_PUSH,
-        ),  # fmt: skip
+        ),
         ({"esm_class": 0x40, "short_message": bytes([9, 9])}, 0),  # malformed UDH: nothing
         ({"data_coding": 0x08}, 0),
         ({}, 0),
