@@ -52,11 +52,14 @@ format: $(STAMP)
 demo: build
 	$(VENV)/bin/smps demo
 
-# Micro benchmarks, then a short load run of the standard scenario (bench/README.md).
+# Micro benchmarks, then short load runs of the standard scenario and of the screening
+# one, which reports the CPU per original screening added (bench/README.md).
 bench: build
 	$(PY) -m pytest bench -q --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops
 	mkdir -p test-artifacts
 	$(VENV)/bin/smps bench --duration 10 --warmup 3 --json test-artifacts/bench.json
+	$(VENV)/bin/smps bench --duration 10 --warmup 3 --screening \
+		--compare-to test-artifacts/bench.json --json test-artifacts/bench-screening.json
 
 soak: build
 	$(PY) -m pytest -q -m soak tests

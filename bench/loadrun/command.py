@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.loadrun.driver import Run
-from bench.loadrun.report import format_inflight_report, format_report, format_sweep, succeeded
+from bench.loadrun.report import (
+    format_added_cpu,
+    format_inflight_report,
+    format_report,
+    format_sweep,
+    succeeded,
+)
 from bench.loadrun.scenario import INFLIGHT_NE_WINDOW, INFLIGHT_RATE, INFLIGHT_TIMEOUT, Scenario
 from smps.config import Config, load
 from smps.errors import SmpsError
@@ -121,6 +127,18 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         metavar="DURATION",
         help="load before measuring (default: 5s)",
     )
+    p.add_argument(
+        "--screening",
+        action="store_true",
+        help="the screening scenario: 10k list entries, 1k keywords, 20 regexes, 10k URL "
+        "domains and 5 velocity rules that the traffic does not trip (bench/screening_rules.py)",
+    )
+    p.add_argument(
+        "--compare-to",
+        metavar="FILE",
+        help="a JSON report of an earlier run (--json): also print the CPU per original this "
+        "run added to it (make bench: what screening costs)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     p.add_argument(
         "--no-start",
@@ -199,6 +217,7 @@ def scenario_of(args: argparse.Namespace, nes: int, workers: int, rate: float | 
         timeout=INFLIGHT_TIMEOUT if n else defaults.timeout,
         inflight=n,
         rss_every=args.rss_every,
+        screening=args.screening,
     )
 
 
@@ -255,6 +274,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 1
     if len(reports) > 1 and not args.inflight:
         print(format_sweep(reports))
+    if args.compare_to:
+        with open(args.compare_to, encoding="utf-8") as file:
+            print(format_added_cpu(json.load(file), reports[-1]))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as file:
             json.dump(reports[0] if len(reports) == 1 else {"sweep": reports}, file, indent=2)

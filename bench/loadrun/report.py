@@ -220,7 +220,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"{s['nes']} NEs x {s['ne_binds']} binds, SMSC {s['smsc_binds']} binds, "
             f"{s['workers']} worker(s), rate {s['rate']}, block {s['block_ratio']:.0%}, "
             f"NE latency {s['ne_latency'] * 1000:g} ms, window {s['window']}/"
-            f"{s['ne_window']}",
+            f"{s['ne_window']}{', screening rules' if s.get('screening') else ''}",
         ),
         (
             "measured",
@@ -317,3 +317,14 @@ def format_sweep(reports: list[dict[str, Any]]) -> str:
             + (" (shared cores)" if r["pinning"].get("shared") else "")
         )
     return "\n".join(lines)
+
+
+def format_added_cpu(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """The CPU per original a run added to an earlier one (`--compare-to`)."""
+    added = after["cpu_us_per_msg"] - before["cpu_us_per_msg"]
+    what = "screening" if after["scenario"].get("screening") else "this run"
+    return (
+        f"{what} added {added:+.2f} µs CPU per original: {after['cpu_us_per_msg']:.2f} against "
+        f"{before['cpu_us_per_msg']:.2f} µs/msg ({after['msgs_per_s']:,.0f} and "
+        f"{before['msgs_per_s']:,.0f} msg/s)"
+    )

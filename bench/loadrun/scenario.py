@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from bench.screening_rules import screening_section
 from smps.config import loads
 
 SMSC_SYSTEM_ID = "smps"
@@ -37,6 +38,7 @@ class Scenario:
     timeout: float = 2.0  # policy.timeout
     inflight: int = 0  # > 0: the in-flight memory run (send this many, NEs never answer)
     rss_every: float = 10.0  # seconds between RSS samples over the measured interval
+    screening: bool = False  # the screening scenario's rules (bench/screening_rules.py)
     mix: dict[str, float] = field(
         default_factory=lambda: {"gsm7": 70.0, "ucs2": 20.0, "concat": 10.0, "receipt": 0.0}
     )
@@ -91,6 +93,8 @@ def bench_config(scenario: Scenario, workdir: Path, smsc_port: int, ne_port: int
         "trace": {"rules": [{"number": n.decode()} for n in scenario.traced_numbers()]},
         "web": {"listen": "127.0.0.1:0"},
     }
+    if scenario.screening:
+        raw["screening"] = screening_section(workdir / "screening")
     text = yaml.safe_dump(raw, sort_keys=False)
     loads(text, file="bench config")  # refuse here, not in a child's log
     return text
