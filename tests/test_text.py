@@ -469,3 +469,18 @@ def test_reassemble_notes_missing_parts_and_replaces_duplicates():
 def test_reassemble_sar_parts_without_udh():
     result = reassemble([(2, b"world"), (1, b"hello ")], 0, 0)
     assert (result.text, result.udh, result.note) == ("hello world", None, "")
+
+
+@given(
+    st.binary(max_size=200),
+    st.integers(0, 255),
+    st.sampled_from([0, 0x40]),
+    st.sampled_from(["gsm7", "ascii", "latin1"]),
+    st.booleans(),
+)
+def test_plain_text_is_the_text_decode_finds(data, data_coding, esm_class, alphabet, packed):
+    """The screening engine's lean decoder reads what the tracer's decode() reads."""
+    decoded = text.decode(data, data_coding, esm_class, default_alphabet=alphabet,
+                          gsm7_packed=packed)  # fmt: skip
+    plain = text.plain_text(data, data_coding, esm_class, alphabet, packed)
+    assert plain == (None if decoded.encoding == "binary" else decoded.text)

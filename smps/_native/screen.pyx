@@ -42,9 +42,8 @@ from cpython.unicode cimport PyUnicode_READ
 from smps._native.numbers cimport normalise_address
 from smps._native.pdu cimport SmView
 from smps._native.velocity cimport VelocityTable, mix_hash
-from smps._native.text cimport UdhInfo, udh_scan
+from smps._native.text cimport UdhInfo, plain_text, udh_scan
 
-from smps._native.text import decode as decode_text
 
 cdef extern from "Python.h":
     int PyUnicode_KIND(object text)
@@ -77,6 +76,8 @@ SPECIAL_SILENT = 1
 SPECIAL_FLASH = 2
 SPECIAL_BINARY = 4
 SPECIAL_WAP_PUSH = 8
+
+_GSM7_UNPACKED = ("gsm7", False)
 
 cdef enum:
     _PID_SILENT = 0x40  # "Short Message Type 0" (23.040 §9.2.3.9)
@@ -190,46 +191,49 @@ cpdef list find_domains(str folded):
     """Domains in a case-folded text: every run of letters, digits, hyphens and
     dots with two labels or more whose last label is letters (so "1.5" is not
     one); obfuscated dots (``bad[.]example``) read as dots. The scheme does not
-    matter (``http://``, ``hxxp://`` or none), nor does anything after the host."""
+    matter (``http://``, ``hxxp://`` or none), nor does anything after the host.
+    Only the text around each dot is looked at (str.find finds the dots)."""
     cdef list found = []
-    cdef Py_ssize_t i, j, n, start, last_dot
+    cdef Py_ssize_t dot, start, end, last_dot, j, n
     cdef Py_UCS4 ch
     cdef bint tld_alpha
-    if "." not in folded and "dot" not in folded:
-        return found
     if "[" in folded or "(" in folded or "{" in folded:
         for marker in _OBFUSCATED_DOTS:
             folded = folded.replace(marker, ".")
+    dot = folded.find(".")
+    if dot < 0:
+        return found
     n = len(folded)
     cdef int kind = PyUnicode_KIND(folded)
     cdef void* data = PyUnicode_DATA(folded)
-    i = 0
-    while i < n:
-        ch = PyUnicode_READ(kind, data, i)
-        if not _domain_char(ch):
-            i += 1
+    while dot >= 0:
+        start = dot
+        while start > 0 and _domain_char(PyUnicode_READ(kind, data, start - 1)):
+            start -= 1
+        if start == dot:  # no label before this dot
+            dot = folded.find(".", dot + 1)
             continue
-        start = i
+        end = dot
         last_dot = -1
-        while i < n:
-            ch = PyUnicode_READ(kind, data, i)
+        while end < n:
+            ch = PyUnicode_READ(kind, data, end)
             if ch == 0x2E:
-                if i + 1 >= n or not _domain_char(PyUnicode_READ(kind, data, i + 1)):
-                    break  # a dot that ends a sentence
-                last_dot = i
+                if end + 1 >= n or not _domain_char(PyUnicode_READ(kind, data, end + 1)):
+                    break  # a dot that ends a sentence, or two dots
+                last_dot = end
             elif not _domain_char(ch):
                 break
-            i += 1
-        if last_dot > start and i - last_dot > 2:
+            end += 1
+        if last_dot > start and end - last_dot > 2:
             tld_alpha = True
-            for j in range(last_dot + 1, i):
+            for j in range(last_dot + 1, end):
                 ch = PyUnicode_READ(kind, data, j)
                 if not (0x61 <= ch <= 0x7A or (ch > 0x7F and Py_UNICODE_ISALNUM(ch))):
                     tld_alpha = False
                     break
             if tld_alpha:
-                found.append(folded[start:i])
-        i += 1
+                found.append(folded[start:end])
+        dot = folded.find(".", max(end, dot + 1))
     return found
 
 
@@ -423,6 +427,7 @@ cdef class Engine:
         cdef Py_ssize_t i, j
         cdef list fired = None
         cdef list taken
+        cdef int64_t window_ms
         cdef Judgement verdict
         cdef uint64_t key
         cdef bint hit
@@ -462,7 +467,7 @@ cdef class Engine:
             if rule.action != ACTION_MONITOR:
                 return self._decided(rule, fired)
         if self.velocity:
-            taken = []
+            taken = None  # (key, window) of the counts this message took, to give back
             for i in self.velocity:
                 rule = <Rule>self.rules[i]
                 if not self._in_scope(rule, source, destination):
@@ -475,18 +480,21 @@ cdef class Engine:
                     key = key_hash(rule.seed, source)
                 elif rule.key == KEY_DESTINATION:
                     key = key_hash(rule.seed, destination)
-                else:
-                    key = key_hash(rule.seed, source + b"\x00" + destination)
+                else:  # the pair: the destination hashed on from the source
+                    key = key_hash(key_hash(rule.seed, source), destination)
                 if count:
                     if self.table.take(key, now_ms, rule.window_ms, rule.limit):
+                        if taken is None:
+                            taken = []
                         taken.append((key, rule.window_ms))
                         continue
                 elif self.table.count(key, now_ms, rule.window_ms) < rule.limit:
                     continue
                 fired = self._fired(fired, i)
                 if rule.action != ACTION_MONITOR:
-                    for j in range(len(taken)):  # this message does not pass: not counted
-                        self.table.give_back(taken[j][0], now_ms, taken[j][1])
+                    if taken is not None:  # this message does not pass: not counted
+                        for key, window_ms in taken:
+                            self.table.give_back(key, now_ms, window_ms)
                     return self._decided(rule, fired)
         if fired is None:
             return None
@@ -527,12 +535,9 @@ cdef class Engine:
 
     cdef str _text(self, SmView view, str smsc):
         """The original's text, case-folded; "" for binary data, which has none."""
-        alphabet, packed = self.alphabets.get(smsc, ("gsm7", False))
-        decoded = decode_text(view.user_data, view.data_coding, view.esm_class,
-                              default_alphabet=alphabet, gsm7_packed=packed)
-        if decoded.encoding == "binary":
-            return ""
-        return decoded.text.casefold()
+        alphabet, packed = self.alphabets.get(smsc, _GSM7_UNPACKED)
+        text = plain_text(view.user_data, view.data_coding, view.esm_class, alphabet, packed)
+        return "" if text is None else text.casefold()
 
     cdef set _content(self, str folded):
         """Indexes of the content rules whose keywords or expressions occur."""
@@ -540,6 +545,7 @@ cdef class Engine:
         if self.database is None or not folded:
             return matched
         self.hits.rules = matched
-        self.database.scan(folded.encode("utf-8", "surrogatepass"),
-                           match_event_handler=self.hits, scratch=self.scratch)
+        # Positional (data, handler, flags, context, scratch): no keyword parsing.
+        self.database.scan(folded.encode("utf-8", "surrogatepass"), self.hits, 0, None,
+                           self.scratch)
         return matched

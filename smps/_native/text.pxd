@@ -40,3 +40,7 @@ cdef class Decoded:
     cdef readonly Udh udh
     cdef readonly str note
     cdef readonly Py_ssize_t replaced
+
+
+cpdef str plain_text(bytes user_data, int data_coding, int esm_class=*,
+                     str default_alphabet=*, bint gsm7_packed=*)

@@ -84,3 +84,10 @@ def ucs2_decode(data: bytes) -> tuple[str, int]: ...
 def split(
     text: str, *, ref: int, packed: bool = False, max_single: int | None = None
 ) -> tuple[int, list[bytes]]: ...
+def plain_text(
+    user_data: bytes,
+    data_coding: int,
+    esm_class: int = 0,
+    default_alphabet: str = "gsm7",
+    gsm7_packed: bool = False,
+) -> str | None: ...

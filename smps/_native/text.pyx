@@ -9,6 +9,7 @@ What lives here, by caller:
   any data_coding (SMPP 3.4 §5.2.19) and never raises on bytes: what cannot be
   decoded becomes U+FFFD and is counted and described in ``Decoded.note``;
   ``reassemble()`` joins concatenated parts, decoding once;
+* the screening engine: ``plain_text()``, the same text without the notes;
 * the simulators: ``split()`` builds realistic (concatenated) user data, on top
   of the GSM 7-bit (TS 23.038 §6.1.2, §6.2.1, Annex A) and UCS-2 encoders.
 
@@ -731,6 +732,42 @@ def decode(user_data, int data_coding, int esm_class=0, *, str default_alphabet=
     if esm_class & UDHI:
         udh, offset = _take_udh(data, notes)
     return _decode_payloads(kind, data_coding, gsm7_packed, [data], [offset], udh, notes)
+
+
+cpdef str plain_text(bytes user_data, int data_coding, int esm_class=0,
+                     str default_alphabet="gsm7", bint gsm7_packed=False):
+    """The text alone, as decode() reads it, or None for data that is no text
+    (binary, compressed, undecoded): what the screening engine matches, once per
+    original, without the notes and the Decoded that the tracer wants."""
+    cdef int kind = _kind_of(data_coding, default_alphabet)
+    cdef UdhInfo info
+    cdef Py_ssize_t offset = 0
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(user_data)
+    cdef const unsigned char* p = _ptr(user_data)
+    cdef int locking = 0, single = 0
+    cdef _Counts counts
+    cdef bytes septets
+    memset(&counts, 0, sizeof(counts))
+    if kind == K_BINARY or kind == K_UNDECODED or kind == K_COMPRESSED:
+        return None
+    if esm_class & UDHI:
+        if udh_scan(p, n, &info):
+            if info.locking_shift and _has_table(info.locking_shift, True):
+                locking = info.locking_shift
+            if info.single_shift and _has_table(info.single_shift, False):
+                single = info.single_shift
+        offset = min(info.length, n)
+    if kind == K_GSM7:
+        if gsm7_packed:
+            septets = _unpack(p + offset, n - offset, _fill_bits(offset), -1)
+            return _gsm_septets_to_str(_ptr(septets), PyBytes_GET_SIZE(septets), locking,
+                                       single, &counts)
+        return _gsm_septets_to_str(p + offset, n - offset, locking, single, &counts)
+    if kind == K_UCS2:
+        return _ucs2_to_str(p + offset, n - offset, &counts)
+    if kind == K_LATIN1:
+        return PyUnicode_DecodeLatin1(<const char*>p + offset, n - offset, NULL)
+    return _ascii_to_str(user_data[offset:] if offset else user_data, &counts)
 
 
 def reassemble(parts, int data_coding, int esm_class=UDHI, *, str default_alphabet="gsm7",
