@@ -116,7 +116,7 @@ async def test_rows_keep_every_field(store, tmp_path):
 
 
 def batch_of(batch_id: str, first: int, count: int) -> Batch:
-    rows = [(*decision_row(make_decision(first + i)), None) for i in range(count)]
+    rows = [decision_row(make_decision(first + i), None) for i in range(count)]
     return Batch(batch_id, rows, [], [(29_000_000, "", "block", count)])
 
 
@@ -195,7 +195,7 @@ async def test_decisions_carry_the_lease_epoch_they_were_made_under(store, tmp_p
     newest = await decision_queries.query_decisions(
         store, decision_queries.DecisionQuery(), limit=1
     )
-    assert newest[0]["epoch"] == 9  # as the API shows it
+    assert newest[0].epoch == 9  # as the API shows it
 
 
 async def test_traces_are_written_with_the_whole_event(store, tmp_path):
@@ -424,13 +424,13 @@ async def test_keyset_pages_follow_ids_across_days(store, tmp_path):
         page = await decision_queries.query_decisions(
             store, decision_queries.DecisionQuery(), limit=4, before_id=before
         )
-        seen += [row["sequence"] for row in page]
+        seen += [row.sequence for row in page]
         if len(page) < 4:
             break
-        before = page[-1]["id"]
+        before = page[-1].id
     assert seen == list(range(8, -1, -1))
     first = await decision_queries.query_decisions(store, decision_queries.DecisionQuery(), limit=1)
-    assert (await decision_queries.get_decision(store, first[0]["id"]))["sequence"] == 8
+    assert (await decision_queries.get_decision(store, first[0].id)).sequence == 8
 
 
 def test_record_policy():

@@ -53,10 +53,12 @@ from msgspec import Meta
 
 from smps import __version__
 from smps import config as cfg
+from smps.proxy.records import Decision
 from smps.proxy.trace_hub import EventFilter, Subscription, TraceHub
 from smps.proxy.tracer import TraceEvent, normalise_rule_number
 from smps.store import audit_log, common, decision_queries, entities, tokens, trace_queries
 from smps.store.db import Store
+from smps.store.rows import StoredDecision
 from smps.web import auth, sse
 from smps.web.node import NodeView, kick
 
@@ -297,45 +299,8 @@ def _event_filter(number: tuple[str, bool] | None) -> EventFilter | None:
 # ------------------------------------------------------------------ response documents
 
 
-class NeResultOut(msgspec.Struct):
-    account: str
-    verdict: str
-    status: int | None
-    latency_ms: float | None
-    late: bool
-    decisive: bool
-
-
-class DecisionOut(msgspec.Struct):
-    id: int
-    arrived_at: str
-    decided_at: str
-    arrived_us: int
-    decided_us: int
-    smsc: str
-    command: str
-    sequence: int
-    source_addr: str
-    source_ton: int
-    source_npi: int
-    destination_addr: str
-    dest_ton: int
-    dest_npi: int
-    esm_class: int
-    data_coding: int
-    concat_ref: int | None
-    concat_part: int | None
-    concat_total: int | None
-    verdict: str
-    reason: str
-    status: int
-    deciding_account: str | None
-    results: list[NeResultOut]
-    epoch: int | None  # the HA lease epoch (fencing token) the node held; null without a lease
-
-
 class DecisionPage(msgspec.Struct):
-    items: list[DecisionOut]
+    items: list[StoredDecision]
     next_cursor: str | None
 
 
@@ -449,8 +414,8 @@ async def _decisions(request: web.Request) -> web.Response:
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = common.encode_cursor(rows[-1]["id"]) if more else None
-    return _json(DecisionPage(msgspec.convert(rows, list[DecisionOut]), next_cursor))
+    next_cursor = common.encode_cursor(rows[-1].id) if more else None
+    return _json(DecisionPage(rows, next_cursor))
 
 
 async def _decision(request: web.Request) -> web.Response:
@@ -458,14 +423,17 @@ async def _decision(request: web.Request) -> web.Response:
         decision_id = int(request.match_info["id"])
     except ValueError:
         raise common.Invalid("decision ids are integers", "id") from None
-    return _json(
-        msgspec.convert(
-            await decision_queries.get_decision(request.app[STORE], decision_id), DecisionOut
-        )
-    )
+    return _json(await decision_queries.get_decision(request.app[STORE], decision_id))
 
 
-CSV_COLUMNS = [field for field in DecisionOut.__struct_fields__ if not field.endswith("_us")]
+# The API's fields but the times in µs; the stored decision's id and times first.
+CSV_COLUMNS = (
+    "id",
+    "arrived_at",
+    "decided_at",
+    *[name for name in Decision.__struct_fields__ if not name.endswith("_us")],
+    "epoch",
+)
 _CSV_PAGE = 1000
 
 
@@ -495,8 +463,9 @@ async def write_decisions_csv(
     while True:
         page = _CSV_PAGE if remaining is None else min(_CSV_PAGE, remaining)
         rows = await decision_queries.query_decisions(store, query, limit=page, before_id=before)
-        for row in rows:
-            row["results"] = msgspec.json.encode(row["results"]).decode()
+        for decision in rows:
+            row = msgspec.structs.asdict(decision)
+            row["results"] = msgspec.json.encode(decision.results).decode()
             writer.writerow([row[column] for column in CSV_COLUMNS])
         await response.write(buffer.getvalue().encode())
         buffer.seek(0)
@@ -505,7 +474,7 @@ async def write_decisions_csv(
             remaining -= len(rows)
         if len(rows) < page or remaining == 0:
             break
-        before = rows[-1]["id"]
+        before = rows[-1].id
     await response.write_eof()
     return response
 
@@ -810,7 +779,10 @@ def openapi_document() -> dict[str, Any]:
             "parameters": [
                 {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
             ],
-            "responses": {"200": {"description": "ok", **_content(_ref("DecisionOut"))}, **errors},
+            "responses": {
+                "200": {"description": "ok", **_content(_ref("StoredDecision"))},
+                **errors,
+            },
         }
     }
     paths[f"{PREFIX}/stats/minutes"] = {

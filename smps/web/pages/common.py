@@ -161,13 +161,15 @@ def actor(request: web.Request) -> str:
     return f"user:{request[SESSION].user.name}"
 
 
-def next_page(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+def next_page(rows: list[Any]) -> tuple[list[Any], str | None]:
     """(one page of ``rows``, the cursor of the next page or None): ``rows`` were
-    fetched with ``limit=PAGE_SIZE + 1`` so that one more means there are more."""
+    fetched with ``limit=PAGE_SIZE + 1`` so that one more means there are more.
+    Rows are dicts, or records with an ``id`` (decisions)."""
     if len(rows) <= PAGE_SIZE:
         return rows, None
     rows = rows[:PAGE_SIZE]
-    return rows, common.encode_cursor(rows[-1]["id"])
+    last = rows[-1]
+    return rows, common.encode_cursor(last["id"] if isinstance(last, dict) else last.id)
 
 
 def guard(handler: Handler, action: str | None) -> Handler:

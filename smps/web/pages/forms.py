@@ -111,7 +111,7 @@ class FilteredPage:
     """One page of a filtered, newest-first list (decisions, traced messages)."""
 
     filters: dict[str, str]  # the non-empty filter fields
-    rows: list[dict[str, Any]]
+    rows: list[Any]  # dicts, or records with an id (decisions)
     errors: dict[str, str]  # an unreadable filter: its message beside its field
     first_page: bool
     next_cursor: str | None
@@ -137,7 +137,7 @@ class FilteredPage:
 async def filtered_page(
     request: web.Request,
     filters: dict[str, str],
-    fetch: Callable[[int | None], Awaitable[list[dict[str, Any]]]],
+    fetch: Callable[[int | None], Awaitable[list[Any]]],
 ) -> FilteredPage:
     """The page the query string's cursor names. ``fetch(before_id)`` reads ``filters``
     into a query and asks for ``PAGE_SIZE + 1`` rows older than ``before_id``; an
