@@ -20,7 +20,6 @@ import jinja2
 from aiohttp import web
 
 from smps.config import TraceConfig
-from smps.store import common
 from smps.store.db import Store
 from smps.web import auth
 from smps.web.node import NodeView
@@ -159,17 +158,6 @@ def error_page(request: web.Request, status: int, title: str, message: str) -> w
 def actor(request: web.Request) -> str:
     """Who the audit log names for a change made on this request."""
     return f"user:{request[SESSION].user.name}"
-
-
-def next_page(rows: list[Any]) -> tuple[list[Any], str | None]:
-    """(one page of ``rows``, the cursor of the next page or None): ``rows`` were
-    fetched with ``limit=PAGE_SIZE + 1`` so that one more means there are more.
-    Rows are dicts, or records with an ``id`` (decisions)."""
-    if len(rows) <= PAGE_SIZE:
-        return rows, None
-    rows = rows[:PAGE_SIZE]
-    last = rows[-1]
-    return rows, common.encode_cursor(last["id"] if isinstance(last, dict) else last.id)
 
 
 def guard(handler: Handler, action: str | None) -> Handler:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from smps.store import common, decision_queries, entities
 from smps.store.rows import StoredDecision
-from smps.web.api import DecisionParams, decision_query, write_decisions_csv
+from smps.web.api.decisions import DecisionParams, decision_query, write_decisions_csv
 from smps.web.pages.common import PAGE_SIZE, UI, VERDICTS, Route, error_page
 from smps.web.pages.forms import filtered_page
 

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from smps.store import common
-from smps.web.pages.common import flash, next_page, render, see_other
+from smps.web.pages.common import PAGE_SIZE, flash, render, see_other
 
 _PLAIN_MESSAGES = (
     (re.compile(r"Expected `str` of length >= 1$"), "required"),
@@ -147,5 +147,5 @@ async def filtered_page(
         rows = await fetch(common.decode_cursor(cursor) if cursor else None)
     except common.Invalid as exc:
         return FilteredPage(filters, [], field_errors(exc), cursor is None, None)
-    rows, next_cursor = next_page(rows)
+    rows, next_cursor = common.next_page(rows, PAGE_SIZE)
     return FilteredPage(filters, rows, {}, cursor is None, next_cursor)
