@@ -50,6 +50,7 @@ class Decision(msgspec.Struct, frozen=True):
     status: int  # command_status sent to the SMSC
     deciding_account: str | None
     results: list[NeResult]
+    rule_id: str | None = None  # the screening rule that decided, when one did
 
 
 def should_record(record: str, verdict: str, reason: str, traced: bool) -> bool:

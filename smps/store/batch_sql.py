@@ -20,7 +20,7 @@ log = logging.getLogger("smps.store.writer")  # the writer's log, as before the 
 
 MYSQL_STATEMENT_BYTES = 1 << 20  # well under max_allowed_packet (4 MB and up)
 _NO_PARAMETERS = {"no_parameters": True}  # no %-formatting by the driver: the SQL is final
-SQLITE_ROWS = 40  # decision rows per SQLite INSERT: 40 x 22 values, under SQLite's old 999 limit
+SQLITE_ROWS = 40  # decision rows per SQLite INSERT: 40 x 23 values, under SQLite's old 999 limit
 
 
 class Batch(msgspec.Struct, array_like=True, frozen=True):

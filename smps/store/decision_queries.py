@@ -12,7 +12,8 @@ from smps.store.common import NotFound, iso, time_window
 from smps.store.db import Store
 from smps.store.rows import StoredDecision, stored_decision
 
-DECISION_FILTERS = ("src", "dst", "verdict", "reason", "account")
+# The exact-match filters, named alike in DecisionQuery and the API's and UI's query strings.
+DECISION_FILTERS = ("src", "dst", "verdict", "reason", "account", "rule")
 
 
 class DecisionQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,6 +24,7 @@ class DecisionQuery(msgspec.Struct, frozen=True, kw_only=True):
     verdict: str | None = None
     reason: str | None = None
     account: str | None = None  # the deciding NE account
+    rule: str | None = None  # the screening rule that decided
     since_us: int | None = None
     until_us: int | None = None
 
@@ -36,6 +38,7 @@ def _decision_conditions(query: DecisionQuery) -> list[Any]:
         (query.verdict, c.verdict),
         (query.reason, c.reason),
         (query.account, c.deciding_account),
+        (query.rule, c.rule_id),
     ):
         if value is not None:
             conditions.append(column == value)

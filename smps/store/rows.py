@@ -40,6 +40,7 @@ DECISION_COLUMNS = (
     "deciding_account",
     "results",
     "epoch",
+    "rule_id",
 )
 TRACE_COLUMNS = (
     "message_id",
@@ -71,6 +72,7 @@ def decision_row(d: Decision, epoch: int | None) -> tuple:
     command, verdict and reason are SMPS's own words, all shorter than 16.
     """
     account = d.deciding_account
+    rule = d.rule_id
     return (
         d.arrived_us,
         d.decided_us,
@@ -94,6 +96,7 @@ def decision_row(d: Decision, epoch: int | None) -> tuple:
         account[:16] if account else None,
         _encode_json(d.results).decode(),
         epoch,
+        rule[:64] if rule else None,
     )
 
 

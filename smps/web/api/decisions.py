@@ -26,6 +26,7 @@ class DecisionParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     verdict: Literal["allow", "block", "tempfail"] | None = None
     reason: str | None = None
     account: str | None = None
+    rule: str | None = None
     since: str | None = None
     until: str | None = None
     limit: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
@@ -54,11 +55,7 @@ def decision_query(params: DecisionParams) -> decision_queries.DecisionQuery:
     """The filters of a decisions search (API or admin UI) as the store's query;
     Invalid names the field of an unreadable time."""
     return decision_queries.DecisionQuery(
-        src=params.src,
-        dst=params.dst,
-        verdict=params.verdict,
-        reason=params.reason,
-        account=params.account,
+        **{name: getattr(params, name) for name in decision_queries.DECISION_FILTERS},
         since_us=time_us(params.since, "since"),
         until_us=time_us(params.until, "until"),
     )
