@@ -96,9 +96,8 @@ def make_decision(i: int, *, at: float | None = None, verdict: str = "block", **
         NeResult("fraud", "allow", 0, 2.25, False, True),
     ]
     values = dict(
-        id=i,
-        arrived_at=at - 0.002,
-        decided_at=at,
+        arrived_us=round(at * 1e6) - 2000,
+        decided_us=round(at * 1e6),
         smsc="smsc1",
         command="deliver_sm",
         sequence=i,

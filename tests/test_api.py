@@ -5,6 +5,7 @@ validation errors naming the field, decisions with keyset pagination, CSV, stats
 import csv
 import io
 import time
+from datetime import datetime
 
 import pytest
 from aiohttp import web
@@ -300,7 +301,8 @@ async def fill_decisions(store, tmp_path, count: int) -> None:
     totals = {("", "allow"): 0, ("", "block"): 0}
     for i in range(count):
         verdict = "allow" if i % 3 == 0 else "block"
-        writer.put(make_decision(i, at=base + i, verdict=verdict))
+        rule = "loan-spam" if i % 10 == 1 else None  # the screening rule that decided
+        writer.put(make_decision(i, at=base + i, verdict=verdict, rule_id=rule))
         totals["", verdict] += 1
     writer.add_totals("plane", totals)  # the data plane's running totals
     await writer.close()
@@ -340,8 +342,38 @@ async def test_decisions_keyset_pages_newest_first(client, admin, store, tmp_pat
     assert [item["sequence"] for item in ranged["items"]] == list(range(16, 6, -1))
 
     detail = await client.get(f"/api/v1/decisions/{one['items'][0]['id']}", headers=admin)
-    assert (await detail.json())["destination_addr"] == "8613900000007"
+    document = await detail.json()
+    assert document == one["items"][0] and document["destination_addr"] == "8613900000007"
+    # What clients read: the decision record, its id and lease epoch, its times twice.
+    assert set(document) == {
+        "id", "arrived_at", "decided_at", "arrived_us", "decided_us", "smsc", "command",
+        "sequence", "source_addr", "source_ton", "source_npi", "destination_addr", "dest_ton",
+        "dest_npi", "esm_class", "data_coding", "concat_ref", "concat_part", "concat_total",
+        "verdict", "reason", "status", "deciding_account", "results", "rule_id", "epoch",
+    }  # fmt: skip
+    assert set(document["results"][0]) == {
+        "account", "verdict", "status", "latency_ms", "late", "decisive"
+    }  # fmt: skip
+    decided = datetime.fromisoformat(document["decided_at"].replace("Z", "+00:00"))
+    assert round(decided.timestamp() * 1e6) == document["decided_us"]
     assert (await client.get("/api/v1/decisions/999999999", headers=admin)).status == 404
+
+
+async def test_decisions_filter_by_the_screening_rule(client, admin, store, tmp_path):
+    await fill_decisions(store, tmp_path, 30)
+
+    async def search(rule: str) -> list[dict]:
+        params = {"rule": rule}
+        response = await client.get("/api/v1/decisions", params=params, headers=admin)
+        return (await response.json())["items"]
+
+    found = await search("loan-spam")
+    assert [(item["sequence"], item["rule_id"]) for item in found] == [
+        (21, "loan-spam"), (11, "loan-spam"), (1, "loan-spam")
+    ]  # fmt: skip
+    assert await search("loan") == []  # the whole id, not a prefix
+    others = await (await client.get("/api/v1/decisions", headers=admin)).json()
+    assert others["items"][0]["rule_id"] is None  # 29: decided by no rule
 
 
 @pytest.mark.parametrize(
@@ -366,7 +398,14 @@ async def test_decisions_csv_streams_every_match(client, admin, store, tmp_path)
     response = await client.get("/api/v1/decisions.csv", params={"verdict": "block"}, headers=admin)
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    reader = csv.DictReader(io.StringIO(await response.text()))
+    rows = list(reader)
+    assert reader.fieldnames == [
+        "id", "arrived_at", "decided_at", "smsc", "command", "sequence", "source_addr",
+        "source_ton", "source_npi", "destination_addr", "dest_ton", "dest_npi", "esm_class",
+        "data_coding", "concat_ref", "concat_part", "concat_total", "verdict", "reason",
+        "status", "deciding_account", "results", "rule_id", "epoch",
+    ]  # fmt: skip
     assert len(rows) == sum(1 for i in range(2100) if i % 3)
     assert rows[0]["verdict"] == "block" and int(rows[0]["sequence"]) == 2099
     assert "antispam" in rows[0]["results"]

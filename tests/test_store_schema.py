@@ -26,8 +26,10 @@ async def test_upgrade_from_empty_creates_every_table(store):
         "ix_decisions_source_addr",
         "ix_decisions_destination_addr",
         "ix_decisions_decided_us",
+        "ix_decisions_rule_id",
     }
     assert decision_columns["epoch"]["nullable"]
+    assert decision_columns["rule_id"]["nullable"]
 
 
 async def test_upgrade_twice_is_a_no_op(store):
@@ -79,7 +81,8 @@ async def test_relative_sqlite_path_is_relative_to_working_directory(tmp_path, m
 
 
 async def test_decisions_migrations_go_down_and_up_again(store):
-    """0003 (epoch column) and 0004 (MySQL: daily partitions) undo and redo cleanly."""
+    """0003 (epoch column), 0004 (MySQL: daily partitions) and 0005 (rule_id column)
+    undo and redo cleanly."""
 
     def partitioned(sync) -> bool:
         if sync.dialect.name != "mysql":
@@ -97,8 +100,8 @@ async def test_decisions_migrations_go_down_and_up_again(store):
         assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
         await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0002"))
         assert not await conn.run_sync(partitioned)
-        assert "epoch" not in await conn.run_sync(columns)
+        assert not {"epoch", "rule_id"} & await conn.run_sync(columns)
     assert await upgrade(store.engine) == head_revision()
     async with store.engine.connect() as conn:
         assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
-        assert "epoch" in await conn.run_sync(columns)
+        assert {"epoch", "rule_id"} <= await conn.run_sync(columns)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
-from smps.proxy.records import should_record
+from smps.proxy.records import Decision, should_record
 from smps.proxy.tracer import TraceEvent
 from smps.store import decision_queries
 from smps.store.batch_sql import Batch
@@ -100,6 +100,7 @@ async def test_rows_keep_every_field(store, tmp_path):
         concat_total=3,
         smsc='it\'s a \\ %s "smsc"',  # quotes, a backslash, a %s: SQL text, never code
         source_addr="Bücher-über-€",
+        rule_id="loan-spam",
     )
     writer.put(decision)
     await until(lambda: writer.written == 1, timeout=60)
@@ -111,12 +112,18 @@ async def test_rows_keep_every_field(store, tmp_path):
     assert (row["concat_ref"], row["concat_part"], row["concat_total"]) == (12, 2, 3)
     assert row["deciding_account"] == "antispam" and row["status"] == 0x66
     assert (row["smsc"], row["source_addr"]) == (decision.smsc, decision.source_addr)
-    assert row["epoch"] is None
+    assert row["epoch"] is None and row["rule_id"] == "loan-spam"
     assert '"account":"fraud"' in row["results"]
+    # Read back, the record is the one put: one struct from the dispatcher to the API.
+    stored = await decision_queries.get_decision(store, row["id"])
+    assert (
+        Decision(**{name: getattr(stored, name) for name in Decision.__struct_fields__}) == decision
+    )
+    assert (stored.epoch, stored.decided_at) == (None, "2023-11-14T22:13:20.123456Z")
 
 
 def batch_of(batch_id: str, first: int, count: int) -> Batch:
-    rows = [(*decision_row(make_decision(first + i)), None) for i in range(count)]
+    rows = [decision_row(make_decision(first + i), None) for i in range(count)]
     return Batch(batch_id, rows, [], [(29_000_000, "", "block", count)])
 
 
@@ -164,11 +171,12 @@ async def test_a_refused_batch_in_a_group_is_dropped_alone(store, tmp_path):
 
 
 async def test_a_batch_spooled_before_the_epoch_column_is_replayed(store, tmp_path):
-    """Rows spooled by an SMPS before migration 0003 have no epoch: NULL there."""
+    """Rows spooled by an SMPS before migration 0003 have no epoch (nor rule_id, 0005):
+    NULL there."""
     from smps.store.spool import Spool
 
     old = batch_of("d" * 32, 0, 3)
-    old = Batch(old.batch_id, [row[:-1] for row in old.decisions], [], old.counters)
+    old = Batch(old.batch_id, [row[:-2] for row in old.decisions], [], old.counters)
     Spool(tmp_path / "spool", 1 << 20).append(msgspec.msgpack.encode(old))
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
     await writer.start()
@@ -195,7 +203,7 @@ async def test_decisions_carry_the_lease_epoch_they_were_made_under(store, tmp_p
     newest = await decision_queries.query_decisions(
         store, decision_queries.DecisionQuery(), limit=1
     )
-    assert newest[0]["epoch"] == 9  # as the API shows it
+    assert newest[0].epoch == 9  # as the API shows it
 
 
 async def test_traces_are_written_with_the_whole_event(store, tmp_path):
@@ -424,13 +432,13 @@ async def test_keyset_pages_follow_ids_across_days(store, tmp_path):
         page = await decision_queries.query_decisions(
             store, decision_queries.DecisionQuery(), limit=4, before_id=before
         )
-        seen += [row["sequence"] for row in page]
+        seen += [row.sequence for row in page]
         if len(page) < 4:
             break
-        before = page[-1]["id"]
+        before = page[-1].id
     assert seen == list(range(8, -1, -1))
     first = await decision_queries.query_decisions(store, decision_queries.DecisionQuery(), limit=1)
-    assert (await decision_queries.get_decision(store, first[0]["id"]))["sequence"] == 8
+    assert (await decision_queries.get_decision(store, first[0].id)).sequence == 8
 
 
 def test_record_policy():

@@ -528,7 +528,9 @@ async def fill_decisions(store, tmp_path, count: int) -> None:
     await writer.start()
     base = time.time() - 600
     for i in range(count):
-        writer.put(make_decision(i, at=base + i, verdict="allow" if i % 3 == 0 else "block"))
+        verdict = "allow" if i % 3 == 0 else "block"
+        rule = "loan-spam" if i % 10 == 1 else None  # the screening rule that decided
+        writer.put(make_decision(i, at=base + i, verdict=verdict, rule_id=rule))
     await writer.close()
 
 
@@ -560,6 +562,17 @@ async def test_decisions_search_pages_and_exports(as_role, store, tmp_path):
 
     empty = await (await viewer.get("/decisions?src=000")).text()
     assert "No decisions match these filters" in empty
+
+
+async def test_decisions_show_the_screening_rule_that_decided(as_role, store, tmp_path):
+    await fill_decisions(store, tmp_path, 30)
+    viewer = await as_role("viewer")
+    every = await (await viewer.get("/decisions")).text()
+    assert every.count('<span class="badge v-') == 30
+    assert every.count('<span class="hint">rule loan-spam</span>') == 3  # only where one did
+    by_rule = await (await viewer.get("/decisions?rule=loan-spam")).text()
+    assert by_rule.count('<span class="badge v-') == 3
+    assert 'href="/decisions.csv?rule=loan-spam"' in by_rule
 
 
 async def test_live_stream_sends_the_node_status(as_role, node):

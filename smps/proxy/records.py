@@ -3,6 +3,11 @@
 One record per original (subject to `database.record`), handed to a sink.
 The persistence layer is one sink; the default keeps the last N in memory for
 the API and the demo.
+
+The same struct all the way: the dispatcher makes it, a worker sends it to the
+master as it is (msgpack), the writer turns it into a ``decisions`` row, and
+the API returns it read back, with what storing added
+(:class:`smps.store.rows.StoredDecision`).
 """
 
 from collections import deque
@@ -24,9 +29,8 @@ class NeResult(msgspec.Struct, frozen=True):
 
 
 class Decision(msgspec.Struct, frozen=True):
-    id: int
-    arrived_at: float  # epoch seconds
-    decided_at: float
+    arrived_us: int  # epoch microseconds, as stored
+    decided_us: int
     smsc: str
     command: str  # deliver_sm | data_sm
     sequence: int  # the SMSC's sequence number

@@ -364,11 +364,11 @@ class Master:
         self.supervisor.send_all({"t": "lease", "until": until})
 
     def _take_records(self, message: Message) -> None:
-        """A worker's batch of decision and trace rows: to the writer, and trace
+        """A worker's batch of decisions and trace rows: to the writer, and trace
         events to the live watchers."""
         decisions, traces = decode_records(message)
-        for row in decisions:
-            self.writer.put_row(row)
+        for decision in decisions:
+            self.writer.put(decision)
         watched = self.trace_hub.subscribers
         for row in traces:
             self.writer.put_trace(row)

@@ -3,10 +3,11 @@
 In a worker, the dispatcher and the tracer hand finished records to a
 `RecordForwarder`, which only appends them to a list: the data plane never waits for
 the master or the database. About every `interval` seconds, or as soon as
-`batch_size` records wait, the batch goes to the master as one control message, the
-records msgpack-encoded by msgspec as the rows the writer inserts
-(`smps.store.rows`): the master decodes plain tuples instead of rebuilding every
-record (1.5 us a decision, 2 us a trace event) and turning it into a row again.
+`batch_size` records wait, the batch goes to the master as one control message,
+msgpack-encoded by msgspec: decisions as the `Decision` structs themselves (0.4 us
+each to encode; making the writer's row here cost 1.3 us), which the master decodes
+back into structs for its writer; trace events as the rows the writer inserts
+(`smps.store.rows`).
 Memory is bounded twice: a full buffer, or a control channel whose unsent backlog
 passed `backlog_limit` (the master is not reading), drops records; drops are counted
 and reach the master's /metrics with the worker's stats.
@@ -25,7 +26,6 @@ import msgspec
 from smps.proxy.records import Decision
 from smps.proxy.tracer import TraceEvent
 from smps.runtime.control import ControlChannel, Message
-from smps.store.rows import decision_row
 
 log = logging.getLogger("smps.worker")
 
@@ -33,6 +33,7 @@ RECORDS = "records"  # the control message type
 
 
 _encode = msgspec.msgpack.Encoder().encode
+_decode_decisions = msgspec.msgpack.Decoder(list[Decision]).decode
 _decode_rows = msgspec.msgpack.Decoder(list[tuple]).decode
 _decode_trace_event = msgspec.json.Decoder(TraceEvent).decode
 
@@ -57,7 +58,7 @@ class RecordForwarder:
         self.backlog_limit = backlog_limit
         self.sent = 0
         self.dropped = {"decision": 0, "trace": 0}
-        self._decisions: list[tuple] = []  # rows
+        self._decisions: list[Decision] = []
         self._traces: list[tuple] = []  # rows
         self._timer: asyncio.TimerHandle | None = None
 
@@ -65,7 +66,7 @@ class RecordForwarder:
         if len(self._decisions) >= self.buffer_limit:
             self._drop("decision", 1)
             return
-        self._decisions.append(decision_row(decision))
+        self._decisions.append(decision)
         self._due(len(self._decisions))
 
     def put_trace(self, row: tuple) -> None:
@@ -113,12 +114,12 @@ class RecordForwarder:
             )
 
 
-def decode_records(message: Message) -> tuple[list[tuple], list[tuple]]:
-    """Master side: the decision rows and trace rows of one ``records`` message."""
+def decode_records(message: Message) -> tuple[list[Decision], list[tuple]]:
+    """Master side: the decisions and trace rows of one ``records`` message."""
     decisions: Any = message.get("decisions")
     traces: Any = message.get("traces")
     return (
-        _decode_rows(decisions) if decisions else [],
+        _decode_decisions(decisions) if decisions else [],
         _decode_rows(traces) if traces else [],
     )
 

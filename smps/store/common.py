@@ -65,6 +65,17 @@ def decode_cursor(cursor: str) -> int:
         raise Invalid("not a cursor from this API", "cursor") from None
 
 
+def next_page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
+    """(one page of ``rows``, the cursor of the next page or None): ``rows`` were
+    fetched with ``limit + 1`` so that one more means there are more. Rows are dicts,
+    or records with an ``id`` (decisions)."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, encode_cursor(last["id"] if isinstance(last, dict) else last.id)
+
+
 def plain(row: Mapping[str, Any]) -> dict[str, Any]:
     """A result row as a dict with plain ``str`` keys (SQLAlchemy's are a str subclass)."""
     return {str(key): value for key, value in row.items()}

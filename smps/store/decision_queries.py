@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 from sqlalchemy import and_, select
 
 from smps.store import schema
-from smps.store.common import NotFound, iso, plain, time_window
+from smps.store.common import NotFound, iso, time_window
 from smps.store.db import Store
+from smps.store.rows import StoredDecision, stored_decision
 
-DECISION_FILTERS = ("src", "dst", "verdict", "reason", "account")
+# The exact-match filters, named alike in DecisionQuery and the API's and UI's query strings.
+DECISION_FILTERS = ("src", "dst", "verdict", "reason", "account", "rule")
 
 
 class DecisionQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -23,16 +24,9 @@ class DecisionQuery(msgspec.Struct, frozen=True, kw_only=True):
     verdict: str | None = None
     reason: str | None = None
     account: str | None = None  # the deciding NE account
+    rule: str | None = None  # the screening rule that decided
     since_us: int | None = None
     until_us: int | None = None
-
-
-def _decision_document(row: Mapping[str, Any]) -> dict[str, Any]:
-    document = plain(row)
-    document["results"] = msgspec.json.decode(row["results"])
-    document["arrived_at"] = iso(row["arrived_us"])
-    document["decided_at"] = iso(row["decided_us"])
-    return document
 
 
 def _decision_conditions(query: DecisionQuery) -> list[Any]:
@@ -44,6 +38,7 @@ def _decision_conditions(query: DecisionQuery) -> list[Any]:
         (query.verdict, c.verdict),
         (query.reason, c.reason),
         (query.account, c.deciding_account),
+        (query.rule, c.rule_id),
     ):
         if value is not None:
             conditions.append(column == value)
@@ -52,7 +47,7 @@ def _decision_conditions(query: DecisionQuery) -> list[Any]:
 
 async def query_decisions(
     store: Store, query: DecisionQuery, *, limit: int, before_id: int | None = None
-) -> list[dict[str, Any]]:
+) -> list[StoredDecision]:
     """Decisions matching ``query``, newest first (by id), older than ``before_id``."""
     table = schema.decisions
     conditions = _decision_conditions(query)
@@ -61,17 +56,17 @@ async def query_decisions(
     statement = select(table).where(and_(True, *conditions)).order_by(table.c.id.desc())
     async with store.engine.connect() as conn:
         result = await conn.execute(statement.limit(limit))
-        return [_decision_document(row) for row in result.mappings()]
+        return [stored_decision(row) for row in result.mappings()]
 
 
-async def get_decision(store: Store, decision_id: int) -> dict[str, Any]:
+async def get_decision(store: Store, decision_id: int) -> StoredDecision:
     table = schema.decisions
     async with store.engine.connect() as conn:
         result = await conn.execute(select(table).where(table.c.id == decision_id))
         row = result.mappings().first()
     if row is None:
         raise NotFound(f"no decision {decision_id}")
-    return _decision_document(row)
+    return stored_decision(row)
 
 
 async def minute_stats(

@@ -1,17 +1,21 @@
-"""Decision and trace records as rows of the ``decisions`` and ``traces`` tables.
+"""Decision and trace records as rows of the ``decisions`` and ``traces`` tables, and
+decisions read back.
 
-Kept apart from the writer so that a worker can turn its records into rows (it
-sends rows, not records, to the master's writer) without importing the database
-layer.
+A decision is one struct from the dispatcher to the API (:mod:`smps.proxy.records`):
+:func:`decision_row` is how the writer stores it, :class:`StoredDecision` how it
+comes back, with what storing added.
 """
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import msgspec
 
-from smps.proxy.records import Decision
+from smps.proxy.records import Decision, NeResult
+from smps.store.common import iso, plain
 
 _encode_json = msgspec.json.Encoder().encode
+_decode_results = msgspec.json.Decoder(list[NeResult]).decode
 
 DECISION_COLUMNS = (
     "arrived_us",
@@ -36,6 +40,7 @@ DECISION_COLUMNS = (
     "deciding_account",
     "results",
     "epoch",
+    "rule_id",
 )
 TRACE_COLUMNS = (
     "message_id",
@@ -59,17 +64,18 @@ class TraceEvent(Protocol):
     account: str | None
 
 
-def decision_row(d: Decision) -> tuple:
-    """A decision as a row in DECISION_COLUMNS order, but for the last column, the lease
-    epoch, which the writer adds (it knows the lease the node serves under).
+def decision_row(d: Decision, epoch: int | None) -> tuple:
+    """A decision as a row in DECISION_COLUMNS order; ``epoch`` is the lease the node
+    serves under, which the writer knows.
 
     Strings from outside SMPS (PDUs, configuration) are cut to their column widths;
     command, verdict and reason are SMPS's own words, all shorter than 16.
     """
     account = d.deciding_account
+    rule = d.rule_id
     return (
-        round(d.arrived_at * 1_000_000),
-        round(d.decided_at * 1_000_000),
+        d.arrived_us,
+        d.decided_us,
         d.smsc[:64],
         d.command,
         d.sequence,
@@ -89,7 +95,28 @@ def decision_row(d: Decision) -> tuple:
         d.status,
         account[:16] if account else None,
         _encode_json(d.results).decode(),
+        epoch,
+        rule[:64] if rule else None,
     )
+
+
+class StoredDecision(Decision, frozen=True, kw_only=True):
+    """A decision as the ``decisions`` table keeps it and the API returns it: the
+    record, plus what storing gave it and its times for people to read."""
+
+    id: int  # the table's
+    epoch: int | None  # the HA lease epoch (fencing token) the node held; null without a lease
+    arrived_at: str  # arrived_us in ISO 8601 UTC
+    decided_at: str
+
+
+def stored_decision(row: Mapping[str, Any]) -> StoredDecision:
+    """A ``decisions`` row read back (the inverse of :func:`decision_row`)."""
+    fields = plain(row)
+    fields["results"] = _decode_results(row["results"])
+    fields["arrived_at"] = iso(row["arrived_us"])
+    fields["decided_at"] = iso(row["decided_us"])
+    return StoredDecision(**fields)
 
 
 def trace_row(event: TraceEvent) -> tuple:

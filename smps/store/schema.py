@@ -33,6 +33,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -161,7 +162,16 @@ decisions = Table(
     Column("results", Text, nullable=False),  # JSON array of smps.proxy.records.NeResult
     # The HA lease epoch (fencing token) the node held when it decided; NULL without a lease.
     Column("epoch", BigInteger, nullable=True),
+    # The screening rule that decided; NULL for the rest. Indexed, unlike deciding_account:
+    # one rule may decide few of the rows, which walking the ids would take long to find.
+    # On SQLite only its non-NULL rows are (what most decisions then cost the index: nothing).
+    Column("rule_id", String(64), nullable=True),
     **_MYSQL,
+)
+Index(
+    "ix_decisions_rule_id",
+    decisions.c.rule_id,
+    sqlite_where=decisions.c.rule_id.is_not(None),
 )
 
 traces = Table(

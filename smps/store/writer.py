@@ -123,7 +123,7 @@ class DecisionWriter:
         dialect = store.engine.dialect
         self._sql = Statements(dialect.name, dialect.paramstyle)
 
-        self._decisions: list[tuple] = []  # rows, without the epoch
+        self._decisions: list[Decision] = []  # made into rows when cut (with the epoch)
         self._traces: list[tuple] = []
         self._counts: dict[tuple[int, str, str], int] = {}  # (minute, account, verdict)
         self._totals = TotalsDelta()
@@ -167,15 +167,10 @@ class DecisionWriter:
 
     def put(self, decision: Decision) -> None:
         """Queue one decision; never blocks. Dropped (and counted) only when memory is full."""
-        self.put_row(decision_row(decision))
-
-    def put_row(self, row: tuple) -> None:
-        """Queue one decision as its row (:func:`smps.store.rows.decision_row`, made where
-        the decision was: a worker sends rows); never blocks."""
         if self._closed or len(self._decisions) + len(self._traces) >= self.buffer_limit:
             self.dropped += 1
             return
-        self._decisions.append(row)
+        self._decisions.append(decision)
         if len(self._decisions) >= self.batch_size:
             self._wake.set()
 
@@ -331,7 +326,7 @@ class DecisionWriter:
             counters = [(*key, count) for key, count in self._counts.items()]
             self._counts = {}
             epoch = self.epoch
-            rows = [(*row, epoch) for row in decisions]
+            rows = [decision_row(decision, epoch) for decision in decisions]
             batch = Batch(uuid.uuid4().hex, rows, traces, counters)
             await self._queue(batch)
 

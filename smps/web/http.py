@@ -17,7 +17,7 @@ from smps.config import TlsServerConfig
 from smps.errors import ConfigError
 from smps.smpp.server import server_ssl_context
 from smps.store.db import Store
-from smps.web.api import authenticate
+from smps.web.api.base import authenticate
 
 HealthProbe = Callable[[], tuple[bool, dict[str, Any]]]
 """Returns (ready, body): ready selects 200 or 503, body is the JSON answer."""

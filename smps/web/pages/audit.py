@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from smps.store import audit_log, common
-from smps.web.pages.common import PAGE_SIZE, UI, Route, next_page, render
+from smps.web.pages.common import PAGE_SIZE, UI, Route, render
 
 
 async def _audit(request: web.Request) -> web.Response:
@@ -20,7 +20,7 @@ async def _audit(request: web.Request) -> web.Response:
     rows = await audit_log.audit_entries(
         request.app[UI].store, limit=PAGE_SIZE + 1, before_id=before
     )
-    rows, next_cursor = next_page(rows)
+    rows, next_cursor = common.next_page(rows, PAGE_SIZE)
     for row in rows:
         row["changes"] = _changes(row["before"], row["after"])
     return render(

@@ -20,7 +20,6 @@ import jinja2
 from aiohttp import web
 
 from smps.config import TraceConfig
-from smps.store import common
 from smps.store.db import Store
 from smps.web import auth
 from smps.web.node import NodeView
@@ -159,15 +158,6 @@ def error_page(request: web.Request, status: int, title: str, message: str) -> w
 def actor(request: web.Request) -> str:
     """Who the audit log names for a change made on this request."""
     return f"user:{request[SESSION].user.name}"
-
-
-def next_page(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
-    """(one page of ``rows``, the cursor of the next page or None): ``rows`` were
-    fetched with ``limit=PAGE_SIZE + 1`` so that one more means there are more."""
-    if len(rows) <= PAGE_SIZE:
-        return rows, None
-    rows = rows[:PAGE_SIZE]
-    return rows, common.encode_cursor(rows[-1]["id"])
 
 
 def guard(handler: Handler, action: str | None) -> Handler:

@@ -6,14 +6,14 @@ the export is the API's CSV writer on the UI's session instead of a bearer token
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
 
 from smps.store import common, decision_queries, entities
-from smps.web.api import DecisionParams, decision_query, write_decisions_csv
+from smps.store.rows import StoredDecision
+from smps.web.api.decisions import DecisionParams, decision_query, write_decisions_csv
 from smps.web.pages.common import PAGE_SIZE, UI, VERDICTS, Route, error_page
 from smps.web.pages.forms import filtered_page
 
@@ -39,7 +39,7 @@ async def _decisions(request: web.Request) -> web.Response:
     store = request.app[UI].store
     filters = _filters(request)
 
-    async def fetch(before: int | None) -> list[dict[str, Any]]:
+    async def fetch(before: int | None) -> list[StoredDecision]:
         query = decision_query(_params(filters))
         return await decision_queries.query_decisions(
             store, query, limit=PAGE_SIZE + 1, before_id=before

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from smps.store import common
-from smps.web.pages.common import flash, next_page, render, see_other
+from smps.web.pages.common import PAGE_SIZE, flash, render, see_other
 
 _PLAIN_MESSAGES = (
     (re.compile(r"Expected `str` of length >= 1$"), "required"),
@@ -111,7 +111,7 @@ class FilteredPage:
     """One page of a filtered, newest-first list (decisions, traced messages)."""
 
     filters: dict[str, str]  # the non-empty filter fields
-    rows: list[dict[str, Any]]
+    rows: list[Any]  # dicts, or records with an id (decisions)
     errors: dict[str, str]  # an unreadable filter: its message beside its field
     first_page: bool
     next_cursor: str | None
@@ -137,7 +137,7 @@ class FilteredPage:
 async def filtered_page(
     request: web.Request,
     filters: dict[str, str],
-    fetch: Callable[[int | None], Awaitable[list[dict[str, Any]]]],
+    fetch: Callable[[int | None], Awaitable[list[Any]]],
 ) -> FilteredPage:
     """The page the query string's cursor names. ``fetch(before_id)`` reads ``filters``
     into a query and asks for ``PAGE_SIZE + 1`` rows older than ``before_id``; an
@@ -147,5 +147,5 @@ async def filtered_page(
         rows = await fetch(common.decode_cursor(cursor) if cursor else None)
     except common.Invalid as exc:
         return FilteredPage(filters, [], field_errors(exc), cursor is None, None)
-    rows, next_cursor = next_page(rows)
+    rows, next_cursor = common.next_page(rows, PAGE_SIZE)
     return FilteredPage(filters, rows, {}, cursor is None, next_cursor)

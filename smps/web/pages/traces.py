@@ -20,7 +20,7 @@ from smps.config import TraceConfig
 from smps.proxy.tracer import TraceEvent
 from smps.store import common, entities, trace_queries
 from smps.web import sse
-from smps.web.api import trace_query
+from smps.web.api.traces import trace_query
 from smps.web.pages.common import (
     PAGE_SIZE,
     UI,
