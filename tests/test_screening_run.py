@@ -6,6 +6,7 @@ rule blocked and a copy of everything else."""
 
 import asyncio
 import contextlib
+import sqlite3
 
 from smps._native.pdu import decode_sm
 from smps.proxy.tracer import normalise_address
@@ -132,6 +133,23 @@ async def test_each_rule_type_with_no_ne_and_an_exact_flood_limit_over_two_worke
         assert counted[("special", "block")] == 4
         assert counted[("watch-lottery", "monitor")] == 1
         assert counted[("vip", "allow")] == 1
+
+        # Every decision a rule fired on is stored with the rule's id (record: non_allow).
+        expected = sorted(
+            (source, rule) for source, _d, _t, _e, _s, rule in CASES if rule is not None
+        )
+        await until(lambda: len(stored_rules(node)) >= len(expected) + 70, timeout=15)
+        rows = stored_rules(node)
+        assert sorted(r for r in rows if r[1] != "flood-sender") == expected
+        assert sum(1 for r in rows if r[1] == "flood-sender") == 120 - FLOOD_LIMIT
+
+
+def stored_rules(node: RunNode) -> list[tuple[str, str]]:
+    """(source_addr, rule_id) of the stored decisions that name a rule."""
+    with contextlib.closing(sqlite3.connect(node.dir / "var" / "smps.db")) as db:
+        return db.execute(
+            "SELECT source_addr, rule_id FROM decisions WHERE rule_id IS NOT NULL"
+        ).fetchall()
 
 
 async def test_nes_get_no_copy_of_what_a_rule_blocked(tmp_path):
