@@ -43,19 +43,15 @@ import msgspec
 
 from smps._native import pending as P
 from smps._native.histogram import Histogram
-from smps._native.pdu import Status, command_name, decode_sm
+from smps._native.pdu import Status, decode_sm
 from smps._native.text import parse_udh
 from smps.config import Config
+from smps.proxy.dispatcher_stats import DECISION_KEYS, DispatcherStats
+from smps.proxy.flow import ReadPause
 from smps.proxy.lanes import Lane
-from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult, should_record
+from smps.proxy.records import DecisionSink, MemorySink, decision_of, ne_results, should_record
 from smps.proxy.routing import Router, decisive_mask
-from smps.proxy.screening import (
-    ACTION_NAMES,
-    EntryError,
-    VelocityTable,
-    build_engine,
-    private_velocity_table,
-)
+from smps.proxy.screening import Screening, VelocityTable
 from smps.proxy.sticky import StickyBlocks
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
@@ -71,7 +67,7 @@ REASON_RULE = "rule"
 _SCREEN_BLOCK, _SCREEN_ALLOW = 0, 1  # smps._native.screen.ACTION_*
 # The per-answer paths compare with these plain values: P.X is a global and an
 # attribute lookup each time.
-_ALLOW, _BLOCK, _NONE, _WAITING = P.ALLOW, P.BLOCK, P.NONE, P.WAITING
+_ALLOW, _BLOCK, _NONE = P.ALLOW, P.BLOCK, P.NONE
 _ANSWER_UNKNOWN, _ANSWER_DECIDED = P.ANSWER_UNKNOWN, P.ANSWER_DECIDED
 _ANSWER_LATE, _ANSWER_COMPLETE = P.ANSWER_LATE, P.ANSWER_COMPLETE
 _OUTCOME_ALLOW, _OUTCOME_BLOCK = P.OUTCOME_ALLOW, P.OUTCOME_BLOCK
@@ -107,49 +103,13 @@ class HeldCopy(msgspec.Struct):
     lane: Lane
 
 
-# (verdict, reason) names of the decision counters, by outcome and reason code.
-_DECISION_KEYS = {
-    (outcome, reason): (OUTCOME_NAMES[outcome], P.reason_name(reason))
-    for outcome in OUTCOME_NAMES
-    for reason in range(P.REASON_BLOCK, P.REASON_STICKY + 1)
-}
-
-
-class DispatcherStats:
-    __slots__ = (
-        "copies_sent",
-        "decisions",
-        "internal_errors",
-        "late_answers",
-        "queue_dropped",
-        "received",
-        "retried",
-        "throttled",
-        "withdrawn",
-    )
-
-    def __init__(self) -> None:
-        self.received = 0
-        self.decisions: dict[tuple[str, str], int] = {}
-        self.copies_sent = 0
-        self.late_answers = 0
-        self.queue_dropped = 0  # copies that found no bind, a full queue or no time
-        self.withdrawn = 0  # queued copies not sent because the verdict was known
-        self.retried = 0
-        self.throttled = 0
-        self.internal_errors = 0  # bugs caught where they would have stopped the data plane
-
-    def decided(self, verdict: str, reason: str) -> None:
-        key = (verdict, reason)
-        self.decisions[key] = self.decisions.get(key, 0) + 1
-
-
 class Dispatcher:
     """Fan-out, verdicts and flow control for the originals of one data plane."""
 
     def __init__(
         self,
         config: Config,
+        accounts: Iterable[Any] | None = None,
         *,
         sink: DecisionSink | None = None,
         tracer: Tracer | None = None,
@@ -166,17 +126,14 @@ class Dispatcher:
         self.lanes: dict[str, Lane] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
         self._idle = False  # the tick runs at IDLE_TICK because nothing is in flight
-        self._paused: set[Session] = set()
+        self.read_pause = ReadPause()
         # Concatenated originals in flight, by message, for sticky blocking.
         self._concat_in_flight: dict[tuple[bytes, bytes, int], set[int]] = {}
         self._ne_verdict_callback = self._take_ne_verdict  # bound once, not per copy
         self._errors_logged: set[str] = set()  # where an internal error was logged in full
         self.pending = P.PendingTable(config.flow.max_inflight, config.policy.timeout)
-        # Velocity counts outlive the engine, rebuilt on every configuration change.
-        self.velocity = velocity or private_velocity_table(config.screening.velocity_keys)
-        self.screen = None
-        self.screen_hits: dict[tuple[str, str], int] = {}  # (rule, action): of engines retired
-        self.apply_config(config)
+        self.screening = Screening(config.screening.velocity_keys, velocity)
+        self.apply_config(config, accounts)
 
     # ---- configuration -------------------------------------------------------
 
@@ -195,10 +152,7 @@ class Dispatcher:
         self.sticky = StickyBlocks(config.policy.concat_window)
         self.sticky_enabled = config.policy.concat_sticky_block
         self.inspect_receipts = config.policy.inspect_receipts
-        self.pause_mode = config.flow.on_overload == "pause"
-        capacity = self.pending.capacity
-        self._pause_at = max(1, int(capacity * 0.9))
-        self._resume_at = int(capacity * 0.7)
+        self.read_pause.configure(config.flow.on_overload == "pause", self.pending.capacity)
         accounts = {a.system_id: a for a in (config.ne_accounts if accounts is None else accounts)}
         for name in list(self.lanes):
             if name not in accounts:
@@ -210,30 +164,7 @@ class Dispatcher:
             else:
                 lane.configure(account)
         self.router = Router(config.routes, self.lanes)
-        self._rebuild_screen(config)
-
-    def _rebuild_screen(self, config: Config) -> None:
-        """The screening engine for ``config`` (list files read again); on a list
-        file that went bad since the configuration was checked, the rules stay
-        as they were."""
-        try:
-            screen = build_engine(config, self.velocity)
-        except EntryError as exc:
-            log.error("screening rules not changed: %s", exc)
-            return
-        if self.screen is not None:
-            self.screen_hits = self.screening_hits()
-        self.screen = screen
-
-    def screening_hits(self) -> dict[tuple[str, str], int]:
-        """Hits per (rule id, action) since start, over every engine so far."""
-        hits = dict(self.screen_hits)
-        if self.screen is not None:
-            for rule, count in zip(self.screen.rules, self.screen.counts, strict=True):
-                if count:
-                    key = (rule.id, ACTION_NAMES[rule.action])
-                    hits[key] = hits.get(key, 0) + count
-        return hits
+        self.screening.apply(config)
 
     def on_bind_change(self, system_id: str, session: Session, up: bool) -> None:
         """BindRegistry listener: NE binds come and go."""
@@ -311,8 +242,8 @@ class Dispatcher:
                 )
                 return
         rule = None
-        if self.screen is not None:
-            judged = self.screen.judge(view, session.smsc, int(now * 1000))
+        if (screen := self.screening.engine) is not None:
+            judged = screen.judge(view, session.smsc, int(now * 1000))
             if judged is not None:
                 rule = judged.rule
                 if judged.action == _SCREEN_BLOCK or (
@@ -356,8 +287,7 @@ class Dispatcher:
             self._schedule_tick(TICK)  # in flight again: back to the fine tick
         if concat_key is not None:
             self._concat_in_flight.setdefault(concat_key, set()).add(handle)
-        if self.pause_mode and len(self.pending) >= self._pause_at:
-            self._pause(session)
+        self.read_pause.added(session, len(self.pending))
         if not mask:
             # Only monitor accounts: they see the copy, but cannot decide.
             self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
@@ -551,7 +481,7 @@ class Dispatcher:
         status = self._outcome_status[outcome]
         response = original.session.respond(original.pdu, status)
         self.decision_latency.observe(seconds)
-        key = _DECISION_KEYS[outcome, reason_code]
+        key = DECISION_KEYS[outcome, reason_code]
         decisions = self.stats.decisions
         decisions[key] = decisions.get(key, 0) + 1
         if original.trace is not None:
@@ -579,7 +509,7 @@ class Dispatcher:
         if should_record(self.record_mode, verdict, reason, trace is not None, rule is not None):
             wall = self.wall_clock()
             self.sink.put(
-                self._decision(
+                decision_of(
                     session.smsc, view, concat, wall, wall, verdict, reason, status, None, [], rule
                 )
             )
@@ -617,23 +547,13 @@ class Dispatcher:
         ):
             pending = self.pending
             targets = original.targets
-            results = [
-                NeResult(  # positional, in field order (see _decision)
-                    targets[i].system_id,  # account
-                    STATE_NAMES[state],  # verdict
-                    status if state in (_ALLOW, _BLOCK) or status else None,
-                    latency_us / 1000 if state != _WAITING else None,  # latency_ms
-                    bool(late),
-                    targets[i].decisive,
-                )
-                for i, (state, status, latency_us, late) in enumerate(pending.targets(handle))
-            ]
+            results = ne_results(targets, pending.targets(handle))
             deciding = pending.deciding_target(handle)
             decided_wall = original.arrived_wall + (
                 pending.decided_at(handle) - pending.arrived_at(handle)
             )
             self.sink.put(
-                self._decision(
+                decision_of(
                     original.session.smsc,
                     original.view,
                     original.concat,
@@ -654,8 +574,7 @@ class Dispatcher:
             if not handles:
                 del self._concat_in_flight[key]
         self.pending.release(handle)
-        if self._paused and len(self.pending) <= self._resume_at:
-            self._resume()
+        self.read_pause.released(len(self.pending))
 
     def _close_trace(self, handle: int, original: Original) -> None:
         """Targets that never answered get their timeout event, then the trace is flushed."""
@@ -666,47 +585,6 @@ class Dispatcher:
                 original.trace.answered(target.system_id, 0, "none", latency_us / 1000, False,
                                         None, reason="timeout")  # fmt: skip
         original.trace.close()
-
-    def _decision(
-        self,
-        smsc,
-        view,
-        concat,
-        arrived,
-        decided,
-        verdict,
-        reason,
-        status,
-        deciding,
-        results,
-        rule=None,
-    ) -> Decision:
-        # Positional, in Decision's field order: msgspec matches keywords one
-        # by one, which made the constructor cost 5 µs instead of 1.
-        return Decision(
-            round(arrived * 1_000_000),  # arrived_us
-            round(decided * 1_000_000),  # decided_us
-            smsc,
-            command_name(view.command_id),  # command
-            view.sequence,
-            view.source_addr.decode("latin-1"),
-            view.source_addr_ton,
-            view.source_addr_npi,
-            view.destination_addr.decode("latin-1"),
-            view.dest_addr_ton,
-            view.dest_addr_npi,
-            view.esm_class,
-            view.data_coding,
-            concat[0] if concat else None,  # concat_ref
-            concat[2] if concat else None,  # concat_part
-            concat[1] if concat else None,  # concat_total
-            verdict,
-            reason,
-            status,
-            deciding,  # deciding_account
-            results,
-            rule,  # rule_id
-        )
 
     # ---- periodic work -----------------------------------------------------------
 
@@ -750,22 +628,6 @@ class Dispatcher:
         self._errors_logged.add(where)
         log.exception("internal error in %s (counted in smps_internal_errors_total; "
                       "later ones at this place are only counted)", where)  # fmt: skip
-
-    def _pause(self, session: Session) -> None:
-        if session.is_open and session not in self._paused:
-            session.pause_reading()
-            self._paused.add(session)
-            log.warning(
-                "flow: %d originals in flight; pausing reads from %s",
-                len(self.pending),
-                session.name,
-            )
-
-    def _resume(self) -> None:
-        for session in self._paused:
-            session.resume_reading()
-        log.info("flow: in flight down to %d; reading again", len(self.pending))
-        self._paused.clear()
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ previous engine then stays (the caller logs why).
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 from collections.abc import Iterable
@@ -28,7 +29,9 @@ from smps.config.rule_entries import (
 )
 from smps.proxy.tracer import normalise_rule_number
 
-__all__ = ["Engine", "Judgement", "build_engine", "private_velocity_table", "velocity_memory"]
+__all__ = ["Engine", "Judgement", "Screening", "build_engine", "velocity_memory"]
+
+log = logging.getLogger("smps.screening")
 
 ACTIONS = {"block": screen.ACTION_BLOCK, "allow": screen.ACTION_ALLOW,
            "monitor": screen.ACTION_MONITOR}  # fmt: skip
@@ -40,6 +43,38 @@ _KEYS = {"source": screen.KEY_SOURCE, "destination": screen.KEY_DESTINATION,
          "pair": screen.KEY_PAIR, "fingerprint": screen.KEY_FINGERPRINT}  # fmt: skip
 _SPECIAL = {"silent": screen.SPECIAL_SILENT, "flash": screen.SPECIAL_FLASH,
             "binary": screen.SPECIAL_BINARY, "wap_push": screen.SPECIAL_WAP_PUSH}  # fmt: skip
+
+
+class Screening:
+    """A data plane's screening stage: the engine for the live configuration (None
+    when screening is off), rebuilt on every change over the same velocity
+    counters, and the hits of every engine so far."""
+
+    def __init__(self, keys: int, velocity: VelocityTable | None = None):
+        self.velocity = velocity or private_velocity_table(keys)
+        self.engine: Engine | None = None  # until apply()
+        self._retired: dict[tuple[str, str], int] = {}  # hits of the engines replaced
+
+    def apply(self, config: Config) -> None:
+        """The engine for ``config`` (list files read again); on a list file that
+        went bad since the configuration was checked, the rules stay as they were."""
+        try:
+            engine = build_engine(config, self.velocity)
+        except EntryError as exc:
+            log.error("screening rules not changed: %s", exc)
+            return
+        self._retired = self.hits()
+        self.engine = engine
+
+    def hits(self) -> dict[tuple[str, str], int]:
+        """Hits per (rule id, action) since start."""
+        hits = dict(self._retired)
+        if self.engine is not None:
+            for rule, count in zip(self.engine.rules, self.engine.counts, strict=True):
+                if count:
+                    key = (rule.id, ACTION_NAMES[rule.action])
+                    hits[key] = hits.get(key, 0) + count
+        return hits
 
 
 def velocity_memory(keys: int) -> int:
@@ -141,4 +176,4 @@ def address_set(entries: Iterable[str], country_code: bytes) -> screen.AddressSe
     return screen.AddressSet(exact, prefixes)
 
 
-__all__ += ["EntryError", "address_set", "attach_velocity_table"]
+__all__ += ["EntryError", "address_set", "attach_velocity_table", "private_velocity_table"]

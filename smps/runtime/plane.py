@@ -64,8 +64,9 @@ class DataPlane:
         self.tracer = Tracer.from_config(config, traces, worker=worker or 0)
         # The screening engine's velocity counters: the node's shared table in a
         # worker, this process's own otherwise.
-        self.dispatcher = Dispatcher(config, sink=decisions, tracer=self.tracer, velocity=velocity)
-        self.dispatcher.apply_config(config, accounts)
+        self.dispatcher = Dispatcher(
+            config, accounts, sink=decisions, tracer=self.tracer, velocity=velocity
+        )
         self.ne_server = NeServer(config.server, accounts, copy_timeout=config.policy.timeout)
         self.ne_server.registry.listeners.append(self.dispatcher.on_bind_change)
         self.smsc_clients = SmscClients(
@@ -192,9 +193,9 @@ class DataPlane:
         for (verdict, reason), count in stats.decisions.items():
             counters[key("smps_verdicts_total", verdict=verdict, reason=reason)] = count
         add_histogram(counters, "smps_decision_seconds", self.dispatcher.decision_latency)
-        for (rule, action), count in self.dispatcher.screening_hits().items():
+        for (rule, action), count in self.dispatcher.screening.hits().items():
             counters[key("smps_screening_hits_total", rule=rule, action=action)] = count
-        if (screen := self.dispatcher.screen) is not None:
+        if (screen := self.dispatcher.screening.engine) is not None:
             counters["smps_screened_total"] = screen.screened
             counters["smps_screening_seconds_total"] = screen.nanoseconds / 1e9
         for name, lane in self.dispatcher.lanes.items():
