@@ -220,38 +220,28 @@ class Dispatcher:
         if trace is not None:
             trace.received(pdu, view, session.smsc)
         if view.is_receipt and not self.inspect_receipts:
-            self._reply_smsc_now(
-                session, pdu, view, None, P.OUTCOME_ALLOW, REASON_RECEIPT, now, trace=trace
-            )
+            original = Original(session, pdu, view, None, None, (), self.wall_clock(), trace,
+                                None)  # fmt: skip
+            self._reply_smsc_now(original, P.OUTCOME_ALLOW, REASON_RECEIPT, now)
             return
         concat = self._udh_concat(view) if view.udhi else view.sar  # a call less without UDH
         concat_key = None
         if concat is not None and self.sticky_enabled:
             concat_key = (view.source_addr, view.destination_addr, concat[0])
-            if self.sticky.blocked(concat_key, now):
-                self._reply_smsc_now(
-                    session,
-                    pdu,
-                    view,
-                    concat,
-                    P.OUTCOME_BLOCK,
-                    "sticky",
-                    now,
-                    trace=trace,
-                    concat_key=concat_key,
-                )
-                return
-        rule = None
+        original = Original(session, pdu, view, concat, concat_key, (), self.wall_clock(),
+                            trace, None if trace is None else set())  # fmt: skip
+        if concat_key is not None and self.sticky.blocked(concat_key, now):
+            self._reply_smsc_now(original, P.OUTCOME_BLOCK, "sticky", now)
+            return
         if (screen := self.screening.engine) is not None:
             judged = screen.judge(view, session.smsc, int(now * 1000))
             if judged is not None:
-                rule = judged.rule
-                if judged.action == _SCREEN_BLOCK or (
-                    judged.action == _SCREEN_ALLOW and judged.skip_ne
-                ):
-                    outcome = P.OUTCOME_BLOCK if judged.action == _SCREEN_BLOCK else P.OUTCOME_ALLOW
-                    self._reply_smsc_now(session, pdu, view, concat, outcome, REASON_RULE, now,
-                                         trace=trace, concat_key=concat_key, rule=rule)  # fmt: skip
+                original.rule = judged.rule
+                if judged.action == _SCREEN_BLOCK:
+                    self._reply_smsc_now(original, P.OUTCOME_BLOCK, REASON_RULE, now)
+                    return
+                if judged.action == _SCREEN_ALLOW and judged.skip_ne:
+                    self._reply_smsc_now(original, P.OUTCOME_ALLOW, REASON_RULE, now)
                     return
         router = self.router
         targets = router.targets(view, session.smsc) if router.routes else router.everyone
@@ -259,29 +249,17 @@ class Dispatcher:
             if lane.binds:
                 break
         else:  # no target has a bind (or there is no target)
-            self._reply_smsc_now(
-                session,
-                pdu,
-                view,
-                concat,
-                self.policy.on_no_ne,
-                "no_ne",
-                now,
-                trace=trace,
-                concat_key=concat_key,
-                rule=rule,
-            )
+            self._reply_smsc_now(original, self.policy.on_no_ne, "no_ne", now)
             return
+        original.targets = targets
         mask = router.everyone_mask if targets is router.everyone else decisive_mask(targets)
-        original = Original(session, pdu, view, concat, concat_key, targets, self.wall_clock(),
-                            trace, None if trace is None else set(), None, rule)  # fmt: skip
         handle = self.pending.add(now, original, len(targets), mask)
         if handle < 0:
             self.stats.throttled += 1
             if trace is not None:
                 trace.dropped("throttled")
-            self._reply_smsc_now(session, pdu, view, concat, P.OUTCOME_TEMPFAIL, "overload",
-                                 now, status=Status.RTHROTTLED, trace=trace)  # fmt: skip
+            self._reply_smsc_now(original, P.OUTCOME_TEMPFAIL, "overload", now,
+                                 Status.RTHROTTLED)  # fmt: skip
             return
         if self._idle:
             self._schedule_tick(TICK)  # in flight again: back to the fine tick
@@ -304,10 +282,11 @@ class Dispatcher:
         """Answer an original from an SMSC that is being left (stop, standby, an
         SMSC removed) with ESME_RTHROTTLED at once: the SMSC sends it again,
         on another bind or later, and it is never left unanswered in a socket."""
-        view = decode_sm(pdu)
         self.stats.received += 1
-        self._reply_smsc_now(session, pdu, view, None, P.OUTCOME_TEMPFAIL, "stopping",
-                             self.clock(), status=Status.RTHROTTLED)  # fmt: skip
+        original = Original(session, pdu, decode_sm(pdu), None, None, (), self.wall_clock(),
+                            None, None)  # fmt: skip
+        self._reply_smsc_now(original, P.OUTCOME_TEMPFAIL, "stopping", self.clock(),
+                             Status.RTHROTTLED)  # fmt: skip
 
     def _udh_concat(self, view: Any) -> tuple[int, int, int] | None:
         """(ref, total, part) of a segment with a UDH, from it or else the SAR TLVs."""
@@ -491,27 +470,26 @@ class Dispatcher:
         if outcome == _OUTCOME_BLOCK and reason_code != _REASON_STICKY:
             self._block_message(original.concat_key, self.clock(), handle)
 
-    def _reply_smsc_now(self, session, pdu, view, concat, outcome, reason, now, *, status=None,
-                        trace=None, concat_key=None, rule=None):  # fmt: skip
-        """Answer without involving the NEs (receipt, sticky, no NE, overload,
-        stopping): no pending entry, the record made here."""
+    def _reply_smsc_now(self, original: Original, outcome: int, reason: str, now: float,
+                        status: int | None = None) -> None:  # fmt: skip
+        """Answer without involving the NEs (receipt, sticky, a screening rule, no NE,
+        overload, stopping): no pending entry, the record made here."""
         if status is None:
             status = self.policy.status_for(outcome)
-        response = session.respond(pdu, status)
+        response = original.session.respond(original.pdu, status)
         self.decision_latency.observe(self.clock() - now)
         verdict = OUTCOME_NAMES[outcome]
+        trace = original.trace
         if trace is not None:
             trace.final(status, verdict, reason, response)
             trace.close()
         self.stats.decided(verdict, reason)
         if outcome == P.OUTCOME_BLOCK:
-            self._block_message(concat_key, now)
+            self._block_message(original.concat_key, now)
+        rule = original.rule
         if should_record(self.record_mode, verdict, reason, trace is not None, rule is not None):
-            wall = self.wall_clock()
             self.sink.put(
-                decision_of(
-                    session.smsc, view, concat, wall, wall, verdict, reason, status, None, [], rule
-                )
+                decision_of(original, self.wall_clock(), verdict, reason, status, None, [])
             )
 
     def _block_message(self, key: tuple | None, now: float, handle: int = -1) -> None:
@@ -554,17 +532,13 @@ class Dispatcher:
             )
             self.sink.put(
                 decision_of(
-                    original.session.smsc,
-                    original.view,
-                    original.concat,
-                    original.arrived_wall,
+                    original,
                     decided_wall,
                     OUTCOME_NAMES[outcome],  # verdict
                     P.reason_name(reason_code),
                     self.policy.status_for(outcome),
                     targets[deciding].system_id if deciding >= 0 else None,
                     results,
-                    original.rule,
                 )
             )
         key = original.concat_key

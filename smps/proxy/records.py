@@ -60,16 +60,18 @@ class Decision(msgspec.Struct, frozen=True):
     rule_id: str | None = None  # the screening rule that decided or fired (smps.proxy.screening)
 
 
-def decision_of(smsc, view, concat, arrived, decided, verdict, reason, status, deciding, results,
-                rule=None) -> Decision:  # fmt: skip
-    """The record of one original (``view``: its `SmView`; ``concat``: (ref, total,
-    part) or None; ``arrived``/``decided``: epoch seconds)."""
+def decision_of(original, decided, verdict, reason, status, deciding, results) -> Decision:
+    """The record of one original (the dispatcher's ``Original``: its session, its
+    `SmView`, its concat (ref, total, part) or None, when it arrived and the
+    screening rule that fired) decided at ``decided`` (epoch seconds)."""
+    view = original.view
+    concat = original.concat
     # Positional, in Decision's field order: msgspec matches keywords one
     # by one, which made the constructor cost 5 µs instead of 1.
     return Decision(
-        round(arrived * 1_000_000),  # arrived_us
+        round(original.arrived_wall * 1_000_000),  # arrived_us
         round(decided * 1_000_000),  # decided_us
-        smsc,
+        original.session.smsc,
         command_name(view.command_id),  # command
         view.sequence,
         view.source_addr.decode("latin-1"),
@@ -88,7 +90,7 @@ def decision_of(smsc, view, concat, arrived, decided, verdict, reason, status, d
         status,
         deciding,  # deciding_account
         results,
-        rule,  # rule_id
+        original.rule,  # rule_id
     )
 
 
