@@ -1,12 +1,11 @@
-"""Decisions (as themselves) and trace events (as rows) from a worker's RecordForwarder
+"""Decisions and trace events (both as themselves) from a worker's RecordForwarder
 reach the master whole: every field, over a real control socket pair."""
 
 import socket
 
 from smps.proxy.tracer import TraceEvent
 from smps.runtime.control import ControlChannel
-from smps.runtime.records import RECORDS, RecordForwarder, decode_records, trace_event
-from smps.store.rows import trace_row
+from smps.runtime.records import RECORDS, RecordForwarder, decode_records
 from tests.store_db import make_decision
 
 
@@ -21,7 +20,7 @@ async def forwarded(decisions=(), events=()) -> dict:
         for decision in decisions:
             forwarder.put(decision)
         for event in events:
-            forwarder.put_trace(trace_row(event))
+            forwarder.put_trace(event)
         forwarder.flush()
         message = await master.receive()
     finally:
@@ -43,13 +42,12 @@ async def test_decisions_cross_the_control_channel_unchanged():
     assert received == sent  # the structs the dispatcher made, for the master's writer
 
 
-async def test_trace_events_cross_as_rows_and_come_back_whole_for_watchers():
+async def test_trace_events_cross_the_control_channel_unchanged():
     event = TraceEvent(
         "m-9", 1_700_000_000_000_001, "answered", "ne->smps", "smsc1", "8613800138000",
         "8613900000001", "13800138000", "+8613900000001", account="antispam", status=0x66,
         verdict="block", latency_ms=1.25, pdu_hex="00000010", fields={"esm_class": 0},
     )  # fmt: skip
-    decisions, rows = decode_records(await forwarded(events=[event]))
+    decisions, events = decode_records(await forwarded(events=[event]))
     assert decisions == []
-    assert rows == [trace_row(event)]  # the writer inserts them as they come
-    assert trace_event(rows[0]) == event
+    assert events == [event]  # for the writer and for live watchers alike

@@ -19,7 +19,7 @@ from smps.store.batch_sql import Batch
 from smps.store.db import Store, create_engine
 from smps.store.partitions import day_of
 from smps.store.retention import purge_expired
-from smps.store.rows import DECISION_COLUMNS, decision_row, trace_row
+from smps.store.rows import DECISION_COLUMNS, decision_row
 from smps.store.writer import DecisionWriter
 from smps.store.writer_runners import WRITER_NICE
 from tests.helpers import until
@@ -213,8 +213,8 @@ async def test_traces_are_written_with_the_whole_event(store, tmp_path):
 
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
     await writer.start()
-    writer.put_trace(trace_row(event(1_700_000_000_000_000, "copy_sent", "antispam", "hi")))
-    writer.put_trace(trace_row(event(1_700_000_000_000_500, "final", None, "")))
+    writer.put_trace(event(1_700_000_000_000_000, "copy_sent", "antispam", "hi"))
+    writer.put_trace(event(1_700_000_000_000_500, "final", None, ""))
     await until(lambda: writer.written == 2, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:

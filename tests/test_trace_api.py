@@ -15,9 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from smps import trace_cli
 from smps._native import pdu as P
 from smps.proxy.trace_hub import TraceHub
+from smps.proxy.trace_store import MemoryTraceSink
 from smps.proxy.tracer import TraceEvent, Tracer
+from smps.runtime.plane import TraceTee
 from smps.store import entities, file_sync, tokens, tracer_rules
-from smps.store.rows import trace_row
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from tests.helpers import until
@@ -40,25 +41,6 @@ class Clock:
 
     def advance_ms(self, ms: float) -> None:
         self.now += int(ms * 1000)
-
-
-class FanOut:
-    """What the node does with finished trace events: database writer and live hub."""
-
-    def __init__(self, *sinks):
-        self.sinks = sinks
-
-    def put(self, event) -> None:
-        for sink in self.sinks:
-            sink.put(event)
-
-
-class WriterSink:
-    def __init__(self, writer: DecisionWriter):
-        self.writer = writer
-
-    def put(self, event) -> None:
-        self.writer.put_trace(trace_row(event))
 
 
 def deliver(source: bytes, destination: bytes, text: bytes = SECRET.encode(), sequence: int = 7):
@@ -127,7 +109,8 @@ def clock():
 
 @pytest.fixture
 def tracer(config, writer, hub, clock):
-    return Tracer.from_config(config, FanOut(WriterSink(writer), hub), clock=clock)
+    # As a data plane has it: day files (here in memory), the writer, live watchers.
+    return Tracer.from_config(config, TraceTee(MemoryTraceSink(), writer, live=hub), clock=clock)
 
 
 @pytest.fixture

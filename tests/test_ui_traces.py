@@ -13,7 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from smps.config import TraceConfig
+from smps.proxy.trace_store import MemoryTraceSink
 from smps.proxy.tracer import Tracer
+from smps.runtime.plane import TraceTee
 from smps.store import admin_users, entities, file_sync, trace_queries, tracer_rules
 from smps.store.writer import DecisionWriter
 from smps.web import auth
@@ -21,7 +23,7 @@ from smps.web.pages import trace_rules, traces
 from smps.web.ui import TRACE_SETTINGS, add_ui_routes
 from tests.store_db import database_url, store  # noqa: F401
 from tests.test_proxy import BLOCK, ManualClock, hold, proxy, until
-from tests.test_trace_api import Clock, WriterSink, run_message, written
+from tests.test_trace_api import Clock, run_message, written
 from tests.test_ui import PASSWORD, ROLES, FakeNode, anon, as_role, audit_actions  # noqa: F401
 
 SETTINGS = TraceConfig(country_code="86", decode_content=True)
@@ -59,7 +61,7 @@ def clock():
 def tracer(writer, clock):
     """The real tracer writing through the real writer, tracing 8613* (content off)."""
     rule = entities.validate(entities.KINDS["trace_rules"], {"number": "8613*"})
-    return Tracer(WriterSink(writer), [rule], country_code="86", clock=clock)
+    return Tracer(TraceTee(MemoryTraceSink(), writer), [rule], country_code="86", clock=clock)
 
 
 async def csrf_of(client, path="/traces/rules") -> str:

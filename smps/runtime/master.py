@@ -54,7 +54,7 @@ from smps.runtime.control import Account, Message, config_message
 from smps.runtime.intake import NeIntake
 from smps.runtime.metrics import collect
 from smps.runtime.placement import Placement
-from smps.runtime.records import RECORDS, decode_records, trace_event
+from smps.runtime.records import RECORDS, decode_records
 from smps.runtime.supervisor import Supervisor, WorkerSlot
 from smps.runtime.ui_view import MasterView
 from smps.smpp.bind_guard import BindLockout
@@ -364,16 +364,15 @@ class Master:
         self.supervisor.send_all({"t": "lease", "until": until})
 
     def _take_records(self, message: Message) -> None:
-        """A worker's batch of decisions and trace rows: to the writer, and trace
-        events to the live watchers."""
-        decisions, traces = decode_records(message)
+        """A worker's batch of decisions and trace events: to the writer, and the trace
+        events to the live watchers too."""
+        decisions, events = decode_records(message)
         for decision in decisions:
             self.writer.put(decision)
-        watched = self.trace_hub.subscribers
-        for row in traces:
-            self.writer.put_trace(row)
-            if watched:
-                self.trace_hub.put(trace_event(row))
+        put_live = self.trace_hub.put
+        for event in events:
+            self.writer.put_trace(event)
+            put_live(event)
 
     def _count_auth(self, address: str, system_id: str, succeeded: bool) -> None:
         """A worker's bind that counts for the lockout; a pair this locks out is

@@ -39,7 +39,6 @@ from smps.runtime.metrics import families, key
 from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
 from smps.store.minute_counts import verdict_totals
-from smps.store.rows import trace_row
 
 log = logging.getLogger("smps.plane")
 
@@ -274,25 +273,25 @@ class SessionTotals:
         }
 
 
-class TraceRows(Protocol):
+class TraceRecords(Protocol):
     """The database side of trace events: the writer, or in a worker the forwarder
-    to the master's writer; both take rows (`smps.store.rows.trace_row`)."""
+    to the master's writer."""
 
-    def put_trace(self, row: tuple) -> None: ...
+    def put_trace(self, event: TraceEvent) -> None: ...
 
 
 class TraceTee:
-    """A data plane's trace sink: each event goes to the day files and, as a row,
-    toward the database; in a single-process node to live watchers too (in
-    ``smps run`` the master shows them, from the rows)."""
+    """A data plane's trace sink: each event goes to the day files and toward the
+    database; in a single-process node to live watchers too (in ``smps run`` the
+    master shows them as the workers forward them)."""
 
-    def __init__(self, files: TraceSink, database: TraceRows, live: TraceSink | None = None):
+    def __init__(self, files: TraceSink, database: TraceRecords, live: TraceSink | None = None):
         self.files = files
         self.database = database
         self.live = live
 
     def put(self, event: TraceEvent) -> None:
         self.files.put(event)
-        self.database.put_trace(trace_row(event))
+        self.database.put_trace(event)
         if self.live is not None:
             self.live.put(event)

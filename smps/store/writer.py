@@ -68,11 +68,12 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 from smps.config import Config
 from smps.metrics import CallbackCollector
 from smps.proxy.records import Decision
+from smps.proxy.tracer import TraceEvent
 from smps.store.batch_sql import Batch, Statements, encode_batch, spooled_batch, write_batches
 from smps.store.db import Store
 from smps.store.minute_counts import Totals, TotalsDelta
 from smps.store.retention import RETENTION_CHUNK, purge_expired
-from smps.store.rows import decision_row
+from smps.store.rows import decision_row, trace_row
 from smps.store.spool import Spool
 from smps.store.write_health import WriteHealth
 from smps.store.writer_runners import EngineRunner, ThreadRunner
@@ -174,13 +175,12 @@ class DecisionWriter:
         if len(self._decisions) >= self.batch_size:
             self._wake.set()
 
-    def put_trace(self, row: tuple) -> None:
-        """Queue one trace event as its row (:func:`smps.store.rows.trace_row`, made where
-        the event was: a worker sends rows); never blocks."""
+    def put_trace(self, event: TraceEvent) -> None:
+        """Queue one trace event as its row (:func:`smps.store.rows.trace_row`); never blocks."""
         if self._closed or len(self._decisions) + len(self._traces) >= self.buffer_limit:
             self.dropped += 1
             return
-        self._traces.append(row)
+        self._traces.append(trace_row(event))
         if len(self._traces) >= self.batch_size:
             self._wake.set()
 
