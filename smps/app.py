@@ -26,11 +26,11 @@ from smps.proxy.trace_hub import TraceHub
 from smps.proxy.trace_store import TraceFileSink, TraceSink
 from smps.proxy.tracer import Tracer
 from smps.runtime.plane import DataPlane, TraceTee
+from smps.runtime.stats import verdict_totals
 from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
 from smps.store import live_config
 from smps.store.db import Store
-from smps.store.minute_counts import verdict_totals
 from smps.store.startup import open_database
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
@@ -114,17 +114,17 @@ class Node:
     def stats_line(self) -> str:
         """The data plane's binds, rate and originals in flight, and the database
         writer's counters: the fields of ``smps run``'s stats line."""
-        snapshot = self.plane.snapshot()
-        received = snapshot["counters"]["smps_originals_received_total"]
+        report = self.plane.snapshot()
+        received = report.counters.originals_received
         last, at = self._received
         now = time.monotonic()
         self._received = (received, now)
         fields: dict[str, Any] = {
             "uptime": f"{now - self.started:.0f}s",
-            "smsc_binds": _listed(snapshot["smsc_binds"]),
-            "ne_binds": _listed(snapshot["ne_binds"]),
+            "smsc_binds": _listed(report.gauges.smsc_binds),
+            "ne_binds": _listed(report.gauges.ne_binds),
             "received_s": f"{max(received - last, 0) / max(now - at, 1e-9):.1f}",
-            "in_flight": snapshot["in_flight"],
+            "in_flight": report.gauges.in_flight,
         }
         if self.writer is not None:
             fields.update(self.writer.stats())
@@ -146,14 +146,17 @@ class Node:
             self.tracer.prune_expired()
 
     async def _count_verdicts(self) -> None:
-        """The per-minute counters in the database, from the dispatcher's running totals."""
+        """The per-minute counters in the database, from the data plane's running totals."""
         while True:
             await asyncio.sleep(COUNT_INTERVAL)
-            self.writer.add_totals(None, verdict_totals(self.dispatcher))
+            self._add_totals()
 
     async def _stop_counting(self, counting: asyncio.Task[None]) -> None:
         await _cancel_and_wait(counting)
-        self.writer.add_totals(None, verdict_totals(self.dispatcher))
+        self._add_totals()
+
+    def _add_totals(self) -> None:
+        self.writer.add_totals(None, verdict_totals(self.plane.snapshot().counters))
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Run until stop(); with handle_signals, SIGINT and SIGTERM call stop()."""

@@ -18,13 +18,3 @@ def test_each_value_lands_in_the_first_bucket_whose_bound_is_not_below_it():
     assert histogram.counts == expected
     assert histogram.count == len(values)
     assert abs(histogram.total - sum(values)) < 1e-9
-
-
-def test_cumulative_counts_end_with_inf():
-    histogram = Histogram()
-    for seconds in (0.0005, 0.001, 0.003, 3.0, 9.0):
-        histogram.observe(seconds)
-    cumulative = dict(histogram.cumulative())
-    assert list(cumulative) == [*map(str, BUCKETS), "+Inf"]
-    assert cumulative["0.001"] == 2 and cumulative["0.005"] == 3
-    assert cumulative["2.0"] == 3 and cumulative["5.0"] == 4 and cumulative["+Inf"] == 5

@@ -2,8 +2,7 @@
 writer turning them into minute_counters rows on each engine."""
 
 # ruff: noqa: F811  (pytest fixtures imported from tests.store_db)
-from smps.proxy.dispatcher import Dispatcher
-from smps.store.minute_counts import TotalsDelta, verdict_totals
+from smps.store.minute_counts import TotalsDelta
 from smps.store.writer import DecisionWriter
 from tests.helpers import until
 from tests.store_db import database_url, scalar, store  # noqa: F401
@@ -22,22 +21,6 @@ def test_growth_since_the_last_reading_per_source():
     assert delta.step("w0", {("", "allow"): 9, ("ne", "block"): 3}) == {("ne", "block"): 3}
     delta.forget("w0")  # its process ended; the next one counts from zero
     assert delta.step("w0", {("", "allow"): 1}) == {("", "allow"): 1}
-
-
-def test_verdict_totals_of_a_dispatcher(make_config):
-    dispatcher = Dispatcher(make_config(ne_accounts=[{"system_id": "antispam", "password": "pw"}]))
-    dispatcher.stats.decided("allow", "all_allow")
-    dispatcher.stats.decided("allow", "receipt")
-    dispatcher.stats.decided("block", "block")
-    lane = dispatcher.lanes["antispam"]
-    for state in (1, 1, 2):  # ALLOW, ALLOW, BLOCK
-        lane.answers[state] += 1
-    assert verdict_totals(dispatcher) == {
-        ("", "allow"): 2,
-        ("", "block"): 1,
-        ("antispam", "allow"): 2,
-        ("antispam", "block"): 1,
-    }
 
 
 async def test_writer_counts_growth_in_the_minute_it_was_read(store, tmp_path):

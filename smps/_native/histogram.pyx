@@ -14,7 +14,6 @@ BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 cdef enum:
     NBOUNDS = 12
 cdef double[NBOUNDS] _BOUNDS = BUCKETS
-_LABELS = (*map(str, BUCKETS), "+Inf")
 
 
 cdef class Histogram:
@@ -36,12 +35,3 @@ cdef class Histogram:
     def counts(self) -> list:
         """Observations per bucket, not cumulative; the last is above every bound."""
         return [self._counts[i] for i in range(NBOUNDS + 1)]
-
-    def cumulative(self) -> list:
-        """(le, observations <= le) pairs, Prometheus style, ending with +Inf."""
-        result = []
-        cdef unsigned long long running = 0
-        for i in range(NBOUNDS + 1):
-            running += self._counts[i]
-            result.append((_LABELS[i], running))
-        return result

@@ -20,8 +20,8 @@ from collections.abc import Callable, Coroutine
 from smps.config import ServerConfig
 from smps.errors import FramingError
 from smps.runtime.control import send_fd
-from smps.runtime.metrics import key
 from smps.runtime.placement import Placement, answer_framing_error, peek_bind
+from smps.runtime.stats import Counters
 from smps.runtime.supervisor import WorkerSlot
 from smps.smpp.bind_guard import RefusalLog, UnboundLimit
 
@@ -95,13 +95,12 @@ class NeIntake:
             self._listener.close()
             self._listener = None
 
-    def counters(self) -> dict[str, float]:
-        """The master's own metric samples (`smps.runtime.metrics.key`): bad first
-        PDUs and connections refused before their first PDU."""
-        own = {key("smps_pdu_errors_total", kind=k): n for k, n in self.peek_errors.items()}
-        for reason, count in self.unbound.refused.items():
-            own[key("smps_ne_connections_refused_total", reason=reason)] = count
-        return own
+    def counters(self) -> Counters:
+        """The master's own counters: bad first PDUs and connections refused before
+        their first PDU."""
+        return Counters(
+            pdu_errors=dict(self.peek_errors), ne_connections_refused=dict(self.unbound.refused)
+        )
 
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()

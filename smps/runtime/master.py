@@ -55,6 +55,7 @@ from smps.runtime.intake import NeIntake
 from smps.runtime.metrics import collect
 from smps.runtime.placement import Placement
 from smps.runtime.records import RECORDS, decode_records
+from smps.runtime.stats import STATS, read_stats, verdict_totals
 from smps.runtime.supervisor import Supervisor, WorkerSlot
 from smps.runtime.ui_view import MasterView
 from smps.smpp.bind_guard import BindLockout
@@ -337,10 +338,11 @@ class Master:
         kind = message["t"]
         if kind == RECORDS:
             self._take_records(message)
-        elif kind == "stats":
-            slot.on_stats(message)
+        elif kind == STATS:
+            report = read_stats(message)
+            slot.on_stats(report)
             if self.writer is not None:
-                self.writer.add_totals(slot.index, {(a, v): n for a, v, n in message["verdicts"]})
+                self.writer.add_totals(slot.index, verdict_totals(report.counters))
         elif kind == "binds":
             self.placement.bound[slot.index] = message["binds"]
             self._share_counts()

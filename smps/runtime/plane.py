@@ -15,8 +15,9 @@ events go is its user's choice, the sinks it is given:
 Nothing here runs per message: the plane wires the objects, drives their lifecycle
 (start; serve: accept NEs, bind to the SMSCs; follow the live configuration;
 answer what is in flight before letting go; stop) and reads their counters into
-one snapshot, which a worker sends to the master and a single-process node
-exports on /metrics, both through `smps.runtime.metrics.families`.
+one snapshot (`smps.runtime.stats.PlaneReport`), which a worker sends to the
+master and a single-process node exports on /metrics, both through
+`smps.runtime.metrics.families`.
 """
 
 import asyncio
@@ -35,10 +36,10 @@ from smps.proxy.trace_store import TraceSink
 from smps.proxy.tracer import TraceEvent, Tracer
 from smps.proxy.verdicts import STATE_NAMES
 from smps.runtime.control import Account
-from smps.runtime.metrics import families, key
+from smps.runtime.metrics import families
+from smps.runtime.stats import Counters, Gauges, Latency, PlaneReport
 from smps.smpp.client import SmscClients
 from smps.smpp.server import NeServer
-from smps.store.minute_counts import verdict_totals
 
 log = logging.getLogger("smps.plane")
 
@@ -77,7 +78,7 @@ class DataPlane:
         self.listening = False  # accepting NE connections on server.listen
         self._lock = asyncio.Lock()  # serve, follow the SMSC list, unbind: one at a time
         self._following: set[asyncio.Task[None]] = set()
-        self._session_totals = SessionTotals()
+        self._pdu_errors = PduErrors()
 
     def sink_to(self, decisions: DecisionSink, traces: TraceSink) -> None:
         """Where decisions and trace events go from now on (the single-process node
@@ -171,106 +172,78 @@ class DataPlane:
         now = time.monotonic()
         return [reason for client in self.smsc_clients if (reason := client.down_reason(now))]
 
-    def snapshot(self) -> dict[str, Any]:
-        """Plain totals since this data plane started and its gauges, by metric
-        sample key (`smps.runtime.metrics.key`), with its binds and SMSC health: what
-        a worker reports to the master every second, and what a single-process
-        node exports (`metric_families`)."""
+    def snapshot(self) -> PlaneReport:
+        """Its counters since it started, its gauges and its SMSC health: what a worker
+        reports to the master every second, and what a single-process node exports
+        (`metric_families`)."""
         stats = self.dispatcher.stats
-        counters: dict[str, float] = {
-            "smps_originals_received_total": stats.received,
-            "smps_late_answers_total": stats.late_answers,
-            "smps_throttled_total": stats.throttled,
-            "smps_copies_dropped_total": stats.queue_dropped,
-            "smps_copies_retried_total": stats.retried,
-            "smps_copies_withdrawn_total": stats.withdrawn,
-            "smps_internal_errors_total": stats.internal_errors,
-            "smps_auth_failures_total": self.ne_server.auth_failures,
-        }
-        for reason, count in self.ne_server.unbound.refused.items():
-            counters[key("smps_ne_connections_refused_total", reason=reason)] = count
-        for (verdict, reason), count in stats.decisions.items():
-            counters[key("smps_verdicts_total", verdict=verdict, reason=reason)] = count
-        add_histogram(counters, "smps_decision_seconds", self.dispatcher.decision_latency)
-        for (rule, action), count in self.dispatcher.screening.hits().items():
-            counters[key("smps_screening_hits_total", rule=rule, action=action)] = count
-        if (screen := self.dispatcher.screening.engine) is not None:
-            counters["smps_screened_total"] = screen.screened
-            counters["smps_screening_seconds_total"] = screen.nanoseconds / 1e9
-        for name, lane in self.dispatcher.lanes.items():
-            counters[key("smps_copies_sent_total", account=name)] = lane.copies_sent
-            add_histogram(counters, "smps_ne_answer_seconds", lane.latency, account=name)
-            for state, count in lane.answers.items():
-                counters[key("smps_ne_answers_total", account=name, verdict=STATE_NAMES[state])] = (
-                    count
-                )
-        for client in self.smsc_clients:
-            counters[key("smps_smsc_reconnects_total", smsc=client.cfg.name)] = client.reconnects
-        sessions = [s for c in self.smsc_clients for s in c.sessions]
-        sessions += list(self.ne_server.registry.sessions())
-        counters.update(self._session_totals.totals(sessions))
-        gauges: dict[str, float] = {"smps_in_flight": self.dispatcher.in_flight}
-        smsc_binds = {}
-        for client in self.smsc_clients:
-            smsc_binds[client.cfg.name] = client.binds_up
-            gauges[key("smps_binds_up", side="smsc", account=client.cfg.name)] = client.binds_up
-        ne_binds = self.ne_binds()
-        for account, count in ne_binds.items():
-            gauges[key("smps_binds_up", side="ne", account=account)] = count
-        return {
-            "ne_binds": ne_binds,
-            "smsc_binds": smsc_binds,
-            "in_flight": self.dispatcher.in_flight,
-            "smsc_down": self.smsc_down(),  # for /health
-            "counters": counters,
-            "gauges": gauges,
-            # For the per-minute counters in the database (smps.store.minute_counts).
-            "verdicts": [[a, v, n] for (a, v), n in verdict_totals(self.dispatcher).items()],
-        }
+        lanes = self.dispatcher.lanes
+        screen = self.dispatcher.screening.engine
+        counters = Counters(
+            originals_received=stats.received,
+            verdicts=dict(stats.decisions),
+            decision_seconds=Latency.of(self.dispatcher.decision_latency),
+            screening_hits=self.dispatcher.screening.hits(),
+            screened=screen.screened if screen is not None else None,
+            screening_seconds=screen.nanoseconds / 1e9 if screen is not None else None,
+            copies_sent={name: lane.copies_sent for name, lane in lanes.items()},
+            ne_answers={
+                (name, STATE_NAMES[state]): count
+                for name, lane in lanes.items()
+                for state, count in lane.answers.items()
+            },
+            ne_answer_seconds={name: Latency.of(lane.latency) for name, lane in lanes.items()},
+            late_answers=stats.late_answers,
+            throttled=stats.throttled,
+            copies_dropped=stats.queue_dropped,
+            copies_retried=stats.retried,
+            copies_withdrawn=stats.withdrawn,
+            internal_errors=stats.internal_errors,
+            pdu_errors=self._pdu_errors.totals(
+                [
+                    *(s for c in self.smsc_clients for s in c.sessions),
+                    *self.ne_server.registry.sessions(),
+                ]
+            ),
+            smsc_reconnects={c.cfg.name: c.reconnects for c in self.smsc_clients},
+            auth_failures=self.ne_server.auth_failures,
+            ne_connections_refused=dict(self.ne_server.unbound.refused),
+        )
+        gauges = Gauges(
+            in_flight=self.dispatcher.in_flight,
+            smsc_binds={c.cfg.name: c.binds_up for c in self.smsc_clients},
+            ne_binds=self.ne_binds(),
+        )
+        return PlaneReport(counters=counters, gauges=gauges, smsc_down=self.smsc_down())
 
     def metric_families(self) -> Iterator[Metric]:
         """The snapshot as /metrics shows it (a worker's reach /metrics through the
         master, summed over the workers, by the same `families`)."""
-        snapshot = self.snapshot()
-        return families(snapshot["counters"], snapshot["gauges"])
+        report = self.snapshot()
+        return families(report.counters, report.gauges)
 
 
-def add_histogram(counters: dict[str, float], name: str, histogram, **labels: str) -> None:
-    """A histogram's samples (cumulative buckets, sum, count) in a snapshot."""
-    for bound, count in histogram.cumulative():
-        counters[key(f"{name}_bucket", **labels, le=bound)] = count
-    counters[key(f"{name}_sum", **labels)] = histogram.total
-    counters[key(f"{name}_count", **labels)] = histogram.count
-
-
-class SessionTotals:
-    """PDU errors summed over sessions, including closed ones."""
+class PduErrors:
+    """PDU errors by kind summed over sessions, including closed ones."""
 
     def __init__(self) -> None:
-        self._last: dict[int, tuple[Any, dict[str, float]]] = {}
-        self._retired: dict[str, float] = {}
+        self._last: dict[int, tuple[Any, dict[str, int]]] = {}
+        self._retired: dict[str, int] = {}
 
-    def totals(self, sessions) -> dict[str, float]:
-        seen: dict[int, tuple[Any, dict[str, float]]] = {}
+    def totals(self, sessions) -> dict[str, int]:
+        seen: dict[int, tuple[Any, dict[str, int]]] = {}
         for session in sessions:
-            seen[id(session)] = (session, self._of(session))
-        for ident, (session, values) in self._last.items():
+            seen[id(session)] = (session, dict(session.stats.errors))
+        for ident, (session, errors) in self._last.items():
             if ident not in seen or seen[ident][0] is not session:
-                for name, value in values.items():
-                    self._retired[name] = self._retired.get(name, 0) + value
+                for kind, count in errors.items():
+                    self._retired[kind] = self._retired.get(kind, 0) + count
         self._last = seen
         result = dict(self._retired)
-        for _session, values in seen.values():
-            for name, value in values.items():
-                result[name] = result.get(name, 0) + value
+        for _session, errors in seen.values():
+            for kind, count in errors.items():
+                result[kind] = result.get(kind, 0) + count
         return result
-
-    @staticmethod
-    def _of(session) -> dict[str, float]:
-        return {
-            key("smps_pdu_errors_total", kind=kind): count
-            for kind, count in session.stats.errors.items()
-        }
 
 
 class TraceRecords(Protocol):

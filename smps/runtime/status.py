@@ -27,8 +27,8 @@ def report(master: Master) -> dict[str, Any]:
     workers = []
     smsc: dict[str, int] = {}
     for slot in master.supervisor.slots:
-        stats = slot.report
-        for name, count in stats.get("smsc_binds", {}).items():
+        gauges = slot.report.gauges
+        for name, count in gauges.smsc_binds.items():
             smsc[name] = smsc.get(name, 0) + count
         workers.append(
             {
@@ -38,8 +38,8 @@ def report(master: Master) -> dict[str, Any]:
                 "uptime_s": round(now - slot.started_wall, 1) if slot.ready else None,
                 "restarts": slot.restarts,
                 "ne_binds": master.placement.bound[slot.index],
-                "smsc_binds": stats.get("smsc_binds", {}),
-                "in_flight": stats.get("in_flight", 0),
+                "smsc_binds": gauges.smsc_binds,
+                "in_flight": gauges.in_flight,
                 "received_per_s": round(slot.rate, 1),
             }
         )
@@ -93,7 +93,7 @@ def degradations(master: Master) -> list[str]:
     reasons = [
         f"worker {slot.index}: {reason}"
         for slot in master.supervisor.slots
-        for reason in slot.report.get("smsc_down", ())
+        for reason in slot.report.smsc_down
     ]
     if master.writer is not None and (failing := master.writer.failing()):
         reasons.append(failing)

@@ -29,11 +29,10 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 import smps
 from smps.runtime.control import ControlChannel, Message, handoff_pair, send_fd
-from smps.runtime.metrics import WorkerTotals
+from smps.runtime.stats import Counters, PlaneReport, add
 
 log = logging.getLogger("smps.master")
 
@@ -62,8 +61,8 @@ class WorkerSlot:
         self.reader: asyncio.Task | None = None  # reads the worker's control messages
         self.restart_delay = RESTART_INITIAL
         self.restarts = 0
-        self.report: dict[str, Any] = {}
-        self.totals = WorkerTotals()
+        self.report = PlaneReport()  # the current process's latest
+        self.retired = Counters()  # what the earlier processes in this position counted
         self.rate = 0.0
         self._last_received: tuple[float, float] | None = None
 
@@ -71,10 +70,13 @@ class WorkerSlot:
     def reachable(self) -> bool:
         return self.handoff is not None
 
-    def on_stats(self, report: dict[str, Any]) -> None:
+    def counters(self) -> Counters:
+        """This position's counters: those of earlier processes plus the current one's."""
+        return add(self.retired, self.report.counters)
+
+    def on_stats(self, report: PlaneReport) -> None:
         self.report = report
-        self.totals.update(report["counters"], report["gauges"])
-        received = report["counters"].get("smps_originals_received_total", 0)
+        received = report.counters.originals_received
         now = time.monotonic()
         if self._last_received is not None:
             last, at = self._last_received
@@ -82,8 +84,8 @@ class WorkerSlot:
         self._last_received = (received, now)
 
     def gone(self) -> None:
-        self.totals.retire()
-        self.report = {}
+        self.retired = self.counters()  # the process ended: its last totals join the base
+        self.report = PlaneReport()
         self.rate = 0.0
         self._last_received = None
         self.ready = False

@@ -4,7 +4,7 @@ summed over the workers' stats reports, and kicking a bind through them."""
 import time
 
 from smps.runtime import status
-from smps.runtime.metrics import split_sample_key, sum_tables
+from smps.runtime.stats import add, verdict_totals
 from smps.web.node import LatencyWindow, LiveStatus, SmscLive
 
 
@@ -16,18 +16,14 @@ class MasterView:
     def live_status(self) -> LiveStatus:
         master = self.master
         report = status.report(master)
-        counters = sum_tables(slot.totals.counters() for slot in master.supervisor.slots)
-        verdicts: dict[str, int] = {}
-        answered: dict[str, list[float]] = {}  # account -> [seconds, answers]
-        for sample_key, value in counters.items():
-            name, labels, values = split_sample_key(sample_key)
-            if name == "smps_verdicts_total":
-                verdict = dict(zip(labels, values, strict=True))["verdict"]
-                verdicts[verdict] = verdicts.get(verdict, 0) + int(value)
-            elif name in ("smps_ne_answer_seconds_sum", "smps_ne_answer_seconds_count"):
-                account = dict(zip(labels, values, strict=True))["account"]
-                sums = answered.setdefault(account, [0.0, 0])
-                sums[name.endswith("_count")] += value
+        counters = add(*(slot.counters() for slot in master.supervisor.slots))
+        verdicts = {
+            verdict: n for (kind, verdict), n in verdict_totals(counters).items() if not kind
+        }
+        answered = {  # account -> (seconds, answers)
+            account: (latency.seconds, latency.count)
+            for account, latency in counters.ne_answer_seconds.items()
+        }
         binds_per_worker = {smsc.name: smsc.binds for smsc in master.live_config.smsc}
         workers = len(master.supervisor.slots)
         return LiveStatus(
@@ -42,7 +38,7 @@ class MasterView:
                 for name, binds in binds_per_worker.items()
             ],
             ne_binds=report["ne_binds"],
-            received=int(counters.get("smps_originals_received_total", 0)),
+            received=counters.originals_received,
             in_flight=report["in_flight"],
             verdicts=verdicts,
             ne_latency_ms=self.latency.mean_ms(answered, time.monotonic()),

@@ -38,9 +38,9 @@ from smps.proxy.trace_store import TraceFileSink
 from smps.runtime import heap
 from smps.runtime.control import Account, ControlChannel, Message, read_config, watch_handoffs
 from smps.runtime.mesh import Mesh
-from smps.runtime.metrics import key
 from smps.runtime.plane import DataPlane, TraceTee
 from smps.runtime.records import RecordForwarder
+from smps.runtime.stats import PlaneReport, stats_message
 
 log = logging.getLogger("smps.worker")
 
@@ -66,7 +66,6 @@ class Worker:
         self.serve_until: float | None = None
         self._lapse: asyncio.TimerHandle | None = None
         self._role_lock = asyncio.Lock()
-        self.started = time.time()
         self.trace_files = TraceFileSink(
             config.node.state_dir, retention_days=config.database.retention_days
         )
@@ -284,19 +283,17 @@ class Worker:
             self.plane.tracer.prune_expired()
 
     def _send_stats(self) -> None:
-        self.control.send({"t": "stats", **self.snapshot()})
+        self.control.send(stats_message(self.snapshot()))
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> PlaneReport:
         """The data plane's snapshot, with this worker's own counters (records it
         could not forward, copies through the mesh); the master keeps them monotonic."""
-        snapshot = self.plane.snapshot()
-        counters = snapshot["counters"]
-        for kind, count in self.records.dropped.items():
-            counters[key("smps_records_forward_dropped_total", kind=kind)] = count
+        report = self.plane.snapshot()
+        counters = report.counters
+        counters.records_forward_dropped = dict(self.records.dropped)
         out, into = self.mesh.counts()
-        counters[key("smps_forwarded_copies_total", direction="out")] = out
-        counters[key("smps_forwarded_copies_total", direction="in")] = into
-        return {"pid": os.getpid(), "started": self.started, "role": self.role, **snapshot}
+        counters.forwarded_copies = {"out": out, "in": into}
+        return report
 
 
 async def _main(args: argparse.Namespace) -> None:
