@@ -22,8 +22,9 @@ from smps.config import Config
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import FanOutSink, MemorySink
+from smps.proxy.trace_events import TraceSink
 from smps.proxy.trace_hub import TraceHub
-from smps.proxy.trace_store import TraceFileSink, TraceSink
+from smps.proxy.trace_store import TraceFileSink
 from smps.proxy.tracer import Tracer
 from smps.runtime.plane import DataPlane, TraceTee
 from smps.runtime.stats import verdict_totals

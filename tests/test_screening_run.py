@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import sqlite3
 
+from smps._native.numbers import normalise_address
 from smps._native.pdu import decode_sm
-from smps.proxy.tracer import normalise_address
 from tests.helpers import until
 from tests.nodes import RunNode, sections
 from tests.peers import Ne

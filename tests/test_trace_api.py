@@ -14,9 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from smps import trace_cli
 from smps._native import pdu as P
+from smps.proxy.trace_events import TraceEvent
 from smps.proxy.trace_hub import TraceHub
 from smps.proxy.trace_store import MemoryTraceSink
-from smps.proxy.tracer import TraceEvent, Tracer
+from smps.proxy.tracer import Tracer
 from smps.runtime.plane import TraceTee
 from smps.store import entities, file_sync, tokens, tracer_rules
 from smps.store.writer import DecisionWriter

@@ -12,17 +12,15 @@ import pytest
 
 from smps._native import pdu as P
 from smps._native import text
+from smps._native.numbers import normalise_address
 from smps.config import TraceRule
 from smps.proxy import trace_store
 from smps.proxy import tracer as tracer_module
+from smps.proxy.trace_concat import ConcatTracker
+from smps.proxy.trace_match import normalise_rule_number
+from smps.proxy.trace_render import render_pdu
 from smps.proxy.trace_store import MemoryTraceSink, TraceFileSink, read_events
-from smps.proxy.tracer import (
-    ConcatTracker,
-    Tracer,
-    normalise_address,
-    normalise_rule_number,
-    render_pdu,
-)
+from smps.proxy.tracer import Tracer
 
 T0 = 1_750_000_000_000_000  # epoch µs, 2025-06-15
 SUBSCRIBER = "8613800138000"

@@ -27,7 +27,7 @@ from smps.config.rule_entries import (
     file_lines,
     list_entry,
 )
-from smps.proxy.tracer import normalise_rule_number
+from smps.proxy.trace_match import normalise_rule_number
 
 __all__ = ["Engine", "Judgement", "Screening", "build_engine", "velocity_memory"]
 

@@ -1,11 +1,11 @@
-"""Where trace events go: the sink interface and the daily JSON-lines files.
+"""Where trace events go: the daily JSON-lines files, or memory.
 
-A sink takes finished events with ``put(event)`` and must not block: the
-proxy calls it on the data plane when a traced original is closed. The file
-sink only buffers there; `run()` (or `flush()`) writes the buffer in one
-``write`` per daily file, off the event loop, and deletes files older than
-``retention_days``. The database writer of the store is another sink; the
-caller fans events out to as many as it likes.
+A sink (`smps.proxy.trace_events.TraceSink`) takes finished events with
+``put(event)`` and must not block: the proxy calls it on the data plane when a
+traced original is closed. The file sink only buffers there; `run()` (or
+`flush()`) writes the buffer in one ``write`` per daily file, off the event
+loop, and deletes files older than ``retention_days``. The database writer of
+the store is another sink; the caller fans events out to as many as it likes.
 
 Files are ``state_dir/traces/YYYY-MM-DD.jsonl`` (UTC date of the event),
 opened with O_APPEND for every batch, so several worker processes can share
@@ -20,21 +20,16 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
 
 import msgspec
 
-from smps.proxy.tracer import TraceEvent
+from smps.proxy.trace_events import TraceEvent
 
 log = logging.getLogger("smps.trace")
 
 DAY_US = 86_400_000_000
 BUFFER_LIMIT = 100_000  # events waiting for the writer before new ones are dropped (and counted)
 _DAY_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.jsonl$")
-
-
-class TraceSink(Protocol):
-    def put(self, event: TraceEvent) -> None: ...
 
 
 class MemoryTraceSink:

@@ -32,8 +32,8 @@ from smps.config import Config
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import DecisionSink
 from smps.proxy.screening import VelocityTable
-from smps.proxy.trace_store import TraceSink
-from smps.proxy.tracer import TraceEvent, Tracer
+from smps.proxy.trace_events import TraceEvent, TraceSink
+from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import STATE_NAMES
 from smps.runtime.control import Account
 from smps.runtime.metrics import families

@@ -8,8 +8,9 @@ from collections.abc import AsyncGenerator
 import msgspec
 from aiohttp import web
 
+from smps.proxy.trace_events import TraceEvent
 from smps.proxy.trace_hub import EventFilter, Subscription
-from smps.proxy.tracer import TraceEvent, normalise_rule_number
+from smps.proxy.trace_match import normalise_rule_number
 from smps.store import common, trace_queries
 from smps.web import sse
 from smps.web.api.base import (

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from smps.config import TraceConfig
-from smps.proxy.tracer import normalise_rule_number
+from smps.proxy.trace_match import normalise_rule_number
 from smps.store import common, entities
 from smps.web.pages.common import UI, Route, actor, flash, render, see_other, trace_settings
 from smps.web.pages.forms import field_errors
