@@ -151,7 +151,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from smps.ha import check_config
+    from smps.ha.lease import check_config
 
     cfg = _load_config(args.config)
     check_config(cfg)
@@ -171,7 +171,7 @@ def _run_node(cfg, config_path: str) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from smps import log as smps_log
-    from smps.ha import check_config
+    from smps.ha.lease import check_config
 
     cfg = _load_config(args.config)
     check_config(cfg)

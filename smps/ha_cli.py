@@ -52,7 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_notify(args: argparse.Namespace) -> int:
-    from smps.ha import parse_notice
+    from smps.ha.keepalived import parse_notice
 
     try:
         parse_notice(args.words)

@@ -11,16 +11,9 @@ import pytest
 
 from smps.config import HaConfig, LeaseConfig
 from smps.errors import ConfigError
-from smps.ha import (
-    DbLease,
-    HaController,
-    Notice,
-    Role,
-    check_config,
-    holder_id,
-    parse_notice,
-    read_notify_fifo,
-)
+from smps.ha.controller import HaController, Role
+from smps.ha.keepalived import Notice, parse_notice, read_notify_fifo
+from smps.ha.lease import DbLease, check_config, holder_id
 from smps.store.db import Store
 from tests import helpers, tracebacks
 from tests.helpers import until

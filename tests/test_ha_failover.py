@@ -30,7 +30,9 @@ from pathlib import Path
 import pytest
 
 from smps._native.pdu import Status
-from smps.ha import DbLease, HaController, Role, holder_id, parse_notice
+from smps.ha.controller import HaController, Role
+from smps.ha.keepalived import parse_notice
+from smps.ha.lease import DbLease, holder_id
 from smps.sim.smsc import SimSmsc, SimSmscSession
 from smps.store.db import Store
 from tests.helpers import until

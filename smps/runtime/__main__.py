@@ -6,7 +6,7 @@ import sys
 from smps import config as config_module
 from smps import log as smps_log
 from smps.errors import ConfigError
-from smps.ha import check_config
+from smps.ha.lease import check_config
 from smps.runtime.master import run
 
 

@@ -24,7 +24,7 @@ NE binds are still up); once all have drained they unbind and exit, and their
 last records reach the writer before it closes. SIGHUP re-reads the
 configuration file and applies it to every worker live.
 
-The role (active, standby, fault) is decided by smps.ha.HaController, from
+The role (active, standby, fault) is decided by smps.ha.controller.HaController, from
 `ha.mode`, keepalived's state and the database lease; the master applies it
 (`_on_role`): a standby or faulty node closes its NE listener and its workers
 drain, then unbind from the SMSCs and the NEs; an active node listens and its
@@ -44,7 +44,8 @@ import msgspec
 from smps import __version__
 from smps.config import Config
 from smps.errors import ConfigError
-from smps.ha import DbLease, HaController, Role, holder_id
+from smps.ha.controller import HaController, Role
+from smps.ha.lease import DbLease, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.screening import velocity_memory

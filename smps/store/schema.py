@@ -213,7 +213,7 @@ writer_batches = Table(
 ha_lease = Table(
     "ha_lease",
     metadata,
-    # The active node's lease (smps/ha.py): one row per cluster. ``epoch`` grows
+    # The active node's lease (smps/ha/lease.py): one row per cluster. ``epoch`` grows
     # by one at every takeover and is the fencing token; times are the
     # database server's clock, so the nodes' clocks never have to agree.
     Column("name", String(32), primary_key=True),

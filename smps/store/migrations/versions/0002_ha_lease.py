@@ -1,4 +1,4 @@
-"""HA lease: the one row that fences a second active node (see smps/ha.py).
+"""HA lease: the one row that fences a second active node (see smps/ha/lease.py).
 
 Revision ID: 0002
 Revises: 0001

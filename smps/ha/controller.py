@@ -1,20 +1,16 @@
-"""High availability: which role this node plays (ACTIVE, STANDBY, FAULT) and why.
+"""The HA controller: which role this node plays (ACTIVE, STANDBY, FAULT) and why.
 
 Two inputs decide the role:
 
-- **keepalived** (``ha.mode: keepalived``) says MASTER, BACKUP, FAULT or STOP,
+- **keepalived** (``ha.mode: keepalived``; `smps.ha.keepalived`) says MASTER, BACKUP, FAULT or STOP,
   through its ``vrrp_notify_fifo`` (``ha.notify_fifo``; lines arrive in the
   order the states changed, unlike notify scripts, which may run out of order)
   or through ``smps ha notify`` on the control socket. Until it says anything
   the node plays ``ha.initial_role``. ``ha.mode: standalone`` is always ACTIVE.
-- **the database lease** (``ha.lease``, MySQL/MariaDB only) fences a second
-  active node when VRRP splits: keepalived MASTER makes the node ACTIVE only
-  while it holds the lease row. The lease is a plain row (holder, expiry,
-  epoch) written with the database server's clock, not ``GET_LOCK()``, which
-  any connection blip releases and Galera refuses. The holder renews every
-  ttl/3 and steps down ttl/3 before the lease could expire unrenewed; a taker
-  needs an expired row, and every takeover adds one to ``epoch``, the fencing
-  token written into decision records.
+- **the database lease** (``ha.lease``, MySQL/MariaDB only; `smps.ha.lease`)
+  fences a second active node when VRRP splits: keepalived MASTER makes the
+  node ACTIVE only while it holds the lease row, which the controller renews
+  every ttl/3; it steps down ttl/3 before the lease could expire unrenewed.
 
 The node implements one callback, ``on_role(role, reason)``: STANDBY and FAULT
 mean stop taking originals, answer those in flight, unbind SMSCs and NEs and
@@ -30,25 +26,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import functools
 import json
 import logging
-import os
-import secrets
-import socket
-import stat
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from smps.config import Config, HaConfig
-from smps.errors import ConfigError
+from smps.config import HaConfig
+from smps.ha.keepalived import Notice, parse_notice, read_notify_fifo
+from smps.ha.lease import DbLease, LeaseState
 
 log = logging.getLogger("smps.ha")
 
@@ -75,289 +65,6 @@ RoleCallback = Callable[[Role, str], Awaitable[None]]
 
 HealthSource = Callable[[], tuple[bool, dict[str, Any]]]
 """The node's own health: (able to serve, details with a ``reason`` when not)."""
-
-VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
-
-
-# ----------------------------------------------------------------------------- configuration
-
-
-def check_config(config: Config) -> None:
-    """Refuse HA settings that cannot work (ConfigError naming the key)."""
-    lease = config.ha.lease
-    if not lease.enabled:
-        return
-    if make_url(config.database.url).get_backend_name() != "mysql":
-        raise ConfigError(
-            "the lease needs a database both nodes share (MySQL/MariaDB); embedded SQLite "
-            "has no shared arbiter, so leave the lease off there",
-            path="ha.lease.enabled",
-        )
-    if config.ha.mode != "keepalived":
-        raise ConfigError(
-            "the lease fences keepalived's MASTER; it needs ha.mode: keepalived",
-            path="ha.lease.enabled",
-        )
-    if lease.ttl < 1.0:
-        raise ConfigError(
-            f"expected at least 1s (renewed every ttl/3), got {lease.ttl}s", path="ha.lease.ttl"
-        )
-
-
-# ----------------------------------------------------------------------------- keepalived
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One keepalived state change: ``kind`` is INSTANCE, GROUP or "" (a bare state)."""
-
-    kind: str
-    name: str
-    state: str
-    priority: int | None
-
-
-def parse_notice(words: str | list[str]) -> Notice:
-    """A keepalived state change from a FIFO line, notify-script arguments or a bare state.
-
-    Accepted: ``INSTANCE "SMPS" MASTER 150`` (vrrp_notify_fifo), the same as
-    separate arguments ``INSTANCE SMPS MASTER 150`` (notify script; the
-    priority may be missing), and ``MASTER|BACKUP|FAULT|STOP``. Raises
-    ValueError for anything else, including keepalived's priority-change
-    events, which are not state changes.
-    """
-    if isinstance(words, str):
-        words = _split_fifo_line(words)
-    if len(words) == 1:
-        kind, name, state, priority = "", "", words[0], None
-    elif len(words) in (3, 4):
-        kind, name, state = words[0].upper(), words[1], words[2]
-        if kind not in ("INSTANCE", "GROUP"):
-            raise ValueError(f"expected INSTANCE or GROUP, got {words[0]!r}")
-        try:
-            priority = int(words[3]) if len(words) == 4 else None
-        except ValueError:
-            raise ValueError(f"priority must be an integer, got {words[3]!r}") from None
-    else:
-        raise ValueError(f"expected STATE or TYPE NAME STATE [PRIORITY], got {' '.join(words)!r}")
-    state = state.upper()
-    if state not in VRRP_STATES:
-        raise ValueError(f"expected one of {', '.join(VRRP_STATES)}, got {state!r}")
-    return Notice(kind, name, state, priority)
-
-
-def _split_fifo_line(line: str) -> list[str]:
-    """Split on spaces; the name may be double-quoted (keepalived quotes it, spaces and all)."""
-    line = line.strip()
-    if '"' not in line:
-        return line.split()
-    head, _, rest = line.partition('"')
-    name, closed, tail = rest.partition('"')
-    if not closed:
-        raise ValueError(f"unterminated quoted name in {line!r}")
-    return [*head.split(), name, *tail.split()]
-
-
-async def read_notify_fifo(path: str, on_notice: Callable[[Notice], None]) -> None:
-    """Feed every line keepalived writes to the FIFO at ``path`` to ``on_notice``, forever.
-
-    Creates the FIFO when missing (then keepalived does not remove it when it
-    stops). keepalived closing its end (a restart) is an end of file: the FIFO
-    is opened again and the reader waits for the next writer. While no writer
-    is there the path is checked every second, so a FIFO deleted and made
-    again by a restarted keepalived is followed too. Lines that are not state
-    changes are logged and skipped. Cancel the task to stop.
-    """
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            fd = _open_fifo(path)
-        except OSError as exc:
-            log.warning("cannot open the keepalived notify FIFO %s: %s; retrying", path, exc)
-            await asyncio.sleep(1.0)
-            continue
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            functools.partial(asyncio.StreamReaderProtocol, reader),
-            os.fdopen(fd, "rb", buffering=0),
-        )
-        try:
-            while True:
-                try:
-                    line = await _within(1.0, reader.readline())
-                except TimeoutError:
-                    if _replaced(path, fd):
-                        log.info("keepalived notify FIFO %s was replaced; reopening", path)
-                        break
-                    continue
-                if not line:
-                    break  # the writer closed its end: keepalived stopped or restarts
-                _deliver(line, on_notice)
-        finally:
-            transport.close()
-
-
-def _open_fifo(path: str) -> int:
-    with contextlib.suppress(FileExistsError):
-        os.mkfifo(path, 0o600)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(f"{path} is not a FIFO")
-    return fd
-
-
-def _replaced(path: str, fd: int) -> bool:
-    try:
-        on_disk = os.stat(path)
-    except FileNotFoundError:
-        return True
-    opened = os.fstat(fd)
-    return (on_disk.st_dev, on_disk.st_ino) != (opened.st_dev, opened.st_ino)
-
-
-def _deliver(line: bytes, on_notice: Callable[[Notice], None]) -> None:
-    text_line = line.decode("utf-8", "replace").strip()
-    if not text_line:
-        return
-    try:
-        notice = parse_notice(text_line)
-    except ValueError as exc:
-        log.debug("keepalived FIFO line skipped: %s", exc)
-        return
-    on_notice(notice)
-
-
-# ----------------------------------------------------------------------------- the lease
-
-# Microseconds since the epoch by the database server's clock, in UTC whatever
-# the session time zone (UNIX_TIMESTAMP(NOW()) is ambiguous in the DST hour).
-_DB_NOW_US = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))"
-
-
-@dataclass(frozen=True)
-class LeaseState:
-    """The lease row as read at ``now_us`` (database clock)."""
-
-    holder: str
-    epoch: int
-    expires_us: int
-    now_us: int
-
-    @property
-    def valid(self) -> bool:
-        return self.expires_us > self.now_us
-
-    @property
-    def expires_in(self) -> float:
-        """Seconds until it expires (negative: expired that long ago)."""
-        return (self.expires_us - self.now_us) / 1e6
-
-
-class DbLease:
-    """The lease row ``name`` in table ``ha_lease``, taken and renewed as ``holder``.
-
-    Every operation is one short transaction that locks the row
-    (``SELECT ... FOR UPDATE``) and writes times computed from the database's
-    own clock. MySQL/MariaDB only.
-    """
-
-    def __init__(self, engine, holder: str, ttl: float, name: str = "smps"):
-        self.engine = engine
-        self.holder = holder
-        self.ttl_us = int(ttl * 1e6)
-        self.name = name
-
-    async def acquire(self) -> LeaseState:
-        """Renew the lease if this holder has it, take it if it expired; return the row after.
-
-        The caller holds the lease when the returned holder is its own.
-        """
-        async with self.engine.begin() as conn:
-            state = await self._locked_row(conn)
-            if state.holder == self.holder and state.valid:
-                await conn.execute(
-                    text(
-                        "UPDATE ha_lease SET expires_us = :expires, renewed_us = :now "
-                        "WHERE name = :name"
-                    ),
-                    {"expires": state.now_us + self.ttl_us, "now": state.now_us, "name": self.name},
-                )
-                return LeaseState(
-                    self.holder, state.epoch, state.now_us + self.ttl_us, state.now_us
-                )
-            if state.valid:
-                return state
-            epoch = state.epoch + 1
-            await conn.execute(
-                text(
-                    "UPDATE ha_lease SET holder = :holder, epoch = :epoch, expires_us = :expires, "
-                    "acquired_us = :now, renewed_us = :now WHERE name = :name"
-                ),
-                {
-                    "holder": self.holder,
-                    "epoch": epoch,
-                    "expires": state.now_us + self.ttl_us,
-                    "now": state.now_us,
-                    "name": self.name,
-                },
-            )
-            return LeaseState(self.holder, epoch, state.now_us + self.ttl_us, state.now_us)
-
-    async def release(self) -> None:
-        """Let the lease expire now, if this holder has it (call only once no longer serving)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    f"UPDATE ha_lease SET expires_us = {_DB_NOW_US} "
-                    f"WHERE name = :name AND holder = :holder AND expires_us > {_DB_NOW_US}"
-                ),
-                {"name": self.name, "holder": self.holder},
-            )
-
-    async def read(self) -> LeaseState:
-        """The row as it is, without locking or changing it."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        f"SELECT holder, epoch, expires_us, {_DB_NOW_US} FROM ha_lease "
-                        "WHERE name = :name"
-                    ),
-                    {"name": self.name},
-                )
-            ).first()
-            if row is None:
-                now = (await conn.execute(text(f"SELECT {_DB_NOW_US}"))).scalar_one()
-                return LeaseState("", 0, 0, int(now))
-        return LeaseState(row[0], int(row[1]), int(row[2]), int(row[3]))
-
-    async def _locked_row(self, conn) -> LeaseState:
-        query = text(
-            f"SELECT holder, epoch, expires_us, {_DB_NOW_US} FROM ha_lease "
-            "WHERE name = :name FOR UPDATE"
-        )
-        row = (await conn.execute(query, {"name": self.name})).first()
-        if row is None:
-            # First use of this database: make the row (a concurrent maker is ignored), lock it.
-            await conn.execute(
-                text(
-                    "INSERT IGNORE INTO ha_lease "
-                    "(name, holder, epoch, expires_us, acquired_us, renewed_us) "
-                    "VALUES (:name, '', 0, 0, 0, 0)"
-                ),
-                {"name": self.name},
-            )
-            row = (await conn.execute(query, {"name": self.name})).one()
-        return LeaseState(row[0], int(row[1]), int(row[2]), int(row[3]))
-
-
-def holder_id(node_name: str) -> str:
-    """Unique per process start, so a restarted node never renews its predecessor's lease."""
-    return f"{node_name}@{socket.gethostname()}/{os.getpid()}-{secrets.token_hex(3)}"
-
-
-# ----------------------------------------------------------------------------- the controller
 
 
 @dataclass(frozen=True)
