@@ -62,6 +62,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "smps.trace_cli",
             "smps.demo",
             "smps.sim.cli",
+            "smps.sim.commands",
             "smps.store.cli",
             "smps.runtime.__main__",
         ),

@@ -16,7 +16,7 @@ import pytest
 
 from smps._native import text
 from smps._native.pdu import CommandId, Status, decode_sm, encode
-from smps.sim import cli
+from smps.sim import cli, commands
 from smps.sim import traffic as traffic_module
 from smps.sim.ne import Latency, SimNe
 from smps.sim.smsc import LatencyHistogram, SimSmsc
@@ -455,7 +455,7 @@ async def test_cli_smsc_in_process_reports_and_writes_json(make_config, tmp_path
         ]
     )
     out = io.StringIO()
-    main = asyncio.create_task(cli.smsc_main(args, cli.Stopper(), out))
+    main = asyncio.create_task(commands.smsc_main(args, commands.Stopper(), out))
     client = SmscClient(smsc_config(make_config, args.listen[1]))
     client.start()
     try:
@@ -492,9 +492,9 @@ async def test_cli_ne_in_process_until_stopped(ne_server, tmp_path):
             str(tmp_path / "ne.json"),
         ]
     )
-    stopper = cli.Stopper()
+    stopper = commands.Stopper()
     out = io.StringIO()
-    main = asyncio.create_task(cli.ne_main(args, stopper, out))
+    main = asyncio.create_task(commands.ne_main(args, stopper, out))
     await until(lambda: ne_server.registry.count("antispam") == 2)
     await answered(ne_server, 100)
     stopper()  # Ctrl-C
@@ -576,7 +576,7 @@ async def test_cli_ne_subprocess_stops_cleanly_on_sigterm(ne_server):
 
 async def test_cli_smsc_refuses_traced_ratio_without_numbers():
     args = parse(["sim", "smsc", "--traced-ratio", "0.01"])
-    assert await cli.smsc_main(args, cli.Stopper(), io.StringIO()) == 2
+    assert await commands.smsc_main(args, commands.Stopper(), io.StringIO()) == 2
 
 
 async def test_cli_smsc_gives_up_when_smps_never_binds():

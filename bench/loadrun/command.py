@@ -19,7 +19,7 @@ from bench.loadrun.report import (
 from bench.loadrun.scenario import INFLIGHT_NE_WINDOW, INFLIGHT_RATE, INFLIGHT_TIMEOUT, Scenario
 from smps.config import Config, load
 from smps.errors import SmpsError
-from smps.sim import cli as sim_cli
+from smps.sim import options
 
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -44,14 +44,14 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     p.add_argument(
         "--binds",
-        type=sim_cli.positive_int,
+        type=options.positive_int,
         default=None,
         help=f"binds per NE account (default: {defaults.ne_binds}; with --inflight enough "
         "for every copy to fit the NE windows)",
     )
     p.add_argument(
         "--smsc-binds",
-        type=sim_cli.positive_int,
+        type=options.positive_int,
         default=defaults.smsc_binds,
         help=f"SMSC binds in all, spread over the workers (default: {defaults.smsc_binds})",
     )
@@ -64,28 +64,28 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     p.add_argument(
         "--ne-latency",
-        type=sim_cli.duration,
+        type=options.duration,
         default=defaults.ne_latency,
         metavar="DURATION",
         help="NE think time per copy, fixed (default: 0)",
     )
     p.add_argument(
         "--block-ratio",
-        type=sim_cli.ratio,
+        type=options.ratio,
         default=defaults.block_ratio,
         metavar="RATIO",
         help="share of copies each NE blocks (default: 0.05)",
     )
     p.add_argument(
         "--window",
-        type=sim_cli.positive_int,
+        type=options.positive_int,
         default=None,
         help=f"originals outstanding per SMSC bind (default: {defaults.window}; with "
         "--inflight room for all of them)",
     )
     p.add_argument(
         "--ne-window",
-        type=sim_cli.positive_int,
+        type=options.positive_int,
         default=None,
         help=f"copies outstanding per NE bind (default: {defaults.ne_window}; with "
         f"--inflight {INFLIGHT_NE_WINDOW})",
@@ -100,7 +100,7 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     p.add_argument(
         "--inflight",
-        type=sim_cli.positive_int,
+        type=options.positive_int,
         metavar="N",
         help="memory per original in flight instead of a timed run: send N originals to "
         f"NEs that never answer (policy.timeout {INFLIGHT_TIMEOUT:g} s) and report SMPS's "
@@ -108,21 +108,21 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
     )
     p.add_argument(
         "--rss-every",
-        type=sim_cli.positive_duration,
+        type=options.positive_duration,
         default=defaults.rss_every,
         metavar="DURATION",
         help="sample SMPS's RSS this often over the measured interval (default: 10s)",
     )
     p.add_argument(
         "--duration",
-        type=sim_cli.positive_duration,
+        type=options.positive_duration,
         default=defaults.duration,
         metavar="DURATION",
         help="measured interval (default: 30s)",
     )
     p.add_argument(
         "--warmup",
-        type=sim_cli.duration,
+        type=options.duration,
         default=defaults.warmup,
         metavar="DURATION",
         help="load before measuring (default: 5s)",
@@ -185,15 +185,15 @@ class RateShare:
 def _bench_rate(value: str) -> float | RateShare | None:
     text = value.strip()
     if not text.endswith("%"):
-        return sim_cli.parse_rate(text)
+        return options.parse_rate(text)
     share = float(text[:-1]) / 100
     if not 0.0 < share <= 1.0:
         raise ValueError(f"a share of the maximum rate is above 0% and at most 100%, not {value!r}")
     return RateShare(share)
 
 
-int_list = sim_cli.option_type(_int_list)
-bench_rate = sim_cli.option_type(_bench_rate)
+int_list = options.option_type(_int_list)
+bench_rate = options.option_type(_bench_rate)
 
 
 def scenario_of(args: argparse.Namespace, nes: int, workers: int, rate: float | None) -> Scenario:
