@@ -328,3 +328,19 @@ def test_screening_off_or_no_enabled_rule_builds_no_engine():
         "screening: {enabled: false, rules: [{id: r, type: special, kinds: [silent]}]}"
     )
     assert screening.build_engine(cfg, screening.private_velocity_table(1024)) is None
+
+
+def test_totals_survive_a_rebuild_of_the_engine():
+    """A configuration change rebuilds the engine: hits, originals judged and the
+    velocity counts carry over (Prometheus counters never go back)."""
+    rules = [{"id": "flood", "type": "velocity", "key": "source", "limit": 1, "window": "60s"}]
+    cfg = config_module.loads(yaml.safe_dump({"screening": {"enabled": True, "rules": rules}}))
+    stage = screening.Screening(1024)
+    stage.apply(cfg)
+    for _ in range(3):
+        stage.engine.judge(sm(), "smsc1", NOW)
+    stage.apply(cfg)  # a reload
+    assert stage.hits() == {("flood", "block"): 2}
+    assert stage.judged()[0] == 3
+    assert fired(stage.engine, sm()) == (screen.ACTION_BLOCK, "flood")  # the count carried over
+    assert stage.hits() == {("flood", "block"): 3}

@@ -53,7 +53,10 @@ class Screening:
     def __init__(self, keys: int, velocity: VelocityTable | None = None):
         self.velocity = velocity or private_velocity_table(keys)
         self.engine: Engine | None = None  # until apply()
-        self._retired: dict[tuple[str, str], int] = {}  # hits of the engines replaced
+        # Of the engines replaced, so that the totals never go back.
+        self._retired: dict[tuple[str, str], int] = {}  # hits by (rule id, action)
+        self._retired_screened = 0
+        self._retired_nanoseconds = 0
 
     def apply(self, config: Config) -> None:
         """The engine for ``config`` (list files read again); on a list file that
@@ -64,7 +67,16 @@ class Screening:
             log.error("screening rules not changed: %s", exc)
             return
         self._retired = self.hits()
+        self._retired_screened, seconds = self.judged()
+        self._retired_nanoseconds = round(seconds * 1e9)
         self.engine = engine
+
+    def judged(self) -> tuple[int, float]:
+        """(originals judged, seconds spent judging them) since start."""
+        engine = self.engine
+        screened = self._retired_screened + (engine.screened if engine is not None else 0)
+        nanoseconds = self._retired_nanoseconds + (engine.nanoseconds if engine else 0)
+        return screened, nanoseconds / 1e9
 
     def hits(self) -> dict[tuple[str, str], int]:
         """Hits per (rule id, action) since start."""

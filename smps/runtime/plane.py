@@ -179,13 +179,14 @@ class DataPlane:
         stats = self.dispatcher.stats
         lanes = self.dispatcher.lanes
         screen = self.dispatcher.screening.engine
+        judged = self.dispatcher.screening.judged()
         counters = Counters(
             originals_received=stats.received,
             verdicts=dict(stats.decisions),
             decision_seconds=Latency.of(self.dispatcher.decision_latency),
             screening_hits=self.dispatcher.screening.hits(),
-            screened=screen.screened if screen is not None else None,
-            screening_seconds=screen.nanoseconds / 1e9 if screen is not None else None,
+            screened=judged[0] if judged[0] or screen is not None else None,
+            screening_seconds=judged[1] if judged[0] or screen is not None else None,
             copies_sent={name: lane.copies_sent for name, lane in lanes.items()},
             ne_answers={
                 (name, STATE_NAMES[state]): count
