@@ -60,18 +60,19 @@ async def proxy(
     trace=None,
     state_dir=None,
     trace_sink=None,
+    screening=None,
 ):
     with tempfile.TemporaryDirectory(prefix="smps-test-") as scratch:
         async with _proxy(make_config, state_dir or scratch, accounts=accounts, policy=policy,
                           flow=flow, routes=routes, database=database, clock=clock,
-                          smsc_window=smsc_window, trace=trace,
-                          trace_sink=trace_sink) as running:  # fmt: skip
+                          smsc_window=smsc_window, trace=trace, trace_sink=trace_sink,
+                          screening=screening) as running:  # fmt: skip
             yield running
 
 
 @contextlib.asynccontextmanager
 async def _proxy(make_config, state_dir, *, accounts, policy, flow, routes, database, clock,
-                 smsc_window, trace, trace_sink):  # fmt: skip
+                 smsc_window, trace, trace_sink, screening):  # fmt: skip
     sim = SimSmsc(window=smsc_window, response_timeout=30)
     smsc_port = await sim.start()
     cfg = make_config(
@@ -85,6 +86,7 @@ async def _proxy(make_config, state_dir, *, accounts, policy, flow, routes, data
         flow=flow or {},
         database={"record": "all", "url": f"sqlite:///{state_dir}/smps.db", **(database or {})},
         trace=trace or {},
+        screening=screening or {},
         node={"state_dir": str(state_dir)},
     )
     node = Node(cfg, trace_sink=trace_sink)

@@ -344,3 +344,39 @@ async def test_ladder_of_a_message_through_the_real_proxy(make_config, tmp_path)
     assert ">block</span> 0x66 " in rows["fraud"] and ">late<" in rows["antispam"]
     assert "no answer" in rows["audit"] and "timeout" in rows["audit"]
     assert '<blockquote class="sms-text">Hello Bob</blockquote>' in page  # content allowed
+
+
+async def test_ladder_shows_the_screening_rule_that_blocked(make_config, tmp_path):
+    """A traced message a screening rule blocks: received, screened, final; no copy."""
+    trace = {"decode_content": True, "country_code": "86",
+             "rules": [{"number": "8613800138000"}]}  # fmt: skip
+    screening = {"enabled": True, "rules": [
+        {"id": "watch", "type": "keyword", "patterns": ["hello"], "action": "monitor"},
+        {"id": "spam", "type": "keyword", "patterns": ["free iphone"]},
+    ]}  # fmt: skip
+    async with proxy(
+        make_config, trace=trace, screening=screening, state_dir=tmp_path,
+        database={"flush_interval": "20ms"},
+    ) as (sim, node, add_ne):  # fmt: skip
+        ne = await add_ne("antispam", "pw1", hold)
+        await admin_users.add_user(node.store, "ops", PASSWORD, "operator", actor="test")
+        app = web.Application()
+        add_ui_routes(app, node.store, FakeNode())
+        app[TRACE_SETTINGS] = lambda: node.config.trace
+        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+            await client.post("/login", data={"name": "ops", "password": PASSWORD})
+            sim.send_deliver(source_addr=b"8613800138000", short_message=b"hello, free iphone")
+            await until(lambda: len(sim.answers) == 1)
+            async with asyncio.timeout(10):
+                while [t["events"] for t in await trace_queries.query_traces(
+                    node.store, trace_queries.TraceQuery(), limit=2
+                )] != [3]:  # fmt: skip
+                    await asyncio.sleep(0.02)
+            (message,) = listed(await (await client.get("/traces")).text())
+            page = await (await client.get(f"/traces/{message}")).text()
+        assert ne.received == []
+    steps = re.findall(r'<li class="step ([^"]+)" data-kind="([^"]+)">(.*?)</li>', page, re.S)
+    assert [kind for _, kind, _ in steps] == ["received", "screened", "final"]
+    screened = steps[1][2]
+    assert "screening: block" in screened and "rule spam (also fired: watch)" in screened
+    assert "reason rule" in steps[2][2]

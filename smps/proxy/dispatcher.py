@@ -51,6 +51,7 @@ from smps.proxy.flow import ReadPause
 from smps.proxy.lanes import Lane
 from smps.proxy.records import DecisionSink, MemorySink, decision_of, ne_results, should_record
 from smps.proxy.routing import Router, decisive_mask
+from smps.proxy.screening import ACTION_NAMES as SCREEN_ACTIONS
 from smps.proxy.screening import Screening, VelocityTable
 from smps.proxy.sticky import StickyBlocks
 from smps.proxy.tracer import Tracer
@@ -237,6 +238,8 @@ class Dispatcher:
             judged = screen.judge(view, session.smsc, int(now * 1000))
             if judged is not None:
                 original.rule = judged.rule
+                if trace is not None:
+                    trace.screened(SCREEN_ACTIONS[judged.action], judged.rule, judged.fired)
                 if judged.action == _SCREEN_BLOCK:
                     self._reply_smsc_now(original, P.OUTCOME_BLOCK, REASON_RULE, now)
                     return

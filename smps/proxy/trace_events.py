@@ -51,7 +51,7 @@ class TraceEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 
     message_id: str
     ts_us: int  # epoch microseconds
-    kind: str  # received | copy_sent | answered | timeout | final | dropped
+    kind: str  # received | screened | copy_sent | answered | timeout | final | dropped
     direction: str  # smsc->smps | smps->ne | ne->smps | smps->smsc | smps
     smsc: str
     source_addr: str  # normalised

@@ -211,6 +211,13 @@ class Trace:
         """The response sent to the SMSC."""
         self._add("final", "smps->smsc", pdu, status=status, verdict=verdict, reason=reason)
 
+    def screened(self, action: str, rule: str, fired: list[str]) -> None:
+        """The screening rules fired on it: ``rule`` decided (or, with ``action``
+        monitor, was the first of the monitor rules that fired)."""
+        others = [r for r in fired if r != rule]
+        also = f" (also fired: {', '.join(others)})" if others else ""
+        self._add("screened", "smps", None, verdict=action, reason=f"rule {rule}{also}")
+
     def dropped(self, reason: str, account: str | None = None) -> None:
         """A copy (with account) or the original itself was not handled: throttled, queue full."""
         self._add("dropped", "smps", None, account=account, reason=reason)

@@ -93,6 +93,8 @@ def _arrow(event: TraceEvent, ne: int) -> tuple[int, int, bool, str, str]:
             return ne, SMPS_LANE, True, what, f"gave up after {event.latency_ms:,.1f} ms"
         case "final":
             return SMPS_LANE, SMSC_LANE, False, answer, f"{event.verdict} · reason {event.reason}"
+        case "screened":
+            return SMPS_LANE, SMPS_LANE, False, f"screening: {event.verdict}", event.reason or ""
     # dropped: a copy never sent, or the original refused
     if event.account is not None:
         return SMPS_LANE, ne, True, "copy not sent", event.reason or ""
