@@ -5,7 +5,6 @@ that the workers of a node share (real processes, real shared memory)."""
 import mmap
 import os
 import struct
-import time
 
 import pytest
 import yaml
@@ -71,12 +70,11 @@ def test_list_entries_match_every_form_of_a_number_under_the_country_code():
     assert fired(e, sm(destination=b"8613800000666")) is None
 
 
-def test_a_hundred_thousand_entries_load_in_under_a_second(tmp_path):
+def test_a_list_file_of_a_hundred_thousand_entries(tmp_path):
+    """Its load time is measured in bench/test_screening_bench.py."""
     path = tmp_path / "deny.txt"
     path.write_text("# senders\n" + "".join(f"86138{i:08d}\n" for i in range(100_000)))
-    started = time.perf_counter()
     e = engine([{"id": "deny", "type": "list", "field": "source", "file": str(path)}])
-    assert time.perf_counter() - started < 1.0 * 3  # the bar is 1 s; slack for a loaded CI box
     assert fired(e, sm(b"8613800099999")) == (screen.ACTION_BLOCK, "deny")
     assert fired(e, sm(b"8613900099999")) is None
 
