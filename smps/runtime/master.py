@@ -277,7 +277,7 @@ class Master:
             screening_trial=self.screening,
             country_code=self.config.trace.country_code,
         )
-        add_ui_routes(app, self.store, view)
+        add_ui_routes(app, self.store, view, screening=self.screening)
         app[TRACE_SETTINGS] = lambda: self.config.trace  # live: a reload may change it
         http = HttpServer(app, tls=self.config.web.tls)
         host, port = self.config.web.listen

@@ -51,6 +51,7 @@ ACTIONS = frozenset(
         "traces.write",
         "screening.write",
         "screening.toggle",  # enable or disable a screening rule, nothing else
+        "screening.try",  # try a message on the rules (changes nothing; a POST for its text)
         "sessions.kick",
         "users.write",
         "session.end",  # signing oneself out
@@ -59,7 +60,7 @@ ACTIONS = frozenset(
 OPERATOR_ACTIONS = frozenset(
     {"accounts.toggle", "screening.toggle", "sessions.kick", "traces.write"}
 )
-EVERYONE_ACTIONS = frozenset({"session.end"})
+EVERYONE_ACTIONS = frozenset({"session.end", "screening.try"})
 
 # The action that changing each kind of configuration entity needs.
 KIND_ACTIONS = {
