@@ -4,6 +4,8 @@ audit, roles, the file's rules read-only, every refusal naming its field with th
 file's own checks; POST /screening/test on the live rules; and on a running
 single-process node, messages tried any number of times use up no sender's allowance."""
 
+import asyncio
+
 import aiohttp
 import msgspec
 import pytest
@@ -293,3 +295,46 @@ async def test_tried_messages_use_up_no_allowance_and_see_the_real_counts(make_c
             assert statuses == [0] * FLOOD_LIMIT + [0x66]  # tried ones took no allowance
             result = await try_it()  # the sender's allowance is now used up
             assert (result["verdict"], result["rule"]) == ("block", "flood-sender")
+
+
+# ------------------------------------------------------------------------ the CLI
+
+
+def smps(*argv: str) -> int:
+    from smps.cli import main
+
+    return main(list(argv))
+
+
+async def test_smps_screen_test_prints_the_rules_that_fire_and_the_verdict(
+    client, store, capsys, monkeypatch, make_config, tmp_path
+):
+    token = await tokens.create_token(store, "noc", "viewer")
+    url = str(client.make_url("")).rstrip("/")
+    api = ("--url", url, "--token", token)
+    assert await asyncio.to_thread(smps, "screen", "test", "--from", "8613811112222",
+                                   "--to", "8613999000001", "--text", "hi", *api) == 0  # fmt: skip
+    assert capsys.readouterr().out.splitlines() == [
+        "fired   vip (list, allow)",
+        "verdict allow by vip: the rules after it are skipped, the NEs' verdict decides",
+    ]
+    monkeypatch.setenv("SMPS_TOKEN", token)
+    monkeypatch.setenv("SMPS_URL", url)
+    with pytest.raises(SystemExit):  # argparse's own refusal: exit status 2
+        smps("screen", "test", "--from", "1", "--to", "2", "--pid", "0x40", "--dcs", "300")
+    assert "argument --dcs: expected 0 to 255, got 300" in capsys.readouterr().err
+    assert await asyncio.to_thread(smps, "screen", "test", "--from", "1", "--to", "2",
+                                   "--smsc", "nowhere") == 1  # fmt: skip
+    assert "no SMSC 'nowhere' on this node (field smsc) (422)" in capsys.readouterr().err
+
+    # Without --url, the node that -c FILE configures: none runs there.
+    monkeypatch.delenv("SMPS_URL")
+    path = tmp_path / "smps.yaml"
+    path.write_text(f"node: {{state_dir: {tmp_path / 'var'}}}\n")
+    assert await asyncio.to_thread(smps, "screen", "test", "--from", "1", "--to", "2",
+                                   "-c", str(path)) == 1  # fmt: skip
+    assert "no running node" in capsys.readouterr().err
+    monkeypatch.delenv("SMPS_TOKEN")
+    assert await asyncio.to_thread(smps, "screen", "test", "--from", "1", "--to", "2",
+                                   "-c", str(path)) == 2  # fmt: skip
+    assert "SMPS_TOKEN" in capsys.readouterr().err
