@@ -13,11 +13,11 @@ from aiohttp.test_utils import TestServer
 
 from smps.proxy.screening import private_velocity_table
 from smps.proxy.screening_trial import ScreeningTrial
-from smps.store import admin_users, entities, file_sync
+from smps.store import admin_users, entities
 from smps.store.writer import DecisionWriter
 from smps.web.ui import add_ui_routes
 from tests.store_db import database_url, make_decision, store  # noqa: F401
-from tests.test_screening_api import FILE_RULES, LiveRules
+from tests.test_screening_api import FILE_RULES, live  # noqa: F401
 from tests.test_ui import PASSWORD, ROLES, FakeNode, audit_actions, csrf_of, sign_in
 
 RULE_FORM = {
@@ -27,16 +27,6 @@ RULE_FORM = {
     "enabled": "on",
     "patterns": "free iphone\nyou have won",
 }
-
-
-@pytest.fixture
-async def live(store, make_config):
-    config = make_config(screening={"enabled": True, "rules": FILE_RULES})
-    await file_sync.sync_file_config(store, config)
-    rules = LiveRules(store, config)
-    await rules.reload()
-    store.listeners.append(rules.reload)
-    return rules
 
 
 @pytest.fixture
