@@ -21,9 +21,8 @@ from smps import __version__
 from smps.config import Config
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.dispatcher import Dispatcher
-from smps.proxy.records import FanOutSink, MemorySink
+from smps.proxy.records import FanOutSink, MemorySink, TraceSink
 from smps.proxy.screening_trial import ScreeningTrial
-from smps.proxy.trace_events import TraceSink
 from smps.proxy.trace_hub import TraceHub
 from smps.proxy.trace_store import TraceFileSink
 from smps.proxy.tracer import Tracer
