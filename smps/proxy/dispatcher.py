@@ -268,7 +268,8 @@ class Dispatcher:
             self._schedule_tick(TICK)  # in flight again: back to the fine tick
         if concat_key is not None:
             self._concat_in_flight.setdefault(concat_key, set()).add(handle)
-        self.read_pause.added(session, len(self.pending))
+        if self.read_pause.enabled:  # checked here: a call less per original
+            self.read_pause.added(session, len(self.pending))
         if not mask:
             # Only monitor accounts: they see the copy, but cannot decide.
             self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
@@ -551,7 +552,8 @@ class Dispatcher:
             if not handles:
                 del self._concat_in_flight[key]
         self.pending.release(handle)
-        self.read_pause.released(len(self.pending))
+        if self.read_pause.paused:
+            self.read_pause.released(len(self.pending))
 
     def _close_trace(self, handle: int, original: Original) -> None:
         """Targets that never answered get their timeout event, then the trace is flushed."""
