@@ -166,6 +166,7 @@ class Dispatcher:
                 lane.configure(account)
         self.router = Router(config.routes, self.lanes)
         self.screening.apply(config)
+        self._screen = self.screening.engine  # one attribute per original, not two
 
     def on_bind_change(self, system_id: str, session: Session, up: bool) -> None:
         """BindRegistry listener: NE binds come and go."""
@@ -234,7 +235,7 @@ class Dispatcher:
         if concat_key is not None and self.sticky.blocked(concat_key, now):
             self._reply_smsc_now(original, P.OUTCOME_BLOCK, "sticky", now)
             return
-        if (screen := self.screening.engine) is not None:
+        if (screen := self._screen) is not None:
             judged = screen.judge(view, session.smsc, int(now * 1000))
             if judged is not None:
                 original.rule = judged.rule
