@@ -10,6 +10,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from smps import config as config_module
 from smps._native import screen, text
@@ -342,3 +343,50 @@ def test_totals_survive_a_rebuild_of_the_engine():
     assert stage.judged()[0] == 3
     assert fired(stage.engine, sm()) == (screen.ACTION_BLOCK, "flood")  # the count carried over
     assert stage.hits() == {("flood", "block"): 3}
+
+
+class VelocityModel(RuleBasedStateMachine):
+    """The shared table against a plain model: per key, the bucket of every message
+    counted; a message counts while its bucket is one of the window's last ten."""
+
+    WINDOW = 1_000  # ms: buckets of 100 ms
+    LIMIT = 5
+
+    def __init__(self):
+        super().__init__()
+        self.table = VelocityTable(mmap.mmap(-1, velocity_table_size(4096)), True)
+        self.now = NOW
+        self.counted: dict[int, list[int]] = {}
+
+    def _bucket(self) -> int:
+        return self.now // (self.WINDOW // 10)
+
+    def _count(self, key: int) -> int:
+        current = self._bucket()
+        return sum(1 for b in self.counted.get(key, []) if current - b < 10)
+
+    @rule(ms=st.integers(0, 1_500))
+    def time_passes(self, ms):
+        self.now += ms
+
+    @rule(key=st.integers(1, 4))
+    def take(self, key):
+        expected = self._count(key) < self.LIMIT
+        assert self.table.take(key, self.now, self.WINDOW, self.LIMIT) == expected
+        if expected:
+            self.counted.setdefault(key, []).append(self._bucket())
+
+    @rule(key=st.integers(1, 4))
+    def give_back(self, key):
+        self.table.give_back(key, self.now, self.WINDOW)
+        mine = self.counted.get(key, [])
+        if self._bucket() in mine:
+            mine.remove(self._bucket())
+
+    @invariant()
+    def counts_agree(self):
+        for key in range(1, 5):
+            assert self.table.count(key, self.now, self.WINDOW) == self._count(key)
+
+
+TestVelocityModel = VelocityModel.TestCase
