@@ -148,6 +148,10 @@ class Master:
             if getattr(new, section) != getattr(self.config, section):
                 log.warning("reload: %s changed; that takes a restart", section)
             running[section] = getattr(self.config, section)
+        keys = self.config.screening.velocity_keys  # the workers' shared table is made once
+        if new.screening.velocity_keys != keys:
+            log.warning("reload: screening.velocity_keys changed; that takes a restart")
+            running["screening"] = msgspec.structs.replace(new.screening, velocity_keys=keys)
         self.config = msgspec.structs.replace(new, **running)
         await file_sync.sync_file_config(self.store, self.config)
         await self.apply_live_config()
