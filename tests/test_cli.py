@@ -219,6 +219,10 @@ def test_run_reports_port_in_use(tmp_path):
 def test_demo_runs_and_every_original_is_answered_once(tmp_path):
     result = run_cli("demo", "--duration", "3s", "--rate", "150", "--web-port", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    state = re.search(r"state and database in (\S+) \(removed at the end\)", result.stdout)
+    assert state, result.stdout
+    # The demo kept its database in that directory: nothing in the working directory's ./var.
+    assert not os.path.exists(state.group(1)) and not (tmp_path / "var").exists()
     match = re.search(r"SMSC saw (\d+) originals: (\d+) answered, 0 missing, 0 duplicates",
                       result.stdout)  # fmt: skip
     assert match, result.stdout
