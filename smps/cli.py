@@ -13,7 +13,7 @@ import msgspec
 
 from smps import __version__
 from smps.cli_support import add_command, add_group
-from smps.errors import ConfigError
+from smps.errors import ConfigError, StateDirBusy
 
 log = logging.getLogger("smps.cli")
 
@@ -172,12 +172,14 @@ def _run_node(cfg, config_path: str) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from smps import log as smps_log
     from smps.ha.lease import check_config
+    from smps.runtime import state_lock
 
     cfg = _load_config(args.config)
     check_config(cfg)
-    smps_log.configure_from(cfg.log)
-    log.info("configuration %s: %s", args.config, msgspec.json.encode(cfg.masked()).decode())
-    return _run_node(cfg, args.config)
+    with state_lock.hold(cfg.node.state_dir):  # before the log, the database, any port
+        smps_log.configure_from(cfg.log)
+        log.info("configuration %s: %s", args.config, msgspec.json.encode(cfg.masked()).decode())
+        return _run_node(cfg, args.config)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -190,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as exc:
+    except (ConfigError, StateDirBusy) as exc:
         print(f"smps: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
