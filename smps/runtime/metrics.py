@@ -47,7 +47,15 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
         "NE answers by account and verdict (none: no usable answer).",
     ),
     "ne_answer_seconds": (("account",), "Time from a copy to the NE's answer, by account."),
-    "late_answers": ((), "NE answers that came after the final verdict."),
+    "late_answers": (
+        (),
+        "Answers of enforcing NE accounts that came after the final verdict "
+        "(monitor accounts' answers count in smps_monitor_answers_total).",
+    ),
+    "monitor_answers": (
+        ("account",),
+        "Answers of NE accounts in monitor mode, which never decide (so never late).",
+    ),
     "throttled": ((), "Originals answered ESME_RTHROTTLED because too many were in flight."),
     "copies_dropped": ((), "Copies that found no bind or window before the deadline."),
     "copies_retried": ((), "Copies sent again on another bind after theirs dropped."),
