@@ -5,8 +5,9 @@ import sys
 
 from smps import config as config_module
 from smps import log as smps_log
-from smps.errors import ConfigError
+from smps.errors import ConfigError, StateDirBusy
 from smps.ha.lease import check_config
+from smps.runtime import state_lock
 from smps.runtime.master import run
 
 
@@ -17,11 +18,13 @@ def main() -> int:
     try:
         cfg = config_module.load(args.config)
         check_config(cfg)
-    except ConfigError as exc:
+        lock = state_lock.hold(cfg.node.state_dir)  # as `smps run`: before the log and the rest
+    except (ConfigError, StateDirBusy) as exc:
         print(f"smps: {exc}", file=sys.stderr)
         return 2
-    smps_log.configure_from(cfg.log)
-    return run(cfg, args.config)
+    with lock:
+        smps_log.configure_from(cfg.log)
+        return run(cfg, args.config)
 
 
 if __name__ == "__main__":
