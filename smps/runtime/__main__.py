@@ -13,7 +13,7 @@ from smps.runtime.master import run
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m smps.runtime")
-    parser.add_argument("-c", "--config", default=config_module.DEFAULT_PATH)
+    config_module.add_config_option(parser)
     args = parser.parse_args()
     try:
         cfg = config_module.load(args.config)
