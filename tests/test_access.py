@@ -6,29 +6,19 @@ as subprocesses on its SQLite database."""
 
 import asyncio
 import subprocess
-import sys
 
 import aiohttp
 import yaml
 
 from smps.store import admin_users, audit_log, tokens
 from smps.web import auth
-from tests import tracebacks
+from tests.test_cli import run_cli
 from tests.test_proxy import proxy
 
 
 async def smps(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """The command in a thread: the node answering it runs in this test's loop."""
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "smps", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    tracebacks.assert_none(result.stderr, f"smps {' '.join(args)}")
-    return result
+    return await asyncio.to_thread(run_cli, *args, input=stdin)
 
 
 async def test_a_revoked_token_gets_401_at_once_over_the_api_and_the_cli(make_config, tmp_path):

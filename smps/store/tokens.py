@@ -88,8 +88,7 @@ async def revoke_token(store: Store, token_id: int, *, actor: str) -> dict:
     token changes nothing. NotFound when there is no such token."""
     table = schema.api_tokens
     async with store.engine.begin() as conn:
-        found = await conn.execute(select(table).where(table.c.id == token_id))
-        row = found.mappings().first()
+        row = (await conn.execute(select(table).where(table.c.id == token_id))).mappings().first()
         if row is None:
             raise NotFound(f"no token {token_id}")
         before = _token_view(row)

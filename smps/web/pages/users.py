@@ -120,20 +120,32 @@ async def _password(request: web.Request) -> web.StreamResponse:
     return await _change(request, change)
 
 
-async def _enabled(request: web.Request) -> web.StreamResponse:
+async def _from_the_list(
+    request: web.Request, what: str, act: Callable[[str], Awaitable[str]]
+) -> web.StreamResponse:
+    """A change made from the users list (disable, enable, delete): refused on oneself;
+    the user's sessions end; the outcome is flashed on the list."""
     name = request.match_info["key"]
-    enabled = (await request.post()).get("enabled") == "1"
     try:
-        _not_yourself(request, name, "disable or enable")
-        await admin_users.set_user_enabled(
-            request.app[UI].store, name, enabled, actor=actor(request)
-        )
+        _not_yourself(request, name, what)
+        done = await act(name)
     except (common.Conflict, common.NotFound) as exc:
         flash(request, "error", str(exc))
     else:
         request.app[UI].sessions.end_user(name)
-        flash(request, "ok", f"User {name} {'enabled' if enabled else 'disabled'}.")
+        flash(request, "ok", done)
     raise see_other("/users")
+
+
+async def _enabled(request: web.Request) -> web.StreamResponse:
+    enabled = (await request.post()).get("enabled") == "1"
+
+    async def act(name: str) -> str:
+        store = request.app[UI].store
+        await admin_users.set_user_enabled(store, name, enabled, actor=actor(request))
+        return f"User {name} {'enabled' if enabled else 'disabled'}."
+
+    return await _from_the_list(request, "disable or enable", act)
 
 
 async def _revoke(request: web.Request) -> web.StreamResponse:
@@ -148,16 +160,11 @@ async def _revoke(request: web.Request) -> web.StreamResponse:
 
 
 async def _delete(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["key"]
-    try:
-        _not_yourself(request, name, "delete")
+    async def act(name: str) -> str:
         await admin_users.delete_user(request.app[UI].store, name, actor=actor(request))
-    except (common.Conflict, common.NotFound) as exc:
-        flash(request, "error", str(exc))
-    else:
-        request.app[UI].sessions.end_user(name)
-        flash(request, "ok", f"User {name} deleted.")
-    raise see_other("/users")
+        return f"User {name} deleted."
+
+    return await _from_the_list(request, "delete", act)
 
 
 ROUTES: tuple[Route, ...] = (
