@@ -75,3 +75,19 @@ def test_judge(benchmark, scenario, group):
     benchmark.extra_info["per_original_us"] = "mean / 1000"
     benchmark(judge_all)
     assert all(engine.judge(view, "sim", now, False) is None for view in views[:50])
+
+
+@pytest.mark.parametrize("entries", [10, 100_000, 1_000_000])
+def test_list_file_load(benchmark, tmp_path, entries):
+    """Checking and compiling a list rule whose entries are in a file (the bar: 100k
+    in under a second, a million in a few)."""
+    path = tmp_path / "deny.txt"
+    path.write_text("".join(f"86138{i:08d}\n" for i in range(entries)))
+    text = yaml.safe_dump({"screening": {"enabled": True, "rules": [
+        {"id": "deny", "type": "list", "field": "source", "file": str(path)}]}})  # fmt: skip
+
+    def load():
+        return screening.build_engine(loads(text), screening.private_velocity_table(1024))
+
+    engine = benchmark.pedantic(load, rounds=1 if entries > 100_000 else 3)
+    assert engine.rules[0].id == "deny"

@@ -1,8 +1,8 @@
 """Run every atheris target for a share of a time budget; fail on any finding.
 
 ``python -m fuzz.run --seconds 600`` (what ``make fuzz-atheris`` runs, after
-``make fuzz-build``) gives codec, text and session 30 %, 20 % and 50 % of the
-budget, one after the other, each a single libFuzzer process (the machine is
+``make fuzz-build``) gives codec, text, session and screen 25 %, 15 %, 45 % and
+15 % of the budget, one after the other, each a single libFuzzer process (the machine is
 shared), against the instrumented build fuzz/engine.py picks. Corpora grow
 in test-artifacts/fuzz/corpus/TARGET (seeded from fuzz/seeds.py when empty);
 an input that fails is saved as test-artifacts/fuzz/TARGET-crash-* (or
@@ -20,7 +20,7 @@ from pathlib import Path
 from fuzz.engine import REPO
 from fuzz.seeds import SEEDS
 
-SHARES = {"codec": 0.3, "text": 0.2, "session": 0.5}
+SHARES = {"codec": 0.25, "text": 0.15, "session": 0.45, "screen": 0.15}
 STATUS_LINE = re.compile(r"^#(\d+)\s+(?:DONE|pulse|NEW|REDUCE|INITED)\s+cov: (\d+) ft: (\d+)")
 EXEC_PER_SEC = re.compile(r"^stat::average_exec_per_sec:\s+(\d+)")
 

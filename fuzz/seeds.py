@@ -126,4 +126,15 @@ def session_seeds() -> dict[str, bytes]:
     }
 
 
-SEEDS = {"codec": codec_seeds, "text": text_seeds, "session": session_seeds}
+def screen_seeds() -> dict[str, bytes]:
+    """Mode byte (fuzz/screen.py), then its input."""
+    return {
+        "judge": b"\x00" + b"\x01\x01\x0d8613800000666\x01\x01\x048613" + b"free iphone" * 4,
+        "text": b"\x01" + b"\x00\x00" + b"see hxxp://x.bad[.]example now, code 1234",
+        "entries": b"\x02prefix:86170 https://Bad.example/x",
+        "velocity": b"\x03" + bytes(range(200)),
+    }
+
+
+SEEDS = {"codec": codec_seeds, "text": text_seeds, "session": session_seeds,
+         "screen": screen_seeds}  # fmt: skip

@@ -21,8 +21,8 @@ from smps import __version__
 from smps.config import Config
 from smps.metrics import CallbackCollector, make_registry
 from smps.proxy.dispatcher import Dispatcher
-from smps.proxy.records import FanOutSink, MemorySink
-from smps.proxy.trace_events import TraceSink
+from smps.proxy.records import FanOutSink, MemorySink, TraceSink
+from smps.proxy.screening_trial import ScreeningTrial
 from smps.proxy.trace_hub import TraceHub
 from smps.proxy.trace_store import TraceFileSink
 from smps.proxy.tracer import Tracer
@@ -67,6 +67,9 @@ class Node:
             config, config.ne_accounts, decisions=self.recent, traces=self.trace_sink
         )
         self.registry.register(CallbackCollector(self.plane.metric_families))
+        # Messages tried through the API see the dispatcher's own velocity counts.
+        velocity = self.dispatcher.screening.velocity
+        self.screening = ScreeningTrial(lambda: self.plane.config, velocity)
         self.trace_hub = TraceHub()  # live trace events for /api/v1/traces/stream
         self.store: Store | None = None
         self.writer: DecisionWriter | None = None
@@ -187,6 +190,7 @@ class Node:
                 app,
                 self.store,
                 trace_hub=self.trace_hub,
+                screening_trial=self.screening,
                 country_code=self.config.trace.country_code,
             )
             http = HttpServer(app, tls=self.config.web.tls)

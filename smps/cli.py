@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     from smps.ha_cli import register as register_ha
+    from smps.screen_cli import register as register_screen
     from smps.sim.cli import register as register_sim
     from smps.store.cli import register as register_store
     from smps.trace_cli import register as register_trace
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_sim(commands)
     _register_bench(commands)
     register_trace(commands)
+    register_screen(commands)
     register_store(commands)
     register_ha(commands)
     return parser

@@ -7,33 +7,22 @@
     smps trace show MESSAGE_ID
 
 Every action talks to ``--url`` (default ``$SMPS_URL`` or http://127.0.0.1:8080)
-with ``--token`` (default ``$SMPS_TOKEN``; ``smps token create``). Going
-through the API rather than the database means a rule added here is audited
-and reaches the running tracer at once. Exit status: 0 done, 1 the API
-refused or could not be reached, 2 bad usage.
+with ``--token`` (default ``$SMPS_TOKEN``; ``smps token create``), through
+:mod:`smps.api_cli`: a rule added here is audited and reaches the running tracer
+at once. Exit status: 0 done, 1 the API refused or could not be reached, 2 bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
-
+from smps.api_cli import add_api_options, api_path, request, with_token
 from smps.cli_support import add_command, add_group
 from smps.config import parse_duration
-from smps.errors import SmpsError
-
-DEFAULT_URL = "http://127.0.0.1:8080"
-PREFIX = "/api/v1"
-TIMEOUT = 10.0  # seconds for one request
 
 # The ladder's three columns, SMSC | SMPS | NE, and where each event goes between them.
 ARROWS = {
@@ -45,55 +34,6 @@ ARROWS = {
 }
 
 
-class ApiError(SmpsError):
-    """The API answered with an error, or could not be reached; the message says which."""
-
-
-# ---------------------------------------------------------------------------- HTTP
-
-
-def _request(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
-    """One API call; the decoded JSON answer (None for 204)."""
-    headers = {"Authorization": f"Bearer {args.token}", "Accept": "application/json"}
-    data = None
-    if body is not None:
-        data = msgspec.json.encode(body)
-        headers["Content-Type"] = "application/json"
-    url = args.url.rstrip("/") + PREFIX + path
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            payload = response.read()
-    except urllib.error.HTTPError as exc:
-        raise ApiError(_explain(exc.code, exc.read())) from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, ConnectionRefusedError):
-            reason = "connection refused (is SMPS running there? see --url)"
-        raise ApiError(f"cannot reach the SMPS API at {args.url}: {reason}") from None
-    except (TimeoutError, ConnectionError) as exc:
-        raise ApiError(f"the SMPS API at {args.url} did not answer: {exc}") from None
-    return msgspec.json.decode(payload) if payload else None
-
-
-def _explain(status: int, payload: bytes) -> str:
-    """An error answer as one line an operator can act on."""
-    try:
-        body = msgspec.json.decode(payload)
-        message = body["error"] + (f" (field {body['field']})" if body.get("field") else "")
-    except (msgspec.DecodeError, KeyError, TypeError):
-        message = payload.decode("utf-8", "replace").strip()[:200] or "no details"
-    if status == 401:
-        return f"the API refused the token: {message}; check --token or SMPS_TOKEN"
-    if status == 403:
-        return f"not allowed: {message}; changing trace rules needs an operator or admin token"
-    return f"{message} ({status})"
-
-
-def _path(*segments: str) -> str:
-    return "".join("/" + urllib.parse.quote(segment, safe="") for segment in segments)
-
-
 # ------------------------------------------------------------------------- actions
 
 
@@ -103,13 +43,13 @@ def _cmd_add(args: argparse.Namespace) -> int:
         rule["expires"] = args.expires
     if args.decode_content is not None:
         rule["decode_content"] = args.decode_content
-    created = _request(args, "POST", _path("trace_rules"), rule)
+    created = request(args, "POST", api_path("trace_rules"), rule)
     print(f"tracing {created['number']} ({_describe(created)})")
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    rules = _request(args, "GET", _path("trace_rules"))
+    rules = request(args, "GET", api_path("trace_rules"))
     if not rules:
         print("no trace rules")
         return 0
@@ -133,7 +73,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    _request(args, "DELETE", _path("trace_rules", args.number))
+    request(args, "DELETE", api_path("trace_rules", args.number))
     print(f"no longer tracing {args.number}")
     return 0
 
@@ -142,7 +82,7 @@ def _cmd_messages(args: argparse.Namespace) -> int:
     query = {"limit": str(args.limit)}
     if args.number:
         query["number"] = args.number
-    page = _request(args, "GET", _path("traces") + "?" + urllib.parse.urlencode(query))
+    page = request(args, "GET", api_path("traces") + "?" + urllib.parse.urlencode(query))
     if not page["items"]:
         print("no traced messages")
         return 0
@@ -164,7 +104,7 @@ def _cmd_messages(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    trace = _request(args, "GET", _path("traces", args.message_id))
+    trace = request(args, "GET", api_path("traces", args.message_id))
     print(render_ladder(trace["events"]))
     return 0
 
@@ -278,33 +218,6 @@ def _expiry(value: str) -> str:
 # ------------------------------------------------------------------------ the parser
 
 
-def _api_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("SMPS_URL", DEFAULT_URL),
-        help=f"the node's HTTP address (default: $SMPS_URL or {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("SMPS_TOKEN"),
-        help="API token (default: $SMPS_TOKEN)",
-    )
-
-
-def _handler(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        if not args.token:
-            print("smps: no API token: pass --token or set SMPS_TOKEN", file=sys.stderr)
-            return 2
-        try:
-            return action(args)
-        except ApiError as exc:
-            print(f"smps: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``trace`` command to the ``smps`` parser."""
     actions = add_group(
@@ -357,5 +270,10 @@ def _action(
 ) -> argparse.ArgumentParser:
     """An action of ``smps trace``: the API options, and ``cmd`` run with an API token."""
     return add_command(
-        actions, name, _handler(cmd), help=help, description=description, options=_api_options
+        actions,
+        name,
+        with_token(cmd, "changing trace rules needs an operator or admin token"),
+        help=help,
+        description=description,
+        options=add_api_options,
     )

@@ -1,14 +1,21 @@
 """What the browser tests share: Debian's Chromium driven by Playwright, skipped with
-a clear reason when either is missing, and the single-process node as the UI sees it.
+a clear reason when either is missing, an app served to it, and the single-process
+node as the UI sees it.
 
 Importing this module skips the importing test module when there is no browser.
 """
 
+import asyncio
+import contextlib
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from smps.web.node import LatencyWindow, LiveStatus, SmscLive
 
@@ -30,6 +37,26 @@ if shutil.which(CHROMIUM) is None:
         f"{CHROMIUM} missing: install Debian's chromium (apt-get install -y chromium)",
         allow_module_level=True,
     )
+
+
+@contextlib.asynccontextmanager
+async def chromium(app: web.Application) -> AsyncIterator[tuple[Any, str]]:
+    """``app`` served on 127.0.0.1 and Chromium launched: (browser, the app's base URL);
+    the browser and then the server closed afterwards."""
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        async with playwright_api.async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_FLAGS
+            )
+            try:
+                yield browser, str(server.make_url("")).rstrip("/")
+            finally:
+                await browser.close()
+    finally:
+        await server.close()
+        await asyncio.sleep(0)
 
 
 class NodeLive:

@@ -234,6 +234,7 @@ def test_demo_runs_and_every_original_is_answered_once(tmp_path):
     assert match, result.stdout
     assert int(match.group(1)) == int(match.group(2)) > 100
     assert "allow/all_allow" in result.stdout
+    assert "block/rule" in result.stdout  # the demo's screening rules block a phishing URL
 
 
 def test_config_is_found_by_option_then_environment_then_working_directory(tmp_path):

@@ -3,7 +3,7 @@ reach the master whole: every field, over a real control socket pair."""
 
 import socket
 
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import TraceEvent
 from smps.runtime.control import ControlChannel
 from smps.runtime.records import RECORDS, RecordForwarder, decode_records
 from tests.store_db import make_decision

@@ -5,12 +5,12 @@ that the workers of a node share (real processes, real shared memory)."""
 import mmap
 import os
 import struct
-import time
 
 import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from smps import config as config_module
 from smps._native import screen, text
@@ -71,12 +71,11 @@ def test_list_entries_match_every_form_of_a_number_under_the_country_code():
     assert fired(e, sm(destination=b"8613800000666")) is None
 
 
-def test_a_hundred_thousand_entries_load_in_under_a_second(tmp_path):
+def test_a_list_file_of_a_hundred_thousand_entries(tmp_path):
+    """Its load time is measured in bench/test_screening_bench.py."""
     path = tmp_path / "deny.txt"
     path.write_text("# senders\n" + "".join(f"86138{i:08d}\n" for i in range(100_000)))
-    started = time.perf_counter()
     e = engine([{"id": "deny", "type": "list", "field": "source", "file": str(path)}])
-    assert time.perf_counter() - started < 1.0 * 3  # the bar is 1 s; slack for a loaded CI box
     assert fired(e, sm(b"8613800099999")) == (screen.ACTION_BLOCK, "deny")
     assert fired(e, sm(b"8613900099999")) is None
 
@@ -344,3 +343,50 @@ def test_totals_survive_a_rebuild_of_the_engine():
     assert stage.judged()[0] == 3
     assert fired(stage.engine, sm()) == (screen.ACTION_BLOCK, "flood")  # the count carried over
     assert stage.hits() == {("flood", "block"): 3}
+
+
+class VelocityModel(RuleBasedStateMachine):
+    """The shared table against a plain model: per key, the bucket of every message
+    counted; a message counts while its bucket is one of the window's last ten."""
+
+    WINDOW = 1_000  # ms: buckets of 100 ms
+    LIMIT = 5
+
+    def __init__(self):
+        super().__init__()
+        self.table = VelocityTable(mmap.mmap(-1, velocity_table_size(4096)), True)
+        self.now = NOW
+        self.counted: dict[int, list[int]] = {}
+
+    def _bucket(self) -> int:
+        return self.now // (self.WINDOW // 10)
+
+    def _count(self, key: int) -> int:
+        current = self._bucket()
+        return sum(1 for b in self.counted.get(key, []) if current - b < 10)
+
+    @rule(ms=st.integers(0, 1_500))
+    def time_passes(self, ms):
+        self.now += ms
+
+    @rule(key=st.integers(1, 4))
+    def take(self, key):
+        expected = self._count(key) < self.LIMIT
+        assert self.table.take(key, self.now, self.WINDOW, self.LIMIT) == expected
+        if expected:
+            self.counted.setdefault(key, []).append(self._bucket())
+
+    @rule(key=st.integers(1, 4))
+    def give_back(self, key):
+        self.table.give_back(key, self.now, self.WINDOW)
+        mine = self.counted.get(key, [])
+        if self._bucket() in mine:
+            mine.remove(self._bucket())
+
+    @invariant()
+    def counts_agree(self):
+        for key in range(1, 5):
+            assert self.table.count(key, self.now, self.WINDOW) == self._count(key)
+
+
+TestVelocityModel = VelocityModel.TestCase

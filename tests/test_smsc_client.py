@@ -374,3 +374,37 @@ async def test_bind_answered_by_generic_nack_is_refused(make_config, caplog, sta
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     name = f"ESME_{Status(status).name}"
     assert f"bind answered by generic_nack with {name} (0x{status:08X})" in errors[0]
+
+
+class CrossingSmsc(FakeSmsc):
+    """Answers our unbind only after a deliver_sm of its own, which crosses it."""
+
+    def __init__(self):
+        super().__init__()
+        self.answers = []
+
+    def on_pdu(self, pdu, request):
+        if request.command_id == CommandId.BIND_TRANSCEIVER:
+            self.transport.write(make_resp(pdu, Status.ROK))
+        elif request.command_id == CommandId.UNBIND:
+            deliver = encode(CommandId.DELIVER_SM, 7, {"short_message": b"crossing"})
+            self.transport.write(deliver + make_resp(pdu, Status.ROK))
+        elif request.command_id == CommandId.DELIVER_SM_RESP:
+            self.answers.append(request.command_status)
+
+
+async def test_a_deliver_sm_crossing_our_unbind_is_throttled_for_a_retry(make_config):
+    """ESME_RTHROTTLED, which the SMSC sends again (to the other node of a pair), not
+    ESME_RINVBNDSTS, which it may take as a final refusal of the message."""
+    loop = asyncio.get_running_loop()
+    smsc = CrossingSmsc()
+    server = await loop.create_server(lambda: smsc, "127.0.0.1", 0)
+    try:
+        async with running_client(make_config, server.sockets[0].getsockname()[1]) as client:
+            await until(lambda: client.binds_up == 1)
+            session = next(iter(client.sessions))
+            await session.unbind()
+            assert smsc.answers == [Status.RTHROTTLED]
+            assert session.stats.errors == {"after_unbind": 1}
+    finally:
+        server.close()

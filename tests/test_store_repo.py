@@ -29,9 +29,11 @@ async def test_file_entities_are_upserted_and_marked(store, make_config):
         ],
         routes=[{"name": "all", "accounts": ["antispam"]}],
         trace={"rules": [{"number": "8613800138000"}]},
+        screening={"rules": [{"id": "silent", "type": "special", "kinds": ["silent"]}]},
     )
     changes = await file_sync.sync_file_config(store, config)
-    assert changes == {"accounts": 1, "smsc": 1, "routes": 1, "trace_rules": 1, "policy": 0}
+    assert changes == {"accounts": 1, "smsc": 1, "routes": 1, "trace_rules": 1,
+                       "screening_rules": 1, "policy": 0}  # fmt: skip
     accounts = await bind_accounts.load_accounts(store)
     assert [(a.system_id, a.window, a.file_managed) for a in accounts] == [("antispam", 16, True)]
     assert accounts[0].password_hash.startswith("$argon2id$")
@@ -39,7 +41,8 @@ async def test_file_entities_are_upserted_and_marked(store, make_config):
     assert not bind_accounts.verify_ne_password(accounts[0], "pw2")
     entries = await audit(store)
     assert {(e["actor"], e["action"], e["entity"]) for e in entries} == {
-        ("config-file", "create", kind) for kind in ("accounts", "smsc", "routes", "trace_rules")
+        ("config-file", "create", kind)
+        for kind in ("accounts", "smsc", "routes", "trace_rules", "screening_rules")
     }
     assert "s3cret" not in str(entries) and "pw1" not in str(entries)
 

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
-from smps.proxy.records import Decision, should_record
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import Decision, TraceEvent, should_record
 from smps.store import decision_queries
 from smps.store.batch_sql import Batch
 from smps.store.db import Store, create_engine

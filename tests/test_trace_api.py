@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from smps import trace_cli
 from smps._native import pdu as P
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import TraceEvent
 from smps.proxy.trace_hub import TraceHub
 from smps.proxy.trace_store import MemoryTraceSink
 from smps.proxy.tracer import Tracer

@@ -304,7 +304,13 @@ async def test_every_page_renders_for_every_role(server, as_role, store, node, r
     assert ("Delete<" in accounts) == (role == "admin")
 
 
-KEYS = {"accounts": "antispam", "smsc": "smsc1", "routes": "all", "users": "viewer"}
+KEYS = {
+    "accounts": "antispam",
+    "smsc": "smsc1",
+    "routes": "all",
+    "users": "viewer",
+    "screening": "watch",
+}
 SMSC_FORM = {
     "name": "smsc2",
     "host": "127.0.0.1",
@@ -331,6 +337,8 @@ async def make_entities(store):
     await entities.create(store, entities.KINDS["smsc"], smsc, "test")
     route = {"name": "all", "accounts": ["antispam"], "smsc": ["smsc1"]}
     await entities.create(store, entities.KINDS["routes"], route, "test")
+    rule = {"id": "watch", "type": "keyword", "patterns": ["lottery"], "action": "monitor"}
+    await entities.create(store, entities.KINDS["screening_rules"], rule, "test")
 
 
 POLICY_FORM = {

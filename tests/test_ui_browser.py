@@ -1,18 +1,18 @@
 """The admin UI in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)
 against a real node: sign in, create an NE account (after a form error), see a
 simulated NE's bind appear on the dashboard without a reload, look at decisions
-and the audit log, sign out. Screenshots of each page go to test-artifacts/ui/.
+and the audit log, sign out; make a screening rule and see it fire on a message
+tried on the Screening page. Screenshots of each page go to test-artifacts/ui/.
 """
 
 import asyncio
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from smps.sim.ne import SimNe
 from smps.store import admin_users
 from smps.web.ui import add_ui_routes
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, PASSWORD, NodeLive, playwright_api
+from tests.browser import ARTIFACTS, PASSWORD, NodeLive, chromium, playwright_api
 from tests.test_proxy import proxy, until
 
 
@@ -24,14 +24,8 @@ async def test_sign_in_create_account_see_its_bind_live_and_sign_out(make_config
         await admin_users.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
         app = web.Application()
         add_ui_routes(app, node.store, NodeLive(node))
-        server = TestServer(app, host="127.0.0.1", port=0)
-        await server.start_server()
-        base = str(server.make_url("")).rstrip("/")
         sim_nes: list[SimNe] = []
-        async with playwright_api.async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_FLAGS
-            )
+        async with chromium(app) as (browser, base):
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
                 await page.goto(base + "/")
@@ -123,11 +117,8 @@ async def test_sign_in_create_account_see_its_bind_live_and_sign_out(make_config
                 await page.goto(base + "/accounts")
                 await expect(page).to_have_url(base + "/login?next=/accounts")
             finally:
-                await browser.close()
                 for ne in sim_nes:
                     await ne.stop()
-                await server.close()
-                await asyncio.sleep(0)
 
 
 async def test_smsc_routes_sessions_and_users_pages(make_config):
@@ -140,15 +131,9 @@ async def test_smsc_routes_sessions_and_users_pages(make_config):
         await admin_users.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
         app = web.Application()
         add_ui_routes(app, node.store, NodeLive(node))
-        server = TestServer(app, host="127.0.0.1", port=0)
-        await server.start_server()
-        base = str(server.make_url("")).rstrip("/")
         ne = SimNe("127.0.0.1", node.smpp_port, system_id="antispam", password="pw1")
         ne.start()
-        async with playwright_api.async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_FLAGS
-            )
+        async with chromium(app) as (browser, base):
             try:
                 await ne.wait_bound()
                 page = await browser.new_page(viewport={"width": 1280, "height": 800})
@@ -206,7 +191,52 @@ async def test_smsc_routes_sessions_and_users_pages(make_config):
                 await page.get_by_role("link", name="Sessions").click()
                 await page.screenshot(path=ARTIFACTS / "18-sessions-phone.png", full_page=True)
             finally:
-                await browser.close()
                 await ne.stop()
-                await server.close()
-                await asyncio.sleep(0)
+
+
+async def test_screening_rule_made_and_a_message_tried_on_the_page(make_config):
+    """A keyword rule made on the Screening page fires on a message tried there, with
+    the node's live rules (the single-process node's trial)."""
+    expect = playwright_api.expect
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    vip = {"id": "vip", "type": "list", "field": "destination", "entries": ["prefix:8613999"],
+           "action": "allow"}  # fmt: skip
+    screening = {"enabled": True, "rules": [vip]}
+    async with proxy(make_config, accounts=[], screening=screening) as (_sim, node, _add_ne):
+        await admin_users.add_user(node.store, "alice", PASSWORD, "admin", actor="test")
+        app = web.Application()
+        add_ui_routes(app, node.store, NodeLive(node), screening=node.screening)
+        async with chromium(app) as (browser, base):
+            page = await browser.new_page(viewport={"width": 1280, "height": 800})
+            await page.goto(base + "/login")
+            await page.get_by_label("User name").fill("alice")
+            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_role("button", name="Sign in").click()
+
+            await page.get_by_role("link", name="Screening").click()
+            await expect(page.get_by_role("heading", level=1)).to_have_text("Screening")
+            await page.get_by_role("link", name="New rule").click()
+            await page.get_by_label("Rule ID").fill("spam-words")
+            await page.get_by_label("Type").select_option("keyword")
+            await page.get_by_label("Block: the SMSC gets").check()
+            await page.get_by_role("button", name="Create rule").click()
+            await expect(page.locator("#patterns-error")).to_have_text(
+                "a keyword rule needs at least one pattern"
+            )
+            await page.screenshot(path=ARTIFACTS / "30-screening-form-error.png", full_page=True)
+            await page.get_by_label("Patterns").fill("free iphone\nyou have won")
+            await page.get_by_role("button", name="Create rule").click()
+            await expect(page.get_by_role("status")).to_have_text(
+                "Screening rule spam-words created; every worker applies it now."
+            )
+
+            await page.get_by_label("From", exact=True).fill("8613811112222")
+            await page.get_by_label("To", exact=True).fill("8613911112222")
+            await page.get_by_label("Text", exact=True).fill("Get your FREE iPhone now")
+            await page.get_by_role("button", name="Try message").click()
+            result = page.locator("[data-trial]")
+            await expect(result.get_by_role("heading")).to_have_text("Verdict: block by spam-words")
+            await expect(result.locator("tbody tr")).to_have_count(1)
+            await expect(result.locator("tbody th")).to_have_text("spam-words")
+            await expect(result).to_contain_text("no NE gets a copy")
+            await page.screenshot(path=ARTIFACTS / "31-screening-tried.png", full_page=True)

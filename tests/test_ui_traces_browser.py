@@ -6,12 +6,11 @@ answers late, one never answers), sign out. Screenshots go to test-artifacts/ui/
 import asyncio
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from smps.sim.ne import Latency, SimNe
 from smps.store import admin_users, trace_queries
 from smps.web.ui import TRACE_SETTINGS, add_ui_routes
-from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, PASSWORD, NodeLive, playwright_api
+from tests.browser import ARTIFACTS, PASSWORD, NodeLive, chromium, playwright_api
 from tests.test_proxy import proxy, until
 
 
@@ -28,19 +27,13 @@ async def test_add_a_rule_see_the_message_live_and_open_its_ladder(make_config):
         app = web.Application()
         add_ui_routes(app, node.store, NodeLive(node))
         app[TRACE_SETTINGS] = lambda: node.config.trace
-        server = TestServer(app, host="127.0.0.1", port=0)
-        await server.start_server()
-        base = str(server.make_url("")).rstrip("/")
         port = node.smpp_port
         nes = [
             SimNe("127.0.0.1", port, system_id="fraud", password="pw2", block_ratio=1.0),
             SimNe("127.0.0.1", port, system_id="antispam", password="pw1", latency=Latency(0.05)),
             SimNe("127.0.0.1", port, system_id="audit", password="pw3", silent_ratio=1.0),
         ]
-        async with playwright_api.async_playwright() as playwright:
-            browser = await playwright.chromium.launch(
-                executable_path=CHROMIUM, args=CHROMIUM_FLAGS
-            )
+        async with chromium(app) as (browser, base):
             try:
                 for ne in nes:
                     ne.start()
@@ -109,7 +102,5 @@ async def test_add_a_rule_see_the_message_live_and_open_its_ladder(make_config):
                 await page.get_by_role("button", name="Sign out").click()
                 await expect(page).to_have_url(base + "/login")
             finally:
-                await browser.close()
                 for ne in nes:
                     await ne.stop()
-                await server.close()

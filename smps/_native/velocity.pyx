@@ -193,6 +193,7 @@ cdef class VelocityTable:
         """Count one message for ``key`` if fewer than ``limit`` were counted in the
         window; False (nothing counted) when the limit is reached."""
         cdef uint32_t width_ms = <uint32_t>max(1, window_ms // BUCKETS)
+        key = key or 1  # 0 marks an empty slot
         cdef int64_t bucket = now_ms // width_ms
         cdef uint64_t stripe = key % self.stripes
         cdef Slot* slot
@@ -209,6 +210,7 @@ cdef class VelocityTable:
     cpdef void give_back(self, uint64_t key, int64_t now_ms, int64_t window_ms):
         """Undo a ``take`` of this instant (a later rule blocked the message)."""
         cdef uint32_t width_ms = <uint32_t>max(1, window_ms // BUCKETS)
+        key = key or 1  # 0 marks an empty slot
         cdef int64_t bucket = now_ms // width_ms
         cdef uint64_t stripe = key % self.stripes
         cdef Slot* slot
@@ -223,6 +225,7 @@ cdef class VelocityTable:
     cpdef uint32_t count(self, uint64_t key, int64_t now_ms, int64_t window_ms):
         """Messages counted for ``key`` in the window (nothing changes)."""
         cdef uint32_t width_ms = <uint32_t>max(1, window_ms // BUCKETS)
+        key = key or 1  # 0 marks an empty slot
         cdef int64_t bucket = now_ms // width_ms
         cdef uint64_t stripe = key % self.stripes
         cdef Slot* slot

@@ -20,7 +20,7 @@ Errors: :class:`~smps.errors.ConfigError`, whose str() is one line
 never echoed in an error.
 """
 
-from smps.config.checks import check_config
+from smps.config.checks import check_config, check_screening_rule
 from smps.config.loading import (
     DEFAULT_PATH,
     add_config_option,
@@ -90,4 +90,4 @@ __all__ = [
 ]
 
 # The store validates one section edited in the UI with the file's own passes.
-__all__ += ["InvalidValue", "check_config", "format_path", "prepare"]
+__all__ += ["InvalidValue", "check_config", "check_screening_rule", "format_path", "prepare"]

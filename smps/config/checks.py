@@ -60,7 +60,7 @@ def check_config(config: Config) -> None:
 
     _unique(config.screening.rules, ("screening", "rules"), "id", "rule id")
     for i, rule in enumerate(config.screening.rules):
-        _check_rule(rule, ("screening", "rules", i))
+        check_screening_rule(rule, ("screening", "rules", i))
 
     if _same_listener(config.server.listen, config.web.listen):
         raise InvalidValue(
@@ -94,8 +94,9 @@ _RULE_KEYS = {
 _TYPED_KEYS = set().union(*_RULE_KEYS.values())
 
 
-def _check_rule(rule: Any, path: tuple) -> None:
-    """A screening rule: the keys of its type, set and valid; no key of another type."""
+def check_screening_rule(rule: Any, path: tuple = ()) -> None:
+    """A screening rule: the keys of its type, set and valid; no key of another type.
+    The store checks a rule made through the API with it too (``path`` then empty)."""
     wanted = _RULE_KEYS[rule.type]
     for key in sorted(_TYPED_KEYS - wanted):
         if getattr(rule, key) not in (None, [], ""):

@@ -167,6 +167,7 @@ class Dispatcher:
                 lane.configure(account)
         self.router = Router(config.routes, self.lanes)
         self.screening.apply(config)
+        self._screen = self.screening.engine  # one attribute per original, not two
 
     def on_bind_change(self, system_id: str, session: Session, up: bool) -> None:
         """BindRegistry listener: NE binds come and go."""
@@ -235,7 +236,7 @@ class Dispatcher:
         if concat_key is not None and self.sticky.blocked(concat_key, now):
             self._reply_smsc_now(original, P.OUTCOME_BLOCK, "sticky", now)
             return
-        if (screen := self.screening.engine) is not None:
+        if (screen := self._screen) is not None:
             judged = screen.judge(view, session.smsc, int(now * 1000))
             if judged is not None:
                 original.rule = judged.rule
@@ -269,7 +270,8 @@ class Dispatcher:
             self._schedule_tick(TICK)  # in flight again: back to the fine tick
         if concat_key is not None:
             self._concat_in_flight.setdefault(concat_key, set()).add(handle)
-        self.read_pause.added(session, len(self.pending))
+        if self.read_pause.enabled:  # checked here: a call less per original
+            self.read_pause.added(session, len(self.pending))
         if not mask:
             # Only monitor accounts: they see the copy, but cannot decide.
             self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
@@ -557,7 +559,8 @@ class Dispatcher:
             if not handles:
                 del self._concat_in_flight[key]
         self.pending.release(handle)
-        self.read_pause.released(len(self.pending))
+        if self.read_pause.paused:
+            self.read_pause.released(len(self.pending))
 
     def _close_trace(self, handle: int, original: Original) -> None:
         """Targets that never answered get their timeout event, then the trace is flushed."""

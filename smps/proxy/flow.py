@@ -25,9 +25,12 @@ class ReadPause:
         self.pause_at = max(1, int(capacity * 0.9))
         self.resume_at = int(capacity * 0.7)
 
+    # The dispatcher calls `added` only when enabled and `released` only when something
+    # is paused: the checks stay inline on the message path.
+
     def added(self, session: Session, in_flight: int) -> None:
         """An original from ``session`` is in flight: pause its reads past the mark."""
-        if not self.enabled or in_flight < self.pause_at:
+        if in_flight < self.pause_at:
             return
         if session.is_open and session not in self.paused:
             session.pause_reading()
@@ -37,7 +40,7 @@ class ReadPause:
 
     def released(self, in_flight: int) -> None:
         """An original left: read again from every paused session below the mark."""
-        if self.paused and in_flight <= self.resume_at:
+        if in_flight <= self.resume_at:
             for session in self.paused:
                 session.resume_reading()
             log.info("flow: in flight down to %d; reading again", in_flight)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 from smps._native import text
-from smps.proxy.trace_events import Reassembled
+from smps.proxy.records import Reassembled
 
 CONCAT_TTL = 300.0  # seconds a partial concatenated set waits for its other parts
 CONCAT_LIMIT = 10_000  # partial sets remembered at most

@@ -18,7 +18,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import TraceEvent
 
 QUEUE_LIMIT = 1000  # events waiting per subscriber before that subscriber loses events
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from smps._native.pdu import command_name, decode
 from smps.errors import PduError
-from smps.proxy.trace_events import TlvInfo, UdhInfo
+from smps.proxy.records import TlvInfo, UdhInfo
 
 TAG_MESSAGE_PAYLOAD = 0x0424
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))  # what str.isprintable() accepts of ASCII

@@ -1,6 +1,6 @@
 """Where trace events go: the daily JSON-lines files, or memory.
 
-A sink (`smps.proxy.trace_events.TraceSink`) takes finished events with
+A sink (`smps.proxy.records.TraceSink`) takes finished events with
 ``put(event)`` and must not block: the proxy calls it on the data plane when a
 traced original is closed. The file sink only buffers there; `run()` (or
 `flush()`) writes the buffer in one ``write`` per daily file, off the event
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import msgspec
 
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import TraceEvent
 
 log = logging.getLogger("smps.trace")
 

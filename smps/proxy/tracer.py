@@ -26,7 +26,7 @@ nor decoded. One that passes is normalised and looked up in a dict of exact
 numbers, then in a dict of prefixes per distinct prefix length.
 Expiry is checked only for rules that matched; `prune_expired()` drops them.
 
-The events (`smps.proxy.trace_events`), the rule index and number normalisation
+The events (`smps.proxy.records`), the rule index and number normalisation
 (`smps.proxy.trace_match`), concatenated parts (`smps.proxy.trace_concat`) and
 how a PDU is shown (`smps.proxy.trace_render`) have modules of their own.
 """
@@ -39,8 +39,8 @@ from typing import Any
 from smps._native import text
 from smps._native.numbers import normalise_address
 from smps.config import Config, TraceRule
+from smps.proxy.records import ConcatInfo, TraceEvent, TraceSink
 from smps.proxy.trace_concat import CONCAT_LIMIT, CONCAT_TTL, ConcatTracker, concat_of
-from smps.proxy.trace_events import ConcatInfo, TraceEvent, TraceSink
 from smps.proxy.trace_match import RuleIndex, epoch_us
 from smps.proxy.trace_render import render_pdu, udh_info
 

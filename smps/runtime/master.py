@@ -13,7 +13,7 @@ about itself is made in `status`. This module puts them together: the start
 order, the live configuration, role changes and stopping.
 
 The live configuration (the file's, plus the accounts, SMSC connections,
-routes, policy and trace rules changed through the API) is loaded from the
+routes, policy, trace and screening rules changed through the API) is loaded from the
 database at start and again after every committed API change (and SIGHUP), and
 pushed to every worker; a worker rebinds only to the SMSCs whose connection
 changed. SMSC binds stay per worker: each worker binds each SMSC's `binds`.
@@ -48,7 +48,8 @@ from smps.ha.controller import HaController, Role
 from smps.ha.lease import DbLease, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
-from smps.proxy.screening import velocity_memory
+from smps.proxy.screening import attach_velocity_table, velocity_memory
+from smps.proxy.screening_trial import ScreeningTrial
 from smps.proxy.trace_hub import TraceHub
 from smps.runtime import control_socket, heap, status
 from smps.runtime.control import Account, Message, config_message
@@ -87,6 +88,7 @@ class Master:
         self.role = "standby"  # until the HA controller, made once the database is open, decides
         self.ha: HaController | None = None
         self.state_dir = Path(config.node.state_dir)
+        velocity_fd = velocity_memory(config.screening.velocity_keys)
         self.supervisor = Supervisor(
             config.node.worker_count,
             self.state_dir / LOG_SOCKET,
@@ -94,7 +96,11 @@ class Master:
             on_start=self._on_worker_start,
             on_message=self._on_worker_message,
             on_gone=self._on_worker_gone,
-            velocity_fd=velocity_memory(config.screening.velocity_keys),
+            velocity_fd=velocity_fd,
+        )
+        # Messages tried through the API and the UI see the counts the workers share.
+        self.screening = ScreeningTrial(
+            lambda: self.live_config, attach_velocity_table(velocity_fd)
         )
         self.placement = Placement(config.node.worker_count)
         self.intake = NeIntake(
@@ -269,9 +275,10 @@ class Master:
             self.store,
             trace_hub=self.trace_hub,
             node=view,
+            screening_trial=self.screening,
             country_code=self.config.trace.country_code,
         )
-        add_ui_routes(app, self.store, view)
+        add_ui_routes(app, self.store, view, screening=self.screening)
         app[TRACE_SETTINGS] = lambda: self.config.trace  # live: a reload may change it
         http = HttpServer(app, tls=self.config.web.tls)
         host, port = self.config.web.listen

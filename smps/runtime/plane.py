@@ -30,9 +30,8 @@ from prometheus_client.core import Metric
 
 from smps.config import Config
 from smps.proxy.dispatcher import Dispatcher
-from smps.proxy.records import DecisionSink
+from smps.proxy.records import DecisionSink, TraceEvent, TraceSink
 from smps.proxy.screening import VelocityTable
-from smps.proxy.trace_events import TraceEvent, TraceSink
 from smps.proxy.tracer import Tracer
 from smps.proxy.verdicts import STATE_NAMES
 from smps.runtime.control import Account

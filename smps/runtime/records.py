@@ -25,8 +25,7 @@ from typing import Any
 
 import msgspec
 
-from smps.proxy.records import Decision
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import Decision, TraceEvent
 from smps.runtime.control import ControlChannel, Message
 
 log = logging.getLogger("smps.worker")

@@ -250,26 +250,18 @@ class SimSmsc:
         session = session or self._pick_session()
         self._message_no += 1
         number = self._message_no
-        if command_id == CommandId.DATA_SM:
-            fields = {
-                "source_addr": source_addr,
-                "destination_addr": destination_addr,
-                "esm_class": esm_class,
-                "data_coding": data_coding,
-                "source_addr_ton": 1,
-                "source_addr_npi": 1,
-            }
+        fields = {
+            "source_addr": source_addr,
+            "destination_addr": destination_addr,
+            "esm_class": esm_class,
+            "data_coding": data_coding,
+            "source_addr_ton": 1,
+            "source_addr_npi": 1,
+        }
+        if command_id == CommandId.DATA_SM:  # no short_message: the text is a TLV
             tlvs = [*tlvs, (0x0424, short_message)]
         else:
-            fields = {
-                "source_addr": source_addr,
-                "destination_addr": destination_addr,
-                "esm_class": esm_class,
-                "data_coding": data_coding,
-                "source_addr_ton": 1,
-                "source_addr_npi": 1,
-                "short_message": short_message,
-            }
+            fields["short_message"] = short_message
         pdu = encode(command_id, 0, fields, tlvs)
         if not session.send(pdu, self._answered, (number, time.monotonic(), pdu, session)):
             raise RuntimeError("simulated SMSC: session window and queue full")

@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from smps._native.pdu import CommandId, Pdu, Status, command_name
-from smps._native.states import BIND_STATE, Role
+from smps._native.states import BIND_STATE, Role, State
 from smps.config import SmscConfig, TlsClientConfig
 from smps.errors import ProtocolError, SmpsError
 from smps.smpp.session import RESPONSE_BIT, Session
@@ -99,6 +99,16 @@ class SmscSession(Session):
         elif command_id == _ALERT_NOTIFICATION:
             self.alerts += 1  # no response PDU exists (SMPP 3.4 §4.12)
         # OUTBIND while we are connecting ourselves: nothing to do.
+
+    def _refuse(self, command_id: int, seq: int, pdu: bytes) -> None:
+        """A deliver_sm or data_sm that crossed our unbind (standing down, stopping)
+        gets ESME_RTHROTTLED, which the SMSC sends again (on another bind, or to the
+        other node), not ESME_RINVBNDSTS, which it may take as final."""
+        if command_id in MESSAGES and self.state is State.UNBOUND:
+            self.stats.error("after_unbind")
+            self.reject(pdu, Status.RTHROTTLED)
+            return
+        super()._refuse(command_id, seq, pdu)
 
     async def bind(self, cfg: SmscConfig) -> None:
         """Bind as cfg.bind; raises BindRefused, SessionClosed or TimeoutError."""

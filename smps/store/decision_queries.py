@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 
 from smps.store import schema
 from smps.store.common import NotFound, iso, time_window
@@ -67,6 +67,31 @@ async def get_decision(store: Store, decision_id: int) -> StoredDecision:
     if row is None:
         raise NotFound(f"no decision {decision_id}")
     return stored_decision(row)
+
+
+async def rule_hits(store: Store, rule_ids: list[str], since_us: int) -> dict[str, int]:
+    """Decisions named by each of ``rule_ids`` (rule_id) decided since ``since_us``.
+
+    Read through the rule_id index from the first row of the window on: the lowest
+    id decided since then (an index-only walk of decided_us), so a busy rule's older
+    rows are not read. Every row of the window has an id at least that.
+    """
+    if not rule_ids:
+        return {}
+    table = schema.decisions
+    c = table.c
+    async with store.engine.connect() as conn:
+        first = (
+            await conn.execute(select(func.min(c.id)).where(c.decided_us >= since_us))
+        ).scalar()
+        if first is None:
+            return {}
+        rows = await conn.execute(
+            select(c.rule_id, func.count())
+            .where(c.rule_id.in_(rule_ids), c.id >= first, c.decided_us >= since_us)
+            .group_by(c.rule_id)
+        )
+        return {rule_id: count for rule_id, count in rows}
 
 
 async def minute_stats(

@@ -1,4 +1,5 @@
-"""Configuration entities (accounts, smsc, routes, trace_rules, policy) with audit.
+"""Configuration entities (accounts, smsc, routes, trace_rules, screening_rules, policy)
+with audit.
 
 Entities are addressed by their :class:`Kind`. Every change goes through
 :func:`create`, :func:`update` or :func:`delete_entity`, which validate with the
@@ -15,7 +16,7 @@ from typing import Any
 
 import msgspec
 from msgspec import inspect as mi
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Column, Table, delete, insert, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,15 +34,29 @@ from smps.store.db import Store
 class Kind(msgspec.Struct, frozen=True):
     """One kind of configuration entity and how it maps to its table."""
 
-    name: str  # URL segment and audit entity name
+    name: str  # audit entity name (and the API's URL segment, but for screening rules)
     table: Table
-    key: str  # identity column, also the struct field
+    key: str  # the struct field that names an entity; its column too, unless ``column``
     struct: type[msgspec.Struct]
     secret: str | None = None  # struct field kept outside ``settings``
     hashed: bool = False  # secret stored as a password hash (else as given)
+    column: str = ""  # the key's column when not named as the field (``id`` is taken)
 
     def key_of(self, document: Mapping[str, Any]) -> str:
         return str(document[self.key])
+
+    @property
+    def key_column(self) -> Column:
+        return self.table.c[self.column or self.key]
+
+    @property
+    def order(self) -> tuple[Any, ...]:
+        """Rows in the order they were made; screening rules in the order the engine
+        applies them: the file's as in the file, then the API's as they were made."""
+        c = self.table.c
+        if "file_position" in c:
+            return (c.file_position.is_(None), c.file_position, c.id)
+        return (c.id,)
 
 
 KINDS: dict[str, Kind] = {
@@ -51,6 +66,7 @@ KINDS: dict[str, Kind] = {
         Kind("smsc", schema.smsc, "name", cfg.SmscConfig, "password"),
         Kind("routes", schema.routes, "name", cfg.Route),
         Kind("trace_rules", schema.trace_rules, "number", cfg.TraceRule),
+        Kind("screening_rules", schema.screening_rules, "id", cfg.ScreeningRule, column="rule_id"),
         Kind("policy", schema.policy, "name", cfg.PolicyConfig),
     )
 }
@@ -65,7 +81,7 @@ def secret_column(kind: Kind) -> str | None:
 
 def present(kind: Kind, row: Mapping[str, Any]) -> dict[str, Any]:
     """An entity as the API shows it: never a secret, not even a hash."""
-    document = {} if kind.name == "policy" else {kind.key: row[kind.key]}
+    document = {} if kind.name == "policy" else {kind.key: row[kind.key_column.name]}
     document.update(row["settings"])
     if kind.secret is not None:
         document[f"{kind.secret}_set"] = bool(row[secret_column(kind)])
@@ -114,7 +130,10 @@ def validate(kind: Kind, document: Mapping[str, Any]) -> msgspec.Struct:
         raise Invalid(exc.reason, cfg.format_path(exc.path) or None) from None
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
-    _check_rules(kind, value)
+    try:
+        _check_rules(kind, value)
+    except cfg.InvalidValue as exc:
+        raise Invalid(exc.reason, cfg.format_path(exc.path) or None) from None
     return value
 
 
@@ -122,7 +141,11 @@ _CONFIG_SECTIONS = {"accounts": "ne_accounts", "smsc": "smsc", "policy": "policy
 
 
 def _check_rules(kind: Kind, value: msgspec.Struct) -> None:
-    """The file's cross-field rules (no zero block status, reconnect max >= initial...)."""
+    """The file's cross-field rules (no zero block status, reconnect max >= initial, a
+    screening rule's keys for its type...); InvalidValue's path starts in the entity."""
+    if kind.name == "screening_rules":
+        cfg.check_screening_rule(value)
+        return
     section = _CONFIG_SECTIONS.get(kind.name)
     if section is None:
         return
@@ -131,7 +154,18 @@ def _check_rules(kind: Kind, value: msgspec.Struct) -> None:
         cfg.check_config(cfg.Config(**{section: value if single else [value]}))
     except cfg.InvalidValue as exc:
         path = exc.path[1:] if single else exc.path[2:]  # drop "policy" / "smsc", 0
-        raise Invalid(exc.reason, cfg.format_path(path) or None) from None
+        raise cfg.InvalidValue(path, exc.reason) from None
+
+
+def _check_api_only(kind: Kind, document: Any) -> None:
+    """What the file may do and the API may not: name a file of the node's to read
+    (its lines would come back in error messages). Checked before anything reads it."""
+    named = isinstance(document, Mapping) and document.get("file") is not None
+    if kind.name == "screening_rules" and named:
+        raise Invalid(
+            "a list file is named in the configuration file only; give the entries here",
+            "file",
+        )
 
 
 def split(kind: Kind, value: msgspec.Struct) -> tuple[str, str | None, dict[str, Any]]:
@@ -151,7 +185,7 @@ async def secret_value(kind: Kind, secret: str) -> str:
 
 async def entity_row(conn: AsyncConnection, kind: Kind, key: str) -> dict[str, Any] | None:
     table = kind.table
-    result = await conn.execute(select(table).where(table.c[kind.key] == key))
+    result = await conn.execute(select(table).where(kind.key_column == key))
     row = result.mappings().first()
     return dict(row) if row is not None else None
 
@@ -208,7 +242,7 @@ async def _check_unreferenced(conn: AsyncConnection, kind: Kind, key: str) -> No
 
 async def list_entities(store: Store, kind: Kind) -> list[dict[str, Any]]:
     async with store.engine.connect() as conn:
-        result = await conn.execute(select(kind.table).order_by(kind.table.c.id))
+        result = await conn.execute(select(kind.table).order_by(*kind.order))
         return [present(kind, row) for row in result.mappings()]
 
 
@@ -221,11 +255,12 @@ async def get_entity(store: Store, kind: Kind, key: str) -> dict[str, Any]:
 
 
 async def create(store: Store, kind: Kind, document: Mapping[str, Any], actor: str) -> dict:
+    _check_api_only(kind, document)
     value = validate(kind, document)
     key, secret, settings = split(kind, value)
     stamp = now_us()
     values: dict[str, Any] = {
-        kind.key: key,
+        kind.key_column.name: key,
         "settings": settings,
         "file_managed": False,
         "created_us": stamp,
@@ -270,6 +305,7 @@ async def update(
         if keep_secret:
             # Validate with a stand-in; the stored secret is kept as it is.
             merged[kind.secret] = "keep"
+        _check_api_only(kind, merged)
         value = validate(kind, merged)
         await _check_references(conn, kind, value)
         _, secret, settings = split(kind, value)
@@ -277,7 +313,7 @@ async def update(
         if kind.secret is not None and not keep_secret:
             values[secret_column(kind)] = await secret_value(kind, secret or "")
         table = kind.table
-        await conn.execute(sql_update(table).where(table.c[kind.key] == key).values(**values))
+        await conn.execute(sql_update(table).where(kind.key_column == key).values(**values))
         after = await entity_row(conn, kind, key)
         await audit_change(conn, actor, "update", kind, key, before, after)
     await store.notify(kind.name, key)
@@ -291,7 +327,7 @@ async def delete_entity(store: Store, kind: Kind, key: str, actor: str) -> None:
             raise NotFound(f"no {kind.name} {key!r}")
         _refuse_file_managed(kind, key, before)
         await _check_unreferenced(conn, kind, key)
-        await conn.execute(delete(kind.table).where(kind.table.c[kind.key] == key))
+        await conn.execute(delete(kind.table).where(kind.key_column == key))
         await audit_change(conn, actor, "delete", kind, key, before, None)
     await store.notify(kind.name, key)
 

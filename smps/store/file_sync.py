@@ -36,6 +36,7 @@ def _file_entities(config: cfg.Config) -> dict[str, list[msgspec.Struct]]:
         "smsc": list(config.smsc),
         "routes": list(config.routes),
         "trace_rules": list({rule.number: rule for rule in config.trace.rules}.values()),
+        "screening_rules": list(config.screening.rules),
         "policy": [],
     }
     # A policy section equal to the defaults is taken as "not written in the file".
@@ -73,11 +74,14 @@ async def _sync_kind(store: Store, kind: Kind, values: list[msgspec.Struct]) -> 
     """One kind of the file's entities into the database, in one transaction."""
     loop = asyncio.get_running_loop()
     table = kind.table
+    key_column = kind.key_column
+    ordered = "file_position" in table.c  # screening rules: the file's order is kept
     count = 0
     async with store.engine.begin() as conn:
-        rows = {row[kind.key]: dict(row) for row in (await conn.execute(select(table))).mappings()}
+        result = (await conn.execute(select(table))).mappings()
+        rows = {row[key_column.name]: dict(row) for row in result}
         wanted = set()
-        for value in values:
+        for position, value in enumerate(values):
             key, secret, settings = split(kind, value)
             wanted.add(key)
             before = rows.get(key)
@@ -98,6 +102,7 @@ async def _sync_kind(store: Store, kind: Kind, values: list[msgspec.Struct]) -> 
                 and before["file_managed"]
                 and before["settings"] == settings
                 and (kind.secret is None or before[secret_column(kind)] == stored_secret)
+                and (not ordered or before["file_position"] == position)
             ):
                 continue
             values_row: dict[str, Any] = {
@@ -105,19 +110,20 @@ async def _sync_kind(store: Store, kind: Kind, values: list[msgspec.Struct]) -> 
                 "file_managed": True,
                 "updated_us": now_us(),
             }
+            if ordered:
+                values_row["file_position"] = position
             if kind.secret is not None:
                 values_row[secret_column(kind)] = stored_secret
             if before is None:
                 await conn.execute(
                     insert(table).values(
-                        **{kind.key: key, "created_us": values_row["updated_us"]}, **values_row
+                        **{key_column.name: key, "created_us": values_row["updated_us"]},
+                        **values_row,
                     )
                 )
                 action = "create"
             else:
-                await conn.execute(
-                    sql_update(table).where(table.c[kind.key] == key).values(**values_row)
-                )
+                await conn.execute(sql_update(table).where(key_column == key).values(**values_row))
                 action = "update"
             await audit_change(
                 conn, FILE_ACTOR, action, kind, key, before, await entity_row(conn, kind, key)
@@ -125,7 +131,7 @@ async def _sync_kind(store: Store, kind: Kind, values: list[msgspec.Struct]) -> 
             count += 1
         for key, before in rows.items():
             if before["file_managed"] and key not in wanted:
-                await conn.execute(delete(table).where(table.c[kind.key] == key))
+                await conn.execute(delete(table).where(key_column == key))
                 await audit_change(conn, FILE_ACTOR, "delete", kind, key, before, None)
                 count += 1
     return count

@@ -1,5 +1,6 @@
 """The configuration a running node applies: the file's, plus what the API
-changed in the database (accounts, SMSC connections, routes, policy, trace rules).
+changed in the database (accounts, SMSC connections, routes, policy, trace rules,
+screening rules).
 
 The node loads it at start and again whenever the store reports a committed
 change, then pushes it into the NE server, the dispatcher, the tracer and the SMSC
@@ -11,7 +12,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import select
 
-from smps.config import Config, NeAccount, SmscConfig
+from smps.config import Config, NeAccount, ScreeningRule, SmscConfig
 from smps.store import bind_accounts, entities, schema
 from smps.store.db import Store
 
@@ -36,10 +37,26 @@ async def load_smsc(store: Store) -> list[SmscConfig]:
     ]
 
 
+async def load_screening_rules(store: Store, config: Config) -> list[ScreeningRule]:
+    """Every screening rule in the order the engine applies them (the first block or
+    allow that fires decides): the file's as in the file, then the API's in the order
+    they were made. A file-managed rule is the file's own entry (its list file was
+    read when the file was checked; it is not read again here)."""
+    kind = entities.KINDS["screening_rules"]
+    in_file = {rule.id: rule for rule in config.screening.rules}
+    return [
+        in_file[d["id"]]
+        if d["file_managed"] and d["id"] in in_file
+        else entities.validate(kind, _struct_fields(d, kind.struct))
+        for d in await entities.list_entities(store, kind)
+    ]
+
+
 async def load(
     store: Store, config: Config
 ) -> tuple[Config, list[NeAccount | bind_accounts.StoredAccount]]:
-    """(config with the database's SMSCs, routes, policy and trace rules, NE accounts).
+    """(config with the database's SMSCs, routes, policy, trace and screening rules,
+    NE accounts).
 
     File-managed accounts keep the file's entry (its password is compared as
     is); accounts made through the API carry only their password hash, which
@@ -64,6 +81,9 @@ async def load(
         routes=routes,
         policy=policy,
         trace=msgspec.structs.replace(config.trace, rules=rules),
+        screening=msgspec.structs.replace(
+            config.screening, rules=await load_screening_rules(store, config)
+        ),
     )
     in_file = {account.system_id: account for account in config.ne_accounts}
     accounts = [

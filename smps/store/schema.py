@@ -12,7 +12,7 @@ Conventions (the migrations in ``migrations/versions`` must match this file):
   ``NAMING`` so Alembic's SQLite batch mode can find them again (primary keys
   stay unnamed: MySQL ignores, and warns about, a primary key's name).
 - Configuration entities (NE accounts, SMSC connections, routes, trace rules,
-  policy) keep their identity in a key column and everything else in a JSON
+  screening rules, policy) keep their identity in a key column and everything else in a JSON
   ``settings`` document shaped like the matching struct in ``smps.config``:
   new config keys need no migration, and the API validates with the same
   structs as the file. ``file_managed`` marks rows that come from the YAML
@@ -88,6 +88,15 @@ smsc = _entity(
 routes = _entity("routes", Column("name", String(64), nullable=False, unique=True))
 
 trace_rules = _entity("trace_rules", Column("number", String(32), nullable=False, unique=True))
+
+# A rule's own ``id`` is its key, kept in ``rule_id`` (every table's ``id`` is its row
+# number). The engine applies rules in order: the file's in the file's order
+# (``file_position``, rewritten by each sync), then the API's (NULL there) by ``id``.
+screening_rules = _entity(
+    "screening_rules",
+    Column("rule_id", String(64), nullable=False, unique=True),
+    Column("file_position", Integer, nullable=True),
+)
 
 # The policy is one document; the table holds at most the row with name "policy".
 policy = _entity("policy", Column("name", String(16), nullable=False, unique=True))
@@ -230,5 +239,6 @@ ENTITY_TABLES = {
     "smsc": smsc,
     "routes": routes,
     "trace_rules": trace_rules,
+    "screening_rules": screening_rules,
     "policy": policy,
 }

@@ -67,8 +67,7 @@ from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError
 
 from smps.config import Config
 from smps.metrics import CallbackCollector
-from smps.proxy.records import Decision
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import Decision, TraceEvent
 from smps.store.batch_sql import Batch, Statements, encode_batch, spooled_batch, write_batches
 from smps.store.db import Store
 from smps.store.minute_counts import Totals, TotalsDelta

@@ -39,7 +39,8 @@ FIRST_ADMIN = "admin"
 
 # What each role may do beyond reading: the one table behind the admin UI's
 # routes and /api/v1 alike. Admins may do everything; operators run incidents
-# (traces, kicking binds, switching accounts on and off); viewers only read.
+# (traces, kicking binds, switching accounts and screening rules on and off);
+# viewers only read (and try messages on the screening rules, which changes nothing).
 ACTIONS = frozenset(
     {
         "accounts.write",
@@ -48,13 +49,18 @@ ACTIONS = frozenset(
         "routes.write",
         "policy.write",
         "traces.write",
+        "screening.write",
+        "screening.toggle",  # enable or disable a screening rule, nothing else
+        "screening.try",  # try a message on the rules (changes nothing; a POST for its text)
         "sessions.kick",
         "users.write",
         "session.end",  # signing oneself out
     }
 )
-OPERATOR_ACTIONS = frozenset({"accounts.toggle", "sessions.kick", "traces.write"})
-EVERYONE_ACTIONS = frozenset({"session.end"})
+OPERATOR_ACTIONS = frozenset(
+    {"accounts.toggle", "screening.toggle", "sessions.kick", "traces.write"}
+)
+EVERYONE_ACTIONS = frozenset({"session.end", "screening.try"})
 
 # The action that changing each kind of configuration entity needs.
 KIND_ACTIONS = {
@@ -62,8 +68,11 @@ KIND_ACTIONS = {
     "smsc": "smsc.write",
     "routes": "routes.write",
     "trace_rules": "traces.write",
+    "screening_rules": "screening.write",
     "policy": "policy.write",
 }
+# The kinds whose entities an operator may switch on and off (a change of ``enabled`` alone).
+TOGGLE_ACTIONS = {"accounts": "accounts.toggle", "screening_rules": "screening.toggle"}
 
 
 def allowed(role: str, action: str | None) -> bool:
@@ -81,9 +90,9 @@ def allowed(role: str, action: str | None) -> bool:
 
 def change_action(kind: str, patch: Mapping[str, Any] | None = None) -> str:
     """The action a change of ``kind`` needs: a patch that only switches an NE
-    account on or off is ``accounts.toggle``, anything else the kind's write."""
-    if kind == "accounts" and isinstance(patch, Mapping) and set(patch) == {"enabled"}:
-        return "accounts.toggle"
+    account or a screening rule on or off is its toggle, anything else the kind's write."""
+    if kind in TOGGLE_ACTIONS and isinstance(patch, Mapping) and set(patch) == {"enabled"}:
+        return TOGGLE_ACTIONS[kind]
     return KIND_ACTIONS[kind]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from smps.proxy.screening_trial import ScreeningTrial
 from smps.store.db import Store
 from smps.web import auth
 from smps.web.node import NodeView
@@ -35,6 +36,7 @@ from smps.web.pages import (
     traces,
     users,
 )
+from smps.web.pages import screening as screening_page  # not the trial it is given
 from smps.web.pages import sessions as sessions_page  # not to be mistaken for auth.Sessions
 from smps.web.pages.common import TRACE_SETTINGS, UI, Route, UiState, guard, make_templates
 
@@ -51,6 +53,7 @@ PAGES = (
     sessions_page,
     users,
     policy,
+    screening_page,
     decisions,
     audit,
     trace_rules,  # before traces: /traces/rules is not a /traces/{message_id}
@@ -67,9 +70,11 @@ def add_ui_routes(
     *,
     sessions: auth.Sessions | None = None,
     throttle: auth.LoginThrottle | None = None,
+    screening: ScreeningTrial | None = None,
 ) -> None:
     """Serve the admin UI on ``app`` at ``/``; creates the first admin at start-up
-    from $SMPS_ADMIN_PASSWORD when there are no users yet."""
+    from $SMPS_ADMIN_PASSWORD when there are no users yet. ``screening`` tries
+    messages on the node's live rules (the Screening page says when there is none)."""
     ui = UiState(
         store=store,
         node=node,
@@ -77,6 +82,7 @@ def add_ui_routes(
         throttle=throttle or auth.LoginThrottle(),
         templates=make_templates(),
         closing=asyncio.Event(),
+        screening=screening,
     )
     app[UI] = ui
     router = app.router

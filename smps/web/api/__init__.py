@@ -1,13 +1,13 @@
 """REST API ``/api/v1``: configuration CRUD, decisions, per-minute stats, audit log,
-traced messages and their live stream.
+traced messages and their live stream, screening rules and trying a message on them.
 
 Mounted on the master's aiohttp application as a sub-application by
 :func:`add_api_routes`. Every request except ``GET /api/v1/openapi.json``
 needs ``Authorization: Bearer <token>`` (tokens from ``smps token create``);
 what each role may change is the admin UI's table
 (:func:`smps.web.auth.allowed`): ``viewer`` tokens only read, ``operator``
-tokens write trace rules, switch NE accounts on and off (a PATCH of
-``enabled`` alone) and kick binds, ``admin`` tokens do everything. Errors
+tokens write trace rules, switch NE accounts and screening rules on and off
+(a PATCH of ``enabled`` alone) and kick binds, ``admin`` tokens do everything. Errors
 are JSON, ``{"error": "...", "field": "..."}``: 401 (no or bad token),
 403 (role), 404, 409 (file-managed, duplicate, still referenced), 422
 (invalid input; ``field`` names the key, e.g. ``allowed_ips[0]``).
@@ -23,6 +23,15 @@ no offset is given) or epoch seconds; ``since`` is inclusive, ``until`` exclusiv
 
 Sessions: ``GET /sessions`` lists the live binds per NE account and per SMSC;
 ``POST /sessions/{system_id}/kick`` unbinds an NE account's binds (audited).
+
+Screening: ``/screening/rules`` is CRUD like the other kinds (the key is the
+rule's ``id``; rules from the file are read-only; a rule made here may not name a
+list ``file``), listed in the order the engine applies them: the file's in the
+file's order, then those made here in the order they were made.
+``POST /screening/test`` takes a message (``source``, ``destination``, ``text``,
+optional ``source_ton``, ``dest_ton``, ``pid``, ``dcs``, ``smsc``) and returns
+every rule that fires and the verdict, counting it in no velocity window; any
+role may (it changes nothing).
 
 Traces: ``GET /traces`` lists traced messages, ``GET /traces/{message_id}``
 returns one message's events as recorded (content only where decoding was
@@ -50,14 +59,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from smps.proxy.screening_trial import ScreeningTrial
 from smps.proxy.trace_hub import TraceHub
 from smps.store.db import Store
-from smps.web.api import access, configuration, decisions, traces
+from smps.web.api import access, configuration, decisions, screening, traces
 from smps.web.api.base import (
     COUNTRY_CODE,
     HEARTBEAT,
     NODE,
     PREFIX,
+    SCREENING,
     STORE,
     TRACE_HUB,
     authenticated,
@@ -73,13 +84,14 @@ def add_api_routes(
     *,
     trace_hub: TraceHub | None = None,
     node: NodeView | None = None,
+    screening_trial: ScreeningTrial | None = None,
     country_code: str = "",
     heartbeat: float = 15.0,
 ) -> None:
     """Mount ``/api/v1`` on ``app``, backed by ``store``.
 
-    ``trace_hub`` feeds ``/traces/stream`` and ``node`` serves ``/sessions``
-    (503 without them); ``country_code``
+    ``trace_hub`` feeds ``/traces/stream``, ``node`` serves ``/sessions`` and
+    ``screening_trial`` ``/screening/test`` (503 without them); ``country_code``
     (``trace.country_code``) normalises ``number`` filters as the tracer does;
     ``heartbeat`` is the seconds between keep-alive comments on the stream.
     """
@@ -89,6 +101,8 @@ def add_api_routes(
     api[HEARTBEAT] = heartbeat
     if node is not None:
         api[NODE] = node
+    if screening_trial is not None:
+        api[SCREENING] = screening_trial
     if trace_hub is not None:
         api[TRACE_HUB] = trace_hub
 
@@ -96,7 +110,7 @@ def add_api_routes(
             trace_hub.close()  # open streams would otherwise hold up the server's shutdown
 
         api.on_shutdown.append(end_streams)
-    for part in (configuration, decisions, traces, access):
+    for part in (configuration, decisions, traces, screening, access):
         part.add_routes(api.router)
     api.router.add_get("/openapi.json", serve_openapi)
     app.add_subapp(PREFIX, api)

@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
+from smps.proxy.screening_trial import ScreeningTrial
 from smps.proxy.trace_hub import TraceHub
 from smps.store import common, entities, tokens
 from smps.store.db import Store
@@ -26,6 +27,7 @@ TRACE_HUB = web.AppKey("trace_hub", TraceHub)
 COUNTRY_CODE = web.AppKey("country_code", str)
 HEARTBEAT = web.AppKey("heartbeat", float)
 NODE = web.AppKey("node", NodeView)
+SCREENING = web.AppKey("screening", ScreeningTrial)
 IDENTITY = web.RequestKey("identity", tokens.TokenInfo)
 STREAM_PATH = f"{PREFIX}/traces/stream"
 

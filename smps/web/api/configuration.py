@@ -1,5 +1,6 @@
-"""``/api/v1`` configuration: NE accounts, SMSC connections, routes and trace rules
-(CRUD), the policy, the live sessions and their kick, and the audit log of changes."""
+"""``/api/v1`` configuration: NE accounts, SMSC connections, routes, trace rules and
+screening rules (CRUD), the policy, the live sessions and their kick, and the audit
+log of changes."""
 
 from __future__ import annotations
 
@@ -21,7 +22,14 @@ from smps.web.api.base import (
 )
 from smps.web.node import NodeView, kick
 
-CRUD_KINDS = ("accounts", "smsc", "routes", "trace_rules")
+CRUD_PATHS = {
+    "accounts": "/accounts",
+    "smsc": "/smsc",
+    "routes": "/routes",
+    "trace_rules": "/trace_rules",
+    "screening_rules": "/screening/rules",  # listed in the order the engine applies them
+}
+"""Where each kind of entity is created, read, changed and deleted."""
 
 
 class PageParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -116,18 +124,18 @@ async def _audit(request: web.Request) -> web.Response:
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    for name in CRUD_KINDS:
+    for name, path in CRUD_PATHS.items():
         handlers = _entity_handlers(entities.KINDS[name])
         write = auth.change_action(name)
-        router.add_get(f"/{name}", handlers["list"])
-        router.add_post(f"/{name}", needs(handlers["create"], write))
-        router.add_get(f"/{name}/{{key}}", handlers["get"])
-        router.add_put(f"/{name}/{{key}}", needs(handlers["put"], write))
+        router.add_get(path, handlers["list"])
+        router.add_post(path, needs(handlers["create"], write))
+        router.add_get(f"{path}/{{key}}", handlers["get"])
+        router.add_put(f"{path}/{{key}}", needs(handlers["put"], write))
         router.add_patch(
-            f"/{name}/{{key}}",
+            f"{path}/{{key}}",
             needs(handlers["patch"], lambda body, name=name: auth.change_action(name, body)),
         )
-        router.add_delete(f"/{name}/{{key}}", needs(handlers["delete"], write))
+        router.add_delete(f"{path}/{{key}}", needs(handlers["delete"], write))
     router.add_get("/policy", _get_policy)
     router.add_put("/policy", needs(_put_policy, auth.change_action("policy")))
     router.add_get("/sessions", _sessions)

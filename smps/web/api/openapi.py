@@ -11,16 +11,12 @@ from aiohttp import web
 
 from smps import __version__
 from smps import config as cfg
+from smps.proxy.screening_trial import TrialMessage, TrialResult
+from smps.store.entities import KINDS
 from smps.web.api.base import PREFIX, ErrorOut, json_response
+from smps.web.api.configuration import CRUD_PATHS
 from smps.web.api.decisions import DecisionPage, MinuteCount
 from smps.web.api.traces import TraceOut, TracePage
-
-_ENTITY_STRUCTS = {
-    "accounts": cfg.NeAccount,
-    "smsc": cfg.SmscConfig,
-    "routes": cfg.Route,
-    "trace_rules": cfg.TraceRule,
-}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -44,8 +40,10 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 description of this API, schemas generated from the msgspec types."""
     structs = (
-        *_ENTITY_STRUCTS.values(),
+        *(KINDS[name].struct for name in CRUD_PATHS),
         cfg.PolicyConfig,
+        TrialMessage,
+        TrialResult,
         DecisionPage,
         MinuteCount,
         TracePage,
@@ -66,9 +64,9 @@ def openapi_document() -> dict[str, Any]:
         )
     }
     paths: dict[str, Any] = {}
-    for name, struct in _ENTITY_STRUCTS.items():
-        schema = _ref(struct.__name__)
-        paths[f"{PREFIX}/{name}"] = {
+    for name, path in CRUD_PATHS.items():
+        schema = _ref(KINDS[name].struct.__name__)
+        paths[f"{PREFIX}{path}"] = {
             "get": {"summary": f"list {name}", "responses": {"200": {"description": "ok"}}},
             "post": {
                 "summary": f"create one of {name}",
@@ -77,7 +75,7 @@ def openapi_document() -> dict[str, Any]:
             },
         }
         item = {"summary": f"one of {name}", "responses": {"200": {"description": "ok"}, **errors}}
-        paths[f"{PREFIX}/{name}/{{key}}"] = {
+        paths[f"{PREFIX}{path}/{{key}}"] = {
             "parameters": [
                 {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
             ],
@@ -117,6 +115,18 @@ def openapi_document() -> dict[str, Any]:
         _query("limit", "page size, 1..1000 (default 100)", {"type": "integer"}),
         _query("cursor", "next_cursor of the previous page"),
     ]
+    paths[f"{PREFIX}/screening/test"] = {
+        "post": {
+            "summary": "try a message on the live screening rules, counted in no velocity "
+            "window: every rule that fires and the verdict",
+            "requestBody": {"required": True, **_content(_ref("TrialMessage"))},
+            "responses": {
+                "200": {"description": "ok", **_content(_ref("TrialResult"))},
+                "503": {"description": "no screening on this node"},
+                **errors,
+            },
+        }
+    }
     paths[f"{PREFIX}/sessions"] = {
         "get": {
             "summary": "live binds per NE account and per SMSC",

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 import msgspec
 from aiohttp import web
 
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import TraceEvent
 from smps.proxy.trace_hub import EventFilter, Subscription
 from smps.proxy.trace_match import normalise_rule_number
 from smps.store import common, trace_queries

@@ -20,6 +20,7 @@ import jinja2
 from aiohttp import web
 
 from smps.config import TraceConfig
+from smps.proxy.screening_trial import ScreeningTrial
 from smps.store.db import Store
 from smps.web import auth
 from smps.web.node import NodeView
@@ -42,6 +43,7 @@ class UiState:
     throttle: auth.LoginThrottle
     templates: jinja2.Environment
     closing: asyncio.Event  # set at shutdown: live streams end
+    screening: ScreeningTrial | None = None  # tries messages on the live screening rules
 
 
 UI = web.AppKey("ui", UiState)
@@ -99,6 +101,7 @@ NAV = (
     ("smsc", "/smsc", "SMSC connections", None),
     ("routes", "/routes", "Routes", None),
     ("policy", "/policy", "Policy", None),
+    ("screening_rules", "/screening", "Screening", None),
     ("sessions", "/sessions", "Sessions", None),
     ("decisions", "/decisions", "Decisions", None),
     ("traces", "/traces", "Traces", None),

@@ -1,6 +1,6 @@
 """The pages of a kind of configuration row the UI lists, creates, edits and deletes
-(NE accounts, SMSC connections, routes): one flow, told how each kind's form reads
-and shows a row.
+(NE accounts, SMSC connections, routes, screening rules): one flow, told how each
+kind's form reads and shows a row.
 
 Rows go through :mod:`smps.store.entities` like the API's: validated with the file's
 rules, refused when file-managed, audited. A refused form is shown again with
@@ -58,6 +58,10 @@ class EntityPages(ABC):
         """The node's live state the list shows beside the rows."""
         return {}
 
+    async def listed(self, request: web.Request, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """More the list shows beside the rows (a screening rule's hits)."""
+        return {}
+
     @property
     def path(self) -> str:
         return f"/{self.kind.name}"
@@ -92,11 +96,18 @@ class EntityPages(ABC):
             )
 
     async def _list(self, request: web.Request) -> web.Response:
-        """The rows in ``<kind>.html``, with the node's live state of them."""
+        return await self.list_page(request)
+
+    async def list_page(
+        self, request: web.Request, *, status: int = 200, **context: Any
+    ) -> web.Response:
+        """The rows in ``<kind>.html``, with the node's live state of them, what
+        :meth:`listed` adds and ``context`` (which wins)."""
         ui = request.app[UI]
         rows = await entities.list_entities(ui.store, self.kind)
-        live = self.live(ui.node.live_status())
-        return render(request, f"{self.kind.name}.html", page=self.kind.name, rows=rows, **live)
+        shown = {**self.live(ui.node.live_status()), **await self.listed(request, rows), **context}
+        template = f"{self.kind.name}.html"
+        return render(request, template, status=status, page=self.kind.name, rows=rows, **shown)
 
     async def _new(self, request: web.Request) -> web.Response:
         return await self._form(request, dict(self.new), new=True)

@@ -40,8 +40,9 @@ def _plain(message: str) -> str:
 
 
 _LINE_LISTS = frozenset(
-    {"allowed_ips", "source_prefix", "destination_prefix", "service_type", "data_coding"}
-)
+    {"allowed_ips", "source_prefix", "destination_prefix", "service_type", "data_coding",
+     "entries", "patterns", "scope_source", "scope_destination"}
+)  # fmt: skip
 
 
 def field_errors(exc: common.Invalid) -> dict[str, str]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from smps._native.pdu import Status
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import TraceEvent
 
 MAX_LANES = 12  # SMSC, SMPS and 10 NEs drawn as columns; more read as a list
 

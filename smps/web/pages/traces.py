@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from smps.config import TraceConfig
-from smps.proxy.trace_events import TraceEvent
+from smps.proxy.records import TraceEvent
 from smps.store import common, entities, trace_queries
 from smps.web import sse
 from smps.web.api.traces import trace_query
