@@ -592,6 +592,16 @@ async def test_decisions_show_the_screening_rule_that_decided(as_role, store, tm
     assert 'href="/decisions.csv?rule=loan-spam"' in by_rule
 
 
+async def test_decisions_explain_a_sticky_block(as_role, store, tmp_path):
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put(make_decision(1, reason="block", deciding_account="antispam"))
+    writer.put(make_decision(2, reason="sticky", deciding_account=None))
+    await writer.close()
+    page = await (await (await as_role("viewer")).get("/decisions")).text()
+    assert page.count("another part of this long message was blocked") == 1
+
+
 async def test_live_stream_sends_the_node_status(as_role, node):
     node.binds = {"antispam": 1}
     client = await as_role("viewer")
