@@ -235,3 +235,45 @@ async def screen_test(node: RunNode, token: str, source: str, *more: str) -> lis
     result = await asyncio.to_thread(node.smps, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout.splitlines()
+
+
+async def test_a_list_file_is_read_again_on_a_reload_through_the_api(tmp_path):
+    """The list file changes; POST /api/v1/reload (what SIGHUP does) makes both workers
+    block the sender it added; a bad line is refused with its place, and the rules stay."""
+    deny = tmp_path / "deny.txt"
+    deny.write_text("# senders\n8613800000001\n")
+    rules = [{"id": "deny-file", "type": "list", "field": "source", "file": str(deny)}]
+    smsc = SmpplibSmsc()
+    node = RunNode(tmp_path, sections(tmp_path, await smsc.start(),
+                                      screening={"enabled": True, "rules": rules}))  # fmt: skip
+    try:
+        await node.start()
+        await until(lambda: len(smsc.binds) == 2)
+        store = await Store.open(f"sqlite:///{node.dir / 'var' / 'smps.db'}", migrate=False)
+        try:
+            token = await tokens.create_token(store, "ops", "admin")
+            viewer = await tokens.create_token(store, "wall", "viewer")
+        finally:
+            await store.close()
+        url = f"http://127.0.0.1:{node.report['http_port']}/api/v1/reload"
+        sent = [smsc.deliver(b, "8613800000002", "8613911110300") for b in (0, 1)]
+        assert await answers(smsc, sent) == [ALLOW, ALLOW]
+
+        deny.write_text("# senders\n8613800000001\n8613800000002\n")
+        async with aiohttp.ClientSession() as api:
+            async with api.post(url, headers={"Authorization": f"Bearer {viewer}"}) as refused:
+                assert refused.status == 403
+            async with api.post(url, headers={"Authorization": f"Bearer {token}"}) as done:
+                assert (done.status, await done.json()) == (200, {"result": "applied"})
+            sent = [smsc.deliver(b, "8613800000002", "8613911110301") for b in (0, 1)]
+            assert await answers(smsc, sent) == [BLOCK, BLOCK]
+
+            deny.write_text("8613800000001\nprefix:oops\n")
+            async with api.post(url, headers={"Authorization": f"Bearer {token}"}) as bad:
+                assert bad.status == 409
+                assert "deny.txt line 2: 'prefix:oops'" in (await bad.json())["error"]
+        sent = [smsc.deliver(b, "8613800000002", "8613911110302") for b in (0, 1)]
+        assert await answers(smsc, sent) == [BLOCK, BLOCK]  # the rules as they were
+    finally:
+        await node.stop()
+        await smsc.stop()

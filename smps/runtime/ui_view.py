@@ -44,6 +44,9 @@ class MasterView:
             ne_latency_ms=self.latency.mean_ms(answered, time.monotonic()),
         )
 
+    async def reload(self) -> str:
+        return await self.master.reload()
+
     def kick(self, system_id: str) -> int:
         count = status.ne_binds(self.master).get(system_id, 0)
         self.master.kick(system_id)

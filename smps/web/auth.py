@@ -54,6 +54,7 @@ ACTIONS = frozenset(
         "screening.try",  # try a message on the rules (changes nothing; a POST for its text)
         "sessions.kick",
         "users.write",
+        "config.reload",  # read the configuration file and its list files again (SIGHUP)
         "session.end",  # signing oneself out
     }
 )

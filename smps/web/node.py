@@ -47,6 +47,11 @@ class NodeView(Protocol):
         """Unbind every live bind of an NE account (it may bind again); returns how many."""
         ...
 
+    async def reload(self) -> str:
+        """What SIGHUP does: read the configuration file again (and the list files its
+        screening rules name) and apply it live; "applied", or why it was refused."""
+        ...
+
 
 class LatencyWindow:
     """Mean NE answer time per account over about the last ``span`` seconds, from the

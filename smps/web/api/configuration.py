@@ -113,6 +113,17 @@ async def _kick(request: web.Request) -> web.Response:
     return json_response({"system_id": system_id, "unbound": count})
 
 
+async def _reload(request: web.Request) -> web.Response:
+    """SIGHUP through the API: the configuration file and the list files of its
+    screening rules read again and applied live (a bad file changes nothing: 409)."""
+    result = await _node(request).reload()
+    await audit_log.record(request.app[STORE], actor(request), "reload", "config", "file",
+                           after={"result": result})  # fmt: skip
+    if result != "applied":
+        raise common.Conflict(result)
+    return json_response({"result": result})
+
+
 async def _audit(request: web.Request) -> web.Response:
     params: PageParams = query_params(request, PageParams)
     before = common.decode_cursor(params.cursor) if params.cursor else None
@@ -140,4 +151,5 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/policy", needs(_put_policy, auth.change_action("policy")))
     router.add_get("/sessions", _sessions)
     router.add_post("/sessions/{system_id}/kick", needs(_kick, "sessions.kick"))
+    router.add_post("/reload", needs(_reload, "config.reload"))
     router.add_get("/audit", _audit)

@@ -142,6 +142,18 @@ def openapi_document() -> dict[str, Any]:
             "responses": {"200": {"description": "how many were unbound"}, **errors},
         }
     }
+    paths[f"{PREFIX}/reload"] = {
+        "post": {
+            "summary": "read the configuration file and its screening list files again and "
+            "apply them live, as SIGHUP does; audited",
+            "responses": {
+                "200": {"description": "applied"},
+                "409": {"description": "refused: the file or a list file is bad (why)"},
+                "503": {"description": "no node"},
+                **errors,
+            },
+        }
+    }
     name_parameter = [
         {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     ]
