@@ -4,16 +4,15 @@ Exit status: 0 success, 1 failure while running, 2 bad usage or bad configuratio
 """
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import msgspec
-
 from smps import __version__
 from smps.cli_support import add_command, add_group
-from smps.errors import ConfigError
+from smps.errors import ConfigError, StateDirBusy
 
 log = logging.getLogger("smps.cli")
 
@@ -174,12 +173,17 @@ def _run_node(cfg, config_path: str) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from smps import log as smps_log
     from smps.ha.lease import check_config
+    from smps.runtime import state_lock, status
 
     cfg = _load_config(args.config)
     check_config(cfg)
-    smps_log.configure_from(cfg.log)
-    log.info("configuration %s: %s", args.config, msgspec.json.encode(cfg.masked()).decode())
-    return _run_node(cfg, args.config)
+    with state_lock.hold(cfg.node.state_dir):  # before the log, the database, any port
+        smps_log.configure_from(cfg.log)
+        for line in status.banner(cfg, args.config):
+            log.info("%s", line)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("configuration (secrets masked): %s", json.dumps(cfg.masked()))
+        return _run_node(cfg, args.config)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -192,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ConfigError as exc:
+    except (ConfigError, StateDirBusy) as exc:
         print(f"smps: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from importlib import resources
+from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
@@ -39,10 +40,12 @@ CLEAR = "\x1b[H\x1b[2J"
 
 
 def demo_config(smsc_port: int, state_dir: str, web_port: int) -> Config:
-    """The embedded demo.yaml with the run's SMSC port, state dir and web port."""
+    """The embedded demo.yaml with the run's SMSC port, state dir and web port. Its
+    database lives in the state dir too: the demo never writes the service's ./var."""
     raw = yaml.safe_load(resources.files("smps").joinpath("demo.yaml").read_text())
     raw["smsc"][0]["port"] = smsc_port
     raw["node"]["state_dir"] = state_dir
+    raw["database"]["url"] = f"sqlite:///{Path(state_dir, 'smps.db')}"
     raw["web"]["listen"] = f"127.0.0.1:{web_port}"
     return smps_config.loads(yaml.safe_dump(raw), file="smps/demo.yaml")
 
@@ -94,6 +97,7 @@ class Screen:
         lines = [
             "SMPS demo — Ctrl-C to stop",
             f"web  http://127.0.0.1:{self.node.http_port}/health   /metrics",
+            f"state and database in {self.node.config.node.state_dir} (removed at the end)",
             "",
             f"uptime {uptime:6.0f} s   offered {self.rate:6.0f}/s   decided {decided_rate:7.1f}/s"
             f"   in flight {dispatcher.in_flight}",
@@ -155,6 +159,7 @@ async def run_demo(
     sim = SimSmsc(window=2000, response_timeout=10.0)
     with tempfile.TemporaryDirectory(prefix="smps-demo-") as state_dir:
         cfg = demo_config(await sim.start(), state_dir, _free(web_port))
+        out.write(f"demo: state and database in {state_dir} (removed at the end)\n")
         node = Node(cfg, recent=20_000)
         node_task = asyncio.create_task(node.run(handle_signals=False))
         nes: list[SimNe] = []

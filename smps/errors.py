@@ -54,3 +54,8 @@ class PduError(ProtocolError):
     The session answers the request's own *_resp with ``status`` (or
     generic_nack when the command has no response) and keeps the session.
     """
+
+
+class StateDirBusy(SmpsError):
+    """Another running SMPS holds the lock on this ``node.state_dir``: a second node on
+    it would share its database, spool and control socket."""

@@ -339,6 +339,12 @@ def _use_color(color: bool | str, stream: IO[str]) -> bool:
         return False
 
 
+# Libraries whose INFO lines say nothing to an operator (alembic's plugin set-up and
+# "Context impl SQLiteImpl" on every start, aiohttp's access log...): WARNING and up only,
+# unless the log level is DEBUG.
+LIBRARIES = ("alembic", "sqlalchemy", "aiosqlite", "asyncmy", "aiohttp")
+
+
 def _install(level: int, handlers: list[logging.Handler]) -> None:
     root = logging.getLogger()
     for old in _installed:
@@ -348,6 +354,10 @@ def _install(level: int, handlers: list[logging.Handler]) -> None:
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if level <= logging.DEBUG else logging.WARNING
+        )
 
 
 def _frame(line: str, levelno: int) -> bytes:

@@ -3,6 +3,7 @@ checks that no loop callback and no subprocess failed unseen."""
 
 import gc
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -66,16 +67,52 @@ def no_traceback_in_process_output():
 
 
 @pytest.fixture
-def make_config():
-    """Build a validated Config from plain sections, as an operator's YAML would."""
+def make_config(tmp_path):
+    """Build a validated Config from plain sections, as an operator's YAML would. A
+    config that names no state directory or database gets the test's own (under
+    tmp_path), never the defaults in the checkout's ./var."""
     import yaml
 
     from smps import config
 
     def build(**sections):
+        state_dir = tmp_path / "var"
+        sections["node"] = {"state_dir": str(state_dir), **sections.get("node", {})}
+        sections["database"] = {
+            "url": f"sqlite:///{state_dir / 'smps.db'}",
+            **sections.get("database", {}),
+        }
         return config.loads(yaml.safe_dump(sections), file="<test>")
 
     return build
+
+
+CHECKOUT_VAR = Path(__file__).resolve().parent.parent / "var"
+
+
+def _listing(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `directory` with its size and modification time."""
+    if not directory.exists():
+        return {}
+    return {
+        str(path.relative_to(directory)): (path.stat().st_size, path.stat().st_mtime_ns)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checkout_var_untouched():
+    """The suite (and the `smps demo` it runs) keep their state in their own directories:
+    the checkout's ./var, the service's default state and database, must not change."""
+    before = _listing(CHECKOUT_VAR)
+    yield
+    after = _listing(CHECKOUT_VAR)
+    if after != before:
+        changed = sorted(
+            name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+        )
+        pytest.fail(f"the tests changed the checkout's ./var: {', '.join(changed)}", pytrace=False)
 
 
 @pytest.fixture

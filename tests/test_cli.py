@@ -181,8 +181,14 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path):
         assert node.process.wait(timeout=10) == 0
     text = log_file.read_text()
     assert "stats uptime=" in text
-    assert "configuration" in text and "***" in text
-    assert "s3cr3t" not in text  # the effective config is logged with secrets masked
+    # A few readable start lines, no JSON dump of the configuration, no secret.
+    assert f"starting: node node-t, configuration {path}" in text
+    assert "NE accounts in the file (1): antispam" in text
+    assert re.search(r"database sqlite \S+smps\.db \(record non_allow\)", text)
+    assert "s3cr3t" not in text and '{"node"' not in text
+    # Neither the libraries' INFO chatter nor a configuration sent to no worker.
+    assert "alembic" not in text and "Context impl" not in text
+    assert "applied to 0 workers" not in text
 
 
 def test_sigint_also_stops_cleanly(tmp_path):
@@ -219,9 +225,55 @@ def test_run_reports_port_in_use(tmp_path):
 def test_demo_runs_and_every_original_is_answered_once(tmp_path):
     result = run_cli("demo", "--duration", "3s", "--rate", "150", "--web-port", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    state = re.search(r"state and database in (\S+) \(removed at the end\)", result.stdout)
+    assert state, result.stdout
+    # The demo kept its database in that directory: nothing in the working directory's ./var.
+    assert not os.path.exists(state.group(1)) and not (tmp_path / "var").exists()
     match = re.search(r"SMSC saw (\d+) originals: (\d+) answered, 0 missing, 0 duplicates",
                       result.stdout)  # fmt: skip
     assert match, result.stdout
     assert int(match.group(1)) == int(match.group(2)) > 100
     assert "allow/all_allow" in result.stdout
     assert "block/rule" in result.stdout  # the demo's screening rules block a phishing URL
+
+
+def test_config_is_found_by_option_then_environment_then_working_directory(tmp_path):
+    """-c, then $SMPS_CONFIG, then ./config/smps.yaml: a command works from any directory."""
+    local = tmp_path / "config" / "smps.yaml"
+    local.parent.mkdir()
+    write_config(local, node={"name": "local"})
+    named = write_config(tmp_path / "named.yaml", node={"name": "named"})
+    given = write_config(tmp_path / "given.yaml", node={"name": "given"})
+    env = {key: value for key, value in os.environ.items() if key != "SMPS_CONFIG"}
+
+    def checked(*args, **over) -> str:
+        result = run_cli("config", "check", *args, cwd=tmp_path, env={**env, **over})
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split(":")[0]
+
+    assert checked() == "config/smps.yaml"
+    assert checked(SMPS_CONFIG=str(named)) == str(named)
+    assert checked("-c", str(given), SMPS_CONFIG=str(named)) == str(given)
+    if not os.path.exists("/etc/smps/smps.yaml"):  # else that is found (next test)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        missing = run_cli("config", "check", cwd=elsewhere, env=env)
+        assert (missing.returncode, missing.stderr) == (
+            2,
+            "smps: config/smps.yaml: file not found\n",
+        )
+
+
+def test_config_in_etc_is_the_last_resort(tmp_path, monkeypatch):
+    """With no -c, no $SMPS_CONFIG and no ./config/smps.yaml: /etc/smps/smps.yaml (here a
+    stand-in path, as the test may not write /etc)."""
+    from smps.config import loading
+
+    system = write_config(tmp_path / "etc-smps.yaml", node={"name": "system"})
+    monkeypatch.setattr(loading, "SYSTEM_PATH", str(system))
+    monkeypatch.delenv("SMPS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert loading.default_path() == str(system)
+    (tmp_path / "config").mkdir()
+    write_config(tmp_path / "config" / "smps.yaml", node={"name": "local"})
+    assert loading.default_path() == "config/smps.yaml"

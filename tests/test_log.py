@@ -92,6 +92,20 @@ def test_levels_filter_console_and_file_alike(tmp_path):
         assert levels == ["WARNING", "ERROR", "CRITICAL"]
 
 
+@pytest.mark.parametrize(
+    ("level", "shown"), [("INFO", ["WARNING"]), ("DEBUG", ["INFO", "WARNING"])]
+)
+def test_libraries_say_only_warnings_unless_the_level_is_debug(level, shown):
+    out = io.StringIO()
+    smps_log.configure(level=level, stream=out)
+    for name in ("alembic.runtime.migration", "sqlalchemy.engine", "aiohttp.access"):
+        library = get_logger(name)
+        library.info("chatter")
+        library.warning("worth reading")
+    levels = [m["level"] for m, _ in _records(out.getvalue())]
+    assert levels == [level for _ in range(3) for level in shown]
+
+
 def test_fatal_is_accepted_and_prints_as_critical():
     out = io.StringIO()
     smps_log.configure(level="FATAL", stream=out)

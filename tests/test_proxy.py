@@ -7,11 +7,14 @@ import tempfile
 import time
 
 import pytest
+from prometheus_client import generate_latest
 
 from smps._native import text
 from smps._native.pdu import CommandId, Status, decode_sm, encode
 from smps.app import Node
+from smps.proxy.trace_store import MemoryTraceSink
 from smps.sim.smsc import SimSmsc
+from smps.web.pages import dashboard
 from tests.helpers import until
 from tests.nodes import smsc_section
 from tests.peers import Ne, allow, hold
@@ -219,6 +222,46 @@ async def test_monitor_account_never_decides(make_config):
         results = {r.account: r for r in record.results}
         assert results["fraud"].verdict == "block" and not results["fraud"].decisive
         assert record.verdict == "allow"
+
+
+async def test_monitor_answers_are_counted_apart_and_never_late(make_config):
+    """A monitor account's answers come after the verdict (it never decides): they count
+    in smps_monitor_answers_total, not smps_late_answers_total, and its copies that got
+    no answer are what the dashboard's Timeouts column shows."""
+    clock = ManualClock()
+    accounts = [ACCOUNTS[0], {**ACCOUNTS[1], "mode": "monitor"}, {**ACCOUNTS[2], "mode": "monitor"}]
+    trace, sink = {"country_code": "86", "rules": [{"number": "8613800138000"}]}, MemoryTraceSink()
+    async with proxy(make_config, accounts=accounts, clock=clock, trace=trace,
+                     trace_sink=sink) as (sim, node, add_ne):  # fmt: skip
+        await add_ne("antispam", "pw1", block)
+        monitor = await add_ne("fraud", "pw2", hold)
+        await add_ne("audit", "pw3", hold)  # never answers
+        numbers = [sim.send_deliver(source_addr=b"8613800138000") for _ in range(3)]
+        await until(lambda: len(sim.answers) == 3 and len(monitor.held) == 3)
+        monitor.release(Status.ROK)  # after the verdicts
+        await until(lambda: node.dispatcher.lanes["fraud"].monitor_answers == 3)
+        clock.advance(2.0)  # audit's copies time out
+        await until(lambda: len(decisions(node)) == 3)
+        metrics = generate_latest(node.registry).decode()
+        await until(lambda: node.writer.pending == 0)
+
+        async def counted() -> bool:  # the per-minute counts follow the running totals
+            return (await dashboard._timeout_rates(node.store)).get("audit") == "100.0%"
+
+        await until(counted)
+        timeouts = await dashboard._timeout_rates(node.store)
+    assert {sim.answers[n][0] for n in numbers} == {BLOCK}
+    assert node.dispatcher.stats.late_answers == 0
+    assert "\nsmps_late_answers_total 0.0\n" in metrics
+    assert 'smps_monitor_answers_total{account="fraud"} 3.0' in metrics
+    assert 'smps_monitor_answers_total{account="audit"} 0.0' in metrics
+    for record in decisions(node):
+        results = {r.account: r for r in record.results}
+        assert (results["fraud"].verdict, results["fraud"].late) == ("allow", False)
+        assert results["audit"].verdict == "none"
+    assert timeouts == {"antispam": "0.0%", "fraud": "0.0%", "audit": "100.0%"}
+    answers = [e for e in sink if e.kind == "answered" and e.account == "fraud"]
+    assert len(answers) == 3 and not any(e.late for e in answers)  # the ladder: no LATE badge
 
 
 async def test_ne_disconnect_turns_copies_none_at_once(make_config):

@@ -36,7 +36,7 @@ PASSWORDS = {"antispam": "pw1", "fraud": "pw2", "audit": "pw3"}
 
 
 class Node(RunNode):
-    """`python -m smps.runtime` (the master of `smps run`) without a database."""
+    """`python -m smps.runtime` (the master of `smps run`), its database under tmp_path."""
 
     command = ("smps.runtime",)
 
@@ -48,7 +48,6 @@ class Node(RunNode):
             sections(
                 tmp_path,
                 smsc_port,
-                database=None,
                 server={"listen": "127.0.0.1:0", "placement": placement, **(server or {})},
                 ne_accounts=accounts,
                 policy=policy or {},

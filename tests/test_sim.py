@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import re
 import signal
 import sys
@@ -298,6 +299,15 @@ async def antispam_ne(ne_server, **options):
         yield ne
     finally:
         await ne.stop()
+
+
+async def test_ne_simulator_logs_its_binds_as_itself(ne_server, caplog):
+    """Its binds are an NE's: logged under smps.sim.ne, not as SMPS's SMSC connections."""
+    caplog.set_level(logging.INFO)
+    async with antispam_ne(ne_server) as ne:
+        await ne.wait_bound()
+    bound = [r for r in caplog.records if "sim-ne-antispam#0: bound to" in r.getMessage()]
+    assert [r.name for r in bound] == ["smps.sim.ne"]
 
 
 @pytest.mark.both_loops

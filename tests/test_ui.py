@@ -16,7 +16,16 @@ from sqlalchemy import select
 
 from smps.config import TlsServerConfig
 from smps.errors import ConfigError
-from smps.store import admin_users, audit_log, bind_accounts, common, entities, file_sync, schema
+from smps.store import (
+    admin_users,
+    audit_log,
+    bind_accounts,
+    common,
+    entities,
+    file_sync,
+    schema,
+    tokens,
+)
 from smps.store.roles import ROLES as ALL_ROLES
 from smps.store.writer import DecisionWriter
 from smps.web import auth
@@ -583,6 +592,16 @@ async def test_decisions_show_the_screening_rule_that_decided(as_role, store, tm
     assert 'href="/decisions.csv?rule=loan-spam"' in by_rule
 
 
+async def test_decisions_explain_a_sticky_block(as_role, store, tmp_path):
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put(make_decision(1, reason="block", deciding_account="antispam"))
+    writer.put(make_decision(2, reason="sticky", deciding_account=None))
+    await writer.close()
+    page = await (await (await as_role("viewer")).get("/decisions")).text()
+    assert page.count("another part of this long message was blocked") == 1
+
+
 async def test_live_stream_sends_the_node_status(as_role, node):
     node.binds = {"antispam": 1}
     client = await as_role("viewer")
@@ -866,3 +885,35 @@ async def test_new_pages_refuse_a_change_without_the_csrf_token(as_role, store, 
             and "did not come from your current session" in await response.text()
         )
     assert node.kicked == [] and await audit_actions(store) == []
+
+
+async def test_users_page_disables_users_and_revokes_tokens_audited(as_role, store):
+    admin = await as_role("admin")
+    token = await csrf_of(admin)
+    viewer = await as_role("viewer")
+    bearer = await tokens.create_token(store, "dashboards", "viewer")
+    (listed,) = await tokens.list_tokens(store)
+    page = await (await admin.get("/users")).text()
+    assert "dashboards" in page and f'action="/tokens/{listed["id"]}/revoke"' in page
+    assert bearer not in page
+
+    response = await admin.post("/users/viewer/enabled", data={"enabled": "0", "csrf": token})
+    assert "User viewer disabled." in await response.text()
+    assert (await viewer.get("/", allow_redirects=False)).status == 303  # signed out at once
+    assert await auth.check_password(store, "viewer", PASSWORD) is None
+    response = await admin.post("/users/admin/enabled", data={"enabled": "0", "csrf": token})
+    assert "You cannot disable or enable yourself" in await response.text()
+    response = await admin.post("/users/viewer/enabled", data={"enabled": "1", "csrf": token})
+    assert "User viewer enabled." in await response.text()
+
+    response = await admin.post(f"/tokens/{listed['id']}/revoke", data={"csrf": token})
+    assert "Token dashboards revoked." in await response.text()
+    assert await tokens.authenticate(store, bearer) is None
+    operator = await as_role("operator")
+    forged = {"csrf": await csrf_of(operator)}  # the operator's own session, the wrong role
+    assert (await operator.post(f"/tokens/{listed['id']}/revoke", data=forged)).status == 403
+    assert await audit_actions(store) == [
+        ("user:admin", "update", str(listed["id"])),
+        ("user:admin", "update", "viewer"),
+        ("user:admin", "update", "viewer"),
+    ]

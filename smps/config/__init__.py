@@ -21,7 +21,14 @@ never echoed in an error.
 """
 
 from smps.config.checks import check_config, check_screening_rule
-from smps.config.loading import DEFAULT_PATH, add_config_option, default, load, loads
+from smps.config.loading import (
+    DEFAULT_PATH,
+    add_config_option,
+    default,
+    default_path,
+    load,
+    loads,
+)
 from smps.config.schema import InvalidValue, format_path, prepare
 from smps.config.sections import (
     Config,
@@ -73,6 +80,7 @@ __all__ = [
     "WebConfig",
     "add_config_option",
     "default",
+    "default_path",
     "format_address",
     "load",
     "loads",

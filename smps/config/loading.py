@@ -69,6 +69,22 @@ def default() -> Config:
 
 
 DEFAULT_PATH = "config/smps.yaml"  # relative to the working directory
+SYSTEM_PATH = "/etc/smps/smps.yaml"
+PATH_VARIABLE = "SMPS_CONFIG"
+
+
+def default_path() -> str:
+    """The configuration file of a command run without -c: ``$SMPS_CONFIG``, else
+    ``./config/smps.yaml`` if it exists, else ``/etc/smps/smps.yaml`` if it exists, else
+    ``./config/smps.yaml`` (whose "file not found" then says what is missing). So
+    `smps status`, `smps token` and the rest work from any directory on an installed node."""
+    named = os.environ.get(PATH_VARIABLE)
+    if named:
+        return named
+    for candidate in (DEFAULT_PATH, SYSTEM_PATH):
+        if os.path.exists(candidate):
+            return candidate
+    return DEFAULT_PATH
 
 
 def add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -76,9 +92,10 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c",
         "--config",
-        default=DEFAULT_PATH,
+        default=default_path(),
         metavar="FILE",
-        help=f"configuration file (default: {DEFAULT_PATH})",
+        help=f"configuration file (default: ${PATH_VARIABLE}, else ./{DEFAULT_PATH}, "
+        f"else {SYSTEM_PATH}: the first that is set or exists)",
     )
 
 

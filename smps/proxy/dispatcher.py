@@ -29,7 +29,8 @@ Path of one original (docs/architecture.md §3):
    goes on, since every deadline of the worker hangs on it.
 6. When every target has answered or the deadline passed, the decision record
    goes to the sink and the slot is freed. Answers after the verdict are kept
-   in the record as late; answers after that are only counted.
+   in the record as late; answers after that are only counted. A monitor account's
+   answers are never late (it never decides): they count as monitor answers.
 """
 
 import asyncio
@@ -436,8 +437,13 @@ class Dispatcher:
         complete (it may be decided already: the answer is late)."""
         lane.answers[state] += 1
         result = self.pending.answer(handle, index, state, status, now)
+        if not lane.decisive:
+            # A monitor account never decides, so its answers are never late: counted apart.
+            result &= ~_ANSWER_LATE
+            if latency is not None:  # the NE answered (not a copy that got none)
+                lane.monitor_answers += 1
         if result == _ANSWER_UNKNOWN:
-            self.stats.late_answers += 1
+            self.stats.late_answers += lane.decisive
             return
         if original.trace is not None:
             self._trace_ne_verdict(original, lane, state, status, response, latency, result)

@@ -24,6 +24,7 @@ class Lane:
         "copies_sent",
         "decisive",
         "latency",
+        "monitor_answers",
         "queue",
         "refilled_at",
         "system_id",
@@ -43,6 +44,7 @@ class Lane:
         self.refilled_at = 0.0
         self.answers = {P.ALLOW: 0, P.BLOCK: 0, P.NONE: 0}
         self.copies_sent = 0
+        self.monitor_answers = 0  # answers while the account is in monitor mode
         self.latency = Histogram()  # copy sent → NE answer
         self.configure(account)
 

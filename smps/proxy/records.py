@@ -106,7 +106,7 @@ def ne_results(targets, answers) -> list[NeResult]:
             STATE_NAMES[state],  # verdict
             status if state in _ANSWERED or status else None,
             latency_us / 1000 if state != _WAITING else None,  # latency_ms
-            bool(late),
+            bool(late) and lane.decisive,  # a monitor account's answer is never late
             lane.decisive,
         )
         for lane, (state, status, latency_us, late) in zip(targets, answers, strict=True)

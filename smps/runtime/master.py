@@ -162,7 +162,8 @@ class Master:
         async with self._config_lock:
             self.live_config, self.accounts = await live_config.load(self.store, self.config)
             self.supervisor.send_all(self._config_message())
-        log.info("configuration applied to %d workers", len(self.supervisor.live()))
+        if self.supervisor.live():  # at start the workers get it as their first message
+            log.info("configuration applied to %d workers", len(self.supervisor.live()))
 
     async def _on_config_change(self, entity: str, key: str) -> None:
         log.info("configuration changed through the API: %s %s; applying live", entity, key)

@@ -9,9 +9,9 @@ plane alike: each `Counters` field is the family ``smps_`` + its name, with the
 labels `FAMILIES` names for its keys.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import accumulate
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,8 +23,10 @@ from prometheus_client.core import (
 from smps._native.histogram import BUCKETS
 from smps.runtime.stats import Counters, Gauges, Latency, add
 
-# Counters field -> (label names of its keys, help). A family with labels shows
-# once it has a sample; one without always, unless it is None (not counted here).
+# Counters field -> (label names of its keys, help). Every counter shows from the start,
+# unless it is None (not counted here): one with labels and no sample yet as a single 0
+# without labels, so dashboards and alerts see 0, not "no data", until its first real
+# samples replace it.
 FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "originals_received": ((), "Originals (deliver_sm/data_sm) received from the SMSCs."),
     "verdicts": (("verdict", "reason"), "Final verdicts sent to the SMSCs, by verdict and reason."),
@@ -47,7 +49,15 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
         "NE answers by account and verdict (none: no usable answer).",
     ),
     "ne_answer_seconds": (("account",), "Time from a copy to the NE's answer, by account."),
-    "late_answers": ((), "NE answers that came after the final verdict."),
+    "late_answers": (
+        (),
+        "Answers of enforcing NE accounts that came after the final verdict "
+        "(monitor accounts' answers count in smps_monitor_answers_total).",
+    ),
+    "monitor_answers": (
+        ("account",),
+        "Answers of NE accounts in monitor mode, which never decide (so never late).",
+    ),
     "throttled": ((), "Originals answered ESME_RTHROTTLED because too many were in flight."),
     "copies_dropped": ((), "Copies that found no bind or window before the deadline."),
     "copies_retried": ((), "Copies sent again on another bind after theirs dropped."),
@@ -82,6 +92,8 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
 }
 _LE = (*map(str, BUCKETS), "+Inf")  # the bucket labels of a Latency
+# Labelled families of histograms: with no observation yet there is nothing to show.
+_HISTOGRAMS = {name for name, hint in get_type_hints(Counters).items() if Latency in get_args(hint)}
 
 
 def collect(slots: list[Any], role: str, own: Counters) -> Iterator[Metric]:
@@ -119,19 +131,29 @@ def families(counters: Counters, gauges: Gauges) -> Iterator[Metric]:
             yield family
         elif value:
             yield _labelled(name, help_text, labels, value)
+        elif field not in _HISTOGRAMS:  # no sample yet: 0, without labels
+            yield CounterMetricFamily(name, help_text, value=0)
     yield GaugeMetricFamily(
         "smps_in_flight", "Originals waiting for their verdict.", gauges.in_flight
     )
-    binds = GaugeMetricFamily(
+    yield _binds_up(gauges, accounts=counters.copies_sent)
+
+
+def _binds_up(gauges: Gauges, accounts: Iterable[str]) -> Metric:
+    """Bound sessions: an SMSC's labelled ``smsc``, an NE account's ``account``, as in
+    every other family. Every NE account the data plane serves (``accounts``) shows,
+    at 0 while none of its NEs is bound, so that an alert can see it."""
+    binds = Metric(
         "smps_binds_up",
-        "Bound SMPP sessions, by side (smsc, ne) and SMSC or account.",
-        labels=["side", "account"],
+        "Bound SMPP sessions: side=smsc by SMSC (smsc), side=ne by NE account (account).",
+        "gauge",
     )
-    for side, counts in (("smsc", gauges.smsc_binds), ("ne", gauges.ne_binds)):
-        for account, count in counts.items():
-            binds.add_metric([side, account], count)
-    if binds.samples:
-        yield binds
+    for smsc, count in sorted(gauges.smsc_binds.items()):
+        binds.add_sample("smps_binds_up", {"side": "smsc", "smsc": smsc}, count)
+    ne = {**dict.fromkeys(accounts, 0), **gauges.ne_binds}
+    for account, count in sorted(ne.items()):
+        binds.add_sample("smps_binds_up", {"side": "ne", "account": account}, count)
+    return binds
 
 
 def _labelled(name: str, help_text: str, labels: tuple[str, ...], samples: dict) -> Metric:

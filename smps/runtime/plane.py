@@ -194,6 +194,11 @@ class DataPlane:
             },
             ne_answer_seconds={name: Latency.of(lane.latency) for name, lane in lanes.items()},
             late_answers=stats.late_answers,
+            monitor_answers={
+                name: lane.monitor_answers
+                for name, lane in lanes.items()
+                if lane.monitor_answers or not lane.decisive
+            },
             throttled=stats.throttled,
             copies_dropped=stats.queue_dropped,
             copies_retried=stats.retried,

@@ -57,6 +57,7 @@ class Counters(msgspec.Struct, kw_only=True):
     ne_answers: dict[tuple[str, str], int] = {}  # (account, allow | block | none)
     ne_answer_seconds: dict[str, Latency] = {}  # account
     late_answers: int = 0
+    monitor_answers: dict[str, int] = {}  # account (in monitor mode)
     throttled: int = 0
     copies_dropped: int = 0
     copies_retried: int = 0

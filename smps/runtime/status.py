@@ -1,6 +1,7 @@
-"""What a running node says about itself: the status report (`smps status`, the
-control socket, the admin UI), the workers' part of /health, and the periodic
-stats line in the log; made from the workers' latest stats reports.
+"""What a running node says about itself: the start banner, the status report (`smps
+status`, the control socket, the admin UI), the workers' part of /health, and the
+periodic stats line in the log; made from the configuration and the workers' latest
+stats reports.
 
 `show` is `smps status`: it asks the master over the control socket and prints
 the report as text (`format_status`).
@@ -18,6 +19,32 @@ from smps.runtime import control_socket
 if TYPE_CHECKING:
     from smps.config import Config
     from smps.runtime.master import Master
+
+
+def banner(config: Config, path: str) -> list[str]:
+    """The start banner: a few lines an operator reads at a glance (never a password)."""
+    from sqlalchemy.engine import make_url
+
+    from smps.config import format_address
+
+    ha = config.ha
+    role = (
+        "standalone, active" if ha.mode == "standalone" else f"keepalived, starts {ha.initial_role}"
+    )
+    url = make_url(config.database.url)
+    where = url.database if url.get_backend_name() == "sqlite" else url.render_as_string()
+    accounts = [account.system_id for account in config.ne_accounts]
+    smscs = [f"{s.name} {s.host}:{s.port} ({s.binds} binds per worker)" for s in config.smsc]
+    return [
+        f"SMPS {__version__} starting: node {config.node.name}, configuration {path}",
+        f"  role {role}; workers {config.node.worker_count} (placement "
+        f"{config.server.placement}); state {config.node.state_dir}",
+        f"  NE port {format_address(config.server.listen)}; HTTP "
+        f"{format_address(config.web.listen)} (admin UI, /api/v1, /health, /metrics)",
+        f"  database {url.get_backend_name()} {where} (record {config.database.record})",
+        f"  NE accounts in the file ({len(accounts)}): {', '.join(accounts) or 'none'}",
+        f"  SMSCs in the file ({len(smscs)}): {', '.join(smscs) or 'none'}",
+    ]
 
 
 def report(master: Master) -> dict[str, Any]:

@@ -18,6 +18,7 @@ millisecond go out together. There is no timer or task per copy.
 import asyncio
 import heapq
 import itertools
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from typing import Any, Literal
 from smps._native.pdu import Status
 from smps.config import ReconnectConfig, SmscConfig
 from smps.smpp.client import SmscClient, SmscSession
+
+log = logging.getLogger("smps.sim.ne")
 
 ANSWER_GRANULARITY = 0.001  # answers due this close together share one wake-up
 MAX_LATENCY = 60.0  # an exponential draw is cut here: an NE that slow is just silent
@@ -115,6 +118,7 @@ class SimNe:
                 reconnect=ReconnectConfig(initial=reconnect_initial, max=reconnect_max),
             ),
             self._on_copy,
+            logger=log,  # its binds are an NE's, not SMPS's connections to an SMSC
         )
         self.received = 0
         self.allowed = 0

@@ -157,8 +157,12 @@ class SmscClient:
         on_message: MessageHandler = allow_all,
         *,
         name_prefix: str = "",
+        logger: logging.Logger = log,
     ):
+        """``logger``: where the bind loop's lines go (an NE simulator, which binds with
+        this client too, logs them as itself rather than as an SMSC connection)."""
         self.cfg = cfg
+        self.log = logger
         self.on_message = on_message
         self.sessions: set[SmscSession] = set()
         self.reconnects = 0
@@ -246,7 +250,7 @@ class SmscClient:
                 reason = self.last_error = _describe(exc)
                 now = time.monotonic()
                 if reason != last_error or now - last_logged >= REPEAT_ERROR_EVERY:
-                    log.error(
+                    self.log.error(
                         "%s: cannot bind to %s:%d: %s (attempt %d; retrying with back-off "
                         "up to %g s)",
                         name,
@@ -259,10 +263,10 @@ class SmscClient:
                     )
                     last_error, last_logged = reason, now
                 else:
-                    log.debug("%s: bind attempt %d failed: %s", name, failures, reason)
+                    self.log.debug("%s: bind attempt %d failed: %s", name, failures, reason)
             else:
                 if failures:
-                    log.info(
+                    self.log.info(
                         "%s: bound to %s:%d after %d failed attempts",
                         name,
                         cfg.host,
@@ -270,7 +274,7 @@ class SmscClient:
                         failures,
                     )
                 else:
-                    log.info("%s: bound to %s:%d as %s", name, cfg.host, cfg.port, cfg.bind)
+                    self.log.info("%s: bound to %s:%d as %s", name, cfg.host, cfg.port, cfg.bind)
                 failures, last_error, self.last_error = 0, None, None
                 bound_at = time.monotonic()
                 del self._unbound_since[name]
@@ -281,7 +285,9 @@ class SmscClient:
                     self.sessions.discard(session)
                     self._unbound_since[name] = time.monotonic()
                 self.reconnects += 1
-                log.warning("%s: connection to %s:%d lost; reconnecting", name, cfg.host, cfg.port)
+                self.log.warning(
+                    "%s: connection to %s:%d lost; reconnecting", name, cfg.host, cfg.port
+                )
                 if time.monotonic() - bound_at >= STABLE_BIND:
                     delay = cfg.reconnect.initial
             await asyncio.sleep(random.uniform(delay / 2, delay))

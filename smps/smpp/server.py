@@ -340,10 +340,11 @@ class NeServer:
         )
         self.registry.add(session)
         log.info(
-            "%s: bound as %s (%s), %d of %d binds",
+            "%s: bound as %s (%s); binds of %s in this process: %d (max_binds for the node: %d)",
             session.peer_text,
             system_id,
             CommandId(command_id).name.lower(),
+            system_id,
             self.registry.count(system_id),
             account.max_binds,
         )

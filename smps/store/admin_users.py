@@ -1,4 +1,5 @@
-"""Admin UI users: add, change role or password, delete (audited; one admin stays)."""
+"""Admin UI users: add, change role or password, disable or enable, delete (audited; one
+enabled admin stays)."""
 
 from __future__ import annotations
 
@@ -117,6 +118,23 @@ async def set_user_password(store: Store, name: str, password: str, *, actor: st
         view = _user_view(before)
         await write_audit(
             conn, actor, "update", "users", name, view, {**view, "password": f"{MASK} (new)"}
+        )
+
+
+async def set_user_enabled(store: Store, name: str, enabled: bool, *, actor: str) -> None:
+    """Disable (no sign-in any more) or enable a user, audited; the last enabled admin
+    stays enabled."""
+    table = schema.users
+    async with store.engine.begin() as conn:
+        before = await _user_row(conn, name)
+        if bool(before["enabled"]) == enabled:
+            return
+        if not enabled and before["role"] == "admin":
+            await _refuse_last_admin(conn, name)
+        await conn.execute(sql_update(table).where(table.c.name == name).values(enabled=enabled))
+        after = {**before, "enabled": enabled}
+        await write_audit(
+            conn, actor, "update", "users", name, _user_view(before), _user_view(after)
         )
 
 

@@ -1,4 +1,5 @@
-"""API tokens: made once (only a digest is stored), checked on every API request."""
+"""API tokens: made once (only a digest is stored), checked on every API request, listed
+and revoked (audited; a revoked token is refused from its next request on)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from sqlalchemy import update as sql_update
 from smps import passwords
 from smps.store import schema
 from smps.store.admin_users import check_role
-from smps.store.common import now_us
+from smps.store.audit_log import write_audit
+from smps.store.common import NotFound, iso, now_us
 from smps.store.db import Store
 
 
@@ -58,3 +60,41 @@ async def authenticate(store: Store, token: str) -> TokenInfo | None:
             )
             await conn.commit()
     return TokenInfo(row["id"], row["name"], row["role"])
+
+
+def _token_view(row) -> dict:
+    """A token as lists and the audit log show it: never its digest."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "role": row["role"],
+        "created_at": iso(row["created_us"]),
+        "expires_at": iso(row["expires_us"]),
+        "last_used_at": iso(row["last_used_us"]),
+        "revoked": bool(row["revoked"]),
+    }
+
+
+async def list_tokens(store: Store) -> list[dict]:
+    """Every token, oldest first, revoked and expired ones included."""
+    table = schema.api_tokens
+    async with store.engine.connect() as conn:
+        result = await conn.execute(select(table).order_by(table.c.id))
+        return [_token_view(row) for row in result.mappings()]
+
+
+async def revoke_token(store: Store, token_id: int, *, actor: str) -> dict:
+    """Revoke token ``token_id`` (audited); its next request gets 401. Revoking a revoked
+    token changes nothing. NotFound when there is no such token."""
+    table = schema.api_tokens
+    async with store.engine.begin() as conn:
+        row = (await conn.execute(select(table).where(table.c.id == token_id))).mappings().first()
+        if row is None:
+            raise NotFound(f"no token {token_id}")
+        before = _token_view(row)
+        if before["revoked"]:
+            return before
+        await conn.execute(sql_update(table).where(table.c.id == token_id).values(revoked=True))
+        after = {**before, "revoked": True}
+        await write_audit(conn, actor, "update", "tokens", str(token_id), before, after)
+    return after

@@ -46,8 +46,12 @@ number as written in a trace rule (``+8613800138000``, ``13800138000``, a
 prefix ``8613*``) and match the source or the destination after the tracer's
 normalisation.
 
+Tokens and users (admin tokens): ``GET /tokens``, ``POST /tokens/{id}/revoke``,
+``GET /users``, ``POST /users/{name}/password|disable|enable`` (audited).
+
 One module per job: :mod:`~smps.web.api.base` (what every handler shares),
 :mod:`~smps.web.api.configuration`, :mod:`~smps.web.api.decisions`,
+:mod:`~smps.web.api.access` (tokens and users),
 :mod:`~smps.web.api.traces`, :mod:`~smps.web.api.openapi`; this one mounts them.
 """
 
@@ -58,7 +62,7 @@ from aiohttp import web
 from smps.proxy.screening_trial import ScreeningTrial
 from smps.proxy.trace_hub import TraceHub
 from smps.store.db import Store
-from smps.web.api import configuration, decisions, screening, traces
+from smps.web.api import access, configuration, decisions, screening, traces
 from smps.web.api.base import (
     COUNTRY_CODE,
     HEARTBEAT,
@@ -106,7 +110,7 @@ def add_api_routes(
             trace_hub.close()  # open streams would otherwise hold up the server's shutdown
 
         api.on_shutdown.append(end_streams)
-    for part in (configuration, decisions, traces, screening):
+    for part in (configuration, decisions, traces, screening, access):
         part.add_routes(api.router)
     api.router.add_get("/openapi.json", serve_openapi)
     app.add_subapp(PREFIX, api)

@@ -154,6 +154,43 @@ def openapi_document() -> dict[str, Any]:
             },
         }
     }
+    name_parameter = [
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    paths[f"{PREFIX}/tokens"] = {
+        "get": {"summary": "API tokens (admin)", "responses": {"200": {"description": "ok"}}}
+    }
+    paths[f"{PREFIX}/tokens/{{id}}/revoke"] = {
+        "parameters": [
+            {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+        ],
+        "post": {
+            "summary": "revoke a token: its next request gets 401 (audited)",
+            "responses": {"200": {"description": "revoked"}, **errors},
+        },
+    }
+    paths[f"{PREFIX}/users"] = {
+        "get": {"summary": "admin UI users (admin)", "responses": {"200": {"description": "ok"}}}
+    }
+    paths[f"{PREFIX}/users/{{name}}/password"] = {
+        "parameters": name_parameter,
+        "post": {
+            "summary": "set a user's password (audited)",
+            "requestBody": {
+                "required": True,
+                **_content({"type": "object", "properties": {"password": {"type": "string"}}}),
+            },
+            "responses": {"200": {"description": "set"}, **errors},
+        },
+    }
+    for verb in ("disable", "enable"):
+        paths[f"{PREFIX}/users/{{name}}/{verb}"] = {
+            "parameters": name_parameter,
+            "post": {
+                "summary": f"{verb} a user's sign-in (audited)",
+                "responses": {"200": {"description": "done"}, **errors},
+            },
+        }
     paths[f"{PREFIX}/decisions"] = {
         "get": {
             "summary": "decisions, newest first, keyset pagination",

@@ -68,14 +68,15 @@ async def _chart(store: Store) -> dict[str, Any]:
 
 
 async def _timeout_rates(store: Store) -> dict[str, str]:
-    """Per NE account: the share of copies not answered in time over the last hour."""
+    """Per NE account: the share of copies with no usable answer over the last hour
+    (`none`: none in time, or an answer that neither allows nor blocks; `waiting`)."""
     now = common.now_us()
     answered: dict[str, list[int]] = {}
     for row in await decision_queries.minute_stats(store, now - HOUR_US, now):
         if row["account"]:
             entry = answered.setdefault(row["account"], [0, 0])
             entry[1] += row["count"]
-            if row["verdict"] == "waiting":
+            if row["verdict"] in ("none", "waiting"):
                 entry[0] += row["count"]
     return {account: _percent(waiting, total) for account, (waiting, total) in answered.items()}
 

@@ -1,6 +1,7 @@
-"""Users of the admin UI (admins only): add, change a role, reset a password, delete.
+"""Users of the admin UI (admins only): add, change a role, reset a password, disable or
+enable, delete; and the API tokens: listed, revoked.
 
-A changed or deleted user's sessions end at once, since their role or password
+A changed, disabled or deleted user's sessions end at once, since their role or password
 is no longer what they signed in with; no admin changes or deletes themself.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from smps.store import admin_users, common
+from smps.store import admin_users, common, tokens
 from smps.web.pages.common import SESSION, UI, Route, actor, error_page, flash, render, see_other
 from smps.web.pages.forms import form_page, submit
 
@@ -34,6 +35,7 @@ async def _users(request: web.Request) -> web.Response:
         "users.html",
         page="users",
         users=await admin_users.list_users(request.app[UI].store),
+        tokens=await tokens.list_tokens(request.app[UI].store),
     )
 
 
@@ -118,17 +120,51 @@ async def _password(request: web.Request) -> web.StreamResponse:
     return await _change(request, change)
 
 
-async def _delete(request: web.Request) -> web.StreamResponse:
+async def _from_the_list(
+    request: web.Request, what: str, act: Callable[[str], Awaitable[str]]
+) -> web.StreamResponse:
+    """A change made from the users list (disable, enable, delete): refused on oneself;
+    the user's sessions end; the outcome is flashed on the list."""
     name = request.match_info["key"]
     try:
-        _not_yourself(request, name, "delete")
-        await admin_users.delete_user(request.app[UI].store, name, actor=actor(request))
+        _not_yourself(request, name, what)
+        done = await act(name)
     except (common.Conflict, common.NotFound) as exc:
         flash(request, "error", str(exc))
     else:
         request.app[UI].sessions.end_user(name)
-        flash(request, "ok", f"User {name} deleted.")
+        flash(request, "ok", done)
     raise see_other("/users")
+
+
+async def _enabled(request: web.Request) -> web.StreamResponse:
+    enabled = (await request.post()).get("enabled") == "1"
+
+    async def act(name: str) -> str:
+        store = request.app[UI].store
+        await admin_users.set_user_enabled(store, name, enabled, actor=actor(request))
+        return f"User {name} {'enabled' if enabled else 'disabled'}."
+
+    return await _from_the_list(request, "disable or enable", act)
+
+
+async def _revoke(request: web.Request) -> web.StreamResponse:
+    key = request.match_info["key"]
+    try:
+        token = await tokens.revoke_token(request.app[UI].store, int(key), actor=actor(request))
+    except (ValueError, common.NotFound):
+        flash(request, "error", f"There is no token {key!r}.")
+    else:
+        flash(request, "ok", f"Token {token['name']} revoked.")
+    raise see_other("/users#tokens")
+
+
+async def _delete(request: web.Request) -> web.StreamResponse:
+    async def act(name: str) -> str:
+        await admin_users.delete_user(request.app[UI].store, name, actor=actor(request))
+        return f"User {name} deleted."
+
+    return await _from_the_list(request, "delete", act)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -138,6 +174,8 @@ ROUTES: tuple[Route, ...] = (
     ("GET", "/users/{key}", _edit, "users.write"),
     ("POST", "/users/{key}/role", _role, "users.write"),
     ("POST", "/users/{key}/password", _password, "users.write"),
+    ("POST", "/users/{key}/enabled", _enabled, "users.write"),
     ("POST", "/users/{key}/delete", _delete, "users.write"),
+    ("POST", "/tokens/{key}/revoke", _revoke, "users.write"),
 )
-"""Every users page needs ``users.write``: only admins see or change users."""
+"""Every users page needs ``users.write``: only admins see or change users and tokens."""
