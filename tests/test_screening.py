@@ -390,3 +390,14 @@ class VelocityModel(RuleBasedStateMachine):
 
 
 TestVelocityModel = VelocityModel.TestCase
+
+
+def test_a_short_window_key_never_takes_the_slot_of_a_live_long_window_key():
+    """Each slot's age is read in its own rule's buckets (found by fuzz/screen.py: a
+    10 s key took the slot of a 1 h key still counting, as if it were idle)."""
+    table = VelocityTable(mmap.mmap(-1, velocity_table_size(64)), True)  # one stripe
+    assert table.take(1, NOW, 3_600_000, 1)  # the 1 h key, first slot of its probe
+    assert table.take(65, NOW + 20_000, 10_000, 5)  # a 10 s key that probes that slot first
+    assert table.count(1, NOW + 20_000, 3_600_000) == 1
+    assert not table.take(1, NOW + 20_000, 3_600_000, 1)
+    assert table.evictions == 0

@@ -35,8 +35,8 @@ cdef class VelocityTable:
     cdef uint32_t pid
 
     cdef void _lock(self, uint64_t stripe) noexcept
-    cdef Slot* _find(self, uint64_t key, int64_t bucket, uint32_t width_ms,
-                     uint32_t now_s, bint create) noexcept
+    cdef Slot* _find(self, uint64_t key, int64_t now_ms, uint32_t width_ms,
+                     bint create) noexcept
     cdef uint32_t _advance(self, Slot* slot, int64_t bucket) noexcept
     cpdef bint take(self, uint64_t key, int64_t now_ms, int64_t window_ms, uint32_t limit)
     cpdef void give_back(self, uint64_t key, int64_t now_ms, int64_t window_ms)

@@ -139,9 +139,12 @@ cdef class VelocityTable:
                         smps_add_u64(&self.header.stolen, 1)
                         return
 
-    cdef Slot* _find(self, uint64_t key, int64_t bucket, uint32_t width_ms,
-                     uint32_t now_s, bint create) noexcept:
-        """The key's slot in its (locked) stripe; with ``create``, a new one if absent."""
+    cdef Slot* _find(self, uint64_t key, int64_t now_ms, uint32_t width_ms,
+                     bint create) noexcept:
+        """The key's slot in its (locked) stripe; with ``create``, a new one if absent:
+        an empty slot, or one whose own window holds nothing any more (each key has
+        its rule's width: a slot's age is read in its own buckets), else the least
+        recently used."""
         cdef Slot* base = &self.slots[(key % self.stripes) * _STRIPE_SLOTS]
         cdef uint64_t start = (key // self.stripes) % _STRIPE_SLOTS
         cdef Slot* slot
@@ -153,7 +156,7 @@ cdef class VelocityTable:
             if slot.key == key:
                 return slot
             if spare == NULL and (
-                slot.key == 0 or bucket - slot.bucket >= BUCKETS  # empty, or nothing left
+                slot.key == 0 or now_ms // slot.width_ms - slot.bucket >= BUCKETS
             ):
                 spare = slot
             if oldest == NULL or slot.used_s < oldest.used_s:
@@ -165,9 +168,9 @@ cdef class VelocityTable:
             smps_add_u64(&self.header.evictions, 1)
         memset(spare, 0, sizeof(Slot))
         spare.key = key
-        spare.bucket = bucket
+        spare.bucket = now_ms // width_ms
         spare.width_ms = width_ms
-        spare.used_s = now_s
+        spare.used_s = <uint32_t>(now_ms // 1000)
         return spare
 
     cdef uint32_t _advance(self, Slot* slot, int64_t bucket) noexcept:
@@ -199,7 +202,7 @@ cdef class VelocityTable:
         cdef Slot* slot
         cdef bint taken
         self._lock(stripe)
-        slot = self._find(key, bucket, width_ms, <uint32_t>(now_ms // 1000), True)
+        slot = self._find(key, now_ms, width_ms, True)
         slot.used_s = <uint32_t>(now_ms // 1000)
         taken = self._advance(slot, bucket) < limit
         if taken:
@@ -215,7 +218,7 @@ cdef class VelocityTable:
         cdef uint64_t stripe = key % self.stripes
         cdef Slot* slot
         self._lock(stripe)
-        slot = self._find(key, bucket, width_ms, 0, False)
+        slot = self._find(key, now_ms, width_ms, False)
         if slot != NULL:
             self._advance(slot, bucket)
             if slot.counts[bucket % BUCKETS]:
@@ -232,7 +235,7 @@ cdef class VelocityTable:
         cdef Slot copy
         cdef uint32_t total = 0
         self._lock(stripe)
-        slot = self._find(key, bucket, width_ms, 0, False)
+        slot = self._find(key, now_ms, width_ms, False)
         if slot != NULL:
             copy = slot[0]
             total = self._advance(&copy, bucket)
