@@ -79,6 +79,7 @@ def check_judge(fdp) -> None:
     judged = ENGINE.judge(view, "smsc", now)
     if judged is not None:
         assert judged.rule in judged.fired
+        assert judged.action in (screen.ACTION_BLOCK, screen.ACTION_ALLOW, screen.ACTION_MONITOR)
     if ENGINE.table.evictions != evictions:
         return  # the full table pushed a counting key out: its count started again
     # A trial counts nothing, and finds what the counted run finds at the same instant.
@@ -86,7 +87,6 @@ def check_judge(fdp) -> None:
     if judged is not None:
         assert (trial.action, trial.rule, trial.fired) == (judged.action, judged.rule,
                                                            judged.fired)  # fmt: skip
-    assert judged.action in (screen.ACTION_BLOCK, screen.ACTION_ALLOW, screen.ACTION_MONITOR)
 
 
 def check_text(fdp) -> None:
