@@ -5,6 +5,7 @@ form errors beside their field, the message list (filters, paging, live stream),
 the ladder of a message traced through the real proxy."""
 
 import asyncio
+import contextlib
 import re
 
 import msgspec
@@ -282,6 +283,18 @@ async def test_live_stream_sends_rows_newer_than_the_page(as_role, tracer, clock
 # --------------------------------------------------------------------------- ladder
 
 
+@contextlib.asynccontextmanager
+async def operator_ui(node):
+    """The admin UI over a running node's store, signed in as an operator."""
+    await admin_users.add_user(node.store, "ops", PASSWORD, "operator", actor="test")
+    app = web.Application()
+    add_ui_routes(app, node.store, FakeNode())
+    app[TRACE_SETTINGS] = lambda: node.config.trace
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        await client.post("/login", data={"name": "ops", "password": PASSWORD})
+        yield client
+
+
 async def test_ladder_of_a_message_through_the_real_proxy(make_config, tmp_path):
     """Three NEs: fraud blocks, antispam answers late, audit never answers."""
     trace = {"decode_content": True, "country_code": "86", "rules": []}
@@ -293,12 +306,7 @@ async def test_ladder_of_a_message_through_the_real_proxy(make_config, tmp_path)
         slow = await add_ne("antispam", "pw1", hold)
         fraud = await add_ne("fraud", "pw2", hold)
         silent = await add_ne("audit", "pw3", hold)
-        await admin_users.add_user(node.store, "ops", PASSWORD, "operator", actor="test")
-        app = web.Application()
-        add_ui_routes(app, node.store, FakeNode())
-        app[TRACE_SETTINGS] = lambda: node.config.trace
-        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
-            await client.post("/login", data={"name": "ops", "password": PASSWORD})
+        async with operator_ui(node) as client:
             form = {**RULE_FORM, "number": "13800138000", "csrf": await csrf_of(client)}
             assert (await client.post("/traces/rules", data=form)).status == 200
             await until(lambda: node.tracer.rules)  # applied live
@@ -359,12 +367,7 @@ async def test_ladder_shows_the_screening_rule_that_blocked(make_config, tmp_pat
         database={"flush_interval": "20ms"},
     ) as (sim, node, add_ne):  # fmt: skip
         ne = await add_ne("antispam", "pw1", hold)
-        await admin_users.add_user(node.store, "ops", PASSWORD, "operator", actor="test")
-        app = web.Application()
-        add_ui_routes(app, node.store, FakeNode())
-        app[TRACE_SETTINGS] = lambda: node.config.trace
-        async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
-            await client.post("/login", data={"name": "ops", "password": PASSWORD})
+        async with operator_ui(node) as client:
             sim.send_deliver(source_addr=b"8613800138000", short_message=b"hello, free iphone")
             await until(lambda: len(sim.answers) == 1)
             async with asyncio.timeout(10):
