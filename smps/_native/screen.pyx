@@ -36,6 +36,7 @@ from cpython.unicode cimport (
     Py_UNICODE_ISSPACE,
     Py_UNICODE_TOLOWER,
 )
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from cpython.unicode cimport PyUnicode_READ
@@ -57,25 +58,44 @@ cdef extern from "<time.h>" nogil:
     int clock_gettime(int clock_id, timespec* tp)
     enum: CLOCK_MONOTONIC
 
-# Actions and rule kinds, as smps.proxy.screening names them.
-ACTION_BLOCK = 0
-ACTION_ALLOW = 1
-ACTION_MONITOR = 2
-KIND_LIST = 0
-KIND_CONTENT = 1  # keyword and regex rules: one Hyperscan database
-KIND_URL = 2
-KIND_SPECIAL = 3
-KIND_VELOCITY = 4
-# Velocity keys.
-KEY_SOURCE = 0
-KEY_DESTINATION = 1
-KEY_PAIR = 2
-KEY_FINGERPRINT = 3
-# Special SMS kinds (a bit each).
-SPECIAL_SILENT = 1
-SPECIAL_FLASH = 2
-SPECIAL_BINARY = 4
-SPECIAL_WAP_PUSH = 8
+# Actions and rule kinds, as smps.proxy.screening names them: C constants inside
+# (a module global would be a dict lookup on every use), the same values for Python.
+cdef enum:
+    _ACTION_BLOCK = 0
+    _ACTION_ALLOW = 1
+    _ACTION_MONITOR = 2
+    _KIND_LIST = 0
+    _KIND_CONTENT = 1  # keyword and regex rules: one Hyperscan database
+    _KIND_URL = 2
+    _KIND_SPECIAL = 3
+    _KIND_VELOCITY = 4
+    # Velocity keys.
+    _KEY_SOURCE = 0
+    _KEY_DESTINATION = 1
+    _KEY_PAIR = 2
+    _KEY_FINGERPRINT = 3
+    # Special SMS kinds (a bit each).
+    _SPECIAL_SILENT = 1
+    _SPECIAL_FLASH = 2
+    _SPECIAL_BINARY = 4
+    _SPECIAL_WAP_PUSH = 8
+
+ACTION_BLOCK = _ACTION_BLOCK
+ACTION_ALLOW = _ACTION_ALLOW
+ACTION_MONITOR = _ACTION_MONITOR
+KIND_LIST = _KIND_LIST
+KIND_CONTENT = _KIND_CONTENT
+KIND_URL = _KIND_URL
+KIND_SPECIAL = _KIND_SPECIAL
+KIND_VELOCITY = _KIND_VELOCITY
+KEY_SOURCE = _KEY_SOURCE
+KEY_DESTINATION = _KEY_DESTINATION
+KEY_PAIR = _KEY_PAIR
+KEY_FINGERPRINT = _KEY_FINGERPRINT
+SPECIAL_SILENT = _SPECIAL_SILENT
+SPECIAL_FLASH = _SPECIAL_FLASH
+SPECIAL_BINARY = _SPECIAL_BINARY
+SPECIAL_WAP_PUSH = _SPECIAL_WAP_PUSH
 
 _GSM7_UNPACKED = ("gsm7", False)
 
@@ -258,21 +278,21 @@ cpdef int special_kinds(SmView view):
     cdef UdhInfo info
     cdef bytes data
     if view.protocol_id == _PID_SILENT:
-        kinds |= SPECIAL_SILENT
+        kinds |= _SPECIAL_SILENT
     # Message class 0 (flash): general group with class bits (00x1 xx00), or group F.
     if (dcs & 0xD3) == 0x10 or (dcs & 0xF3) == 0xF0:
-        kinds |= SPECIAL_FLASH
+        kinds |= _SPECIAL_FLASH
     # 8-bit data: SMPP's 0x02 / 0x04, the general group's 8-bit alphabet, group F's.
     if dcs == 0x02 or (dcs & 0xCC) == 0x04 or (dcs & 0xF4) == 0xF4:
-        kinds |= SPECIAL_BINARY
+        kinds |= _SPECIAL_BINARY
     if view.protocol_id == _PID_SIM_DOWNLOAD:
-        kinds |= SPECIAL_WAP_PUSH
+        kinds |= _SPECIAL_WAP_PUSH
     elif view.esm_class & 0x40:
         data = view.user_data
         if udh_scan(data, len(data), &info) == 1 and info.has_ports and (
             info.port_dest == _PORT_WAP_PUSH or info.port_dest == _PORT_WAP_PUSH_SECURE
         ):
-            kinds |= SPECIAL_WAP_PUSH
+            kinds |= _SPECIAL_WAP_PUSH
     return kinds
 
 
@@ -360,6 +380,9 @@ cdef class Engine:
     cdef _Hits hits
     cdef bint needs_text, needs_source, needs_destination, needs_special
     cdef dict alphabets  # SMSC name -> (default_alphabet, gsm7_packed)
+    # The counts one message took in the velocity rules so far (one per rule at most).
+    cdef uint64_t* _taken_keys
+    cdef int64_t* _taken_windows
     cdef readonly list counts  # hits per rule, by index
     cdef readonly uint64_t screened
     cdef readonly uint64_t nanoseconds  # spent in judge, in all
@@ -385,23 +408,31 @@ cdef class Engine:
         self.needs_text = self.needs_source = self.needs_destination = False
         self.needs_special = False
         for i, rule in enumerate(self.rules):
-            (velocity if rule.kind == KIND_VELOCITY else stateless).append(i)
-            if rule.kind in (KIND_CONTENT, KIND_URL) or (
-                rule.kind == KIND_VELOCITY and rule.key == KEY_FINGERPRINT
+            (velocity if rule.kind == _KIND_VELOCITY else stateless).append(i)
+            if rule.kind in (_KIND_CONTENT, _KIND_URL) or (
+                rule.kind == _KIND_VELOCITY and rule.key == _KEY_FINGERPRINT
             ):
                 self.needs_text = True
-            if rule.kind == KIND_SPECIAL:
+            if rule.kind == _KIND_SPECIAL:
                 self.needs_special = True
             if rule.scope_source is not None or (
-                rule.kind == KIND_LIST and not rule.on_destination
-            ) or (rule.kind == KIND_VELOCITY and rule.key in (KEY_SOURCE, KEY_PAIR)):
+                rule.kind == _KIND_LIST and not rule.on_destination
+            ) or (rule.kind == _KIND_VELOCITY and rule.key in (_KEY_SOURCE, _KEY_PAIR)):
                 self.needs_source = True
             if rule.scope_destination is not None or (
-                rule.kind == KIND_LIST and rule.on_destination
-            ) or (rule.kind == KIND_VELOCITY and rule.key in (KEY_DESTINATION, KEY_PAIR)):
+                rule.kind == _KIND_LIST and rule.on_destination
+            ) or (rule.kind == _KIND_VELOCITY and rule.key in (_KEY_DESTINATION, _KEY_PAIR)):
                 self.needs_destination = True
         self.stateless = tuple(stateless)
         self.velocity = tuple(velocity)
+        self._taken_keys = <uint64_t*>PyMem_Malloc(max(1, len(velocity)) * sizeof(uint64_t))
+        self._taken_windows = <int64_t*>PyMem_Malloc(max(1, len(velocity)) * sizeof(int64_t))
+        if self._taken_keys == NULL or self._taken_windows == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        PyMem_Free(self._taken_keys)
+        PyMem_Free(self._taken_windows)
 
     def __len__(self):
         return len(self.rules)
@@ -426,8 +457,7 @@ cdef class Engine:
         cdef Rule rule
         cdef Py_ssize_t i, j
         cdef list fired = None
-        cdef list taken
-        cdef int64_t window_ms
+        cdef Py_ssize_t taken
         cdef Judgement verdict
         cdef uint64_t key
         cdef bint hit
@@ -442,14 +472,14 @@ cdef class Engine:
             rule = <Rule>self.rules[i]
             if not self._in_scope(rule, source, destination):
                 continue
-            if rule.kind == KIND_LIST:
+            if rule.kind == _KIND_LIST:
                 hit = rule.entries.has(destination if rule.on_destination else source)
-            elif rule.kind == KIND_SPECIAL:
+            elif rule.kind == _KIND_SPECIAL:
                 hit = (special & rule.special) != 0
             else:
                 if folded is None:
                     folded = self._text(view, smsc)
-                if rule.kind == KIND_CONTENT:
+                if rule.kind == _KIND_CONTENT:
                     if content is None:
                         content = self._content(folded)
                     hit = i in content
@@ -464,42 +494,41 @@ cdef class Engine:
             if not hit:
                 continue
             fired = self._fired(fired, i)
-            if rule.action != ACTION_MONITOR:
+            if rule.action != _ACTION_MONITOR:
                 return self._decided(rule, fired)
         if self.velocity:
-            taken = None  # (key, window) of the counts this message took, to give back
+            taken = 0  # counts this message took (_taken_keys/_taken_windows), to give back
             for i in self.velocity:
                 rule = <Rule>self.rules[i]
                 if not self._in_scope(rule, source, destination):
                     continue
-                if rule.key == KEY_FINGERPRINT:
+                if rule.key == _KEY_FINGERPRINT:
                     if folded is None:
                         folded = self._text(view, smsc)
                     key = mix_hash(rule.seed ^ fingerprint(folded)) or 1
-                elif rule.key == KEY_SOURCE:
+                elif rule.key == _KEY_SOURCE:
                     key = key_hash(rule.seed, source)
-                elif rule.key == KEY_DESTINATION:
+                elif rule.key == _KEY_DESTINATION:
                     key = key_hash(rule.seed, destination)
                 else:  # the pair: the destination hashed on from the source
                     key = key_hash(key_hash(rule.seed, source), destination)
                 if count:
                     if self.table.take(key, now_ms, rule.window_ms, rule.limit):
-                        if taken is None:
-                            taken = []
-                        taken.append((key, rule.window_ms))
+                        self._taken_keys[taken] = key
+                        self._taken_windows[taken] = rule.window_ms
+                        taken += 1
                         continue
                 elif self.table.count(key, now_ms, rule.window_ms) < rule.limit:
                     continue
                 fired = self._fired(fired, i)
-                if rule.action != ACTION_MONITOR:
-                    if taken is not None:  # this message does not pass: not counted
-                        for key, window_ms in taken:
-                            self.table.give_back(key, now_ms, window_ms)
+                if rule.action != _ACTION_MONITOR:
+                    for j in range(taken):  # this message does not pass: not counted
+                        self.table.give_back(self._taken_keys[j], now_ms, self._taken_windows[j])
                     return self._decided(rule, fired)
         if fired is None:
             return None
         verdict = Judgement.__new__(Judgement)
-        verdict.action = ACTION_MONITOR
+        verdict.action = _ACTION_MONITOR
         verdict.rule = (<Rule>self.rules[fired[0]]).id
         verdict.skip_ne = False
         verdict.fired = [(<Rule>self.rules[i]).id for i in fired]
