@@ -336,9 +336,14 @@ def test_totals_survive_a_rebuild_of_the_engine():
     cfg = config_module.loads(yaml.safe_dump({"screening": {"enabled": True, "rules": rules}}))
     stage = screening.Screening(1024)
     stage.apply(cfg)
+    engine = stage.engine
     for _ in range(3):
-        stage.engine.judge(sm(), "smsc1", NOW)
-    stage.apply(cfg)  # a reload
+        engine.judge(sm(), "smsc1", NOW)
+    rules[0]["description"] = "edited"  # a change of the rules: a new engine
+    stage.apply(
+        config_module.loads(yaml.safe_dump({"screening": {"enabled": True, "rules": rules}}))
+    )
+    assert stage.engine is not engine
     assert stage.hits() == {("flood", "block"): 2}
     assert stage.judged()[0] == 3
     assert fired(stage.engine, sm()) == (screen.ACTION_BLOCK, "flood")  # the count carried over
@@ -401,3 +406,28 @@ def test_a_short_window_key_never_takes_the_slot_of_a_live_long_window_key():
     assert table.count(1, NOW + 20_000, 3_600_000) == 1
     assert not table.take(1, NOW + 20_000, 3_600_000, 1)
     assert table.evictions == 0
+
+
+def test_the_engine_is_built_again_only_when_what_it_is_made_of_changed(tmp_path):
+    """An NE account or a route changing keeps the engine (building one reads every
+    list file); the rules, the country code or a list file on disk changing does not."""
+    deny = tmp_path / "deny.txt"
+    deny.write_text("8613800000001\n")
+    screening_section = {"enabled": True, "rules": [
+        {"id": "deny", "type": "list", "field": "source", "file": str(deny)}]}  # fmt: skip
+
+    def config(**more):
+        return config_module.loads(yaml.safe_dump({"screening": screening_section, **more}))
+
+    stage = screening.Screening(1024)
+    stage.apply(config())
+    first = stage.engine
+    stage.apply(config(ne_accounts=[{"system_id": "ne1", "password": "pw"}]))
+    assert stage.engine is first
+    deny.write_text("8613800000001\n8613800000002\n")
+    stage.apply(config())
+    assert stage.engine is not first
+    assert fired(stage.engine, sm(b"8613800000002")) == (screen.ACTION_BLOCK, "deny")
+    second = stage.engine
+    stage.apply(config(trace={"country_code": "86"}))
+    assert stage.engine is not second

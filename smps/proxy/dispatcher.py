@@ -43,6 +43,7 @@ from typing import Any
 import msgspec
 
 from smps._native import pending as P
+from smps._native import screen
 from smps._native.histogram import Histogram
 from smps._native.pdu import Status, decode_sm
 from smps._native.text import parse_udh
@@ -66,7 +67,7 @@ IDLE_TICK = 0.1  # nothing in flight: the next deadline is at least policy.timeo
 QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
 REASON_RECEIPT = "receipt"
 REASON_RULE = "rule"
-_SCREEN_BLOCK, _SCREEN_ALLOW = 0, 1  # smps._native.screen.ACTION_*
+_SCREEN_BLOCK, _SCREEN_ALLOW = screen.ACTION_BLOCK, screen.ACTION_ALLOW
 # The per-answer paths compare with these plain values: P.X is a global and an
 # attribute lookup each time.
 _ALLOW, _BLOCK, _NONE = P.ALLOW, P.BLOCK, P.NONE

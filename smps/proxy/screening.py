@@ -29,7 +29,17 @@ from smps.config.rule_entries import (
 )
 from smps.proxy.trace_match import normalise_rule_number
 
-__all__ = ["Engine", "Judgement", "Screening", "build_engine", "velocity_memory"]
+__all__ = [
+    "Engine",
+    "EntryError",
+    "Judgement",
+    "Screening",
+    "address_set",
+    "attach_velocity_table",
+    "build_engine",
+    "private_velocity_table",
+    "velocity_memory",
+]
 
 log = logging.getLogger("smps.screening")
 
@@ -47,35 +57,45 @@ _SPECIAL = {"silent": screen.SPECIAL_SILENT, "flash": screen.SPECIAL_FLASH,
 
 class Screening:
     """A data plane's screening stage: the engine for the live configuration (None
-    when screening is off), rebuilt on every change over the same velocity
-    counters, and the hits of every engine so far."""
+    when screening is off), built again over the same velocity counters when what
+    it is made of changed, and the totals of every engine so far."""
 
     def __init__(self, keys: int, velocity: VelocityTable | None = None):
         self.velocity = velocity or private_velocity_table(keys)
         self.engine: Engine | None = None  # until apply()
+        self._inputs: tuple | None = None  # what the engine was built from
         # Of the engines replaced, so that the totals never go back.
         self._retired: dict[tuple[str, str], int] = {}  # hits by (rule id, action)
         self._retired_screened = 0
         self._retired_nanoseconds = 0
 
     def apply(self, config: Config) -> None:
-        """The engine for ``config`` (list files read again); on a list file that
-        went bad since the configuration was checked, the rules stay as they were."""
+        """The engine for ``config``. A change elsewhere in the configuration (an NE
+        account, a route) keeps the engine: building one reads every list file and
+        compiles every pattern, seconds for a million entries, on the event loop.
+        On a list file that went bad since the configuration was checked, the rules
+        stay as they were."""
+        inputs = _engine_inputs(config)
+        if inputs == self._inputs:
+            return
         try:
             engine = build_engine(config, self.velocity)
         except EntryError as exc:
             log.error("screening rules not changed: %s", exc)
             return
         self._retired = self.hits()
-        self._retired_screened, seconds = self.judged()
-        self._retired_nanoseconds = round(seconds * 1e9)
+        if self.engine is not None:
+            self._retired_screened += self.engine.screened
+            self._retired_nanoseconds += self.engine.nanoseconds
         self.engine = engine
+        self._inputs = inputs
 
     def judged(self) -> tuple[int, float]:
         """(originals judged, seconds spent judging them) since start."""
-        engine = self.engine
-        screened = self._retired_screened + (engine.screened if engine is not None else 0)
-        nanoseconds = self._retired_nanoseconds + (engine.nanoseconds if engine else 0)
+        screened, nanoseconds = self._retired_screened, self._retired_nanoseconds
+        if self.engine is not None:
+            screened += self.engine.screened
+            nanoseconds += self.engine.nanoseconds
         return screened, nanoseconds / 1e9
 
     def hits(self) -> dict[tuple[str, str], int]:
@@ -108,6 +128,23 @@ def attach_velocity_table(fd: int) -> VelocityTable:
 def private_velocity_table(keys: int) -> VelocityTable:
     """A table for one process alone (the single-process node, tests)."""
     return VelocityTable(mmap.mmap(-1, velocity_table_size(keys)), True)
+
+
+def _engine_inputs(config: Config) -> tuple:
+    """What an engine is made of: the screening section, the country code its
+    numbers are normalised with, the SMSCs' alphabets, and each list file as it is
+    on disk now (an edited file is a change: SIGHUP or ``POST /api/v1/reload``)."""
+    files = []
+    for rule in config.screening.rules:
+        if rule.file is not None:
+            try:
+                stat = os.stat(rule.file)
+            except OSError:
+                files.append((rule.file, None))  # building will say what is wrong
+            else:
+                files.append((rule.file, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    alphabets = tuple((s.name, s.default_alphabet, s.gsm7_packed) for s in config.smsc)
+    return config.screening, config.trace.country_code, alphabets, tuple(files)
 
 
 def build_engine(config: Config, table: VelocityTable) -> Engine | None:
@@ -186,6 +223,3 @@ def address_set(entries: Iterable[str], country_code: bytes) -> screen.AddressSe
         else:
             exact.add(normalise_rule_number(value, country_code)[0])
     return screen.AddressSet(exact, prefixes)
-
-
-__all__ += ["EntryError", "address_set", "attach_velocity_table", "private_velocity_table"]
