@@ -560,10 +560,18 @@ async def fuzz_node(
 
 
 async def _check_health(node: RunNode, smsc: HostileSmsc, report: Report) -> None:
+    # A hostile bind that was still going on at behave() counts as up until its
+    # wire closes, so wait for the two binds to be behaving ones.
     try:
-        await until(lambda: node.status()["smsc_binds"].get("smsc1") == 2, timeout=15)
+        await until(
+            lambda: len(smsc.bound) == 2 and node.status()["smsc_binds"].get("smsc1") == 2,
+            timeout=15,
+        )
     except TimeoutError:
-        report.problem(f"SMSC binds not back up: {node.status()['smsc_binds']}")
+        report.problem(
+            f"SMSC binds not back up: {node.status()['smsc_binds']},"
+            f" {len(smsc.bound)} on the behaving SMSC"
+        )
     status = node.status()
     for worker in status["workers"]:
         if not worker["up"] or worker["restarts"]:
