@@ -58,6 +58,14 @@ def check_config(config: Config) -> None:
                 ("policy", "ne_block_codes", j), "must not be 0 (ESME_ROK means allow)"
             )
 
+    hold = config.policy.concat_hold
+    if hold is not None and hold > config.policy.timeout:
+        raise InvalidValue(
+            ("policy", "concat_hold"),
+            f"must be at most policy.timeout ({config.policy.timeout:g}s), "
+            f"got {hold:g}s: a held part would wait past its deadline",
+        )
+
     _unique(config.screening.rules, ("screening", "rules"), "id", "rule id")
     for i, rule in enumerate(config.screening.rules):
         check_screening_rule(rule, ("screening", "rules", i))

@@ -32,6 +32,8 @@ from smps.config.values import (
     WriteBufferSize,
 )
 
+DEFAULT_CONCAT_HOLD = 1.0  # seconds, policy.concat_hold when not given (or the timeout)
+
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """Base of every section: unknown keys are errors, values never change after loading."""
@@ -185,6 +187,8 @@ class NeAccount(_Section):
     window: Annotated[int, Meta(ge=1, le=10_000)] = 64
     tps: Annotated[int, Meta(ge=0)] = 0  # 0 = unlimited
     mode: Literal["enforce", "monitor"] = "enforce"  # monitor: verdicts recorded, never acted on
+    # A long message as one copy (reassembled, in message_payload) or as its parts.
+    concat: Literal["message", "segments"] = "message"
     enabled: bool = True
 
 
@@ -214,6 +218,18 @@ class PolicyConfig(_Section):
     inspect_receipts: bool = False
     concat_window: Duration = 60.0
     concat_sticky_block: bool = True
+    # Whole-message verdicts (docs/concatenation.md): the parts of a long message are
+    # held until all are here (at most concat_hold from the first), then judged as one.
+    concat_hold: Duration | None = None  # None: 1 s, or the timeout when that is shorter
+    on_incomplete: Literal["judge_parts", "allow", "tempfail"] = "judge_parts"
+    concat_max_held: Annotated[int, Meta(ge=0, le=10_000_000)] = 100_000  # 0: parts judged alone
+
+    @property
+    def hold(self) -> float:
+        """How long the parts of a message wait for the others, from the first."""
+        if self.concat_hold is not None:
+            return self.concat_hold
+        return min(DEFAULT_CONCAT_HOLD, self.timeout)
 
 
 class FlowConfig(_Section):

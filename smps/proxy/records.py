@@ -61,6 +61,9 @@ class Decision(msgspec.Struct, frozen=True):
     deciding_account: str | None
     results: list[NeResult]
     rule_id: str | None = None  # the screening rule that decided or fired (smps.proxy.screening)
+    # A whole message's parts: the SMSC's sequence number of each, in part order
+    # (0 for a part that never came); None for a message that came in one piece.
+    parts: list[int] | None = None
 
 
 def decision_of(original, decided, verdict, reason, status, deciding, results) -> Decision:
