@@ -322,8 +322,10 @@ async def test_throttle_under_overload(make_config):
         assert sim.duplicates == 0
 
 
-async def test_sticky_block_of_concatenated_message(make_config):
-    async with proxy(make_config, accounts=ACCOUNTS[:1]) as (sim, node, add_ne):
+async def test_sticky_block_of_parts_judged_alone(make_config):
+    # concat_max_held 0: no whole-message verdicts, each part is judged as it comes.
+    policy = {"concat_max_held": 0}
+    async with proxy(make_config, accounts=ACCOUNTS[:1], policy=policy) as (sim, node, add_ne):
         asked = []
 
         def block_first_part(view):

@@ -34,9 +34,10 @@ Path of one original (docs/architecture.md §3):
 """
 
 import asyncio
+import heapq
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -48,6 +49,7 @@ from smps._native.histogram import Histogram
 from smps._native.pdu import Status, decode_sm
 from smps._native.text import parse_udh
 from smps.config import Config
+from smps.proxy.assembly import Assembly, HeldMessage, part_of, whole_pdu
 from smps.proxy.dispatcher_stats import DECISION_KEYS, DispatcherStats
 from smps.proxy.flow import ReadPause
 from smps.proxy.lanes import Lane
@@ -57,7 +59,7 @@ from smps.proxy.screening import ACTION_NAMES as SCREEN_ACTIONS
 from smps.proxy.screening import Screening, VelocityTable
 from smps.proxy.sticky import StickyBlocks
 from smps.proxy.tracer import Tracer
-from smps.proxy.verdicts import OUTCOME_NAMES, STATE_NAMES, VerdictPolicy
+from smps.proxy.verdicts import OUTCOME_NAMES, OUTCOMES, STATE_NAMES, VerdictPolicy
 from smps.smpp.session import NO_RESPONSE, REFUSED, Session
 
 log = logging.getLogger("smps.proxy")
@@ -67,6 +69,9 @@ IDLE_TICK = 0.1  # nothing in flight: the next deadline is at least policy.timeo
 QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
 REASON_RECEIPT = "receipt"
 REASON_RULE = "rule"
+REASON_LATE_PART = "late_part"  # a part after its message was decided: the message's verdict
+REASON_INCOMPLETE = "incomplete"  # policy.on_incomplete allow | tempfail
+PART_AWAY_MARGIN = 1.0  # seconds past the deadline a part forwarded to its owner may wait
 _SCREEN_BLOCK, _SCREEN_ALLOW = screen.ACTION_BLOCK, screen.ACTION_ALLOW
 # The per-answer paths compare with these plain values: P.X is a global and an
 # attribute lookup each time.
@@ -92,6 +97,8 @@ class Original(msgspec.Struct):
     answered: set[str] | None  # the accounts that answered; traced originals only
     held: "list[HeldCopy] | None" = None  # its copies that waited in a lane's queue
     rule: str | None = None  # the screening rule that fired (allow or monitor)
+    # A whole message (smps.proxy.assembly): its parts' sequence numbers, in part order.
+    parts: list[int] | None = None
 
 
 class HeldCopy(msgspec.Struct):
@@ -104,6 +111,18 @@ class HeldCopy(msgspec.Struct):
     handle: int
     index: int
     lane: Lane
+
+
+class SegmentVotes:
+    """The answers of a `segments` account to the parts of one whole message."""
+
+    __slots__ = ("context", "remaining", "response", "status")
+
+    def __init__(self, parts: int, context: tuple):
+        self.remaining = parts
+        self.context = context  # what the account's one verdict settles, as for a copy
+        self.status = 0  # the last answer that was not an allow, else an allow
+        self.response: bytes | None = None
 
 
 class Dispatcher:
@@ -133,9 +152,19 @@ class Dispatcher:
         # Concatenated originals in flight, by message, for sticky blocking.
         self._concat_in_flight: dict[tuple[bytes, bytes, int], set[int]] = {}
         self._ne_verdict_callback = self._take_ne_verdict  # bound once, not per copy
+        self._segment_verdict_callback = self._take_segment_verdict
         self._errors_logged: set[str] = set()  # where an internal error was logged in full
         self.pending = P.PendingTable(config.flow.max_inflight, config.policy.timeout)
         self.screening = Screening(config.screening.velocity_keys, velocity)
+        self.assembly = Assembly()
+        # The worker's mesh when parts of a message may be owned by another worker
+        # (`owner_link(key)`: the link to the owner, or None for this worker).
+        self.part_router: Any = None
+        # Parts sent to their owner worker, by forward id: (original, sent at, the link
+        # to the owner), oldest first.
+        self._parts_away: OrderedDict[int, tuple[Original, float, Any]] = OrderedDict()
+        self._next_part_id = 0
+        self._message_deadlines: list[tuple[float, int]] = []  # heap of (deadline, handle)
         self.apply_config(config, accounts)
 
     # ---- configuration -------------------------------------------------------
@@ -154,6 +183,11 @@ class Dispatcher:
         self._outcome_status = self.policy.outcome_status
         self.sticky = StickyBlocks(config.policy.concat_window)
         self.sticky_enabled = config.policy.concat_sticky_block
+        policy = config.policy
+        self.assembly.configure(policy.hold, policy.concat_max_held, policy.concat_window)
+        self._assembling = policy.concat_max_held > 0
+        self._on_incomplete = OUTCOMES.get(policy.on_incomplete)  # None: judge the parts
+        self._alphabets = {c.name: (c.default_alphabet, c.gsm7_packed) for c in config.smsc}
         self.inspect_receipts = config.policy.inspect_receipts
         self.read_pause.configure(config.flow.on_overload == "pause", self.pending.capacity)
         accounts = {a.system_id: a for a in (config.ne_accounts if accounts is None else accounts)}
@@ -199,15 +233,20 @@ class Dispatcher:
             self._tick_handle = None
 
     async def drain(self, timeout: float) -> bool:
-        """Wait until every original in flight has been answered (graceful stop)."""
+        """Wait until every original in flight has been answered (graceful stop):
+        those awaiting verdicts, the parts held for their message (judged at
+        concat_hold at the latest) and those sent to their owner worker."""
         deadline = self.clock() + timeout
-        while self.pending.pending_count and self.clock() < deadline:
+        while self._unanswered() and self.clock() < deadline:
             await asyncio.sleep(TICK)
-        return self.pending.pending_count == 0
+        return not self._unanswered()
+
+    def _unanswered(self) -> int:
+        return self.pending.pending_count + len(self.assembly.held) + len(self._parts_away)
 
     @property
     def in_flight(self) -> int:
-        return len(self.pending)
+        return len(self.pending) + len(self.assembly.held) + len(self._parts_away)
 
     # ---- originals -------------------------------------------------------------
 
@@ -229,11 +268,22 @@ class Dispatcher:
             self._reply_smsc_now(original, P.OUTCOME_ALLOW, REASON_RECEIPT, now)
             return
         concat = self._udh_concat(view) if view.udhi else view.sar  # a call less without UDH
-        concat_key = None
-        if concat is not None and self.sticky_enabled:
-            concat_key = (view.source_addr, view.destination_addr, concat[0])
-        original = Original(session, pdu, view, concat, concat_key, (), self.wall_clock(),
-                            trace, None if trace is None else set())  # fmt: skip
+        original = Original(session, pdu, view, concat, None, (), self.wall_clock(), trace,
+                            None if trace is None else set())  # fmt: skip
+        if concat is not None:
+            if self._assembling and part_of(concat):
+                self._take_part(original, now)
+                return
+            if self.sticky_enabled:
+                original.concat_key = (view.source_addr, view.destination_addr, concat[0])
+        self._judge(original, now, now)
+
+    def _judge(self, original: Original, now: float, arrived: float) -> None:
+        """Judge an original (a single message, a part judged alone, or a whole
+        message that arrived at ``arrived``): sticky block, screening rules,
+        then copies to the routed NE accounts."""
+        session, view, trace = original.session, original.view, original.trace
+        concat_key = original.concat_key
         if concat_key is not None and self.sticky.blocked(concat_key, now):
             self._reply_smsc_now(original, P.OUTCOME_BLOCK, "sticky", now)
             return
@@ -259,7 +309,7 @@ class Dispatcher:
             return
         original.targets = targets
         mask = router.everyone_mask if targets is router.everyone else decisive_mask(targets)
-        handle = self.pending.add(now, original, len(targets), mask)
+        handle = self.pending.add(arrived, original, len(targets), mask)
         if handle < 0:
             self.stats.throttled += 1
             if trace is not None:
@@ -277,6 +327,10 @@ class Dispatcher:
             # Only monitor accounts: they see the copy, but cannot decide.
             self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
             self._reply_smsc(handle, original)
+        if original.parts is not None:
+            self._send_message_copies(original, handle, now)
+            return
+        pdu = original.pdu
         for index, lane in enumerate(targets):
             # The common case inline (a call less per copy): nothing queued, a bind free.
             bind = None if lane.waiting else lane.pick_bind()
@@ -294,6 +348,208 @@ class Dispatcher:
                             None, None)  # fmt: skip
         self._reply_smsc_now(original, P.OUTCOME_TEMPFAIL, "stopping", self.clock(),
                              Status.RTHROTTLED)  # fmt: skip
+
+    # ---- whole messages (smps.proxy.assembly) ------------------------------------
+
+    def _take_part(self, original: Original, now: float) -> None:
+        """A part of a concatenated message: to the worker that owns its message,
+        or held here until the message is complete."""
+        view, concat = original.view, original.concat
+        key = (original.session.smsc, view.source_addr, view.destination_addr,
+               concat[0], concat[1])  # fmt: skip
+        if self.part_router is not None:
+            link = self.part_router.owner_link(key)
+            if link is not None:
+                self._next_part_id = ident = (self._next_part_id + 1) & 0xFFFFFFFF
+                self._parts_away[ident] = (original, now, link)
+                link.forward_part(ident, key[0], original.pdu)
+                self.stats.parts_forwarded += 1
+                self._fine_tick()
+                return
+        self._hold_part(key, original, now)
+
+    def take_remote_part(self, session: Any, pdu: bytes) -> None:
+        """A part another worker read, sent here because this worker owns its
+        message; ``session`` answers it back there (a mesh RemotePart)."""
+        view = decode_sm(pdu)
+        concat = self._udh_concat(view) if view.udhi else view.sar
+        trace = self.tracer.match(view, session.smsc) if self.tracer is not None else None
+        if trace is not None:
+            trace.received(pdu, view, session.smsc)
+        original = Original(session, pdu, view, concat, None, (), self.wall_clock(), trace,
+                            None if trace is None else set())  # fmt: skip
+        self._hold_part((session.smsc, view.source_addr, view.destination_addr, concat[0],
+                         concat[1]), original, self.clock())  # fmt: skip
+
+    def part_answered(self, ident: int, status: int) -> None:
+        """The owner worker's answer for a part sent to it: answer the SMSC."""
+        entry = self._parts_away.pop(ident, None)
+        if entry is not None:
+            original = entry[0]
+            original.session.respond(original.pdu, status)
+
+    def owner_lost(self, link: Any) -> None:
+        """The owner worker of some parts went away before answering them: judge
+        each alone here (the owner's other parts are gone with it)."""
+        now = self.clock()
+        for ident, (original, _sent, owner) in list(self._parts_away.items()):
+            if owner is link:
+                del self._parts_away[ident]
+                self._judge_alone(original, now)
+
+    def _judge_alone(self, original: Original, now: float) -> None:
+        """A part that cannot meet its message is judged as itself (sticky blocks on)."""
+        view = original.view
+        if self.sticky_enabled:
+            original.concat_key = (view.source_addr, view.destination_addr, original.concat[0])
+        self._judge(original, now, now)
+
+    def _hold_part(self, key: tuple, original: Original, now: float) -> None:
+        assembly = self.assembly
+        decided = assembly.verdict_of(key, now)
+        if decided is not None:  # a straggler: its message's verdict, at once
+            self.stats.late_parts += 1
+            self._reply_smsc_now(original, decided[0], REASON_LATE_PART, now, decided[1])
+            return
+        message = assembly.add(key, original, now)
+        if message is None:  # as many messages held as concat_max_held: judged alone
+            self.stats.concat_overflow += 1
+            self._judge_alone(original, now)
+            return
+        if message.numbers[original.concat[2]] is not original:
+            self.stats.duplicate_parts += 1  # an SMSC's retry: answered with its message
+        riders = message.riders
+        if original.trace is not None:
+            if riders.trace is None:
+                riders.trace = original.trace
+            elif riders.trace is not original.trace:  # its own trace: one per message
+                riders.trace.received(original.pdu, original.view, key[0])
+        if not message.judging:
+            if message.complete:
+                self._judge_held(key, message, now)
+            else:
+                self._fine_tick()
+
+    def _judge_held(self, key: tuple, message: HeldMessage, now: float) -> None:
+        """Judge a held message; one that raises (a bug) has its parts answered as
+        if no verdict came in time, instead of leaving them to wait."""
+        try:
+            self._judge_message(key, message, now)
+        except Exception:
+            self.internal_error("judging a whole message")
+            outcome = self.policy.on_timeout
+            status = self.policy.status_for(outcome)
+            message.riders.respond(b"", status)
+            self.assembly.decided(key, outcome, status, now)
+
+    def _judge_message(self, key: tuple, message: HeldMessage, now: float) -> None:
+        """Judge the parts present as one message (all of them, or what came before
+        concat_hold); every part gets its verdict."""
+        self.assembly.take(key)
+        complete = message.complete
+        self.stats.whole_messages[complete] += 1
+        riders = message.riders
+        numbers = message.numbers
+        order = sorted(numbers)
+        riders.segments = [numbers[n].pdu for n in order]
+        pdu = whole_pdu(message, self._alphabets.get(riders.smsc, ("gsm7", False)))
+        trace = riders.trace
+        answered = None if trace is None else set()
+        original = Original(riders, pdu, decode_sm(pdu), (key[3], key[4], None), None, (),
+                            message.first_wall, trace, answered)  # fmt: skip
+        original.parts = [numbers[n].view.sequence if n in numbers else 0
+                          for n in range(1, message.total + 1)]  # fmt: skip
+        if trace is not None:
+            trace.held(len(numbers), message.total, round((now - message.first_at) * 1000, 3))
+        if not complete and self._on_incomplete is not None:
+            self._reply_smsc_now(original, self._on_incomplete, REASON_INCOMPLETE, now)
+            return
+        self._judge(original, now, message.first_at)
+
+    def _send_message_copies(self, original: Original, handle: int, now: float) -> None:
+        """A whole message's copies: one to each `message` account, the parts to
+        each `segments` account. Its deadline runs from its first part."""
+        deadline = self.pending.arrived_at(handle) + self.pending.timeout
+        heapq.heappush(self._message_deadlines, (deadline, handle))
+        pdu = original.pdu
+        for index, lane in enumerate(original.targets):
+            if not lane.whole:
+                self._send_segments(lane, handle, index, now, original)
+                continue
+            bind = None if lane.waiting else lane.pick_bind()
+            if bind is not None and (not lane.tps or lane.take_token(now)):
+                self._transmit(bind, lane, handle, index, pdu, now, original, False)
+            else:
+                self._hold_copy(lane, handle, index, now, original)
+
+    def _send_segments(self, lane: Lane, handle: int, index: int, now: float,
+                       original: Original) -> None:  # fmt: skip
+        """Each part to a `segments` account, its answers one verdict of the account:
+        a block at once, else allow when every part was allowed. A part that finds
+        no free window or token now counts as no answer (these copies never queue)."""
+        segments = original.session.segments
+        votes = SegmentVotes(len(segments), (handle, index, lane, None, True, now, original))
+        for pdu in segments:
+            bind = lane.pick_bind()
+            if bind is None or (lane.tps and not lane.take_token(now)):
+                self.stats.queue_dropped += 1
+                self._take_segment_verdict(votes, NO_RESPONSE, None)
+                continue
+            sequence = bind.send(pdu, self._segment_verdict_callback, votes)
+            if sequence == REFUSED:
+                self._take_segment_verdict(votes, NO_RESPONSE, None)
+                continue
+            self.stats.copies_sent += 1
+            lane.copies_sent += 1
+            if original.trace is not None:
+                original.trace.copy_sent(lane.system_id, bind.name, 0, sequence, pdu)
+
+    def _take_segment_verdict(self, votes: "SegmentVotes", status: int,
+                              response: bytes | None) -> None:  # fmt: skip
+        if votes.remaining <= 0:
+            return  # the account's verdict is given already
+        if status in self._block_codes:
+            votes.remaining = 0
+        else:
+            votes.remaining -= 1
+            if status != 0 or votes.status == 0:  # an allow only while all were allows
+                votes.status, votes.response = status, response
+            if votes.remaining:
+                return
+            status, response = votes.status, votes.response
+        self._take_ne_verdict(votes.context, status, response)
+
+    def _fine_tick(self) -> None:
+        if self._idle:
+            self._schedule_tick(TICK)  # something waits: back to the fine tick
+
+    def _expire_messages(self, now: float) -> None:
+        """Held messages whose concat_hold ran out are judged on their parts; whole
+        messages whose deadline (from their first part) passed are answered
+        per policy.on_timeout, and parts their owner worker never answered too."""
+        assembly = self.assembly
+        for key in assembly.due(now):
+            self._judge_held(key, assembly.messages[key], now)
+        deadlines = self._message_deadlines
+        pending = self.pending
+        while deadlines and deadlines[0][0] <= now:
+            handle = heapq.heappop(deadlines)[1]
+            original = pending.context(handle)
+            if (
+                original is not None
+                and original.parts is not None
+                and pending.decide(handle, self.policy.on_timeout, P.REASON_TIMEOUT, now)
+            ):
+                self._reply_smsc(handle, original)
+        away = self._parts_away
+        limit = now - pending.timeout - PART_AWAY_MARGIN
+        while away:
+            ident, (original, sent, _owner) = next(iter(away.items()))
+            if sent > limit:
+                break
+            del away[ident]
+            self.internal_error("a part's owner worker never answered it")
+            self._reply_smsc_now(original, self.policy.on_timeout, "timeout", now)
 
     def _udh_concat(self, view: Any) -> tuple[int, int, int] | None:
         """(ref, total, part) of a segment with a UDH, from it or else the SAR TLVs."""
@@ -479,6 +735,8 @@ class Dispatcher:
             original.trace.final(status, key[0], key[1], response)
         if original.held is not None:
             self._withdraw_held(original, self.clock(), True)
+        if original.parts is not None:
+            self.assembly.decided(original.session.key, outcome, status, self.clock())
         if outcome == _OUTCOME_BLOCK and reason_code != _REASON_STICKY:
             self._block_message(original.concat_key, self.clock(), handle)
 
@@ -496,6 +754,8 @@ class Dispatcher:
             trace.final(status, verdict, reason, response)
             trace.close()
         self.stats.decided(verdict, reason)
+        if original.parts is not None:
+            self.assembly.decided(original.session.key, outcome, status, now)
         if outcome == P.OUTCOME_BLOCK:
             self._block_message(original.concat_key, now)
         rule = original.rule
@@ -577,7 +837,7 @@ class Dispatcher:
 
     def _on_tick(self) -> None:
         self.tick()
-        self._schedule_tick(TICK if len(self.pending) else IDLE_TICK)
+        self._schedule_tick(TICK if len(self.pending) or self._unanswered() else IDLE_TICK)
 
     def tick(self) -> None:
         """Answer the originals whose deadline passed, then send what the lanes
@@ -586,6 +846,8 @@ class Dispatcher:
         freed, and the others are still answered. (Tests call it directly.)"""
         try:
             now = self.clock()
+            if self.assembly.messages or self._parts_away:
+                self._expire_messages(now)
             for handle, needs_answer in self.pending.expire(now):
                 original = self.pending.context(handle)
                 try:

@@ -17,14 +17,19 @@ class DispatcherStats:
     """Totals since the dispatcher started."""
 
     __slots__ = (
+        "concat_overflow",
         "copies_sent",
         "decisions",
+        "duplicate_parts",
         "internal_errors",
         "late_answers",
+        "late_parts",
+        "parts_forwarded",
         "queue_dropped",
         "received",
         "retried",
         "throttled",
+        "whole_messages",
         "withdrawn",
     )
 
@@ -38,6 +43,14 @@ class DispatcherStats:
         self.retried = 0
         self.throttled = 0
         self.internal_errors = 0  # bugs caught where they would have stopped the data plane
+        # Whole messages (smps.proxy.assembly): judged [incomplete, complete]; parts
+        # judged alone because concat_max_held messages were held; retries of a part
+        # already held; parts after their message's verdict; parts sent to their owner.
+        self.whole_messages = [0, 0]
+        self.concat_overflow = 0
+        self.duplicate_parts = 0
+        self.late_parts = 0
+        self.parts_forwarded = 0
 
     def decided(self, verdict: str, reason: str) -> None:
         key = (verdict, reason)

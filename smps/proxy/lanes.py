@@ -31,6 +31,7 @@ class Lane:
         "tokens",
         "tps",
         "waiting",
+        "whole",
     )
 
     def __init__(self, account: NeAccount):
@@ -52,6 +53,7 @@ class Lane:
         self.account = account
         self.decisive = account.mode == "enforce"
         self.tps = account.tps
+        self.whole = account.concat == "message"  # a long message as one copy, or its parts
 
     def pick_bind(self) -> Session | None:
         """The bind with the most free window, or None when all are full."""

@@ -97,6 +97,7 @@ def decision_of(original, decided, verdict, reason, status, deciding, results) -
         deciding,  # deciding_account
         results,
         original.rule,  # rule_id
+        original.parts,
     )
 
 
@@ -208,7 +209,9 @@ class TraceEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 
     message_id: str
     ts_us: int  # epoch microseconds
-    kind: str  # received | screened | copy_sent | answered | timeout | final | dropped
+    # received | held | screened | copy_sent | answered | timeout | final | part_answered
+    # | dropped
+    kind: str
     direction: str  # smsc->smps | smps->ne | ne->smps | smps->smsc | smps
     smsc: str
     source_addr: str  # normalised

@@ -218,6 +218,17 @@ class Trace:
         also = f" (also fired: {', '.join(others)})" if others else ""
         self._add("screened", "smps", None, verdict=action, reason=f"rule {rule}{also}")
 
+    def held(self, present: int, total: int, waited_ms: float) -> None:
+        """A whole message's parts waited for each other; judged now as one."""
+        missing = "" if present == total else f", judged without the {total - present} missing"
+        self._add("held", "smps", None, latency_ms=waited_ms,
+                  reason=f"{present} of {total} parts held {waited_ms:g} ms{missing}")  # fmt: skip
+
+    def part_answered(self, part: int, status: int, pdu: bytes | None) -> None:
+        """One part's response to the SMSC, with its message's verdict (pdu None: the
+        part came over another worker's bind, which answered it)."""
+        self._add("part_answered", "smps->smsc", pdu, status=status, reason=f"part {part}")
+
     def dropped(self, reason: str, account: str | None = None) -> None:
         """A copy (with account) or the original itself was not handled: throttled, queue full."""
         self._add("dropped", "smps", None, account=account, reason=reason)

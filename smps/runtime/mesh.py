@@ -16,6 +16,11 @@ local bind and returns ANSWER (status, response PDU) or NONE. Writes are
 gathered and go out once per loop iteration. When a peer's socket closes (the
 peer died), its remote binds leave the lanes first and then every copy
 forwarded to it turns NONE at once.
+
+The parts of a concatenated message meet in the worker that owns the message
+(`smps.proxy.assembly.owner_of`): a PART carries one to it, and a VERDICT
+brings back the status to answer the SMSC with. When the owner goes away, the
+parts sent to it are judged alone where they came in.
 """
 
 import asyncio
@@ -24,6 +29,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from smps.proxy.assembly import owner_of
 from smps.smpp.session import NO_RESPONSE, REFUSED
 
 log = logging.getLogger("smps.mesh")
@@ -35,6 +41,8 @@ COPY = 1  # value: length of the account name; body: name + PDU
 ANSWER = 2  # value: the NE's command_status; body: its response PDU
 NONE = 3  # no usable answer (no bind, bind dropped, refused)
 HOLDS = 4  # body: the accounts the sender holds binds for, with their window
+PART = 5  # a message part for its owner; value: length of the SMSC name; body: name + PDU
+VERDICT = 6  # the status to answer a PART with; no body
 
 MAX_FORWARD_ID = 0xFFFFFFFF
 
@@ -67,6 +75,24 @@ class RemoteBind:
         if not self.is_open:
             return REFUSED
         return self.link.forward(self, pdu, callback, context)
+
+
+class RemotePart:
+    """The session of a part that another worker read: answering it sends the
+    status back there, where the part's SMSC bind is."""
+
+    __slots__ = ("ident", "link", "smsc")
+
+    transport = None
+    is_open = False  # nothing to pause here
+
+    def __init__(self, link: "PeerLink", ident: int, smsc: str):
+        self.link = link
+        self.ident = ident
+        self.smsc = smsc
+
+    def respond(self, _pdu: bytes, status: int) -> None:
+        self.link.write(HEADER.pack(0, VERDICT, self.ident, status & 0xFFFFFFFF))
 
 
 class PeerLink(asyncio.Protocol):
@@ -120,6 +146,7 @@ class PeerLink(asyncio.Protocol):
         pending, self._pending = self._pending, {}
         for _bind, callback, context in pending.values():
             callback(context, NO_RESPONSE, None)
+        self.mesh.dispatcher.owner_lost(self)
         self.mesh.link_lost(self)
 
     # ---- frames ----------------------------------------------------------------
@@ -140,6 +167,11 @@ class PeerLink(asyncio.Protocol):
                 callback(context, NO_RESPONSE, None)
         elif kind == HOLDS:
             self._on_holds(body)
+        elif kind == PART:
+            smsc = body[:value].decode("latin-1")
+            self.mesh.dispatcher.take_remote_part(RemotePart(self, ident, smsc), body[value:])
+        elif kind == VERDICT:
+            self.mesh.dispatcher.part_answered(ident, value)
 
     def _on_holds(self, body: bytes) -> None:
         holds: dict[str, int] = {}
@@ -172,6 +204,12 @@ class PeerLink(asyncio.Protocol):
         self.write(HEADER.pack(len(name) + len(pdu), COPY, ident, len(name)) + name)
         self.write(pdu)
         return ident
+
+    def forward_part(self, ident: int, smsc: str, pdu: bytes) -> None:
+        """Send a message part to the peer that owns its message."""
+        name = smsc.encode("latin-1")
+        self.write(HEADER.pack(len(name) + len(pdu), PART, ident, len(name)) + name)
+        self.write(pdu)
 
     def answer(self, ident: int, status: int, response: bytes | None) -> None:
         if response is None or status == NO_RESPONSE:
@@ -207,8 +245,9 @@ class Mesh:
     """One worker's links to its peers, plugged between the NE bind registry
     and the dispatcher."""
 
-    def __init__(self, index: int, dispatcher, registry):
+    def __init__(self, index: int, dispatcher, registry, workers: int = 1):
         self.index = index
+        self.workers = workers
         self.dispatcher = dispatcher
         self.registry = registry
         self.links: dict[int, PeerLink] = {}
@@ -287,6 +326,16 @@ class Mesh:
                 best = session
         if best is None or best.send(pdu, _answered, (link, ident)) == REFUSED:
             link.answer(ident, NO_RESPONSE, None)
+
+    def owner_link(self, key: tuple) -> PeerLink | None:
+        """The link to the worker that owns the message ``key``; None when that is
+        this worker, or when the owner is away (restarting): the parts then meet
+        here, or are judged alone if their message's other parts went there."""
+        owner = owner_of(key, self.workers)
+        if owner == self.index:
+            return None
+        link = self.links.get(owner)
+        return link if link is not None and link.is_open else None
 
     def counts(self) -> tuple[int, int]:
         """Copies forwarded to peers and received from peers, since start."""

@@ -22,6 +22,7 @@ class StoredAccount(msgspec.Struct, frozen=True, kw_only=True):
     mode: str
     enabled: bool
     file_managed: bool
+    concat: str = "message"  # rows written before the setting existed: the default
 
 
 async def load_accounts(store: Store) -> list[StoredAccount]:

@@ -1,0 +1,229 @@
+"""Whole-message verdicts: the parts of a concatenated message meet in one place,
+wait until all are here, and are judged as one message (docs/concatenation.md).
+
+A part is a segment tied to its message by UDH IEI 0x00 (8-bit ref) or 0x08
+(16-bit ref), or by the SAR TLVs; its message is keyed by (SMSC, source,
+destination, ref, total). Parts of one message may come over any bind of any
+worker: the worker that owns the key (`owner_of`, the same hash in every
+worker) holds them, and the others forward theirs over the mesh.
+
+A `HeldMessage` lives from its first part until its verdict:
+
+    held ──(last part, or concat_hold from the first)──▶ judging ──(verdict)──▶ decided
+
+While held or judging, every part that comes (a retry of a part already here
+too) joins the message's `Riders` and gets the message's answer. Once decided,
+the message's verdict is remembered for `policy.concat_window`, so a straggler
+gets it at once. The module is sans-I/O: it keeps parts and answers them
+through their sessions (`Riders.respond`); the dispatcher judges.
+"""
+
+import zlib
+from collections import OrderedDict
+from typing import Any
+
+from smps._native import pdu as codec
+from smps._native import text
+
+_UDHI = 0x40
+# TLVs that make no sense on the whole message: the parts' SAR and their payload.
+_SAR_TAGS = frozenset((0x020C, 0x020E, 0x020F))
+_MESSAGE_PAYLOAD = 0x0424
+_CONCAT_IES = (0x00, 0x08)
+DECIDED_LIMIT = 100_000  # decided messages remembered for their stragglers
+
+
+def part_of(concat: tuple[int, int, int] | None) -> bool:
+    """Is (ref, total, part) a part of a message worth holding? Malformed ones
+    (total 1, part 0, part past the total) are judged as single messages."""
+    return concat is not None and concat[1] >= 2 and 1 <= concat[2] <= concat[1]
+
+
+def owner_of(key: tuple, workers: int) -> int:
+    """The worker that holds the message ``key``: the same in every process
+    (Python's own str hash differs from process to process)."""
+    smsc, source, destination, ref, total = key
+    digest = zlib.crc32(source + b"\0" + destination + b"\0" + smsc.encode())
+    return (digest ^ (ref * 31 + total)) % workers
+
+
+class Riders:
+    """The parts of one message, standing in for the session of the message's
+    Original: answering it answers every part on the bind it came in on."""
+
+    __slots__ = ("key", "parts", "segments", "smsc", "trace")
+
+    transport = None
+    is_open = False  # for flow control: nothing to pause here (the parts' sessions are read)
+
+    def __init__(self, smsc: str, key: tuple):
+        self.smsc = smsc
+        self.key = key
+        self.parts: list[Any] = []  # the parts' Originals, in arrival order
+        self.segments: list[bytes] = []  # one PDU per part number, for `segments` accounts
+        self.trace = None
+
+    def respond(self, _pdu: bytes, status: int) -> bytes | None:
+        """Answer every part with ``status``; the first part's response (for the trace)."""
+        first = None
+        trace = self.trace
+        for part in self.parts:
+            response = part.session.respond(part.pdu, status)
+            if first is None:
+                first = response
+            if trace is not None:
+                trace.part_answered(part.concat[2], status, response)
+        self.parts = []  # answered: a later part is a straggler
+        return first
+
+
+class HeldMessage:
+    """One message from its first part to its verdict."""
+
+    __slots__ = ("first_at", "first_wall", "judging", "numbers", "riders", "total")
+
+    def __init__(self, riders: Riders, total: int, now: float, wall: float):
+        self.riders = riders
+        self.total = total
+        self.first_at = now
+        self.first_wall = wall
+        self.numbers: dict[int, Any] = {}  # part number -> its first Original
+        self.judging = False
+
+    @property
+    def complete(self) -> bool:
+        return len(self.numbers) == self.total
+
+
+class Assembly:
+    """The messages held or being judged in one worker, and the verdicts of the
+    decided ones for their stragglers."""
+
+    def __init__(self) -> None:
+        self.messages: dict[tuple, HeldMessage] = {}  # held or judging, by key
+        self.held: OrderedDict[tuple, HeldMessage] = OrderedDict()  # by first arrival
+        self._decided: OrderedDict[tuple, tuple[float, int, int]] = OrderedDict()
+        self.configure(1.0, 100_000, 60.0)
+
+    def configure(self, hold: float, max_held: int, window: float) -> None:
+        self.hold = hold
+        self.max_held = max_held
+        self.window = window
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def add(self, key: tuple, original: Any, now: float) -> HeldMessage | None:
+        """Take a part. Its message (held or judging) when it joined one; None when
+        the part is not taken: the table is full, so it is judged alone."""
+        message = self.messages.get(key)
+        if message is None:
+            if len(self.messages) >= self.max_held:
+                return None
+            riders = Riders(original.session.smsc, key)
+            message = HeldMessage(riders, key[4], now, original.arrived_wall)
+            self.messages[key] = message
+            self.held[key] = message
+        message.riders.parts.append(original)
+        message.numbers.setdefault(original.concat[2], original)
+        return message
+
+    def take(self, key: tuple) -> None:
+        """The message goes to be judged: no longer waiting for parts."""
+        message = self.held.pop(key)
+        message.judging = True
+
+    def due(self, now: float) -> list[tuple]:
+        """The keys of held messages whose hold ran out, oldest first."""
+        due = []
+        limit = now - self.hold
+        for key, message in self.held.items():
+            if message.first_at > limit:
+                break
+            due.append(key)
+        return due
+
+    def decided(self, key: tuple, outcome: int, status: int, now: float) -> None:
+        """The message was answered: its stragglers get the same answer for a while."""
+        self.messages.pop(key, None)
+        self.held.pop(key, None)
+        decided = self._decided
+        decided[key] = (now + self.window, outcome, status)
+        decided.move_to_end(key)
+        while decided and (len(decided) > DECIDED_LIMIT or next(iter(decided.values()))[0] <= now):
+            decided.popitem(last=False)
+
+    def verdict_of(self, key: tuple, now: float) -> tuple[int, int] | None:
+        """(outcome, status) of a decided message still remembered."""
+        found = self._decided.get(key)
+        if found is None or found[0] <= now:
+            return None
+        return found[1], found[2]
+
+
+def whole_pdu(message: HeldMessage, alphabet: tuple[str, bool]) -> bytes:
+    """One deliver_sm (or data_sm) carrying the whole message: the first part's
+    fields, its UDH without the concatenation element (none left: no UDH, UDHI
+    cleared), and every part's user data in order in message_payload. A missing
+    part is left out (the record says which)."""
+    numbers = sorted(message.numbers)
+    first = message.numbers[numbers[0]]
+    view = first.view
+    pdu = codec.decode(first.pdu)
+    udhi = bool(view.esm_class & _UDHI)
+    header = b""
+    chunks = []
+    for number in numbers:
+        data = message.numbers[number].view.user_data
+        if udhi:
+            udh = text.parse_udh(data)
+            if udh is not None:
+                if number == numbers[0]:
+                    header = _udh_without_concat(udh)
+                data = data[udh.length :]
+        chunks.append(data)
+    payload = b"".join(chunks)
+    if alphabet[1]:  # packed GSM 7-bit from this SMSC: join septets, not octets
+        payload = _repacked(message, numbers, view, header, alphabet) or payload
+    esm_class = view.esm_class & ~_UDHI | (_UDHI if header else 0)
+    fields = pdu.fields
+    fields["esm_class"] = esm_class
+    if "short_message" in fields:
+        fields["short_message"] = b""
+        fields["sm_length"] = 0
+    tlvs = [(tag, value) for tag, value in pdu.tlvs
+            if tag not in _SAR_TAGS and tag != _MESSAGE_PAYLOAD]  # fmt: skip
+    tlvs.append((_MESSAGE_PAYLOAD, header + payload))
+    return codec.encode(pdu.command_id, pdu.sequence, fields, tlvs)
+
+
+def _udh_without_concat(udh: Any) -> bytes:
+    """The UDH's other elements (ports, language shifts...) as a UDH, or b""."""
+    body = b"".join(bytes((iei, len(data))) + data for iei, data in udh.ies
+                    if iei not in _CONCAT_IES)  # fmt: skip
+    return bytes((len(body),)) + body if body else b""
+
+
+def _repacked(message: HeldMessage, numbers: list[int], view: Any, header: bytes,
+              alphabet: tuple[str, bool]) -> bytes | None:  # fmt: skip
+    """Packed GSM 7-bit parts cannot be joined octet by octet (each part's septets
+    start after its own UDH's fill bits): decode the whole, pack it again. None
+    when the parts are not GSM 7-bit (data_coding says otherwise)."""
+    decoded = text.reassemble(
+        [(n, message.numbers[n].view.user_data) for n in numbers],
+        view.data_coding,
+        view.esm_class,
+        default_alphabet=alphabet[0],
+        gsm7_packed=True,
+    )
+    if decoded.encoding != "gsm7-packed":
+        return None
+    fill = (7 - (len(header) * 8) % 7) % 7 if header else 0
+    udh = decoded.udh
+    return text.gsm7_encode(
+        decoded.text,
+        packed=True,
+        fill_bits=fill,
+        single_shift=udh.single_shift if udh is not None else 0,
+        locking_shift=udh.locking_shift if udh is not None else 0,
+    )
