@@ -5,7 +5,10 @@ refuses when full, binds that drop (failing what they had outstanding, as a
 closed connection does) and join; the clock is manual and the deadline tick is
 called directly. Whatever happens, each original gets exactly one answer, none
 later than its deadline, and once every deadline has passed nothing is left in
-flight or queued.
+flight or queued. The originals include the parts of long messages, in any
+order, repeated or missing, judged as whole messages (NE accounts taking them
+as one copy or as parts) or alone when the held messages are at their limit:
+the parts of one message all get the same answer unless some were judged alone.
 """
 
 from collections import deque
@@ -114,13 +117,20 @@ class NeBind:
             callback(context, NO_RESPONSE, None)
 
 
-def make_config(timeout: str, modes: dict[str, str], max_inflight: int, on_overload: str):
+def make_config(timeout: str, modes: dict[str, str], max_inflight: int, on_overload: str,
+                concat: dict[str, str], policy: dict):  # fmt: skip
     sections = {
         "ne_accounts": [
-            {"system_id": name, "password": "pw", "window": 2, "mode": modes[name]}
+            {
+                "system_id": name,
+                "password": "pw",
+                "window": 2,
+                "mode": modes[name],
+                "concat": concat[name],
+            }
             for name in ACCOUNTS
         ],
-        "policy": {"timeout": timeout},
+        "policy": {"timeout": timeout, **policy},
         "flow": {"max_inflight": max_inflight, "on_overload": on_overload},
         "database": {"record": "all"},
     }
@@ -138,6 +148,7 @@ def originals():
 
 
 ORIGINALS = originals()
+PARTS_OF_FIRST = 2 + len(text.split("spam " * 70, ref=7)[1])  # ORIGINALS past it: ref 8
 
 
 class DispatcherMachine(RuleBasedStateMachine):
@@ -145,18 +156,26 @@ class DispatcherMachine(RuleBasedStateMachine):
         max_inflight=st.integers(2, 12),
         on_overload=st.sampled_from(["throttle", "pause"]),
         monitor=st.sampled_from([None, *ACCOUNTS]),
+        segments=st.sampled_from([None, *ACCOUNTS]),
+        on_incomplete=st.sampled_from(["judge_parts", "allow", "tempfail"]),
+        max_held=st.sampled_from([100_000, 1, 0]),
     )
-    def start(self, max_inflight, on_overload, monitor):
+    def start(self, max_inflight, on_overload, monitor, segments, on_incomplete, max_held):
         self.modes = {name: "monitor" if name == monitor else "enforce" for name in ACCOUNTS}
+        self.concat = {name: "segments" if name == segments else "message" for name in ACCOUNTS}
+        self.policy = {"on_incomplete": on_incomplete, "concat_max_held": max_held}
         self.timeout = 2.0
         self.max_inflight = max_inflight
         self.on_overload = on_overload
         self.clock = Clock()
-        self.config = make_config("2s", self.modes, max_inflight, on_overload)
+        self.started = self.clock.now
+        self.config = make_config("2s", self.modes, max_inflight, on_overload, self.concat,
+                                  self.policy)  # fmt: skip
         self.dispatcher = Dispatcher(self.config, clock=self.clock, wall_clock=self.clock)
         self.smsc = SmscSession()
         self.binds: list[NeBind] = []
         self.arrived: dict[int, float] = {}  # sequence -> arrival
+        self.message_of: dict[int, tuple] = {}  # sequence -> (source, ref) of a part
         self.next_seq = 1
 
     # ---- the SMSC ------------------------------------------------------------
@@ -172,6 +191,8 @@ class DispatcherMachine(RuleBasedStateMachine):
             self.next_seq += 1
             fields = {"source_addr": source, "destination_addr": b"999", **ORIGINALS[index]}
             self.arrived[seq] = self.clock.now
+            if "esm_class" in ORIGINALS[index]:
+                self.message_of[seq] = (source, index >= PARTS_OF_FIRST)
             self.dispatcher.on_message(self.smsc, encode(CommandId.DELIVER_SM, seq, fields))
         if any(lane.waiting for lane in self.dispatcher.lanes.values()):
             event("copies waiting in a lane queue")
@@ -233,7 +254,8 @@ class DispatcherMachine(RuleBasedStateMachine):
     )
     def reconfigure(self, timeout, monitor, drop_account):
         modes = {name: "monitor" if name == monitor else "enforce" for name in ACCOUNTS}
-        self.config = make_config(timeout, modes, self.max_inflight, self.on_overload)
+        self.config = make_config(timeout, modes, self.max_inflight, self.on_overload,
+                                  self.concat, self.policy)  # fmt: skip
         accounts = [a for a in self.config.ne_accounts if a.system_id != drop_account]
         self.dispatcher.apply_config(self.config, accounts)
         self.timeout = self.config.policy.timeout
@@ -244,6 +266,23 @@ class DispatcherMachine(RuleBasedStateMachine):
     def answered_at_most_once(self):
         twice = {seq: s for seq, s in self.smsc.answers.items() if len(s) > 1}
         assert not twice, f"originals answered more than once: {twice}"
+
+    @invariant()
+    def parts_of_a_message_get_one_answer(self):
+        """Unless parts were judged alone (held messages at their limit) or the run
+        outlived the window in which a decided message's verdict is remembered."""
+        stats = self.dispatcher.stats
+        if stats.concat_overflow or not self.policy["concat_max_held"]:
+            return
+        if self.clock.now - self.started >= self.config.policy.concat_window:
+            return
+        by_message: dict[tuple, set[int]] = {}
+        for seq, message in self.message_of.items():
+            statuses = self.smsc.answers.get(seq)
+            if statuses and statuses[0] not in (Status.RTHROTTLED, 0x64):
+                by_message.setdefault(message, set()).add(statuses[0])
+        split = {m: s for m, s in by_message.items() if len(s) > 1}
+        assert not split, f"parts of one message answered differently: {split}"
 
     @invariant()
     def no_internal_error(self):

@@ -24,6 +24,7 @@ from typing import Any
 
 from smps._native import pdu as codec
 from smps._native import text
+from smps._native.pending import OUTCOME_TEMPFAIL
 
 _UDHI = 0x40
 # TLVs that make no sense on the whole message: the parts' SAR and their payload.
@@ -144,9 +145,12 @@ class Assembly:
         return due
 
     def decided(self, key: tuple, outcome: int, status: int, now: float) -> None:
-        """The message was answered: its stragglers get the same answer for a while."""
+        """The message was answered: its stragglers get the same answer for a while,
+        unless it was a tempfail: the SMSC sends the message again, to be judged anew."""
         self.messages.pop(key, None)
         self.held.pop(key, None)
+        if outcome == OUTCOME_TEMPFAIL:
+            return
         decided = self._decided
         decided[key] = (now + self.window, outcome, status)
         decided.move_to_end(key)
