@@ -349,7 +349,8 @@ async def test_decisions_keyset_pages_newest_first(client, admin, store, tmp_pat
         "id", "arrived_at", "decided_at", "arrived_us", "decided_us", "smsc", "command",
         "sequence", "source_addr", "source_ton", "source_npi", "destination_addr", "dest_ton",
         "dest_npi", "esm_class", "data_coding", "concat_ref", "concat_part", "concat_total",
-        "verdict", "reason", "status", "deciding_account", "results", "rule_id", "epoch",
+        "verdict", "reason", "status", "deciding_account", "results", "rule_id", "parts",
+        "epoch",
     }  # fmt: skip
     assert set(document["results"][0]) == {
         "account", "verdict", "status", "latency_ms", "late", "decisive"
@@ -404,11 +405,33 @@ async def test_decisions_csv_streams_every_match(client, admin, store, tmp_path)
         "id", "arrived_at", "decided_at", "smsc", "command", "sequence", "source_addr",
         "source_ton", "source_npi", "destination_addr", "dest_ton", "dest_npi", "esm_class",
         "data_coding", "concat_ref", "concat_part", "concat_total", "verdict", "reason",
-        "status", "deciding_account", "results", "rule_id", "epoch",
+        "status", "deciding_account", "results", "rule_id", "parts", "epoch",
     ]  # fmt: skip
     assert len(rows) == sum(1 for i in range(2100) if i % 3)
     assert rows[0]["verdict"] == "block" and int(rows[0]["sequence"]) == 2099
     assert "antispam" in rows[0]["results"]
+
+
+async def test_a_whole_message_shows_its_parts_in_the_api_and_the_csv(
+    client, admin, store, tmp_path
+):
+    """One decision for a long message judged whole: the parts' SMSC sequence numbers
+    in part order (0: never came) as a JSON array in the API and in the CSV; null and
+    empty for the rest."""
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put(make_decision(1, concat_ref=300, concat_total=3, parts=[41, 0, 43]))
+    writer.put(make_decision(2, concat_ref=9, concat_part=1, concat_total=2))
+    await writer.close()
+    page = await (await client.get("/api/v1/decisions", headers=admin)).json()
+    alone, whole = page["items"]
+    assert (whole["concat_ref"], whole["concat_part"], whole["concat_total"]) == (300, None, 3)
+    assert whole["parts"] == [41, 0, 43] and alone["parts"] is None
+    detail = await client.get(f"/api/v1/decisions/{whole['id']}", headers=admin)
+    assert (await detail.json())["parts"] == [41, 0, 43]
+    response = await client.get("/api/v1/decisions.csv", headers=admin)
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert [(row["sequence"], row["parts"]) for row in rows] == [("2", ""), ("1", "[41,0,43]")]
 
 
 async def test_minute_stats(client, admin, store, tmp_path):

@@ -602,6 +602,27 @@ async def test_decisions_explain_a_sticky_block(as_role, store, tmp_path):
     assert page.count("another part of this long message was blocked") == 1
 
 
+async def test_decisions_show_a_whole_message_as_one_row(as_role, store, tmp_path):
+    """A long message judged whole is "message of N parts", its parts' SMSC sequence
+    numbers in the tooltip; a part judged alone stays "part i/N"."""
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put(make_decision(1, concat_ref=7, concat_total=3, parts=[41, 42, 43]))
+    writer.put(make_decision(2, concat_ref=8, concat_total=3, parts=[51, 0, 53]))
+    writer.put(make_decision(3, concat_ref=9, concat_part=2, concat_total=4))
+    await writer.close()
+    page = await (await (await as_role("viewer")).get("/decisions")).text()
+    hints = re.findall(
+        r'<span class="hint"(?: title="([^"]*)")?>((?:message|part) [^<]*)</span>', page
+    )
+    assert hints == [
+        ("", "part 2/4"),
+        ("SMSC sequence numbers: part 1 51, part 2 never came, part 3 53",
+         "message of 3 parts, 1 missing"),
+        ("SMSC sequence numbers: part 1 41, part 2 42, part 3 43", "message of 3 parts"),
+    ]  # fmt: skip
+
+
 async def test_live_stream_sends_the_node_status(as_role, node):
     node.binds = {"antispam": 1}
     client = await as_role("viewer")
