@@ -10,8 +10,10 @@ from datetime import datetime
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
-from smps.store import bind_accounts, common, file_sync, tokens
+from smps.runtime import control
+from smps.store import bind_accounts, common, file_sync, schema, tokens
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from smps.web.node import LiveStatus, SmscLive
@@ -194,6 +196,45 @@ async def test_account_crud_never_returns_the_password(client, admin, store):
     text = str(audit)
     assert "pw1" not in text and "new-pw" not in text and "argon2" not in text
     assert audit["items"][3]["after"]["password"] == "***"
+
+
+async def test_accounts_carry_how_a_long_message_reaches_the_ne(client, admin, store, make_config):
+    """concat: "message" unless told; POST, PUT and PATCH set it, GET shows it, the
+    node's accounts (as the workers get them) carry it; an account stored before the
+    setting existed reads as the default, in the API and on the node."""
+
+    async def node_concat() -> str:
+        stored = await bind_accounts.load_accounts(store)
+        _, accounts = control.read_config(control.config_message(make_config(), stored, "active"))
+        return accounts[0].concat
+
+    created = await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)
+    assert (await created.json())["concat"] == "message"
+    assert await node_concat() == "message"
+    response = await client.patch(
+        "/api/v1/accounts/antispam", json={"concat": "segments"}, headers=admin
+    )
+    assert response.status == 200 and (await response.json())["concat"] == "segments"
+    got = await (await client.get("/api/v1/accounts/antispam", headers=admin)).json()
+    assert got["concat"] == "segments" and await node_concat() == "segments"
+    response = await client.put(
+        "/api/v1/accounts/antispam", json={**ACCOUNT, "concat": "whole"}, headers=admin
+    )
+    assert response.status == 422 and (await response.json())["field"] == "concat"
+    response = await client.put("/api/v1/accounts/antispam", json=ACCOUNT, headers=admin)
+    assert (await response.json())["concat"] == "message"  # PUT replaces: the default
+    await client.delete("/api/v1/accounts/antispam", headers=admin)
+    body = {**ACCOUNT, "concat": "segments"}
+    created = await client.post("/api/v1/accounts", json=body, headers=admin)
+    assert created.status == 201 and (await created.json())["concat"] == "segments"
+
+    table = schema.ne_accounts
+    async with store.engine.begin() as conn:  # as an SMPS before concat stored it
+        settings = (await conn.execute(select(table.c.settings))).scalar()
+        del settings["concat"]
+        await conn.execute(table.update().values(settings=settings))
+    listed = await (await client.get("/api/v1/accounts", headers=admin)).json()
+    assert listed[0]["concat"] == "message" and await node_concat() == "message"
 
 
 async def test_duplicates_and_unknown_keys(client, admin):

@@ -498,6 +498,39 @@ async def test_account_lifecycle_is_audited_under_the_user_and_hides_the_passwor
     assert "user:admin" in audit and "pw1" not in audit and "***" in audit
 
 
+async def test_accounts_say_how_a_long_message_reaches_the_ne(as_role, store):
+    """The form offers concat (message by default), the list shows it, an edit keeps it;
+    an account stored before the setting existed shows the default it runs with."""
+    admin = await as_role("admin")
+    selected = re.compile(r'<option value="(\w+)" selected>')
+    new = await (await admin.get("/accounts/new")).text()
+    assert re.search(r'<select id="concat" name="concat"', new)
+    assert selected.findall(new) == ["message"]
+    form = {**ACCOUNT_FORM, "concat": "segments", "csrf": await csrf_of(admin)}
+    listed = await (await admin.post("/accounts", data=form)).text()
+    assert "NE account antispam created." in listed
+    assert '<th scope="col">Long messages</th>' in listed
+    assert re.search(r"<td>enforce</td>\s*<td>segments</td>", listed)
+    assert (await bind_accounts.load_accounts(store))[0].concat == "segments"
+    assert selected.findall(await (await admin.get("/accounts/antispam")).text()) == ["segments"]
+
+    form = {**ACCOUNT_FORM, "password": "", "concat": "whole", "csrf": await csrf_of(admin)}
+    refused = await admin.post("/accounts/antispam", data=form)
+    assert refused.status == 422
+    assert re.search(r'id="concat-error">[^<]*whole', await refused.text())
+    form = {**ACCOUNT_FORM, "password": "", "concat": "message", "csrf": await csrf_of(admin)}
+    assert (await admin.post("/accounts/antispam", data=form)).status == 200
+    assert (await bind_accounts.load_accounts(store))[0].concat == "message"
+
+    table = schema.ne_accounts
+    async with store.engine.begin() as conn:  # as an SMPS before concat stored it
+        settings = (await conn.execute(select(table.c.settings))).scalar()
+        del settings["concat"]
+        await conn.execute(table.update().values(settings=settings))
+    listed = await (await admin.get("/accounts")).text()
+    assert re.search(r"<td>enforce</td>\s*<td>message</td>", listed)
+
+
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
