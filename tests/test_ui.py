@@ -350,6 +350,9 @@ POLICY_FORM = {
     "ne_block_codes": "0x66, 0x65",
     "concat_window": "60s",
     "concat_sticky_block": "on",
+    "concat_hold": "",
+    "on_incomplete": "judge_parts",
+    "concat_max_held": "100000",
 }
 
 CHANGES = [
@@ -440,6 +443,39 @@ async def test_policy_is_saved_through_the_repo_and_errors_name_the_field(as_rol
     assert not policy["inspect_receipts"]
     assert await audit_actions(store) == [("user:admin", "create", "policy")]
     assert 'value="1.5s"' in await (await admin.get("/policy")).text()
+
+
+async def test_policy_sets_how_long_messages_are_held(as_role, store):
+    """The hold, what then happens to an incomplete message and the bound on held
+    messages are on the form; saving it keeps them (a replaced policy document would
+    otherwise fall back to the defaults)."""
+    admin = await as_role("admin")
+    page = await (await admin.get("/policy")).text()
+    assert re.search(r'id="concat_hold" name="concat_hold" value=""', page)  # the default
+    assert re.search(r'<option value="judge_parts" selected>', page)
+    assert 'value="100000"' in page
+    form = {**POLICY_FORM, "concat_hold": "500ms", "on_incomplete": "tempfail",
+            "concat_max_held": "50", "csrf": await csrf_of(admin, "/policy")}  # fmt: skip
+    assert "Policy saved" in await (await admin.post("/policy", data=form)).text()
+    policy = await entities.get_policy(store)
+    assert (policy["concat_hold"], policy["on_incomplete"], policy["concat_max_held"]) == (
+        0.5,
+        "tempfail",
+        50,
+    )
+    page = await (await admin.get("/policy")).text()
+    assert 'value="0.5s"' in page and '<option value="tempfail" selected>' in page
+
+    form = {**form, "concat_hold": "2s", "csrf": await csrf_of(admin, "/policy")}
+    refused = await admin.post("/policy", data=form)  # longer than the 1.5 s timeout
+    assert refused.status == 422
+    assert re.search(r'id="concat_hold-error">must be at most policy.timeout', await refused.text())
+    form = {**form, "concat_hold": "", "timeout": "soon", "csrf": await csrf_of(admin, "/policy")}
+    refused = await (await admin.post("/policy", data=form)).text()  # shown again as typed
+    assert re.search(r'id="concat_hold" name="concat_hold" value=""', refused)
+    form = {**form, "timeout": "1500ms", "csrf": await csrf_of(admin, "/policy")}
+    assert "Policy saved" in await (await admin.post("/policy", data=form)).text()
+    assert (await entities.get_policy(store))["concat_hold"] is None
 
 
 async def test_changes_without_the_sessions_csrf_token_are_refused(as_role, server, store):
