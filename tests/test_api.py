@@ -10,8 +10,10 @@ from datetime import datetime
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
-from smps.store import bind_accounts, common, file_sync, tokens
+from smps.runtime import control
+from smps.store import bind_accounts, common, file_sync, schema, tokens
 from smps.store.writer import DecisionWriter
 from smps.web.api import add_api_routes
 from smps.web.node import LiveStatus, SmscLive
@@ -196,6 +198,45 @@ async def test_account_crud_never_returns_the_password(client, admin, store):
     assert audit["items"][3]["after"]["password"] == "***"
 
 
+async def test_accounts_carry_how_a_long_message_reaches_the_ne(client, admin, store, make_config):
+    """concat: "message" unless told; POST, PUT and PATCH set it, GET shows it, the
+    node's accounts (as the workers get them) carry it; an account stored before the
+    setting existed reads as the default, in the API and on the node."""
+
+    async def node_concat() -> str:
+        stored = await bind_accounts.load_accounts(store)
+        _, accounts = control.read_config(control.config_message(make_config(), stored, "active"))
+        return accounts[0].concat
+
+    created = await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)
+    assert (await created.json())["concat"] == "message"
+    assert await node_concat() == "message"
+    response = await client.patch(
+        "/api/v1/accounts/antispam", json={"concat": "segments"}, headers=admin
+    )
+    assert response.status == 200 and (await response.json())["concat"] == "segments"
+    got = await (await client.get("/api/v1/accounts/antispam", headers=admin)).json()
+    assert got["concat"] == "segments" and await node_concat() == "segments"
+    response = await client.put(
+        "/api/v1/accounts/antispam", json={**ACCOUNT, "concat": "whole"}, headers=admin
+    )
+    assert response.status == 422 and (await response.json())["field"] == "concat"
+    response = await client.put("/api/v1/accounts/antispam", json=ACCOUNT, headers=admin)
+    assert (await response.json())["concat"] == "message"  # PUT replaces: the default
+    await client.delete("/api/v1/accounts/antispam", headers=admin)
+    body = {**ACCOUNT, "concat": "segments"}
+    created = await client.post("/api/v1/accounts", json=body, headers=admin)
+    assert created.status == 201 and (await created.json())["concat"] == "segments"
+
+    table = schema.ne_accounts
+    async with store.engine.begin() as conn:  # as an SMPS before concat stored it
+        settings = (await conn.execute(select(table.c.settings))).scalar()
+        del settings["concat"]
+        await conn.execute(table.update().values(settings=settings))
+    listed = await (await client.get("/api/v1/accounts", headers=admin)).json()
+    assert listed[0]["concat"] == "message" and await node_concat() == "message"
+
+
 async def test_duplicates_and_unknown_keys(client, admin):
     assert (await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)).status == 201
     response = await client.post("/api/v1/accounts", json=ACCOUNT, headers=admin)
@@ -349,7 +390,8 @@ async def test_decisions_keyset_pages_newest_first(client, admin, store, tmp_pat
         "id", "arrived_at", "decided_at", "arrived_us", "decided_us", "smsc", "command",
         "sequence", "source_addr", "source_ton", "source_npi", "destination_addr", "dest_ton",
         "dest_npi", "esm_class", "data_coding", "concat_ref", "concat_part", "concat_total",
-        "verdict", "reason", "status", "deciding_account", "results", "rule_id", "epoch",
+        "verdict", "reason", "status", "deciding_account", "results", "rule_id", "parts",
+        "epoch",
     }  # fmt: skip
     assert set(document["results"][0]) == {
         "account", "verdict", "status", "latency_ms", "late", "decisive"
@@ -404,11 +446,33 @@ async def test_decisions_csv_streams_every_match(client, admin, store, tmp_path)
         "id", "arrived_at", "decided_at", "smsc", "command", "sequence", "source_addr",
         "source_ton", "source_npi", "destination_addr", "dest_ton", "dest_npi", "esm_class",
         "data_coding", "concat_ref", "concat_part", "concat_total", "verdict", "reason",
-        "status", "deciding_account", "results", "rule_id", "epoch",
+        "status", "deciding_account", "results", "rule_id", "parts", "epoch",
     ]  # fmt: skip
     assert len(rows) == sum(1 for i in range(2100) if i % 3)
     assert rows[0]["verdict"] == "block" and int(rows[0]["sequence"]) == 2099
     assert "antispam" in rows[0]["results"]
+
+
+async def test_a_whole_message_shows_its_parts_in_the_api_and_the_csv(
+    client, admin, store, tmp_path
+):
+    """One decision for a long message judged whole: the parts' SMSC sequence numbers
+    in part order (0: never came) as a JSON array in the API and in the CSV; null and
+    empty for the rest."""
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put(make_decision(1, concat_ref=300, concat_total=3, parts=[41, 0, 43]))
+    writer.put(make_decision(2, concat_ref=9, concat_part=1, concat_total=2))
+    await writer.close()
+    page = await (await client.get("/api/v1/decisions", headers=admin)).json()
+    alone, whole = page["items"]
+    assert (whole["concat_ref"], whole["concat_part"], whole["concat_total"]) == (300, None, 3)
+    assert whole["parts"] == [41, 0, 43] and alone["parts"] is None
+    detail = await client.get(f"/api/v1/decisions/{whole['id']}", headers=admin)
+    assert (await detail.json())["parts"] == [41, 0, 43]
+    response = await client.get("/api/v1/decisions.csv", headers=admin)
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert [(row["sequence"], row["parts"]) for row in rows] == [("2", ""), ("1", "[41,0,43]")]
 
 
 async def test_minute_stats(client, admin, store, tmp_path):

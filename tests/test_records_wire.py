@@ -36,6 +36,7 @@ async def test_decisions_cross_the_control_channel_unchanged():
         make_decision(2, verdict="allow", concat_ref=7, concat_part=2, concat_total=3),
         make_decision(3, deciding_account=None, results=[]),
         make_decision(4, rule_id="loan-spam"),
+        make_decision(5, concat_ref=7, concat_total=3, parts=[10, 0, 12]),  # a whole message
     ]
     received, traces = decode_records(await forwarded(decisions=sent))
     assert traces == []

@@ -7,7 +7,9 @@ from sqlalchemy import inspect, text
 
 from smps.store import schema
 from smps.store.db import SchemaError, Store, _alembic_config, head_revision, upgrade
-from tests.store_db import database_url, store  # noqa: F401
+from smps.store.writer import DecisionWriter
+from tests.helpers import until
+from tests.store_db import database_url, make_decision, scalar, store  # noqa: F401
 
 
 async def test_upgrade_from_empty_creates_every_table(store):
@@ -30,6 +32,7 @@ async def test_upgrade_from_empty_creates_every_table(store):
     }
     assert decision_columns["epoch"]["nullable"]
     assert decision_columns["rule_id"]["nullable"]
+    assert decision_columns["parts"]["nullable"]
 
 
 async def test_upgrade_twice_is_a_no_op(store):
@@ -81,8 +84,8 @@ async def test_relative_sqlite_path_is_relative_to_working_directory(tmp_path, m
 
 
 async def test_decisions_migrations_go_down_and_up_again(store):
-    """0003 (epoch column), 0004 (MySQL: daily partitions) and 0005 (rule_id column)
-    undo and redo cleanly."""
+    """0003 (epoch column), 0004 (MySQL: daily partitions), 0005 (rule_id column) and
+    0007 (parts column) undo and redo cleanly."""
 
     def partitioned(sync) -> bool:
         if sync.dialect.name != "mysql":
@@ -100,8 +103,35 @@ async def test_decisions_migrations_go_down_and_up_again(store):
         assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
         await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0002"))
         assert not await conn.run_sync(partitioned)
-        assert not {"epoch", "rule_id"} & await conn.run_sync(columns)
+        assert not {"epoch", "rule_id", "parts"} & await conn.run_sync(columns)
     assert await upgrade(store.engine) == head_revision()
     async with store.engine.connect() as conn:
         assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
-        assert {"epoch", "rule_id"} <= await conn.run_sync(columns)
+        assert {"epoch", "rule_id", "parts"} <= await conn.run_sync(columns)
+
+
+async def test_parts_column_goes_and_comes_back_keeping_the_rows(store, tmp_path):
+    """0007 alone, down and up on a table with rows: they stay (SQLite copies the table,
+    MySQL keeps its partitions); parts is NULL for them after, as for any old row."""
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put(make_decision(5, concat_ref=3, concat_total=2, parts=[17, 18]))
+    await until(lambda: writer.written == 1, timeout=60)
+    await writer.close()
+
+    def columns(sync) -> set[str]:
+        return {c["name"] for c in inspect(sync).get_columns("decisions")}
+
+    async with store.engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0006"))
+        assert "parts" not in await conn.run_sync(columns)
+    assert await upgrade(store.engine) == head_revision()
+    assert await scalar(store, "SELECT sequence FROM decisions") == 5
+    assert await scalar(store, "SELECT parts FROM decisions") is None
+    if store.dialect == "mysql":
+        partitions = await scalar(
+            store,
+            "SELECT COUNT(PARTITION_NAME) FROM information_schema.PARTITIONS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'decisions'",
+        )
+        assert partitions > 1

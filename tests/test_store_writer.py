@@ -121,6 +121,31 @@ async def test_rows_keep_every_field(store, tmp_path):
     assert (stored.epoch, stored.decided_at) == (None, "2023-11-14T22:13:20.123456Z")
 
 
+async def test_a_whole_message_keeps_the_sequence_of_each_part(store, tmp_path):
+    """One row for a long message judged whole: its parts' sequence numbers in part
+    order (0: never came), stored as JSON text and read back as numbers; a message in
+    one piece and a part judged alone have none."""
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    whole = make_decision(1, concat_ref=0xBEEF, concat_total=3, parts=[41, 0, 4_294_967_295])
+    alone = make_decision(2, concat_ref=9, concat_part=2, concat_total=2)
+    single = make_decision(3)
+    for decision in (whole, alone, single):
+        writer.put(decision)
+    await until(lambda: writer.written == 3, timeout=60)
+    await writer.close()
+    async with store.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT sequence, parts FROM decisions ORDER BY id"))
+        assert [tuple(row) for row in rows] == [(1, "[41,0,4294967295]"), (2, None), (3, None)]
+    stored = await decision_queries.query_decisions(
+        store, decision_queries.DecisionQuery(), limit=3
+    )
+    assert [(d.sequence, d.parts) for d in stored] == [(3, None), (2, None), (1, whole.parts)]
+    first = stored[-1]
+    assert (first.concat_ref, first.concat_part, first.concat_total) == (0xBEEF, None, 3)
+    assert Decision(**{name: getattr(first, name) for name in Decision.__struct_fields__}) == whole
+
+
 def batch_of(batch_id: str, first: int, count: int) -> Batch:
     rows = [decision_row(make_decision(first + i), None) for i in range(count)]
     return Batch(batch_id, rows, [], [(29_000_000, "", "block", count)])
@@ -170,20 +195,20 @@ async def test_a_refused_batch_in_a_group_is_dropped_alone(store, tmp_path):
 
 
 async def test_a_batch_spooled_before_the_epoch_column_is_replayed(store, tmp_path):
-    """Rows spooled by an SMPS before migration 0003 have no epoch (nor rule_id, 0005):
-    NULL there."""
+    """Rows spooled by an SMPS before migration 0003 have no epoch (nor rule_id, 0005,
+    nor parts, 0007): NULL there."""
     from smps.store.spool import Spool
 
     old = batch_of("d" * 32, 0, 3)
-    old = Batch(old.batch_id, [row[:-2] for row in old.decisions], [], old.counters)
+    old = Batch(old.batch_id, [row[:-3] for row in old.decisions], [], old.counters)
     Spool(tmp_path / "spool", 1 << 20).append(msgspec.msgpack.encode(old))
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
     await writer.start()
     await until(lambda: writer.written == 3, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
-        rows = await conn.execute(text("SELECT sequence, epoch FROM decisions ORDER BY id"))
-        assert [tuple(row) for row in rows] == [(0, None), (1, None), (2, None)]
+        rows = await conn.execute(text("SELECT sequence, epoch, parts FROM decisions ORDER BY id"))
+        assert [tuple(row) for row in rows] == [(0, None, None), (1, None, None), (2, None, None)]
 
 
 async def test_decisions_carry_the_lease_epoch_they_were_made_under(store, tmp_path):

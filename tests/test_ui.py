@@ -350,6 +350,9 @@ POLICY_FORM = {
     "ne_block_codes": "0x66, 0x65",
     "concat_window": "60s",
     "concat_sticky_block": "on",
+    "concat_hold": "",
+    "on_incomplete": "judge_parts",
+    "concat_max_held": "100000",
 }
 
 CHANGES = [
@@ -442,6 +445,39 @@ async def test_policy_is_saved_through_the_repo_and_errors_name_the_field(as_rol
     assert 'value="1.5s"' in await (await admin.get("/policy")).text()
 
 
+async def test_policy_sets_how_long_messages_are_held(as_role, store):
+    """The hold, what then happens to an incomplete message and the bound on held
+    messages are on the form; saving it keeps them (a replaced policy document would
+    otherwise fall back to the defaults)."""
+    admin = await as_role("admin")
+    page = await (await admin.get("/policy")).text()
+    assert re.search(r'id="concat_hold" name="concat_hold" value=""', page)  # the default
+    assert re.search(r'<option value="judge_parts" selected>', page)
+    assert 'value="100000"' in page
+    form = {**POLICY_FORM, "concat_hold": "500ms", "on_incomplete": "tempfail",
+            "concat_max_held": "50", "csrf": await csrf_of(admin, "/policy")}  # fmt: skip
+    assert "Policy saved" in await (await admin.post("/policy", data=form)).text()
+    policy = await entities.get_policy(store)
+    assert (policy["concat_hold"], policy["on_incomplete"], policy["concat_max_held"]) == (
+        0.5,
+        "tempfail",
+        50,
+    )
+    page = await (await admin.get("/policy")).text()
+    assert 'value="0.5s"' in page and '<option value="tempfail" selected>' in page
+
+    form = {**form, "concat_hold": "2s", "csrf": await csrf_of(admin, "/policy")}
+    refused = await admin.post("/policy", data=form)  # longer than the 1.5 s timeout
+    assert refused.status == 422
+    assert re.search(r'id="concat_hold-error">must be at most policy.timeout', await refused.text())
+    form = {**form, "concat_hold": "", "timeout": "soon", "csrf": await csrf_of(admin, "/policy")}
+    refused = await (await admin.post("/policy", data=form)).text()  # shown again as typed
+    assert re.search(r'id="concat_hold" name="concat_hold" value=""', refused)
+    form = {**form, "timeout": "1500ms", "csrf": await csrf_of(admin, "/policy")}
+    assert "Policy saved" in await (await admin.post("/policy", data=form)).text()
+    assert (await entities.get_policy(store))["concat_hold"] is None
+
+
 async def test_changes_without_the_sessions_csrf_token_are_refused(as_role, server, store):
     admin = await as_role("admin")
     other = await as_role("operator")
@@ -496,6 +532,39 @@ async def test_account_lifecycle_is_audited_under_the_user_and_hides_the_passwor
     ]
     audit = await (await admin.get("/audit")).text()
     assert "user:admin" in audit and "pw1" not in audit and "***" in audit
+
+
+async def test_accounts_say_how_a_long_message_reaches_the_ne(as_role, store):
+    """The form offers concat (message by default), the list shows it, an edit keeps it;
+    an account stored before the setting existed shows the default it runs with."""
+    admin = await as_role("admin")
+    selected = re.compile(r'<option value="(\w+)" selected>')
+    new = await (await admin.get("/accounts/new")).text()
+    assert re.search(r'<select id="concat" name="concat"', new)
+    assert selected.findall(new) == ["message"]
+    form = {**ACCOUNT_FORM, "concat": "segments", "csrf": await csrf_of(admin)}
+    listed = await (await admin.post("/accounts", data=form)).text()
+    assert "NE account antispam created." in listed
+    assert '<th scope="col">Long messages</th>' in listed
+    assert re.search(r"<td>enforce</td>\s*<td>segments</td>", listed)
+    assert (await bind_accounts.load_accounts(store))[0].concat == "segments"
+    assert selected.findall(await (await admin.get("/accounts/antispam")).text()) == ["segments"]
+
+    form = {**ACCOUNT_FORM, "password": "", "concat": "whole", "csrf": await csrf_of(admin)}
+    refused = await admin.post("/accounts/antispam", data=form)
+    assert refused.status == 422
+    assert re.search(r'id="concat-error">[^<]*whole', await refused.text())
+    form = {**ACCOUNT_FORM, "password": "", "concat": "message", "csrf": await csrf_of(admin)}
+    assert (await admin.post("/accounts/antispam", data=form)).status == 200
+    assert (await bind_accounts.load_accounts(store))[0].concat == "message"
+
+    table = schema.ne_accounts
+    async with store.engine.begin() as conn:  # as an SMPS before concat stored it
+        settings = (await conn.execute(select(table.c.settings))).scalar()
+        del settings["concat"]
+        await conn.execute(table.update().values(settings=settings))
+    listed = await (await admin.get("/accounts")).text()
+    assert re.search(r"<td>enforce</td>\s*<td>message</td>", listed)
 
 
 @pytest.mark.parametrize(
@@ -600,6 +669,27 @@ async def test_decisions_explain_a_sticky_block(as_role, store, tmp_path):
     await writer.close()
     page = await (await (await as_role("viewer")).get("/decisions")).text()
     assert page.count("another part of this long message was blocked") == 1
+
+
+async def test_decisions_show_a_whole_message_as_one_row(as_role, store, tmp_path):
+    """A long message judged whole is "message of N parts", its parts' SMSC sequence
+    numbers in the tooltip; a part judged alone stays "part i/N"."""
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put(make_decision(1, concat_ref=7, concat_total=3, parts=[41, 42, 43]))
+    writer.put(make_decision(2, concat_ref=8, concat_total=3, parts=[51, 0, 53]))
+    writer.put(make_decision(3, concat_ref=9, concat_part=2, concat_total=4))
+    await writer.close()
+    page = await (await (await as_role("viewer")).get("/decisions")).text()
+    hints = re.findall(
+        r'<span class="hint"(?: title="([^"]*)")?>((?:message|part) [^<]*)</span>', page
+    )
+    assert hints == [
+        ("", "part 2/4"),
+        ("SMSC sequence numbers: part 1 51, part 2 never came, part 3 53",
+         "message of 3 parts, 1 missing"),
+        ("SMSC sequence numbers: part 1 41, part 2 42, part 3 43", "message of 3 parts"),
+    ]  # fmt: skip
 
 
 async def test_live_stream_sends_the_node_status(as_role, node):

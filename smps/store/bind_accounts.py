@@ -20,6 +20,7 @@ class StoredAccount(msgspec.Struct, frozen=True, kw_only=True):
     window: int
     tps: int
     mode: str
+    concat: str = "message"  # as NeAccount.concat; a row stored before it existed: the default
     enabled: bool
     file_managed: bool
     concat: str = "message"  # rows written before the setting existed: the default

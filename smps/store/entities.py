@@ -79,9 +79,24 @@ def secret_column(kind: Kind) -> str | None:
     return "password_hash" if kind.hashed else kind.secret
 
 
+def _defaults(kind: Kind) -> dict[str, Any]:
+    """The struct's default of each setting (not the key, not the secret), as stored."""
+    defaults = {}
+    for f in msgspec.structs.fields(kind.struct):
+        if f.name in (kind.key, kind.secret):
+            continue
+        if f.default is not msgspec.NODEFAULT:
+            defaults[f.name] = msgspec.to_builtins(f.default)
+        elif f.default_factory is not msgspec.NODEFAULT:
+            defaults[f.name] = msgspec.to_builtins(f.default_factory())
+    return defaults
+
+
 def present(kind: Kind, row: Mapping[str, Any]) -> dict[str, Any]:
-    """An entity as the API shows it: never a secret, not even a hash."""
+    """An entity as the API shows it: never a secret, not even a hash. A setting added
+    to SMPS after the row was stored shows its default, which is what the node applies."""
     document = {} if kind.name == "policy" else {kind.key: row[kind.key_column.name]}
+    document.update(_defaults(kind))
     document.update(row["settings"])
     if kind.secret is not None:
         document[f"{kind.secret}_set"] = bool(row[secret_column(kind)])

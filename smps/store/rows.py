@@ -16,6 +16,7 @@ from smps.store.common import iso, plain
 
 _encode_json = msgspec.json.Encoder().encode
 _decode_results = msgspec.json.Decoder(list[NeResult]).decode
+_decode_parts = msgspec.json.Decoder(list[int]).decode
 
 DECISION_COLUMNS = (
     "arrived_us",
@@ -41,6 +42,7 @@ DECISION_COLUMNS = (
     "results",
     "epoch",
     "rule_id",
+    "parts",
 )
 TRACE_COLUMNS = (
     "message_id",
@@ -97,6 +99,7 @@ def decision_row(d: Decision, epoch: int | None) -> tuple:
         _encode_json(d.results).decode(),
         epoch,
         rule[:64] if rule else None,
+        None if d.parts is None else _encode_json(d.parts).decode(),
     )
 
 
@@ -114,6 +117,8 @@ def stored_decision(row: Mapping[str, Any]) -> StoredDecision:
     """A ``decisions`` row read back (the inverse of :func:`decision_row`)."""
     fields = plain(row)
     fields["results"] = _decode_results(row["results"])
+    if row["parts"] is not None:
+        fields["parts"] = _decode_parts(row["parts"])
     fields["arrived_at"] = iso(row["arrived_us"])
     fields["decided_at"] = iso(row["decided_us"])
     return StoredDecision(**fields)

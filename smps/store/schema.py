@@ -175,6 +175,11 @@ decisions = Table(
     # one rule may decide few of the rows, which walking the ids would take long to find.
     # On SQLite only its non-NULL rows are (what most decisions then cost the index: nothing).
     Column("rule_id", String(64), nullable=True),
+    # A whole message's parts (the SMSC's sequence number of each, in part order, 0 for
+    # one that never came) as a JSON array, like results: read back by the same typed
+    # decoder, and queryable with the JSON functions of SQLite and MariaDB alike.
+    # NULL for a message that came in one piece or a part judged alone.
+    Column("parts", Text, nullable=True),
     **_MYSQL,
 )
 Index(

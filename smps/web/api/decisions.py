@@ -122,6 +122,8 @@ async def write_decisions_csv(
         for decision in rows:
             row = msgspec.structs.asdict(decision)
             row["results"] = msgspec.json.encode(decision.results).decode()
+            if decision.parts is not None:  # as the API shows them, not Python's list
+                row["parts"] = msgspec.json.encode(decision.parts).decode()
             writer.writerow([row[column] for column in CSV_COLUMNS])
         await response.write(buffer.getvalue().encode())
         buffer.seek(0)

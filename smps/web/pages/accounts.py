@@ -35,6 +35,7 @@ class _AccountPages(EntityPages):
         "window": 64,
         "tps": 0,
         "mode": "enforce",
+        "concat": "message",
         "enabled": True,
         "password_set": False,
         "file_managed": False,
@@ -50,6 +51,7 @@ class _AccountPages(EntityPages):
                 if part.strip()
             ],
             "mode": str(form.get("mode", "enforce")),
+            "concat": str(form.get("concat", "message")),
             "enabled": form.get("enabled") == "on",
         }
         for name in _NUMBERS:
@@ -65,7 +67,7 @@ class _AccountPages(EntityPages):
         return document
 
     def echo(self, form: Mapping[str, Any]) -> dict[str, Any]:
-        echo = {k: str(form.get(k, "")) for k in ("system_id", "mode", *_NUMBERS)}
+        echo = {k: str(form.get(k, "")) for k in ("system_id", "mode", "concat", *_NUMBERS)}
         echo["allowed_ips"] = str(form.get("allowed_ips", "")).split()
         echo["enabled"] = form.get("enabled") == "on"
         return echo

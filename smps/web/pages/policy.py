@@ -10,11 +10,19 @@ from aiohttp import web
 
 from smps.store import common, entities
 from smps.web.pages.common import UI, VERDICTS, Route, actor, flash, render, see_other
-from smps.web.pages.forms import field_errors, seconds
+from smps.web.pages.forms import field_errors, number_or_text, seconds
+
+ON_INCOMPLETE = (
+    ("judge_parts", "Judge the parts present"),
+    ("allow", "Allow"),
+    ("tempfail", "Temp-fail (the SMSC sends them again)"),
+)
 
 
 def _document(form: Mapping[str, Any]) -> dict[str, Any]:
-    """The form as the policy document; durations and codes are read as in the file."""
+    """The form as the policy document; durations and codes are read as in the file,
+    an empty hold is the default (1 s, or the timeout when that is shorter)."""
+    hold = str(form.get("concat_hold", "")).strip()
     return {
         "timeout": str(form.get("timeout", "")).strip(),
         "on_timeout": str(form.get("on_timeout", "")),
@@ -29,6 +37,9 @@ def _document(form: Mapping[str, Any]) -> dict[str, Any]:
         "inspect_receipts": form.get("inspect_receipts") == "on",
         "concat_window": str(form.get("concat_window", "")).strip(),
         "concat_sticky_block": form.get("concat_sticky_block") == "on",
+        "concat_hold": hold or None,
+        "on_incomplete": str(form.get("on_incomplete", "")),
+        "concat_max_held": number_or_text(str(form.get("concat_max_held", "")).strip()),
     }
 
 
@@ -38,6 +49,7 @@ def _shown(policy: Mapping[str, Any]) -> dict[str, Any]:
         **policy,
         "timeout": seconds(policy["timeout"]),
         "concat_window": seconds(policy["concat_window"]),
+        "concat_hold": "" if policy["concat_hold"] is None else seconds(policy["concat_hold"]),
         "block_status": f"0x{policy['block_status']:02X}",
         "tempfail_status": f"0x{policy['tempfail_status']:02X}",
         "ne_block_codes": ", ".join(f"0x{code:02X}" for code in policy["ne_block_codes"]),
@@ -58,6 +70,7 @@ def _form(
         page="policy",
         policy=policy,
         choices=VERDICTS,
+        on_incomplete=ON_INCOMPLETE,
         errors=errors or {},
     )
 
@@ -74,7 +87,12 @@ async def _save(request: web.Request) -> web.StreamResponse:
     try:
         await entities.put_policy(ui.store, document, actor(request))
     except common.Invalid as exc:
-        shown = {**stored, **document, "ne_block_codes": ", ".join(document["ne_block_codes"])}
+        shown = {
+            **stored,
+            **document,
+            "ne_block_codes": ", ".join(document["ne_block_codes"]),
+            "concat_hold": document["concat_hold"] or "",
+        }
         return _form(request, shown, errors=field_errors(exc), status=422)
     except common.Conflict as exc:
         flash(request, "error", str(exc))
