@@ -23,7 +23,6 @@ class StoredAccount(msgspec.Struct, frozen=True, kw_only=True):
     concat: str = "message"  # as NeAccount.concat; a row stored before it existed: the default
     enabled: bool
     file_managed: bool
-    concat: str = "message"  # rows written before the setting existed: the default
 
 
 async def load_accounts(store: Store) -> list[StoredAccount]:
