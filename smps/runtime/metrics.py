@@ -86,6 +86,21 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
         ("direction",),
         "Copies forwarded between workers (out: to a peer, in: from one).",
     ),
+    "whole_messages": (
+        ("parts",),
+        "Concatenated messages judged as one, with all their parts (complete) or with "
+        "those present at policy.concat_hold (incomplete).",
+    ),
+    "concat_overflow": (
+        (),
+        "Parts judged alone because policy.concat_max_held messages were held already.",
+    ),
+    "concat_duplicate_parts": ((), "Parts that came again while their message was held."),
+    "concat_late_parts": (
+        (),
+        "Parts that came after their message was decided; they got its verdict at once.",
+    ),
+    "concat_parts_forwarded": ((), "Parts sent to the worker that holds their message."),
     "records_forward_dropped": (
         ("kind",),
         "Decision and trace records a worker dropped because the master did not keep up, by kind.",
@@ -135,6 +150,11 @@ def families(counters: Counters, gauges: Gauges) -> Iterator[Metric]:
             yield CounterMetricFamily(name, help_text, value=0)
     yield GaugeMetricFamily(
         "smps_in_flight", "Originals waiting for their verdict.", gauges.in_flight
+    )
+    yield GaugeMetricFamily(
+        "smps_concat_held",
+        "Concatenated messages whose parts are held, waiting for their other parts.",
+        gauges.concat_held,
     )
     yield _binds_up(gauges, accounts=counters.copies_sent)
 

@@ -204,6 +204,17 @@ class DataPlane:
             copies_retried=stats.retried,
             copies_withdrawn=stats.withdrawn,
             internal_errors=stats.internal_errors,
+            whole_messages={
+                name: count
+                for name, count in zip(
+                    ("incomplete", "complete"), stats.whole_messages, strict=True
+                )
+                if count
+            },
+            concat_overflow=stats.concat_overflow,
+            concat_duplicate_parts=stats.duplicate_parts,
+            concat_late_parts=stats.late_parts,
+            concat_parts_forwarded=stats.parts_forwarded,
             pdu_errors=self._pdu_errors.totals(
                 [
                     *(s for c in self.smsc_clients for s in c.sessions),
@@ -216,6 +227,7 @@ class DataPlane:
         )
         gauges = Gauges(
             in_flight=self.dispatcher.in_flight,
+            concat_held=len(self.dispatcher.assembly.held),
             smsc_binds={c.cfg.name: c.binds_up for c in self.smsc_clients},
             ne_binds=self.ne_binds(),
         )

@@ -68,6 +68,11 @@ class Counters(msgspec.Struct, kw_only=True):
     auth_failures: int = 0
     ne_connections_refused: dict[str, int] = {}  # reason (the cap reached)
     forwarded_copies: dict[str, int] = {}  # direction: a worker's, through the mesh
+    whole_messages: dict[str, int] = {}  # complete | incomplete
+    concat_overflow: int = 0
+    concat_duplicate_parts: int = 0
+    concat_late_parts: int = 0
+    concat_parts_forwarded: int = 0
     records_forward_dropped: dict[str, int] = {}  # kind: a worker's, to the master
 
 
@@ -75,6 +80,7 @@ class Gauges(msgspec.Struct, kw_only=True):
     """What a data plane holds now."""
 
     in_flight: int = 0
+    concat_held: int = 0  # messages whose parts are held for the others
     smsc_binds: dict[str, int] = {}  # binds up per SMSC
     ne_binds: dict[str, int] = {}  # binds per NE account
 
