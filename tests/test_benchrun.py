@@ -11,8 +11,14 @@ import pytest
 
 from bench.loadrun.command import RateShare, scenario_of
 from bench.loadrun.processes import ProcessTree, answers_at_least
-from bench.loadrun.report import format_sweep
-from bench.loadrun.scenario import INFLIGHT_TIMEOUT, Scenario, bench_config
+from bench.loadrun.report import failures, format_added_cpu, format_report, format_sweep
+from bench.loadrun.scenario import (
+    CONCAT_LONG,
+    CONCAT_MIX,
+    INFLIGHT_TIMEOUT,
+    Scenario,
+    bench_config,
+)
 from smps.config import loads
 from smps.sim.smsc import LatencyHistogram
 from tests import tracebacks
@@ -32,6 +38,40 @@ def test_config_is_the_standard_scenario(tmp_path):
     rules = {rule.number for rule in config.trace.rules}
     assert len(rules) == 100
     assert rules == {n.decode() for n in scenario.traced_numbers()}
+
+
+def test_concat_scenario_and_the_run_without_the_hold(tmp_path):
+    scenario = scenario_of(_parse("--concat"), nes=3, workers=1, rate=None)
+    assert scenario.concat and scenario.hold
+    assert scenario.mix == CONCAT_MIX and scenario.long_messages == CONCAT_LONG
+    config = loads(bench_config(scenario, tmp_path, smsc_port=4000, ne_port=4001))
+    assert config.policy.concat_max_held > 0
+    assert {a.concat for a in config.ne_accounts} == {"message"}
+    # --no-hold: every part judged alone and copied as a part, as before the hold
+    alone = scenario_of(_parse("--concat", "--no-hold"), nes=3, workers=1, rate=None)
+    config = loads(bench_config(alone, tmp_path, smsc_port=4000, ne_port=4001))
+    assert config.policy.concat_max_held == 0
+    assert {a.concat for a in config.ne_accounts} == {"segments"}
+
+
+def test_compare_to_names_what_the_scenario_changed():
+    def report(cpu, per_message=None, **scenario):
+        concat = {"cpu_us_per_message": per_message} if scenario.get("concat") else None
+        return {"cpu_us_per_msg": cpu, "msgs_per_s": 1000.0, "scenario": scenario, "concat": concat}
+
+    standard = report(14.0)  # an older report, without the concat keys
+    assert format_added_cpu(standard, report(16.5, screening=True)).startswith(
+        "screening added +2.50 µs CPU per original: 16.50 against 14.00"
+    )
+    alone = report(15.0, 24.0, concat=True, hold=False)
+    held = report(16.0, 25.6, concat=True, hold=True)
+    assert format_added_cpu(standard, alone).startswith(
+        "the concat traffic and judging parts alone added +1.00 µs CPU per original part"
+    )
+    assert format_added_cpu(alone, held) == (
+        "the hold added +1.00 µs CPU per original part: 16.00 against 15.00 µs/msg "
+        "(1,000 and 1,000 msg/s); per whole message +1.60 µs: 25.60 against 24.00"
+    )
 
 
 def test_timeouts_are_the_answers_past_the_verdict_timeout():
@@ -183,3 +223,43 @@ def test_half_rate_runs_after_a_max_run(tmp_path):
     assert report["missing"] == report["duplicates"] == 0
     assert set(report["latency_ms"]) == {"p50", "p90", "p99", "max"}
     assert result.stdout.count("smps bench: OK") == 2  # the max run, then the half-rate run
+
+
+@pytest.mark.timeout(60)
+def test_concat_run_counts_parts_and_messages_and_checks_one_verdict(tmp_path):
+    """The NEs block nothing here: SMPS before whole-message verdicts judges each
+    part alone, so with blocks the parts of a message may be answered differently
+    (that is the check's job); the run is about the counting."""
+    result, report = bench(
+        tmp_path,
+        *("--concat", "--block-ratio", "0", "--duration", "2", "--warmup", "1"),
+        *("--rate", "300", "--rss-every", "1"),
+    )
+    concat = report["concat"]
+    parts, messages = concat["parts_decided"], concat["messages_decided"]
+    assert parts == report["measured"]["decided"] and 400 <= parts <= 800
+    # 30 % in three parts: 1.6 parts a message
+    assert 1.4 <= parts / messages <= 1.8
+    assert concat["messages_per_s"] > 0
+    assert concat["cpu_us_per_message"] > report["cpu_us_per_msg"] > 0
+    assert concat["long_messages"] > 50  # over the whole run, every part answered
+    assert concat["mismatched"] == 0 and concat["checked"]
+    assert report["missing"] == report["duplicates"] == 0
+    assert "smps bench: OK" in result.stdout
+    assert "whole messages)" in result.stdout and "per whole message" in result.stdout
+    assert (
+        f"{concat['long_messages']:,} three-part messages answered, 0 with parts answered "
+        "differently" in result.stdout
+    )
+    # parts of one message answered differently fail the run, unless SMPS was told
+    # to judge them alone (--no-hold)
+    mixed = {
+        **report,
+        "concat": {**concat, "mismatched": 2, "mismatched_by_statuses": {"0x00/0x66": 2}},
+    }
+    assert failures(mixed) == ["parts of one message answered differently"]
+    assert format_report(mixed).splitlines()[0] == (
+        "smps bench: FAILED (parts of one message answered differently)"
+    )
+    assert "0x00/0x66: 2" in format_report(mixed)
+    assert failures({**mixed, "concat": {**mixed["concat"], "checked": False}}) == []

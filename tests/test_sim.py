@@ -21,7 +21,7 @@ from smps.sim import cli, commands
 from smps.sim import traffic as traffic_module
 from smps.sim.ne import Latency, SimNe
 from smps.sim.smsc import LatencyHistogram, SimSmsc
-from smps.sim.traffic import KINDS, Mix, NumberRange, Traffic
+from smps.sim.traffic import CONCAT_STYLES, KINDS, LongMessages, Mix, NumberRange, Traffic
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
 from smps.smpp.session import NO_RESPONSE
@@ -116,6 +116,79 @@ def test_concat_reference_advances_on_every_pass():
             assert len(old) == len(new)
 
 
+def long_message_key(pdu) -> tuple[str, bytes, bytes, int, int, int, bytes]:
+    """(style, source, destination, reference, total, part, user data without UDH) of a
+    part, read the way SMPS reads it."""
+    view = decode_sm(pdu)
+    if view.udhi:
+        udh = text.parse_udh(view.user_data)
+        ref, total, part = udh.concat
+        style = f"udh{udh.ref_bits}"
+        payload = view.user_data[udh.length :]
+    else:
+        (ref, total, part), style, payload = view.sar, "sar", view.user_data
+    return style, view.source_addr, view.destination_addr, ref, total, part, payload
+
+
+# Octets of text a part carries at most, beside its UDH (or SAR TLVs), by data_coding.
+PART_ROOM = {0: {"udh8": 153, "udh16": 152, "sar": 153}, 8: {"udh8": 134, "udh16": 132, "sar": 134}}
+
+
+@pytest.mark.parametrize("ucs2", [False, True])
+def test_long_messages_are_tied_by_udh8_udh16_and_sar_and_some_go_out_of_order(ucs2):
+    long = LongMessages(styles=CONCAT_STYLES, reordered=0.5, ucs2=ucs2)
+    traffic = Traffic(Mix(gsm7=0, ucs2=0, concat=1), long=long, pool_size=60)
+    styles, orders, pairs, codings = Counter(), Counter(), set(), Counter()
+    for _kind, pdus in traffic.pool:
+        keys = [long_message_key(pdu) for pdu in pdus]
+        style, source, destination, ref, _total, _part, _payload = keys[0]
+        assert {key[:5] for key in keys} == {(style, source, destination, ref, 3)}
+        styles[style] += 1
+        orders[tuple(key[5] for key in keys)] += 1
+        pairs.add((source, destination))
+        data_coding = decode_sm(pdus[0]).data_coding
+        codings[data_coding] += 1
+        for pdu, key in zip(pdus, keys, strict=True):
+            view = decode_sm(pdu)
+            assert view.data_coding == data_coding
+            assert view.esm_class == (0 if style == "sar" else 0x40)
+            # 140 octets in all: 152 septets / 66 units beside the 16-bit reference's UDH
+            assert len(key[6]) <= PART_ROOM[data_coding][style]
+        whole = text.reassemble(
+            [(key[5], decode_sm(pdu).user_data) for pdu, key in zip(pdus, keys, strict=True)],
+            data_coding,
+            0 if style == "sar" else 0x40,
+        )
+        assert whole.replaced == 0 and whole.note == ""
+        long_text = traffic_module._UCS2_LONG if data_coding else traffic_module._GSM7_LONG
+        assert re.sub(r"\d{6}", "#", whole.text) == long_text
+    assert styles == {"udh8": 20, "udh16": 20, "sar": 20}
+    assert codings == ({0: 45, 8: 15} if ucs2 else {0: 60})  # every fourth, or none
+    assert 15 <= sum(n for order, n in orders.items() if order != (1, 2, 3)) <= 45
+    assert len(orders) > 2  # not only reversed
+    assert len(pairs) == 60  # a reference is never in flight twice for one pair
+
+
+def test_every_reference_size_advances_on_every_pass():
+    long = LongMessages(styles=CONCAT_STYLES, reordered=1.0)
+    traffic = Traffic(Mix(gsm7=0, ucs2=0, concat=1), long=long, pool_size=6)
+    first_pass = [next(traffic)[1] for _ in range(6)]
+    second_pass = [next(traffic)[1] for _ in range(6)]
+    for before, after in zip(first_pass, second_pass, strict=True):
+        for old, new in zip(before, after, strict=True):
+            style, *same, ref, total, part, payload = long_message_key(old)
+            bits = 16 if style in ("udh16", "sar") else 8
+            assert long_message_key(new) == (
+                style,
+                *same,
+                (ref + 1) % (1 << bits),
+                total,
+                part,
+                payload,
+            )
+            assert len(old) == len(new)
+
+
 def test_traced_numbers_appear_at_their_ratio():
     traced = [b"8613712345678", b"8613787654321"]
     traffic = Traffic(traced=traced, traced_ratio=0.1, pool_size=1000, data_sm_ratio=0)
@@ -198,6 +271,42 @@ async def test_fixed_rate_run_gets_every_original_answered(smsc, make_config):
     assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["max"]
     assert summary["cpu_us_per_msg"] > 0
     json.dumps(summary)
+
+
+async def test_whole_messages_spread_parts_over_binds_and_check_one_verdict(make_config):
+    """Parts of one long message go over both binds; a message whose parts are
+    answered differently (here every SAR message's second part is blocked) is
+    counted as mismatched, the others not."""
+    sim = SimSmsc(response_timeout=0.5, whole_messages=True)
+    sim.port = await sim.start()
+    binds_of: dict[tuple, set] = {}
+
+    def block_second_sar_part(session, pdu):
+        view = decode_sm(pdu)
+        if not (view.udhi or view.sar):  # a single-part message
+            session.respond(pdu, Status.ROK)
+            return
+        style, source, destination, ref, _total, part, _payload = long_message_key(pdu)
+        binds_of.setdefault((style, source, destination, ref), set()).add(session)
+        blocked = style == "sar" and part == 2
+        session.respond(pdu, Status.RX_R_APPN if blocked else Status.ROK)
+
+    long = LongMessages(styles=CONCAT_STYLES, reordered=0.2, ucs2=False)
+    traffic = Traffic(Mix(gsm7=1, ucs2=0, concat=1), long=long, pool_size=300)
+    try:
+        summary = await drive(
+            sim, make_config, block_second_sar_part, rate=3000, count=1200, mix=traffic
+        )
+    finally:
+        await sim.stop()
+    messages = summary["messages"]
+    assert summary["answered"] == 1200 and summary["missing"] == summary["duplicates"] == 0
+    assert messages["gsm7"] + 3 * messages["concat"] == 1200
+    assert summary["long_answered"] == messages["concat"]
+    assert summary["messages_answered"] == messages["gsm7"] + messages["concat"]
+    sar_messages = sum(1 for style, *_rest in binds_of if style == "sar")
+    assert summary["mismatched"] == {"0x00/0x66": sar_messages} and sar_messages > 50
+    assert sum(len(binds) == 2 for binds in binds_of.values()) > len(binds_of) / 2
 
 
 async def test_open_loop_run_stops_at_the_count(smsc, make_config):

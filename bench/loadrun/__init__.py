@@ -32,6 +32,10 @@ the measured interval only:
 - throttled: answers with ESME_RTHROTTLED; timeouts: answers that came at or
   after the verdict timeout (so the deadline, not the NEs, answered them);
 - missing and duplicate responses over the whole run, which must be 0;
+- with --concat (30 % of messages in three parts, spread over the SMSC binds):
+  whole messages decided and the CPU per whole message, and the long messages
+  whose parts got different answers, which must be 0 unless --no-hold made
+  SMPS judge each part alone;
 - SMPS's RSS, sampled every `rss_every` seconds over the interval: its growth.
 
 `--rate N%` makes a max run first and then one at that share of its msg/s;

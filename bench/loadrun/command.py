@@ -16,7 +16,13 @@ from bench.loadrun.report import (
     format_sweep,
     succeeded,
 )
-from bench.loadrun.scenario import INFLIGHT_NE_WINDOW, INFLIGHT_RATE, INFLIGHT_TIMEOUT, Scenario
+from bench.loadrun.scenario import (
+    CONCAT_MIX,
+    INFLIGHT_NE_WINDOW,
+    INFLIGHT_RATE,
+    INFLIGHT_TIMEOUT,
+    Scenario,
+)
 from smps.config import Config, load
 from smps.errors import SmpsError
 from smps.sim import options
@@ -134,10 +140,25 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "domains and 5 velocity rules that the traffic does not trip (bench/screening_rules.py)",
     )
     p.add_argument(
+        "--concat",
+        action="store_true",
+        help="the concat scenario: 30%% of the messages in 3 parts (8-bit UDH, 16-bit UDH and "
+        "SAR in turn, a fifth out of order, parts spread over the SMSC binds); reports whole "
+        "messages too and fails when the parts of one message are answered differently",
+    )
+    p.add_argument(
+        "--no-hold",
+        action="store_true",
+        help="SMPS judges every part alone (policy.concat_max_held 0, NE accounts in segments "
+        "mode), as before whole-message verdicts: with --concat, the run to --compare-to for "
+        "what the hold costs (parts answered differently are then no failure)",
+    )
+    p.add_argument(
         "--compare-to",
         metavar="FILE",
         help="a JSON report of an earlier run (--json): also print the CPU per original this "
-        "run added to it (make bench: what screening costs)",
+        "run added to it, named by what the scenario changed (make bench: what screening "
+        "and the hold cost)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     p.add_argument(
@@ -218,6 +239,9 @@ def scenario_of(args: argparse.Namespace, nes: int, workers: int, rate: float | 
         inflight=n,
         rss_every=args.rss_every,
         screening=args.screening,
+        concat=args.concat,
+        hold=not args.no_hold,
+        mix=dict(CONCAT_MIX) if args.concat else defaults.mix,
     )
 
 
@@ -260,6 +284,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return 2
         if len(points) > 1:
             print("smps bench: --no-start runs one point, not a list", file=sys.stderr)
+            return 2
+        if args.no_hold:
+            print(
+                "smps bench: --no-hold configures the SMPS it starts; with --no-start set "
+                "policy.concat_max_held: 0 in your configuration",
+                file=sys.stderr,
+            )
             return 2
         existing = (load(args.config), args.pid)
     if args.inflight and isinstance(args.rate, RateShare):

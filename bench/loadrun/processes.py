@@ -127,6 +127,7 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
         password=SMSC_PASSWORD,
         window=scenario.window,
         response_timeout=scenario.timeout + 10.0,
+        whole_messages=scenario.concat,
     )
     conn.send(("listening", await sim.start("127.0.0.1", port)))
     try:
@@ -139,6 +140,7 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
             Mix(**scenario.mix),
             traced=scenario.traced_numbers(),
             traced_ratio=scenario.traced_ratio,
+            long=scenario.long_messages,
         )
 
         if scenario.inflight:
@@ -150,6 +152,7 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
                 "at": time.perf_counter(),
                 "sent": sim.sent,
                 "answered": sim.answered,
+                "messages": sim.messages_answered,
                 "statuses": dict(sim.statuses),
                 "smsc_cpu": time.process_time(),
                 "ne_cpu": nes.cpu_seconds(),
@@ -243,6 +246,7 @@ def _measured(
         "interval_s": last["at"] - first["at"],
         "sent": last["sent"] - first["sent"],
         "answered": last["answered"] - first["answered"],
+        "messages": last["messages"] - first["messages"],
         "statuses": statuses,
         "latency_ms": histogram.summary_ms(),
         "timeouts": answers_at_least(histogram, scenario.timeout),

@@ -69,9 +69,30 @@ def build_report(
             "ne_copies": sum(ne["received"] for ne in nes),
         },
         "whole_run": {k: whole[k] for k in ("sent", "answered", "missing", "duplicates")},
+        "concat": _concat(scenario, measured, proxy_cpu) if scenario.concat else None,
         "pinning": pinning,
         "machine": _machine(),
         "smps_pid": target.pid,
+    }
+
+
+def _concat(scenario: Scenario, measured: dict[str, Any], proxy_cpu: float | None) -> dict:
+    """The concat scenario's figures: originals are the parts SMPS receives
+    (msgs_per_s, cpu_us_per_msg); here whole messages too, and the check that the
+    parts of one message all got the same answer (over the whole run)."""
+    interval = measured["interval_s"]
+    messages = measured["messages"]
+    whole = measured["whole_run"]
+    return {
+        "parts_decided": measured["answered"],  # = measured.decided
+        "messages_decided": messages,
+        "messages_per_s": round(messages / interval, 1) if interval > 0 else 0.0,
+        "cpu_us_per_message": _per_message(proxy_cpu, messages),  # cpu_us_per_msg is per part
+        "long_messages": whole["long_answered"],
+        "mismatched": sum(whole["mismatched"].values()),
+        "mismatched_by_statuses": whole["mismatched"],
+        # with the hold off SMPS judges each part alone: different answers are expected
+        "checked": scenario.hold,
     }
 
 
@@ -165,8 +186,8 @@ def format_inflight_report(report: dict[str, Any]) -> str:
     return "\n".join(lines + [f"  {name:<{width}}  {value}" for name, value in rows])
 
 
-def _per_message(seconds: float, messages: int) -> float | None:
-    return round(1e6 * seconds / messages, 2) if messages else None
+def _per_message(seconds: float | None, messages: int) -> float | None:
+    return round(1e6 * seconds / messages, 2) if seconds is not None and messages else None
 
 
 def _machine() -> dict[str, Any]:
@@ -209,7 +230,8 @@ def format_report(report: dict[str, Any]) -> str:
     m = report["measured"]
     g = report["generators"]
     lat = report["latency_ms"]
-    ok = report["missing"] == 0 and report["duplicates"] == 0
+    c = report.get("concat")
+    failed = failures(report)
 
     def number(value: Any, unit: str = "", fmt: str = ",.1f") -> str:
         return "n/a" if value is None else f"{value:{fmt}}{unit}"
@@ -220,18 +242,31 @@ def format_report(report: dict[str, Any]) -> str:
             f"{s['nes']} NEs x {s['ne_binds']} binds, SMSC {s['smsc_binds']} binds, "
             f"{s['workers']} worker(s), rate {s['rate']}, block {s['block_ratio']:.0%}, "
             f"NE latency {s['ne_latency'] * 1000:g} ms, window {s['window']}/"
-            f"{s['ne_window']}{', screening rules' if s.get('screening') else ''}",
+            f"{s['ne_window']}{', screening rules' if s.get('screening') else ''}"
+            f"{', concat traffic (30 % in 3 parts)' if c else ''}"
+            f"{'' if s.get('hold', True) else ', no hold (parts judged alone)'}",
         ),
         (
             "measured",
             f"{m['interval_s']:.1f} s after {s['warmup']:g} s warm-up; "
-            f"{m['decided']:,} originals decided",
+            f"{m['decided']:,} originals decided"
+            + (f" (parts; {c['messages_decided']:,} whole messages)" if c else ""),
         ),
-        ("throughput", f"{number(report['msgs_per_s'])} msg/s"),
+        (
+            "throughput",
+            f"{number(report['msgs_per_s'])} msg/s"
+            + (f", {number(c['messages_per_s'])} whole messages/s" if c else ""),
+        ),
         (
             "proxy CPU",
-            f"{number(report['cpu_us_per_msg'], ' µs/msg', '.2f')}  "
-            f"({number(m['proxy_cpu_share'], '', '.0%')} of a core{_split_text(report)})",
+            f"{number(report['cpu_us_per_msg'], ' µs/msg', '.2f')}"
+            + (
+                f" per original part, {number(c['cpu_us_per_message'], ' µs', '.2f')} per "
+                "whole message"
+                if c
+                else ""
+            )
+            + f"  ({number(m['proxy_cpu_share'], '', '.0%')} of a core{_split_text(report)})",
         ),
         (
             "added latency",
@@ -246,6 +281,7 @@ def format_report(report: dict[str, Any]) -> str:
         ("timeouts", report["timeouts"]),
         ("missing", report["missing"]),
         ("duplicates", report["duplicates"]),
+        *([("one verdict", _verdict_row(c))] if c else []),
         (
             "generators",
             f"SMSC {number(g['smsc_cpu_us_per_msg'], '', '.2f')} + NEs "
@@ -260,13 +296,27 @@ def format_report(report: dict[str, Any]) -> str:
         ),
     ]
     width = max(len(name) for name, _ in rows)
-    lines = [f"smps bench: {'OK' if ok else 'FAILED (missing or duplicate responses)'}"]
+    lines = [f"smps bench: {'FAILED (' + ', '.join(failed) + ')' if failed else 'OK'}"]
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
     if g["cpus"] and g["cpu_share"] is not None and g["cpu_share"] > 0.9 * g["cpus"]:
         lines.append("  warning: the generators used their CPUs fully; they may be the bottleneck")
     if report["pinning"].get("shared"):
         lines.append(f"  note: {report['pinning']['shared']}")
     return "\n".join(lines)
+
+
+def _verdict_row(concat: dict[str, Any]) -> str:
+    """Whether the parts of each long message got one answer (the concat scenario)."""
+    text = (
+        f"{concat['long_messages']:,} three-part messages answered, "
+        f"{concat['mismatched']:,} with parts answered differently"
+    )
+    if concat["mismatched"]:
+        by = concat["mismatched_by_statuses"]
+        text += " (" + ", ".join(f"{statuses}: {n:,}" for statuses, n in sorted(by.items())) + ")"
+    if not concat["checked"]:
+        text += "; not a failure with no hold"
+    return text
 
 
 def _memory_row(memory: dict[str, Any] | None) -> str:
@@ -289,8 +339,8 @@ def _split_text(report: dict[str, Any]) -> str:
 
 
 def succeeded(report: dict[str, Any]) -> bool:
-    """A timed run: no response missing or duplicated. An in-flight run: every
-    original held unanswered, every copy at the NEs."""
+    """A timed run: no `failures`. An in-flight run: every original held
+    unanswered, every copy at the NEs."""
     if report.get("mode") == "inflight":
         i = report["inflight"]
         return (
@@ -298,7 +348,22 @@ def succeeded(report: dict[str, Any]) -> bool:
             and i["answered"] == 0
             and i["ne_copies"] >= i["ne_copies_expected"]
         )
-    return report["missing"] == 0 and report["duplicates"] == 0
+    return not failures(report)
+
+
+def failures(report: dict[str, Any]) -> list[str]:
+    """What failed a timed run, in words; none when it succeeded: responses missing
+    or duplicated, or (the concat scenario, with the hold) parts of one message
+    answered differently."""
+    found = []
+    if report["missing"]:
+        found.append("missing responses")
+    if report["duplicates"]:
+        found.append("duplicate responses")
+    concat = report.get("concat")
+    if concat and concat["checked"] and concat["mismatched"]:
+        found.append("parts of one message answered differently")
+    return found
 
 
 def format_sweep(reports: list[dict[str, Any]]) -> str:
@@ -319,12 +384,37 @@ def format_sweep(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# What a run's scenario may have that an earlier one's has not, for --compare-to:
+# (key, its value in a report that does not name it, what it is on, what it is off).
+_SCENARIO_SWITCHES = (
+    ("screening", False, "screening", "no screening"),
+    ("concat", False, "the concat traffic", "the standard traffic"),
+    ("hold", True, "the hold", "judging parts alone"),
+)
+
+
 def format_added_cpu(before: dict[str, Any], after: dict[str, Any]) -> str:
-    """The CPU per original a run added to an earlier one (`--compare-to`)."""
+    """The CPU per original a run added to an earlier one (`--compare-to`), named by
+    what its scenario changed; between two concat runs, per whole message too."""
+    was, now = before["scenario"], after["scenario"]
+    what = " and ".join(
+        on if now.get(key, default) else off
+        for key, default, on, off in _SCENARIO_SWITCHES
+        if now.get(key, default) != was.get(key, default)
+    )
+    if after["cpu_us_per_msg"] is None or before["cpu_us_per_msg"] is None:
+        return f"{what or 'this run'}: no CPU figure to compare (give --pid with --no-start)"
     added = after["cpu_us_per_msg"] - before["cpu_us_per_msg"]
-    what = "screening" if after["scenario"].get("screening") else "this run"
-    return (
-        f"{what} added {added:+.2f} µs CPU per original: {after['cpu_us_per_msg']:.2f} against "
+    line = (
+        f"{what or 'this run'} added {added:+.2f} µs CPU per original"
+        f"{' part' if after.get('concat') else ''}: {after['cpu_us_per_msg']:.2f} against "
         f"{before['cpu_us_per_msg']:.2f} µs/msg ({after['msgs_per_s']:,.0f} and "
         f"{before['msgs_per_s']:,.0f} msg/s)"
     )
+    now_cpu = (after.get("concat") or {}).get("cpu_us_per_message")
+    was_cpu = (before.get("concat") or {}).get("cpu_us_per_message")
+    if now_cpu is not None and was_cpu is not None:
+        line += (
+            f"; per whole message {now_cpu - was_cpu:+.2f} µs: {now_cpu:.2f} against {was_cpu:.2f}"
+        )
+    return line

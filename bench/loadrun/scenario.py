@@ -8,6 +8,7 @@ import yaml
 
 from bench.screening_rules import screening_section
 from smps.config import loads
+from smps.sim.traffic import CONCAT_STYLES, STANDARD_LONG, LongMessages
 
 SMSC_SYSTEM_ID = "smps"
 SMSC_PASSWORD = "secret"
@@ -15,6 +16,11 @@ TRACED_NUMBER_BASE = 8613700000000  # outside the traffic's source and destinati
 INFLIGHT_RATE = 10_000.0  # originals/s of an in-flight run without --rate
 INFLIGHT_NE_WINDOW = 10_000  # the largest ne_accounts[].window
 INFLIGHT_TIMEOUT = 600.0  # policy.timeout of an in-flight run: nothing expires while measured
+# The concat scenario (--concat): 30 % of the messages in three parts, the single-part rest
+# in the standard 70:20 of GSM 7-bit and UCS-2; the long ones in GSM 7-bit, tied by 8-bit
+# UDH, 16-bit UDH and SAR TLVs in turn, a fifth of them with their parts out of order.
+CONCAT_MIX = {"gsm7": 56.0, "ucs2": 14.0, "concat": 30.0, "receipt": 0.0}
+CONCAT_LONG = LongMessages(styles=CONCAT_STYLES, reordered=0.2, ucs2=False)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,12 @@ class Scenario:
     inflight: int = 0  # > 0: the in-flight memory run (send this many, NEs never answer)
     rss_every: float = 10.0  # seconds between RSS samples over the measured interval
     screening: bool = False  # the screening scenario's rules (bench/screening_rules.py)
+    # The concat scenario: CONCAT_MIX and CONCAT_LONG, a long message's parts spread over
+    # the SMSC binds, and every part of one message expected to get the same answer.
+    concat: bool = False
+    # False: SMPS judges every part alone, as before whole-message verdicts
+    # (policy.concat_max_held 0, NE accounts in segments mode): what the hold costs
+    hold: bool = True
     mix: dict[str, float] = field(
         default_factory=lambda: {"gsm7": 70.0, "ucs2": 20.0, "concat": 10.0, "receipt": 0.0}
     )
@@ -48,6 +60,11 @@ class Scenario:
         """flow.max_inflight per worker: the default, or room for every original of
         an in-flight run (whichever worker gets them) so that none is throttled."""
         return max(20_000, self.inflight + self.inflight // 10)
+
+    @property
+    def long_messages(self) -> LongMessages:
+        """How the traffic's three-part messages are tied together and ordered."""
+        return CONCAT_LONG if self.concat else STANDARD_LONG
 
     @property
     def binds_per_worker(self) -> int:
@@ -85,10 +102,14 @@ def bench_config(scenario: Scenario, workdir: Path, smsc_port: int, ne_port: int
                 "password": password,
                 "max_binds": scenario.ne_binds,
                 "window": scenario.ne_window,
+                **({} if scenario.hold else {"concat": "segments"}),
             }
             for system_id, password in scenario.accounts()
         ],
-        "policy": {"timeout": scenario.timeout},
+        "policy": {
+            "timeout": scenario.timeout,
+            **({} if scenario.hold else {"concat_max_held": 0}),
+        },
         "flow": {"max_inflight": scenario.max_inflight},
         "trace": {"rules": [{"number": n.decode()} for n in scenario.traced_numbers()]},
         "web": {"listen": "127.0.0.1:0"},

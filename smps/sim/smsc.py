@@ -85,6 +85,18 @@ class LatencyHistogram:
         }
 
 
+class _LongMessage:
+    """A long message in flight (`whole_messages`): when its parts went out and
+    the statuses they got so far."""
+
+    __slots__ = ("parts", "sent_at", "statuses")
+
+    def __init__(self, sent_at: float, parts: int):
+        self.sent_at = sent_at
+        self.parts = parts
+        self.statuses: list[int] = []
+
+
 class SimSmscSession(Session):
     role = Role.SMSC
 
@@ -116,6 +128,7 @@ class SimSmsc:
         response_timeout: float = 10.0,
         enquire_link: float = 30.0,
         resend_after: float | None = None,
+        whole_messages: bool = False,
     ):
         self.system_id = system_id
         self.password = password
@@ -124,6 +137,7 @@ class SimSmsc:
         self.response_timeout = response_timeout
         self.enquire_link = enquire_link
         self.resend_after = resend_after
+        self.whole_messages = whole_messages
         self.sessions: set[SimSmscSession] = set()
         self.bind_attempts: list[float] = []  # monotonic times
         self.sent = 0
@@ -139,6 +153,12 @@ class SimSmsc:
         self._resender: asyncio.Task | None = None
         self.latency = LatencyHistogram()
         self.messages: Counter[str] = Counter()  # run(): messages (not PDUs) by kind
+        # run() with whole_messages: answers to parts of long messages, long messages with
+        # every part answered, and those whose parts got different statuses, by the
+        # statuses ("0x00/0x66")
+        self.parts_answered = 0
+        self.long_answered = 0
+        self.mismatched: Counter[str] = Counter()
         self.stalled = 0.0  # run(): originals the rate called for while no window was free
         self.send_failures = 0  # run(): PDUs a session refused (closed, queue full)
         self.rate: float | None = None
@@ -158,6 +178,11 @@ class SimSmsc:
     @property
     def duplicates(self) -> int:
         return sum(s.stats.unexpected_responses for s in self._all_sessions)
+
+    @property
+    def messages_answered(self) -> int:
+        """Messages with every part answered (whole_messages; else PDUs answered)."""
+        return self.answered - self.parts_answered + self.long_answered
 
     @property
     def bound_sessions(self) -> list[SimSmscSession]:
@@ -381,6 +406,7 @@ class SimSmsc:
         sessions = [s for s in self.sessions if s.state in BOUND_STATES and s.free_window > 0]
         callback = self._counted
         messages = self.messages
+        spread = self.whole_messages
         sent = 0
         index = self._next_session
         while sessions and sent < budget and sent < remaining:
@@ -392,15 +418,55 @@ class SimSmsc:
             kind, pdus = next(traffic)
             while len(pdus) > remaining - sent and traffic.has_singles:
                 kind, pdus = next(traffic)
-            for pdu in pdus:
-                if session.send(pdu, callback, now):
-                    sent += 1
-                else:
-                    self.send_failures += 1
+            if spread and len(pdus) > 1:
+                parts_sent, index = self._send_parts(sessions, index, pdus, now)
+                sent += parts_sent
+            else:
+                for pdu in pdus:
+                    if session.send(pdu, callback, now):
+                        sent += 1
+                    else:
+                        self.send_failures += 1
             messages[kind] += 1
         self._next_session = index
         self.sent += sent
         return sent
+
+    def _send_parts(
+        self, sessions: list[SimSmscSession], index: int, pdus: tuple[bytes, ...], now: float
+    ) -> tuple[int, int]:
+        """A long message's parts, each on the next session with room (when none has
+        any, the rest wait in the last one's queue): (parts sent, the last session's
+        index)."""
+        message = _LongMessage(now, len(pdus))
+        callback = self._part_counted
+        session = sessions[index % len(sessions)]
+        sent = 0
+        for number, pdu in enumerate(pdus):
+            while number and sessions:
+                index += 1
+                candidate = sessions[index % len(sessions)]
+                if candidate.free_window > 0:
+                    session = candidate
+                    break
+                sessions.remove(candidate)
+            if session.send(pdu, callback, message):
+                sent += 1
+            else:
+                self.send_failures += 1
+        return sent, index
+
+    def _part_counted(self, message: _LongMessage, status: int, pdu: bytes | None) -> None:
+        self._counted(message.sent_at, status, pdu)
+        if status == NO_RESPONSE:  # missing: the message is never whole
+            return
+        self.parts_answered += 1
+        statuses = message.statuses
+        statuses.append(status)
+        if len(statuses) == message.parts:
+            self.long_answered += 1
+            if min(statuses) != max(statuses):
+                self.mismatched["/".join(f"0x{s:02X}" for s in sorted(set(statuses)))] += 1
 
     def _counted(self, sent_at: float, status: int, pdu: bytes | None) -> None:
         if status == NO_RESPONSE:
@@ -439,6 +505,12 @@ class SimSmsc:
             "latency_ms": self.latency.summary_ms(),
             "binds": len(self.bound_sessions),
         }
+        if self.whole_messages:
+            result.update(
+                messages_answered=self.messages_answered,
+                long_answered=self.long_answered,
+                mismatched=dict(self.mismatched),
+            )
         if self._run_started is not None:
             ended = time.perf_counter() if self._run_ended is None else self._run_ended
             elapsed = ended - self._run_started

@@ -10,9 +10,12 @@ through it. The kinds:
   them) using the extension table: € { } [ ] ~ ^ \\ |
 - ``ucs2``: UCS-2 text (data_coding 8) with emoji, i.e. surrogate pairs, a
   ZWJ sequence and a flag;
-- ``concat``: a three-part message with the 8-bit concatenation UDH
-  (``05 00 03 ref 03 n``, esm_class 0x40), its parts sent in order as
-  consecutive PDUs; GSM 7-bit or UCS-2;
+- ``concat``: a three-part message, GSM 7-bit or UCS-2 (every fourth, unless
+  `LongMessages.ucs2` is off), its parts tied together as `LongMessages`
+  says: by default the 8-bit concatenation UDH (``05 00 03 ref 03 n``,
+  esm_class 0x40), parts in order; also the 16-bit UDH (``06 08 04 ref ref
+  03 n``) and the SAR TLVs, and a share of the messages with their parts
+  out of order;
 - ``receipt``: a delivery receipt (esm_class 0x04) with the DLR text and the
   receipted_message_id / message_state TLVs.
 
@@ -24,7 +27,10 @@ destination in a given share of the messages, for the tracing path.
 Reusing the pool would repeat a concatenated message's (source, destination,
 reference) triple every cycle, which SMPS's sticky concat block would treat
 as one message. So a concat message's reference is advanced by one on every
-pass over the pool; a triple comes back only after 256 passes.
+pass over the pool; a triple comes back only after 256 passes (65,536 with a
+16-bit or SAR reference). With the default number ranges (10^8 sources and
+destinations) two long messages of a pool practically never share a
+(source, destination) pair, so no reference is in flight twice either.
 """
 
 import random
@@ -41,7 +47,13 @@ ESM_RECEIPT = 0x04
 TLV_RECEIPTED_MESSAGE_ID = 0x001E
 TLV_MESSAGE_STATE = 0x0427
 TLV_MESSAGE_PAYLOAD = 0x0424
+TLV_SAR_MSG_REF_NUM = 0x020C
+TLV_SAR_TOTAL_SEGMENTS = 0x020E
+TLV_SAR_SEGMENT_SEQNUM = 0x020F
 CONCAT_PARTS = 3
+CONCAT_STYLES = ("udh8", "udh16", "sar")
+# Orders other than 1, 2, 3 a long message's parts may go out in.
+_REORDERINGS = ((2, 1, 0), (1, 0, 2), (0, 2, 1), (1, 2, 0), (2, 0, 1))
 
 _GSM7_TEXTS = (
     "Your verification code is #. Do not share it with anyone.",
@@ -126,6 +138,34 @@ STANDARD_MIX = Mix()
 
 
 @dataclass(frozen=True)
+class LongMessages:
+    """How the three-part (``concat``) messages of a pool are built.
+
+    `styles` are taken in turn, message by message: ``udh8`` (UDH IEI 0x00,
+    8-bit reference), ``udh16`` (IEI 0x08, 16-bit reference; parts of 152
+    septets / 66 UTF-16 units, what is left beside the longer UDH) and
+    ``sar`` (no UDH: sar_msg_ref_num, sar_total_segments and
+    sar_segment_seqnum TLVs). `reordered` is the share of messages whose
+    parts go out in another order (each its own, fixed). `ucs2`: every
+    fourth message in UCS-2, else all in GSM 7-bit (unpacked, data_coding 0).
+    """
+
+    styles: tuple[str, ...] = ("udh8",)
+    reordered: float = 0.0
+    ucs2: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.styles or not set(self.styles) <= set(CONCAT_STYLES):
+            raise ValueError(f"long message styles are some of {', '.join(CONCAT_STYLES)}")
+        if not 0.0 <= self.reordered <= 1.0:
+            raise ValueError("reordered must be within 0..1")
+
+
+STANDARD_LONG = LongMessages()
+"""The standard scenario's long messages: 8-bit UDH, parts in order, a quarter UCS-2."""
+
+
+@dataclass(frozen=True)
 class NumberRange:
     """Phone numbers first..last inclusive, all written with first's digit count."""
 
@@ -158,7 +198,7 @@ class Traffic:
     """A cycling pool of pre-encoded originals in the proportions of a Mix.
 
     ``next(traffic)`` returns ``(kind, pdus)``: a tuple of one PDU, or of
-    three for a concatenated message (send them in order on one session).
+    three for a concatenated message, in the order to send them.
     """
 
     def __init__(
@@ -170,6 +210,7 @@ class Traffic:
         traced: Sequence[bytes] = (),
         traced_ratio: float = 0.0,
         data_sm_ratio: float = 0.05,
+        long: LongMessages = STANDARD_LONG,
         pool_size: int = 4096,
         seed: int = 1,
     ):
@@ -180,6 +221,7 @@ class Traffic:
         if pool_size < 1:
             raise ValueError("pool_size must be >= 1")
         self.mix = mix
+        self.long = long
         self._rng = random.Random(seed)
         self._sources = sources
         self._destinations = destinations
@@ -188,8 +230,10 @@ class Traffic:
         traced_slots = set(self._rng.sample(range(pool_size), round(traced_ratio * pool_size)))
         singles = [i for i, kind in enumerate(kinds) if kind in ("gsm7", "ucs2")]
         data_sm_slots = set(self._rng.sample(singles, round(data_sm_ratio * len(singles))))
-        # Pool entries: (kind, pdus, offset of the concat reference byte or -1).
-        self._pool: list[tuple[str, tuple[bytes, ...], int]] = []
+        # Pool entries: (kind, pdus, where each PDU's concat reference is, its size in bytes);
+        # a single-part message has no reference: () and 0.
+        self._pool: list[tuple[str, tuple[bytes, ...], tuple[int, ...], int]] = []
+        self._longs = 0  # long messages built so far: whose turn of LongMessages.styles
         for index, kind in enumerate(kinds):
             source, destination = sources.pick(self._rng), destinations.pick(self._rng)
             if index in traced_slots:
@@ -201,18 +245,18 @@ class Traffic:
             self._pool.append(
                 self._build(kind, index, source, destination, as_data_sm=index in data_sm_slots)
             )
-        self.has_singles = any(len(pdus) == 1 for _kind, pdus, _off in self._pool)
+        self.has_singles = any(len(pdus) == 1 for _kind, pdus, _at, _size in self._pool)
         self._index = 0
         self._pass = 0
 
     @property
     def pool(self) -> list[tuple[str, tuple[bytes, ...]]]:
         """The messages of one pass, in sending order (references as in pass 0)."""
-        return [(kind, pdus) for kind, pdus, _offset in self._pool]
+        return [(kind, pdus) for kind, pdus, _at, _size in self._pool]
 
     def pool_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(KINDS, 0)
-        for kind, _pdus, _offset in self._pool:
+        for kind, _pdus, _at, _size in self._pool:
             counts[kind] += 1
         return counts
 
@@ -220,41 +264,84 @@ class Traffic:
         return self
 
     def __next__(self) -> tuple[str, tuple[bytes, ...]]:
-        kind, pdus, ref_offset = self._pool[self._index]
+        kind, pdus, ref_at, size = self._pool[self._index]
         self._index += 1
         if self._index == len(self._pool):
             self._index = 0
             self._pass += 1
-        if ref_offset >= 0 and self._pass:
-            ref = bytes(((pdus[0][ref_offset] + self._pass) & 0xFF,))
-            pdus = tuple(pdu[:ref_offset] + ref + pdu[ref_offset + 1 :] for pdu in pdus)
+        if ref_at and self._pass:
+            at = ref_at[0]
+            ref = int.from_bytes(pdus[0][at : at + size], "big") + self._pass
+            new = (ref & ((1 << 8 * size) - 1)).to_bytes(size, "big")
+            pdus = tuple(
+                pdu[:at] + new + pdu[at + size :] for pdu, at in zip(pdus, ref_at, strict=True)
+            )
         return kind, pdus
 
     # ---- building the pool -------------------------------------------------
 
     def _build(
         self, kind: str, index: int, source: bytes, destination: bytes, *, as_data_sm: bool
-    ) -> tuple[str, tuple[bytes, ...], int]:
+    ) -> tuple[str, tuple[bytes, ...], tuple[int, ...], int]:
         rng = self._rng
         code = f"{rng.randrange(1_000_000):06d}"
         if kind == "receipt":
-            return kind, (self._receipt(source, destination, index),), -1
+            return kind, (self._receipt(source, destination, index),), (), 0
         if kind == "concat":
-            long_text = _UCS2_LONG if index % 4 == 3 else _GSM7_LONG
-            data_coding, parts = text.split(long_text.replace("#", code), ref=index & 0xFF)
-            if len(parts) != CONCAT_PARTS:
-                raise AssertionError(f"concat sample text gives {len(parts)} parts, not 3")
-            pdus = tuple(
-                _deliver_sm(source, destination, part, data_coding, ESM_UDHI) for part in parts
-            )
-            # The reference is byte 3 of the UDH, and the user data ends the body.
-            return kind, pdus, len(pdus[0]) - len(parts[0]) + 3
+            return kind, *self._long_message(index, source, destination, code)
         samples = _GSM7_TEXTS if kind == "gsm7" else _UCS2_TEXTS
         message = samples[index % len(samples)].replace("#", code)
         data_coding, (user_data,) = text.split(message, ref=0)
         if as_data_sm:
-            return kind, (_data_sm(source, destination, user_data, data_coding),), -1
-        return kind, (_deliver_sm(source, destination, user_data, data_coding, 0),), -1
+            return kind, (_data_sm(source, destination, user_data, data_coding),), (), 0
+        return kind, (_deliver_sm(source, destination, user_data, data_coding, 0),), (), 0
+
+    def _long_message(
+        self, index: int, source: bytes, destination: bytes, code: str
+    ) -> tuple[tuple[bytes, ...], tuple[int, ...], int]:
+        """A three-part message in this pool's turn of styles: its PDUs in sending
+        order, where each one's reference is, and the reference's size."""
+        long = self.long
+        style = long.styles[self._longs % len(long.styles)]
+        self._longs += 1
+        message = (_UCS2_LONG if long.ucs2 and index % 4 == 3 else _GSM7_LONG).replace("#", code)
+        if style == "udh8":
+            data_coding, parts = text.split(message, ref=index & 0xFF)
+            _check_parts(parts)
+            pdus = [_deliver_sm(source, destination, part, data_coding, ESM_UDHI) for part in parts]
+            # The reference is byte 3 of the UDH, and the user data ends the body.
+            ref_at, size = [len(pdus[0]) - len(parts[0]) + 3] * CONCAT_PARTS, 1
+        elif style == "udh16":
+            data_coding, payloads = _long_parts(message, udh_octets=7)
+            ref = (index & 0xFFFF).to_bytes(2, "big")
+            parts = [
+                b"\x06\x08\x04" + ref + bytes((CONCAT_PARTS, number)) + payload
+                for number, payload in enumerate(payloads, 1)
+            ]
+            pdus = [_deliver_sm(source, destination, part, data_coding, ESM_UDHI) for part in parts]
+            ref_at, size = [len(pdus[0]) - len(parts[0]) + 3] * CONCAT_PARTS, 2
+        else:  # sar
+            data_coding, payloads = _long_parts(message, udh_octets=6)
+            ref = (index & 0xFFFF).to_bytes(2, "big")
+            pdus = [
+                encode(
+                    CommandId.DELIVER_SM,
+                    0,
+                    _sm_fields(source, destination, payload, data_coding, 0),
+                    [
+                        (TLV_SAR_MSG_REF_NUM, ref),
+                        (TLV_SAR_TOTAL_SEGMENTS, bytes((CONCAT_PARTS,))),
+                        (TLV_SAR_SEGMENT_SEQNUM, bytes((number,))),
+                    ],
+                )
+                for number, payload in enumerate(payloads, 1)
+            ]
+            # The three TLVs (6 + 5 + 5 octets) end the PDU; the reference is 4 octets in.
+            ref_at, size = [len(pdu) - 12 for pdu in pdus], 2
+        if long.reordered and self._rng.random() < long.reordered:
+            order = self._rng.choice(_REORDERINGS)
+            pdus, ref_at = [pdus[i] for i in order], [ref_at[i] for i in order]
+        return tuple(pdus), tuple(ref_at), size
 
     def _receipt(self, handset: bytes, sender: bytes, index: int) -> bytes:
         """A receipt travels back: from the handset the original went to, to its sender."""
@@ -280,6 +367,36 @@ class Traffic:
             _sm_fields(handset, sender, text.gsm7_encode(dlr), 0, ESM_RECEIPT),
             [(TLV_RECEIPTED_MESSAGE_ID, message_id + b"\0"), (TLV_MESSAGE_STATE, bytes((state,)))],
         )
+
+
+def _long_parts(message: str, *, udh_octets: int) -> tuple[int, list[bytes]]:
+    """(data_coding, user data of each part without a UDH): GSM 7-bit (unpacked)
+    when the text allows, else UCS-2, in parts as long as a UDH of `udh_octets`
+    leaves room for (153 septets / 67 units beside 6, 152 / 66 beside 7); an
+    escape or surrogate pair is never cut. SAR parts take the 6-octet sizes,
+    as SMSCs split them."""
+    gsm7 = text.is_gsm7(message)
+    room = (160 if gsm7 else 140) - (-(-udh_octets * 8 // 7) if gsm7 else udh_octets)
+    capacity = room if gsm7 else room // 2
+    parts: list[bytes] = []
+    part: list[bytes] = []
+    used = 0
+    for char in message:
+        chunk = text.gsm7_encode(char) if gsm7 else char.encode("utf-16-be")
+        cost = len(chunk) if gsm7 else len(chunk) // 2
+        if used + cost > capacity:
+            parts.append(b"".join(part))
+            part, used = [], 0
+        part.append(chunk)
+        used += cost
+    parts.append(b"".join(part))
+    _check_parts(parts)
+    return (0 if gsm7 else 8), parts
+
+
+def _check_parts(parts: list[bytes]) -> None:
+    if len(parts) != CONCAT_PARTS:
+        raise AssertionError(f"concat sample text gives {len(parts)} parts, not 3")
 
 
 def _apportion(shares: dict[str, float], size: int) -> list[str]:
