@@ -13,6 +13,10 @@ Call sequence (the dispatcher, for each original it reads)::
         trace.final(status, verdict, reason, resp_pdu)   # the resp sent to the SMSC
         trace.close()                         # decision complete: events go to the sink
 
+A whole message (`smps.proxy.assembly`) has one trace: each part's `received`,
+then `held(present, total, waited_ms)`, the copies and answers as above,
+`part_answered(part, status, resp_pdu)` as each part is answered, and `final`.
+
 `trace.dropped(reason)` without an account is the whole original refused
 (throttled...), followed by `final` with the status sent. Keep the Trace on
 the in-flight original; a call after `close()` goes to the sink directly.

@@ -17,7 +17,8 @@ from smps.web.api.decisions import DecisionParams, decision_query, write_decisio
 from smps.web.pages.common import PAGE_SIZE, UI, VERDICTS, Route, error_page
 from smps.web.pages.forms import filtered_page
 
-REASONS = ("block", "all_allow", "timeout", "no_ne", "overload", "sticky", "receipt")
+REASONS = ("block", "all_allow", "timeout", "no_ne", "overload", "sticky", "receipt", "rule",
+           "late_part", "incomplete")  # fmt: skip
 
 
 def _filters(request: web.Request) -> dict[str, str]:
