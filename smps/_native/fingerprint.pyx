@@ -34,19 +34,19 @@ cdef extern from "Python.h":
     str PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
 
 
-# Sixteen ASCII characters at once: their normal form (lower case, '#' for a digit,
-# ' ' for whitespace) and which of them are digits and whitespace, as bit masks.
-# 0 (nothing written that counts) when one of them needs a closer look: not ASCII,
-# or '/' and '?', where a URL's path may start.
+# Sixteen characters at once: their normal form where they are ASCII (lower case,
+# '#' for a digit, ' ' for whitespace), which of them are digits and whitespace (bit
+# masks), and which need a closer look: not ASCII, or '/' and '?', where a URL's path
+# may start. Only the characters before the first of those count.
 cdef extern from *:
     """
     #if defined(__SSE2__)
     #include <emmintrin.h>
-    static inline int smps_fold16(__m128i x, uint8_t *out, unsigned *digits, unsigned *spaces) {
+    #define SMPS_FOLD16 1
+    static inline unsigned smps_fold16(__m128i x, unsigned wide, uint8_t *out, unsigned *digits,
+                                       unsigned *spaces) {
         __m128i special = _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('/')),
                                        _mm_cmpeq_epi8(x, _mm_set1_epi8('?')));
-        if (_mm_movemask_epi8(_mm_or_si128(x, special)))
-            return 0;
         __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('A' - 1)),
                                       _mm_cmplt_epi8(x, _mm_set1_epi8('Z' + 1)));
         __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
@@ -65,32 +65,38 @@ cdef extern from *:
         _mm_storeu_si128((__m128i *)out, folded);
         *digits = (unsigned)_mm_movemask_epi8(digit);
         *spaces = (unsigned)_mm_movemask_epi8(space);
-        return 1;
+        return wide | (unsigned)_mm_movemask_epi8(_mm_or_si128(x, special));
     }
-    static inline int smps_fold16_ucs1(const uint8_t *s, uint8_t *out, unsigned *digits,
-                                       unsigned *spaces) {
-        return smps_fold16(_mm_loadu_si128((const __m128i *)s), out, digits, spaces);
+    static inline unsigned smps_fold16_ucs1(const uint8_t *s, uint8_t *out, unsigned *digits,
+                                            unsigned *spaces) {
+        return smps_fold16(_mm_loadu_si128((const __m128i *)s), 0, out, digits, spaces);
     }
-    static inline int smps_fold16_ucs2(const uint16_t *s, uint8_t *out, unsigned *digits,
-                                       unsigned *spaces) {
+    static inline unsigned smps_fold16_ucs2(const uint16_t *s, uint8_t *out, unsigned *digits,
+                                            unsigned *spaces) {
         __m128i lo = _mm_loadu_si128((const __m128i *)s);
         __m128i hi = _mm_loadu_si128((const __m128i *)(s + 8));
-        __m128i wide = _mm_and_si128(_mm_or_si128(lo, hi), _mm_set1_epi16((short)0xFF80));
-        if (_mm_movemask_epi8(_mm_cmpeq_epi16(wide, _mm_setzero_si128())) != 0xFFFF)
-            return 0;  /* not all ASCII (packing would saturate them) */
-        return smps_fold16(_mm_packus_epi16(lo, hi), out, digits, spaces);
+        __m128i ascii_mask = _mm_set1_epi16((short)0xFF80);
+        __m128i ascii = _mm_packs_epi16(
+            _mm_cmpeq_epi16(_mm_and_si128(lo, ascii_mask), _mm_setzero_si128()),
+            _mm_cmpeq_epi16(_mm_and_si128(hi, ascii_mask), _mm_setzero_si128()));
+        /* Packing saturates what is not ASCII to 0x00 or 0xFF: those are stops anyway. */
+        return smps_fold16(_mm_packus_epi16(lo, hi), 0xFFFF & ~(unsigned)_mm_movemask_epi8(ascii),
+                           out, digits, spaces);
     }
     #else
-    static inline int smps_fold16_ucs1(const uint8_t *s, uint8_t *out, unsigned *digits,
-                                       unsigned *spaces) { return 0; }
-    static inline int smps_fold16_ucs2(const uint16_t *s, uint8_t *out, unsigned *digits,
-                                       unsigned *spaces) { return 0; }
+    #define SMPS_FOLD16 0
+    static inline unsigned smps_fold16_ucs1(const uint8_t *s, uint8_t *out, unsigned *digits,
+                                            unsigned *spaces) { return 0xFFFF; }
+    static inline unsigned smps_fold16_ucs2(const uint16_t *s, uint8_t *out, unsigned *digits,
+                                            unsigned *spaces) { return 0xFFFF; }
     #endif
     """
-    bint smps_fold16_ucs1(const uint8_t* s, uint8_t* out, unsigned* digits,
-                          unsigned* spaces) noexcept nogil
-    bint smps_fold16_ucs2(const uint16_t* s, uint8_t* out, unsigned* digits,
-                          unsigned* spaces) noexcept nogil
+    bint SMPS_FOLD16
+    unsigned smps_fold16_ucs1(const uint8_t* s, uint8_t* out, unsigned* digits,
+                              unsigned* spaces) noexcept nogil
+    unsigned smps_fold16_ucs2(const uint16_t* s, uint8_t* out, unsigned* digits,
+                              unsigned* spaces) noexcept nogil
+    int __builtin_ctz(unsigned int x) noexcept nogil
 
 
 ctypedef fused ucs_t:  # the three layouts of a str (PEP 393)
@@ -195,78 +201,111 @@ cdef inline bint _in_path(uint32_t ch) noexcept:
     return Py_UNICODE_ISDIGIT(ch) or Py_UNICODE_TOLOWER(ch) < 0x80
 
 
-cdef inline bint _fold16(const ucs_t* s, uint8_t* out, unsigned* digits,
-                         unsigned* spaces) noexcept:
+cdef inline unsigned _fold16(const ucs_t* s, uint8_t* out, unsigned* digits,
+                             unsigned* spaces) noexcept:
     if ucs_t is uint8_t:
         return smps_fold16_ucs1(s, out, digits, spaces)
     elif ucs_t is uint16_t:
         return smps_fold16_ucs2(s, out, digits, spaces)
     else:  # astral characters (emoji): rare enough for one at a time
-        return False
+        return 0xFFFF
+
+
+cdef struct _Cursor:
+    Py_ssize_t i  # the next character
+    Py_ssize_t k  # the next octet of the normal form
+    unsigned int was_space  # the last character was whitespace
+    unsigned int was_digit
+
+
+cdef inline void _one(const ucs_t* s, Py_ssize_t n, uint8_t* out, _Cursor* at) noexcept:
+    """The normal form of one character (and of a URL's path, if it starts one)."""
+    cdef uint32_t ch = s[at.i]
+    cdef uint8_t cls
+    cdef unsigned int space, digit
+    at.i += 1
+    if ch < 0x80:
+        cls = _CLASS[ch]
+        space = cls == _SPACE
+        digit = cls == _DIGIT
+        out[at.k] = _NORMAL[ch]
+        at.k += ((space & at.was_space) | (digit & at.was_digit)) ^ 1
+        at.was_space = space
+        at.was_digit = digit
+        if cls == _SLASH and _after_host(s, at.i - 2):
+            out[at.k - 1] = 0x2F
+            while at.i < n and _in_path(s[at.i]):
+                at.i += 1
+    elif _no_case_nor_digit(ch):
+        at.was_space = at.was_digit = 0
+        at.k = put_utf8(out, at.k, ch)
+    elif _wide_space(ch):
+        if not at.was_space:
+            out[at.k] = 0x20
+            at.k += 1
+        at.was_space = 1
+        at.was_digit = 0
+    elif Py_UNICODE_ISDIGIT(ch):
+        if not at.was_digit:
+            out[at.k] = 0x23
+            at.k += 1
+        at.was_space = 0
+        at.was_digit = 1
+    else:
+        at.was_space = at.was_digit = 0
+        at.k = put_utf8(out, at.k, <uint32_t>Py_UNICODE_TOLOWER(ch))
+
+
+cdef inline Py_ssize_t _compact(uint8_t* out, Py_ssize_t k, unsigned int keep,
+                                unsigned int count) noexcept nogil:
+    """Keep the octets out[k + j] whose bit j is set in keep (j < count), in place:
+    the next k."""
+    cdef Py_ssize_t start = k
+    cdef unsigned int j
+    if keep == (1u << count) - 1:
+        return k + count
+    for j in range(count):
+        out[k] = out[start + j]
+        k += (keep >> j) & 1
+    return k
 
 
 cdef Py_ssize_t _normal_form(const ucs_t* s, Py_ssize_t n, uint8_t* out) noexcept:
     """Write the normal form of s[:n] to out (room for 4 * n + 16 octets) in UTF-8;
     its length. A whitespace run keeps its first character (as ' ') and a digit
     run its first (as '#'); the space a text ends with is dropped at the end."""
-    cdef Py_ssize_t i = 0, k = 0, start, j
-    cdef uint32_t ch
-    cdef uint8_t cls
-    cdef unsigned int space, digit, was_space = 0, was_digit = 0, spaces, digits, keep
+    cdef _Cursor at  # for _one; the blocks keep theirs in registers
+    cdef Py_ssize_t i = 0, k = 0, stop
+    cdef unsigned int was_space = 0, was_digit = 0, spaces, digits, stops, plain, drop
     while i < n and (_CLASS[s[i]] == _SPACE if s[i] < 0x80 else _wide_space(s[i])):
         i += 1
     while i < n:
-        if i + 16 <= n and _fold16(s + i, out + k, &digits, &spaces):
-            keep = ~((spaces & ((spaces << 1) | was_space))
-                     | (digits & ((digits << 1) | was_digit))) & 0xFFFF
-            was_space = (spaces >> 15) & 1
-            was_digit = (digits >> 15) & 1
-            i += 16
-            if keep == 0xFFFF:
-                k += 16
+        if SMPS_FOLD16 and i + 16 <= n:
+            stops = _fold16(s + i, out + k, &digits, &spaces)
+            # The second and later character of each whitespace or digit run go.
+            drop = (spaces & ((spaces << 1) | was_space)) | (digits & ((digits << 1) | was_digit))
+            if stops == 0:  # the common case: the next block need not wait for this one
+                was_space = spaces >> 15
+                was_digit = digits >> 15
+                i += 16
+                k = _compact(out, k, ~drop & 0xFFFF, 16)
                 continue
-            start = k
-            for j in range(16):  # drop the second and later of each run, in place
-                out[k] = out[start + j]
-                k += (keep >> j) & 1
-            continue
-        # A character at a time, to the end of this block of 16.
-        for j in range(min(16, n - i)):
-            if i >= n:  # a URL's path took the rest
-                break
-            ch = s[i]
-            i += 1
-            if ch < 0x80:
-                cls = _CLASS[ch]
-                space = cls == _SPACE
-                digit = cls == _DIGIT
-                out[k] = _NORMAL[ch]
-                k += ((space & was_space) | (digit & was_digit)) ^ 1
-                was_space = space
-                was_digit = digit
-                if cls == _SLASH and _after_host(s, i - 2):
-                    out[k - 1] = 0x2F
-                    while i < n and _in_path(s[i]):
-                        i += 1
+            plain = __builtin_ctz(stops)  # the characters before the first stop count
+            if plain:
+                was_space = (spaces >> (plain - 1)) & 1
+                was_digit = (digits >> (plain - 1)) & 1
+                i += plain
+                k = _compact(out, k, ~drop & ((1u << plain) - 1), plain)
                 continue
-            if _no_case_nor_digit(ch):
-                was_space = was_digit = 0
-                k = put_utf8(out, k, ch)
-            elif _wide_space(ch):
-                if not was_space:
-                    out[k] = 0x20
-                    k += 1
-                was_space = 1
-                was_digit = 0
-            elif Py_UNICODE_ISDIGIT(ch):
-                if not was_digit:
-                    out[k] = 0x23
-                    k += 1
-                was_space = 0
-                was_digit = 1
-            else:
-                was_space = was_digit = 0
-                k = put_utf8(out, k, <uint32_t>Py_UNICODE_TOLOWER(ch))
+            # The stop: '/' or '?' alone; anything not ASCII and the rest of the block
+            # one at a time (another script than Latin).
+            stop = i + 1 if s[i] < 0x80 else i + 16
+        else:
+            stop = n  # fewer than 16 left
+        at.i, at.k, at.was_space, at.was_digit = i, k, was_space, was_digit
+        while at.i < stop:
+            _one(s, n, out, &at)
+        i, k, was_space, was_digit = at.i, at.k, at.was_space, at.was_digit
     if k and out[k - 1] == 0x20:
         k -= 1
     return k
