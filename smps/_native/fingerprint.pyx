@@ -13,14 +13,13 @@ A host name is a label, a dot and a last label of two letters or more, as
 `smps._native.screen.find_domains` reads them ("1.5/kg" has none).
 
 The fingerprint is XXH64 (seed 0) of the normal form in UTF-8, written here from
-xxHash's specification (fingerprint.pxd). Measured against FNV-1a on the same
-normal form (bench/README.md, "Campaigns"): XXH64 adds about 20 ns to a
-160-character text, FNV-1a about 150 (one multiply per octet, each waiting for
-the last); the PyPI package ``xxhash`` needs a bytes object and a Python call
-(about 150 ns) for the same number. The normal form is made 16 characters at a
-time with SSE2 where the text is ASCII (GSM 7-bit texts mostly are): a 160-
-character GSM text costs about 0.1-0.2 us in all, a character at a time about
-three times more.
+xxHash's specification (fingerprint.pxd). Chosen by measurement (bench/README.md,
+"Campaigns"): over the 145-octet normal form of a 160-character text XXH64 takes
+23 ns, FNV-1a 163 (one multiply per octet, each waiting for the last); the PyPI
+package ``xxhash`` takes 145 ns for the Python call alone, and needs a bytes
+object. The normal form is made 16 characters at a time with SSE2 where the text
+is ASCII (GSM 7-bit texts mostly are), one at a time where not: a 160-character
+GSM text costs 0.23 us a call in all (0.48 with FNV-1a a character at a time).
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
