@@ -14,7 +14,8 @@ A `HeldMessage` lives from its first part until its verdict:
 While held or judging, every part that comes (a retry of a part already here
 too) joins the message's `Riders` and gets the message's answer. Once decided,
 the message's verdict is remembered for `policy.concat_window`, so a straggler
-gets it at once. The module is sans-I/O: it keeps parts and answers them
+gets it at once (a tempfail is not remembered: the SMSC's retries of the parts
+are judged again). The module is sans-I/O: it keeps parts and answers them
 through their sessions (`Riders.respond`); the dispatcher judges.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 
 from smps._native import pdu as codec
 from smps._native import text
+from smps._native.pending import OUTCOME_TEMPFAIL
 
 _UDHI = 0x40
 # TLVs that make no sense on the whole message: the parts' SAR and their payload.
@@ -144,9 +146,14 @@ class Assembly:
         return due
 
     def decided(self, key: tuple, outcome: int, status: int, now: float) -> None:
-        """The message was answered: its stragglers get the same answer for a while."""
+        """The message was answered: its stragglers get the same answer for a while.
+        Not a tempfail: that asks the SMSC to send the parts again, and what it
+        sends then is judged anew (else every retry got the tempfail again, for
+        concat_window)."""
         self.messages.pop(key, None)
         self.held.pop(key, None)
+        if outcome == OUTCOME_TEMPFAIL:
+            return
         decided = self._decided
         decided[key] = (now + self.window, outcome, status)
         decided.move_to_end(key)
