@@ -90,3 +90,8 @@ class SmpplibSmsc:
         }
         self.binds[bind].write(_pdu("deliver_sm", self._next_sequence, **fields))
         return self._next_sequence
+
+
+def parse(pdu: bytes):
+    """A PDU as smpplib reads it (e.g. a copy an NE got)."""
+    return smpplib.smpp.parse_pdu(pdu, client=_CLIENT)
