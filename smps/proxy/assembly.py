@@ -14,7 +14,8 @@ A `HeldMessage` lives from its first part until its verdict:
 While held or judging, every part that comes (a retry of a part already here
 too) joins the message's `Riders` and gets the message's answer. Once decided,
 the message's verdict is remembered for `policy.concat_window`, so a straggler
-gets it at once. The module is sans-I/O: it keeps parts and answers them
+gets it at once (a tempfail is not remembered: the SMSC's retries of the parts
+are judged again). The module is sans-I/O: it keeps parts and answers them
 through their sessions (`Riders.respond`); the dispatcher judges.
 """
 
