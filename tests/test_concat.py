@@ -248,7 +248,7 @@ async def test_the_trace_shows_the_parts_the_hold_and_every_answer(make_config, 
         await answered(sim, numbers)
         await until(lambda: any(e.kind == "part_answered" for e in events) and len(events) >= 8)
     kinds = [e.kind for e in events]
-    assert kinds[:4] == ["received", "received", "received", "held"]
+    assert kinds[:4] == ["received", "part_received", "part_received", "held"]
     assert kinds.count("copy_sent") == 1 and kinds.count("part_answered") == 3
     assert len({e.message_id for e in events}) == 1  # one ladder for the message
     held = events_of(events, "held")[0]

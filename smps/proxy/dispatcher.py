@@ -423,7 +423,7 @@ class Dispatcher:
             if riders.trace is None:
                 riders.trace = original.trace
             elif riders.trace is not original.trace:  # its own trace: one per message
-                riders.trace.received(original.pdu, original.view, key[0])
+                riders.trace.received(original.pdu, original.view, key[0], "part_received")
         if not message.judging:
             if message.complete:
                 self._judge_held(key, message, now)

@@ -209,8 +209,8 @@ class TraceEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 
     message_id: str
     ts_us: int  # epoch microseconds
-    # received | held | screened | copy_sent | answered | timeout | final | part_answered
-    # | dropped
+    # received | part_received | held | screened | copy_sent | answered | timeout | final
+    # | part_answered | dropped
     kind: str
     direction: str  # smsc->smps | smps->ne | ne->smps | smps->smsc | smps
     smsc: str
