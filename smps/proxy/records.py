@@ -64,6 +64,9 @@ class Decision(msgspec.Struct, frozen=True):
     # A whole message's parts: the SMSC's sequence number of each, in part order
     # (0 for a part that never came); None for a message that came in one piece.
     parts: list[int] | None = None
+    # The content fingerprint of the (whole) message, 16 hex digits: its campaign
+    # (smps._native.fingerprint); None when it has no text (binary data, receipts).
+    fingerprint: str | None = None
 
 
 def decision_of(original, decided, verdict, reason, status, deciding, results) -> Decision:
