@@ -10,8 +10,8 @@ The first input byte picks a mode; the rest is its input:
    (``count=False``) finds what the counted run finds (unless the full table
    pushed a counting key out meanwhile), and a decision names a rule that fired;
 1. a text: find_domains gives domains of two labels or more made of the
-   text's characters, fingerprint a 64-bit number, plain_text agrees with
-   decode();
+   text's characters, fingerprint a 64-bit number that the text's normal form
+   has too, plain_text agrees with decode();
 2. a list entry and a URL entry: parsed, or refused with EntryError alone;
 3. operations on one velocity table in memory of a fuzzed size (take,
    give_back, count at times that go forward): no count ever passes its limit
@@ -29,6 +29,7 @@ with engine.instrumented():
     import yaml
 
     from smps._native import screen
+    from smps._native.fingerprint import fingerprint, normalised
     from smps._native.numbers import normalise_address
     from smps._native.pdu import decode_sm, encode
     from smps._native.text import decode, plain_text
@@ -102,7 +103,8 @@ def check_text(fdp) -> None:
     for domain in screen.find_domains(text):
         labels = domain.split(".")
         assert len(labels) >= 2 and all(labels), domain
-    assert 0 <= screen.fingerprint(text) < 1 << 64
+    assert 0 <= fingerprint(text) < 1 << 64
+    assert fingerprint(normalised(text)) == fingerprint(text)  # the normal form is one
     address = fdp.ConsumeBytes(20)
     normalise_address(address, fdp.ConsumeIntInRange(0, 7), fdp.ConsumeIntInRange(0, 20), b"86")
 

@@ -15,8 +15,8 @@ The parts (docs/architecture.md §8):
   database, scanned once over the case-folded text (UTF-8).
 * `find_domains`: the domains in a text (``http://``, ``hxxp://``, no scheme,
   ``bad[.]example``), matched by suffix against each URL rule's set.
-* `fingerprint`: a 64-bit hash of the text with case, digit runs and
-  whitespace folded, so "Code 1234" and "code 5678" are one campaign.
+* `smps._native.fingerprint`: a 64-bit hash of the text with case, digit runs,
+  whitespace and URL paths folded, so "Code 1234" and "code 5678" are one campaign.
 * `VelocityTable`: sliding-window counters in shared memory, one table for all
   the workers of a node, so a limit is exact however the SMSC spreads its
   messages over binds and workers.
@@ -30,16 +30,12 @@ sender's allowance. ``monitor`` rules record a hit and decide nothing.
 """
 
 cimport cython
-from cpython.unicode cimport (
-    Py_UNICODE_ISALNUM,
-    Py_UNICODE_ISDIGIT,
-    Py_UNICODE_ISSPACE,
-    Py_UNICODE_TOLOWER,
-)
+from cpython.unicode cimport Py_UNICODE_ISALNUM
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from cpython.unicode cimport PyUnicode_READ
+from smps._native.fingerprint cimport fingerprint
 from smps._native.numbers cimport normalise_address
 from smps._native.pdu cimport SmView
 from smps._native.velocity cimport VelocityTable, mix_hash
@@ -146,45 +142,6 @@ cdef inline uint64_t _fnv(uint64_t h, uint32_t c) noexcept nogil:
 
 
 cdef uint64_t _FNV_OFFSET = 0xCBF29CE484222325ULL
-
-
-cpdef uint64_t fingerprint(str text):
-    """64-bit fingerprint of a text, in one pass: letters case-folded, each run of
-    digits one ``#``, each run of whitespace one space, none at the ends."""
-    cdef uint64_t h = _FNV_OFFSET
-    cdef uint32_t ch
-    cdef int last = 0  # 0 start or space pending, 1 digit run, 2 other
-    cdef bint space = False
-    cdef int kind = PyUnicode_KIND(text)
-    cdef void* data = PyUnicode_DATA(text)
-    cdef Py_ssize_t i
-    cdef bint is_space, is_digit
-    for i in range(len(text)):
-        ch = PyUnicode_READ(kind, data, i)
-        if ch < 0x80:  # ASCII without a call into the Unicode database
-            is_space = ch == 0x20 or 0x09 <= ch <= 0x0D
-            is_digit = 0x30 <= ch <= 0x39
-            if 0x41 <= ch <= 0x5A:
-                ch += 0x20
-        else:
-            is_space = Py_UNICODE_ISSPACE(<Py_UCS4>ch)
-            is_digit = Py_UNICODE_ISDIGIT(<Py_UCS4>ch)
-            if not (is_space or is_digit):
-                ch = <uint32_t>Py_UNICODE_TOLOWER(<Py_UCS4>ch)
-        if is_space:
-            space = last != 0
-            continue
-        if space:
-            h = _fnv(h, 0x20)
-            space = False
-        if is_digit:
-            if last != 1:
-                h = _fnv(h, 0x23)
-                last = 1
-            continue
-        h = _fnv(h, ch)
-        last = 2
-    return mix_hash(h)
 
 
 cpdef uint64_t key_hash(uint64_t seed, bytes key):
