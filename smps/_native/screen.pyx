@@ -65,6 +65,7 @@ cdef enum:
     _KIND_URL = 2
     _KIND_SPECIAL = 3
     _KIND_VELOCITY = 4
+    _KIND_FINGERPRINT = 5  # messages of listed campaigns (content fingerprints)
     # Velocity keys.
     _KEY_SOURCE = 0
     _KEY_DESTINATION = 1
@@ -84,6 +85,7 @@ KIND_CONTENT = _KIND_CONTENT
 KIND_URL = _KIND_URL
 KIND_SPECIAL = _KIND_SPECIAL
 KIND_VELOCITY = _KIND_VELOCITY
+KIND_FINGERPRINT = _KIND_FINGERPRINT
 KEY_SOURCE = _KEY_SOURCE
 KEY_DESTINATION = _KEY_DESTINATION
 KEY_PAIR = _KEY_PAIR
@@ -269,6 +271,7 @@ cdef class Rule:
     cdef AddressSet scope_source  # any rule: only for these senders (None: all)
     cdef AddressSet scope_destination
     cdef frozenset domains  # URL rules
+    cdef frozenset fingerprints  # fingerprint rules: the campaigns' fingerprints
     cdef int special  # SPECIAL_* bits
     cdef int key  # velocity: KEY_*
     cdef uint64_t seed  # velocity: the rule's share of the key hash
@@ -278,8 +281,8 @@ cdef class Rule:
     def __init__(self, str id, int kind, int action, *, bint skip_ne=False,
                  bint on_destination=False, AddressSet entries=None,
                  AddressSet scope_source=None, AddressSet scope_destination=None,
-                 domains=(), int special=0, int key=0, int64_t window_ms=0,
-                 uint32_t limit=0):
+                 domains=(), fingerprints=(), int special=0, int key=0,
+                 int64_t window_ms=0, uint32_t limit=0):
         self.id = id
         self.kind = kind
         self.action = action
@@ -289,6 +292,7 @@ cdef class Rule:
         self.scope_source = scope_source
         self.scope_destination = scope_destination
         self.domains = frozenset(domains)
+        self.fingerprints = frozenset(fingerprints)
         self.special = special
         self.key = key
         self.seed = key_hash(0, id.encode("utf-8"))
@@ -366,7 +370,7 @@ cdef class Engine:
         self.needs_special = False
         for i, rule in enumerate(self.rules):
             (velocity if rule.kind == _KIND_VELOCITY else stateless).append(i)
-            if rule.kind in (_KIND_CONTENT, _KIND_URL) or (
+            if rule.kind in (_KIND_CONTENT, _KIND_URL, _KIND_FINGERPRINT) or (
                 rule.kind == _KIND_VELOCITY and rule.key == _KEY_FINGERPRINT
             ):
                 self.needs_text = True
@@ -410,6 +414,7 @@ cdef class Engine:
         cdef str folded = None
         cdef list domains = None
         cdef set content = None
+        cdef uint64_t folded_fingerprint = 0
         cdef int special = 0
         cdef Rule rule
         cdef Py_ssize_t i, j
@@ -440,6 +445,10 @@ cdef class Engine:
                     if content is None:
                         content = self._content(folded)
                     hit = i in content
+                elif rule.kind == _KIND_FINGERPRINT:
+                    if folded_fingerprint == 0:
+                        folded_fingerprint = fingerprint(folded) or 1
+                    hit = folded_fingerprint in rule.fingerprints
                 else:
                     if domains is None:
                         domains = find_domains(folded)
@@ -462,7 +471,9 @@ cdef class Engine:
                 if rule.key == _KEY_FINGERPRINT:
                     if folded is None:
                         folded = self._text(view, smsc)
-                    key = mix_hash(rule.seed ^ fingerprint(folded)) or 1
+                    if folded_fingerprint == 0:
+                        folded_fingerprint = fingerprint(folded) or 1
+                    key = mix_hash(rule.seed ^ folded_fingerprint) or 1
                 elif rule.key == _KEY_SOURCE:
                     key = key_hash(rule.seed, source)
                 elif rule.key == _KEY_DESTINATION:
