@@ -65,5 +65,11 @@ class Engine:
     ) -> None: ...
     def __len__(self) -> int: ...
     def judge(
-        self, view: SmView, smsc: str, now_ms: int, count: bool = True
+        self,
+        view: SmView,
+        smsc: str,
+        now_ms: int,
+        count: bool = True,
+        folded: str | None = None,
+        folded_fingerprint: int = 0,
     ) -> Judgement | None: ...

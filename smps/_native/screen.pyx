@@ -398,23 +398,25 @@ cdef class Engine:
     def __len__(self):
         return len(self.rules)
 
-    cpdef Judgement judge(self, SmView view, str smsc, int64_t now_ms, bint count=True):
+    cpdef Judgement judge(self, SmView view, str smsc, int64_t now_ms, bint count=True,
+                          str folded=None, uint64_t folded_fingerprint=0):
         """Run the rules on one original; None when none fired. ``count=False``
-        (trying a message) leaves every velocity count as it was."""
+        (trying a message) leaves every velocity count as it was. ``folded`` and
+        ``folded_fingerprint``: its text case-folded and that text's fingerprint,
+        when the caller has them already (else made here when a rule needs them)."""
         cdef timespec t0, t1
         clock_gettime(CLOCK_MONOTONIC, &t0)
-        result = self._judge(view, smsc, now_ms, count)
+        result = self._judge(view, smsc, now_ms, count, folded, folded_fingerprint)
         clock_gettime(CLOCK_MONOTONIC, &t1)
         self.screened += 1
         self.nanoseconds += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
         return result
 
-    cdef Judgement _judge(self, SmView view, str smsc, int64_t now_ms, bint count):
+    cdef Judgement _judge(self, SmView view, str smsc, int64_t now_ms, bint count, str folded,
+                          uint64_t folded_fingerprint):
         cdef bytes source = None, destination = None
-        cdef str folded = None
         cdef list domains = None
         cdef set content = None
-        cdef uint64_t folded_fingerprint = 0
         cdef int special = 0
         cdef Rule rule
         cdef Py_ssize_t i, j

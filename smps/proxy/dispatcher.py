@@ -45,9 +45,10 @@ import msgspec
 
 from smps._native import pending as P
 from smps._native import screen
+from smps._native.fingerprint import fingerprint
 from smps._native.histogram import Histogram
 from smps._native.pdu import Status, decode_sm
-from smps._native.text import parse_udh
+from smps._native.text import parse_udh, plain_text
 from smps.config import Config
 from smps.proxy.assembly import Assembly, HeldMessage, part_of, whole_pdu
 from smps.proxy.dispatcher_stats import DECISION_KEYS, DispatcherStats
@@ -71,6 +72,7 @@ REASON_RECEIPT = "receipt"
 REASON_RULE = "rule"
 REASON_LATE_PART = "late_part"  # a part after its message was decided: the message's verdict
 REASON_INCOMPLETE = "incomplete"  # policy.on_incomplete allow | tempfail
+_GSM7_UNPACKED = ("gsm7", False)  # an SMSC's alphabet unless its config says otherwise
 PART_AWAY_MARGIN = 1.0  # seconds past the deadline a part forwarded to its owner may wait
 _SCREEN_BLOCK, _SCREEN_ALLOW = screen.ACTION_BLOCK, screen.ACTION_ALLOW
 # The per-answer paths compare with these plain values: P.X is a global and an
@@ -99,6 +101,7 @@ class Original(msgspec.Struct):
     rule: str | None = None  # the screening rule that fired (allow or monitor)
     # A whole message (smps.proxy.assembly): its parts' sequence numbers, in part order.
     parts: list[int] | None = None
+    fingerprint: int = 0  # of its text (smps._native.fingerprint); 0: it has none
 
 
 class HeldCopy(msgspec.Struct):
@@ -287,8 +290,15 @@ class Dispatcher:
         if concat_key is not None and self.sticky.blocked(concat_key, now):
             self._reply_smsc_now(original, P.OUTCOME_BLOCK, "sticky", now)
             return
+        # The text once, for the campaign fingerprint and the screening rules.
+        folded = plain_text(view.user_data, view.data_coding, view.esm_class,
+                            *self._alphabets.get(session.smsc, _GSM7_UNPACKED))  # fmt: skip
+        if folded:
+            folded = folded.casefold()
+            original.fingerprint = fingerprint(folded) or 1
         if (screen := self._screen) is not None:
-            judged = screen.judge(view, session.smsc, int(now * 1000))
+            judged = screen.judge(view, session.smsc, int(now * 1000), True, folded,
+                                  original.fingerprint)  # fmt: skip
             if judged is not None:
                 original.rule = judged.rule
                 if trace is not None:
@@ -452,7 +462,7 @@ class Dispatcher:
         numbers = message.numbers
         order = sorted(numbers)
         riders.segments = [numbers[n].pdu for n in order]
-        pdu = whole_pdu(message, self._alphabets.get(riders.smsc, ("gsm7", False)))
+        pdu = whole_pdu(message, self._alphabets.get(riders.smsc, _GSM7_UNPACKED))
         trace = riders.trace
         answered = None if trace is None else set()
         original = Original(riders, pdu, decode_sm(pdu), (key[3], key[4], None), None, (),

@@ -101,6 +101,7 @@ def decision_of(original, decided, verdict, reason, status, deciding, results) -
         results,
         original.rule,  # rule_id
         original.parts,
+        f"{original.fingerprint:016x}" if original.fingerprint else None,
     )
 
 
