@@ -7,6 +7,7 @@ tests/test_concat_run.py."""
 import asyncio
 import time
 
+from smps._native.fingerprint import fingerprint
 from smps._native.pdu import Status, decode_sm
 from smps.proxy.trace_store import MemoryTraceSink
 from tests.helpers import until
@@ -68,9 +69,11 @@ async def test_one_copy_of_the_whole_message_and_one_answer_for_every_part(make_
             assert view.user_data == b"".join(CLEAN)
             assert not view.udhi and view.sar is None
         await until(lambda: len(decisions(node)) == 3)
+        whole = fingerprint(b"".join(CLEAN).decode().casefold())
         for record in decisions(node):
             assert (record.concat_total, record.concat_part) == (3, None)
             assert len(record.parts) == 3 and 0 not in record.parts
+            assert record.fingerprint == f"{whole:016x}"  # of the whole text, not a part's
         assert sim.duplicates == 0
 
 
