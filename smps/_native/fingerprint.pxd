@@ -1,9 +1,32 @@
-# Text fingerprints (fingerprint.pyx), and the hash under them for other modules.
+# Text fingerprints (fingerprint.pyx), and for other modules the hash under them and
+# UTF-8 one character at a time.
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 cpdef uint64_t fingerprint(str text)
+
+
+cdef inline Py_ssize_t put_utf8(uint8_t* out, Py_ssize_t k, uint32_t ch) noexcept nogil:
+    """Write ch at out[k] in UTF-8 (a surrogate as itself, like "surrogatepass"); the
+    next k."""
+    if ch < 0x80:
+        out[k] = ch
+        return k + 1
+    if ch < 0x800:
+        out[k] = 0xC0 | (ch >> 6)
+        out[k + 1] = 0x80 | (ch & 0x3F)
+        return k + 2
+    if ch < 0x10000:
+        out[k] = 0xE0 | (ch >> 12)
+        out[k + 1] = 0x80 | ((ch >> 6) & 0x3F)
+        out[k + 2] = 0x80 | (ch & 0x3F)
+        return k + 3
+    out[k] = 0xF0 | (ch >> 18)
+    out[k + 1] = 0x80 | ((ch >> 12) & 0x3F)
+    out[k + 2] = 0x80 | ((ch >> 6) & 0x3F)
+    out[k + 3] = 0x80 | (ch & 0x3F)
+    return k + 4
 
 
 # XXH64 (Yann Collet's xxHash, 64-bit), written from its specification

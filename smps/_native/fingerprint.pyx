@@ -195,26 +195,6 @@ cdef inline bint _in_path(uint32_t ch) noexcept:
     return Py_UNICODE_ISDIGIT(ch) or Py_UNICODE_TOLOWER(ch) < 0x80
 
 
-cdef inline Py_ssize_t _put_utf8(uint8_t* out, Py_ssize_t k, uint32_t ch) noexcept nogil:
-    if ch < 0x80:
-        out[k] = ch
-        return k + 1
-    if ch < 0x800:
-        out[k] = 0xC0 | (ch >> 6)
-        out[k + 1] = 0x80 | (ch & 0x3F)
-        return k + 2
-    if ch < 0x10000:
-        out[k] = 0xE0 | (ch >> 12)
-        out[k + 1] = 0x80 | ((ch >> 6) & 0x3F)
-        out[k + 2] = 0x80 | (ch & 0x3F)
-        return k + 3
-    out[k] = 0xF0 | (ch >> 18)
-    out[k + 1] = 0x80 | ((ch >> 12) & 0x3F)
-    out[k + 2] = 0x80 | ((ch >> 6) & 0x3F)
-    out[k + 3] = 0x80 | (ch & 0x3F)
-    return k + 4
-
-
 cdef inline bint _fold16(const ucs_t* s, uint8_t* out, unsigned* digits,
                          unsigned* spaces) noexcept:
     if ucs_t is uint8_t:
@@ -271,7 +251,7 @@ cdef Py_ssize_t _normal_form(const ucs_t* s, Py_ssize_t n, uint8_t* out) noexcep
                 continue
             if _no_case_nor_digit(ch):
                 was_space = was_digit = 0
-                k = _put_utf8(out, k, ch)
+                k = put_utf8(out, k, ch)
             elif _wide_space(ch):
                 if not was_space:
                     out[k] = 0x20
@@ -286,7 +266,7 @@ cdef Py_ssize_t _normal_form(const ucs_t* s, Py_ssize_t n, uint8_t* out) noexcep
                 was_digit = 1
             else:
                 was_space = was_digit = 0
-                k = _put_utf8(out, k, <uint32_t>Py_UNICODE_TOLOWER(ch))
+                k = put_utf8(out, k, <uint32_t>Py_UNICODE_TOLOWER(ch))
     if k and out[k - 1] == 0x20:
         k -= 1
     return k

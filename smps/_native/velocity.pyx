@@ -51,16 +51,6 @@ cdef enum:
 cdef uint64_t _MAGIC = 0x534D505356454C31ULL  # "SMPSVEL1"
 
 
-cdef uint64_t mix_hash(uint64_t h) noexcept nogil:
-    # splitmix64's finaliser: every input bit reaches every output bit.
-    h ^= h >> 30
-    h *= 0xBF58476D1CE4E5B9ULL
-    h ^= h >> 27
-    h *= 0x94D049BB133111EBULL
-    h ^= h >> 31
-    return h
-
-
 def velocity_table_size(Py_ssize_t keys):
     """Octets of shared memory for a table of about ``keys`` counters."""
     cdef Py_ssize_t stripes = max(1, (keys + _STRIPE_SLOTS - 1) // _STRIPE_SLOTS)
