@@ -45,12 +45,15 @@ import msgspec
 
 from smps._native import pending as P
 from smps._native import screen
+from smps._native.campaigns import CampaignTable
 from smps._native.fingerprint import fingerprint
 from smps._native.histogram import Histogram
 from smps._native.pdu import Status, decode_sm
 from smps._native.text import parse_udh, plain_text
 from smps.config import Config
 from smps.proxy.assembly import Assembly, HeldMessage, part_of, whole_pdu
+from smps.proxy.campaigns import NO_CAUSE
+from smps.proxy.campaigns import cause_id as campaign_cause
 from smps.proxy.dispatcher_stats import DECISION_KEYS, DispatcherStats
 from smps.proxy.flow import ReadPause
 from smps.proxy.lanes import Lane
@@ -102,6 +105,7 @@ class Original(msgspec.Struct):
     # A whole message (smps.proxy.assembly): its parts' sequence numbers, in part order.
     parts: list[int] | None = None
     fingerprint: int = 0  # of its text (smps._native.fingerprint); 0: it has none
+    text: str | None = None  # its text, the campaign's example
 
 
 class HeldCopy(msgspec.Struct):
@@ -168,6 +172,9 @@ class Dispatcher:
         self._parts_away: OrderedDict[int, tuple[Original, float, Any]] = OrderedDict()
         self._next_part_id = 0
         self._message_deadlines: list[tuple[float, int]] = []  # heap of (deadline, handle)
+        # Every whole message by its fingerprint (smps.proxy.campaigns); None: not counted.
+        self.campaigns: CampaignTable | None = None
+        self._cause_ids: dict[str, int] = {}
         self.apply_config(config, accounts)
 
     # ---- configuration -------------------------------------------------------
@@ -191,6 +198,8 @@ class Dispatcher:
         self._assembling = policy.concat_max_held > 0
         self._on_incomplete = OUTCOMES.get(policy.on_incomplete)  # None: judge the parts
         self._alphabets = {c.name: (c.default_alphabet, c.gsm7_packed) for c in config.smsc}
+        self._show_content = config.trace.decode_content  # a campaign's example text
+        self._campaign_rules = {r.id for r in config.screening.rules if r.type == "fingerprint"}
         self.inspect_receipts = config.policy.inspect_receipts
         self.read_pause.configure(config.flow.on_overload == "pause", self.pending.capacity)
         accounts = {a.system_id: a for a in (config.ne_accounts if accounts is None else accounts)}
@@ -294,6 +303,7 @@ class Dispatcher:
         folded = plain_text(view.user_data, view.data_coding, view.esm_class,
                             *self._alphabets.get(session.smsc, _GSM7_UNPACKED))  # fmt: skip
         if folded:
+            original.text = folded
             folded = folded.casefold()
             original.fingerprint = fingerprint(folded) or 1
         if (screen := self._screen) is not None:
@@ -304,6 +314,8 @@ class Dispatcher:
                 if trace is not None:
                     trace.screened(SCREEN_ACTIONS[judged.action], judged.rule, judged.fired)
                 if judged.action == _SCREEN_BLOCK:
+                    if judged.rule in self._campaign_rules:
+                        self.stats.campaign_blocks += 1
                     self._reply_smsc_now(original, P.OUTCOME_BLOCK, REASON_RULE, now)
                     return
                 if judged.action == _SCREEN_ALLOW and judged.skip_ne:
@@ -764,6 +776,8 @@ class Dispatcher:
             trace.final(status, verdict, reason, response)
             trace.close()
         self.stats.decided(verdict, reason)
+        if original.fingerprint and self.campaigns is not None:
+            self._count_campaign(original, outcome, original.rule)
         if original.parts is not None:
             self.assembly.decided(original.session.key, outcome, status, now)
         if outcome == P.OUTCOME_BLOCK:
@@ -792,6 +806,10 @@ class Dispatcher:
         outcome, reason_code, _seconds = self.pending.verdict(handle)
         if original.trace is not None:
             self._close_trace(handle, original)
+        if original.fingerprint and self.campaigns is not None:
+            deciding = self.pending.deciding_target(handle)
+            cause = original.targets[deciding].system_id if deciding >= 0 else original.rule
+            self._count_campaign(original, outcome, cause)
         # should_record(), inline: this runs for every original.
         if (
             original.trace is not None
@@ -832,6 +850,18 @@ class Dispatcher:
         self.pending.release(handle)
         if self.read_pause.paused:
             self.read_pause.released(len(self.pending))
+
+    def _count_campaign(self, original: Original, outcome: int, cause: str | None) -> None:
+        """One whole message in the campaign table, with what decided it."""
+        cause_id = NO_CAUSE
+        if cause is not None:
+            cause_id = self._cause_ids.get(cause, -2)
+            if cause_id == -2:
+                self._cause_ids[cause] = cause_id = campaign_cause(cause)
+        view = original.view
+        self.campaigns.observe(original.fingerprint, view.source_addr, view.destination_addr,
+                               int(self.wall_clock()), outcome - 1, cause_id, original.text,
+                               self._show_content)  # fmt: skip
 
     def _close_trace(self, handle: int, original: Original) -> None:
         """Targets that never answered get their timeout event, then the trace is flushed."""
