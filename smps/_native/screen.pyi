@@ -70,6 +70,6 @@ class Engine:
         smsc: str,
         now_ms: int,
         count: bool = True,
-        folded: str | None = None,
-        folded_fingerprint: int = 0,
+        text: str | None = None,
+        text_fingerprint: int = 0,
     ) -> Judgement | None: ...

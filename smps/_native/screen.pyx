@@ -399,21 +399,23 @@ cdef class Engine:
         return len(self.rules)
 
     cpdef Judgement judge(self, SmView view, str smsc, int64_t now_ms, bint count=True,
-                          str folded=None, uint64_t folded_fingerprint=0):
+                          str text=None, uint64_t text_fingerprint=0):
         """Run the rules on one original; None when none fired. ``count=False``
-        (trying a message) leaves every velocity count as it was. ``folded`` and
-        ``folded_fingerprint``: its text case-folded and that text's fingerprint,
-        when the caller has them already (else made here when a rule needs them)."""
+        (trying a message) leaves every velocity count as it was. ``text`` and
+        ``text_fingerprint``: its text and that text's fingerprint
+        (`smps._native.fingerprint`), when the caller has them already (else made
+        here when a rule needs them)."""
         cdef timespec t0, t1
         clock_gettime(CLOCK_MONOTONIC, &t0)
-        result = self._judge(view, smsc, now_ms, count, folded, folded_fingerprint)
+        result = self._judge(view, smsc, now_ms, count, text, text_fingerprint)
         clock_gettime(CLOCK_MONOTONIC, &t1)
         self.screened += 1
         self.nanoseconds += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
         return result
 
-    cdef Judgement _judge(self, SmView view, str smsc, int64_t now_ms, bint count, str folded,
-                          uint64_t folded_fingerprint):
+    cdef Judgement _judge(self, SmView view, str smsc, int64_t now_ms, bint count, str text,
+                          uint64_t text_fingerprint):
+        cdef str folded = None
         cdef bytes source = None, destination = None
         cdef list domains = None
         cdef set content = None
@@ -440,17 +442,21 @@ cdef class Engine:
                 hit = rule.entries.has(destination if rule.on_destination else source)
             elif rule.kind == _KIND_SPECIAL:
                 hit = (special & rule.special) != 0
+            elif rule.kind == _KIND_FINGERPRINT:
+                if text_fingerprint == 0:
+                    if text is None:
+                        text = self._text(view, smsc)
+                    text_fingerprint = fingerprint(text) or 1
+                hit = text_fingerprint in rule.fingerprints
             else:
                 if folded is None:
-                    folded = self._text(view, smsc)
+                    if text is None:
+                        text = self._text(view, smsc)
+                    folded = text.casefold()
                 if rule.kind == _KIND_CONTENT:
                     if content is None:
                         content = self._content(folded)
                     hit = i in content
-                elif rule.kind == _KIND_FINGERPRINT:
-                    if folded_fingerprint == 0:
-                        folded_fingerprint = fingerprint(folded) or 1
-                    hit = folded_fingerprint in rule.fingerprints
                 else:
                     if domains is None:
                         domains = find_domains(folded)
@@ -471,11 +477,11 @@ cdef class Engine:
                 if not self._in_scope(rule, source, destination):
                     continue
                 if rule.key == _KEY_FINGERPRINT:
-                    if folded is None:
-                        folded = self._text(view, smsc)
-                    if folded_fingerprint == 0:
-                        folded_fingerprint = fingerprint(folded) or 1
-                    key = mix_hash(rule.seed ^ folded_fingerprint) or 1
+                    if text_fingerprint == 0:
+                        if text is None:
+                            text = self._text(view, smsc)
+                        text_fingerprint = fingerprint(text) or 1
+                    key = mix_hash(rule.seed ^ text_fingerprint) or 1
                 elif rule.key == _KEY_SOURCE:
                     key = key_hash(rule.seed, source)
                 elif rule.key == _KEY_DESTINATION:
@@ -533,10 +539,10 @@ cdef class Engine:
         return normalised.lower()  # sender IDs match whatever their case
 
     cdef str _text(self, SmView view, str smsc):
-        """The original's text, case-folded; "" for binary data, which has none."""
+        """The original's text; "" for binary data, which has none."""
         alphabet, packed = self.alphabets.get(smsc, _GSM7_UNPACKED)
         text = plain_text(view.user_data, view.data_coding, view.esm_class, alphabet, packed)
-        return "" if text is None else text.casefold()
+        return "" if text is None else text
 
     cdef set _content(self, str folded):
         """Indexes of the content rules whose keywords or expressions occur."""

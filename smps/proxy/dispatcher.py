@@ -300,14 +300,13 @@ class Dispatcher:
             self._reply_smsc_now(original, P.OUTCOME_BLOCK, "sticky", now)
             return
         # The text once, for the campaign fingerprint and the screening rules.
-        folded = plain_text(view.user_data, view.data_coding, view.esm_class,
-                            *self._alphabets.get(session.smsc, _GSM7_UNPACKED))  # fmt: skip
-        if folded:
-            original.text = folded
-            folded = folded.casefold()
-            original.fingerprint = fingerprint(folded) or 1
+        text = plain_text(view.user_data, view.data_coding, view.esm_class,
+                          *self._alphabets.get(session.smsc, _GSM7_UNPACKED))  # fmt: skip
+        if text:
+            original.text = text
+            original.fingerprint = fingerprint(text) or 1
         if (screen := self._screen) is not None:
-            judged = screen.judge(view, session.smsc, int(now * 1000), True, folded,
+            judged = screen.judge(view, session.smsc, int(now * 1000), True, text,
                                   original.fingerprint)  # fmt: skip
             if judged is not None:
                 original.rule = judged.rule
