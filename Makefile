@@ -52,14 +52,15 @@ format: $(STAMP)
 demo: build
 	$(VENV)/bin/smps demo
 
-# Micro benchmarks, then short load runs of the standard scenario and of the screening
-# one, which reports the CPU per original screening added, and of the concat scenario with
-# every part judged alone and with the hold, which reports what the hold costs per part
-# and per whole message (bench/README.md).
+# Micro benchmarks, then short load runs of the standard scenario with the bare relay
+# after it (--baseline: the ratio of SMPS's CPU per message to the relay's), of the
+# screening one, which reports the CPU per original screening added, and of the concat
+# scenario with every part judged alone and with the hold, which reports what the hold
+# costs per part and per whole message (bench/README.md).
 bench: build
 	$(PY) -m pytest bench -q --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops
 	mkdir -p test-artifacts
-	$(VENV)/bin/smps bench --duration 10 --warmup 3 --json test-artifacts/bench.json
+	$(VENV)/bin/smps bench --duration 10 --warmup 3 --baseline --json test-artifacts/bench.json
 	$(VENV)/bin/smps bench --duration 10 --warmup 3 --screening \
 		--compare-to test-artifacts/bench.json --json test-artifacts/bench-screening.json
 	$(VENV)/bin/smps bench --duration 10 --warmup 3 --concat --no-hold \

@@ -20,6 +20,7 @@ from typing import Any
 from smps import __version__
 from smps.config import Config
 from smps.metrics import CallbackCollector, make_registry
+from smps.proxy.campaigns import CampaignReader, campaign_metrics
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import FanOutSink, MemorySink, TraceSink
 from smps.proxy.screening_trial import ScreeningTrial
@@ -70,6 +71,10 @@ class Node:
         # Messages tried through the API see the dispatcher's own velocity counts.
         velocity = self.dispatcher.screening.velocity
         self.screening = ScreeningTrial(lambda: self.plane.config, velocity)
+        self.campaigns = CampaignReader(
+            [self.dispatcher.campaigns.buffer], lambda: self.plane.config
+        )
+        self.registry.register(CallbackCollector(lambda: campaign_metrics(self.campaigns)))
         self.trace_hub = TraceHub()  # live trace events for /api/v1/traces/stream
         self.store: Store | None = None
         self.writer: DecisionWriter | None = None
@@ -191,6 +196,7 @@ class Node:
                 self.store,
                 trace_hub=self.trace_hub,
                 screening_trial=self.screening,
+                campaigns=self.campaigns,
                 country_code=self.config.trace.country_code,
             )
             http = HttpServer(app, tls=self.config.web.tls)

@@ -9,6 +9,8 @@ import struct
 import smpplib.consts
 import smpplib.smpp
 
+from tests.helpers import until
+
 
 class _Client:
     """The little smpplib wants of a client to build or parse a PDU."""
@@ -90,3 +92,29 @@ class SmpplibSmsc:
         }
         self.binds[bind].write(_pdu("deliver_sm", self._next_sequence, **fields))
         return self._next_sequence
+
+
+def parse(pdu: bytes):
+    """A PDU as smpplib reads it (e.g. a copy an NE got)."""
+    return smpplib.smpp.parse_pdu(pdu, client=_CLIENT)
+
+
+async def answers(smsc: SmpplibSmsc, sequences: list[int]) -> list[int]:
+    """The statuses the SMSC got for ``sequences``, once it has them all."""
+    await until(lambda: all(s in smsc.answers for s in sequences), timeout=15)
+    return [smsc.answers[s] for s in sequences]
+
+
+async def reach_every_ne(smsc: SmpplibSmsc, nes: list) -> None:
+    """Probe on both binds until every NE gets both copies (the workers tell each
+    other their NE binds asynchronously), then forget the probes."""
+    for attempt in range(100):
+        before = [len(ne.received) for ne in nes]
+        await answers(
+            smsc, [smsc.deliver(b, f"86138000{attempt:05d}", "1", b"probe") for b in (0, 1)]
+        )
+        await asyncio.sleep(0.05)
+        if all(len(ne.received) == n + 2 for ne, n in zip(nes, before, strict=True)):
+            break
+    for ne in nes:
+        ne.received.clear()

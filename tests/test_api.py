@@ -391,7 +391,7 @@ async def test_decisions_keyset_pages_newest_first(client, admin, store, tmp_pat
         "sequence", "source_addr", "source_ton", "source_npi", "destination_addr", "dest_ton",
         "dest_npi", "esm_class", "data_coding", "concat_ref", "concat_part", "concat_total",
         "verdict", "reason", "status", "deciding_account", "results", "rule_id", "parts",
-        "epoch",
+        "fingerprint", "epoch",
     }  # fmt: skip
     assert set(document["results"][0]) == {
         "account", "verdict", "status", "latency_ms", "late", "decisive"
@@ -427,6 +427,10 @@ async def test_decisions_filter_by_the_screening_rule(client, admin, store, tmp_
         ({"since": "yesterday"}, "since"),
         ({"cursor": "!!"}, "cursor"),
         ({"srcc": "1"}, "srcc"),
+        ({"fingerprint": "5eed"}, "fingerprint"),
+        ({"fingerprint": "5EED000000C0FFEE"}, "fingerprint"),
+        ({"fingerprint": "5eed000000c0ffeg"}, "fingerprint"),
+        ({"fingerprint": "5eed000000c0ffee0"}, "fingerprint"),
     ],
 )
 async def test_bad_decision_queries_are_422(client, admin, params, field):
@@ -446,7 +450,7 @@ async def test_decisions_csv_streams_every_match(client, admin, store, tmp_path)
         "id", "arrived_at", "decided_at", "smsc", "command", "sequence", "source_addr",
         "source_ton", "source_npi", "destination_addr", "dest_ton", "dest_npi", "esm_class",
         "data_coding", "concat_ref", "concat_part", "concat_total", "verdict", "reason",
-        "status", "deciding_account", "results", "rule_id", "parts", "epoch",
+        "status", "deciding_account", "results", "rule_id", "parts", "fingerprint", "epoch",
     ]  # fmt: skip
     assert len(rows) == sum(1 for i in range(2100) if i % 3)
     assert rows[0]["verdict"] == "block" and int(rows[0]["sequence"]) == 2099
@@ -473,6 +477,53 @@ async def test_a_whole_message_shows_its_parts_in_the_api_and_the_csv(
     response = await client.get("/api/v1/decisions.csv", headers=admin)
     rows = list(csv.DictReader(io.StringIO(await response.text())))
     assert [(row["sequence"], row["parts"]) for row in rows] == [("2", ""), ("1", "[41,0,43]")]
+
+
+async def test_decisions_filter_by_the_text_fingerprint(client, admin, store, tmp_path):
+    """Each message's content fingerprint is stored with its decision (null for one
+    without text) and found again by it: that whole value, in the API and the CSV;
+    anything but 16 lowercase hex digits is refused, naming the filter."""
+    wave, other = "5eed000000c0ffee", "00000000deadbeef"
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    for i, fingerprint in enumerate([wave, other, wave, None, wave, None]):
+        writer.put(make_decision(i, fingerprint=fingerprint))
+    await writer.close()
+
+    async def search(**params: str) -> list[dict]:
+        response = await client.get("/api/v1/decisions", params=params, headers=admin)
+        assert response.status == 200, await response.text()
+        return (await response.json())["items"]
+
+    def seen(items: list[dict]) -> list[tuple[int, str | None]]:
+        return [(item["sequence"], item["fingerprint"]) for item in items]
+
+    every = await search()
+    assert seen(every) == [(5, None), (4, wave), (3, None), (2, wave), (1, other), (0, wave)]
+    assert seen(await search(fingerprint=wave)) == [(4, wave), (2, wave), (0, wave)]
+    assert seen(await search(fingerprint=other, verdict="block")) == [(1, other)]
+    assert await search(fingerprint="5eed000000c0ffef") == []  # exactly, not alike
+    detail = await client.get(f"/api/v1/decisions/{every[4]['id']}", headers=admin)
+    assert (await detail.json())["fingerprint"] == other
+
+    response = await client.get(
+        "/api/v1/decisions.csv", params={"fingerprint": wave}, headers=admin
+    )
+    rows = list(csv.DictReader(io.StringIO(await response.text())))
+    assert [(row["sequence"], row["fingerprint"]) for row in rows] == [
+        ("4", wave), ("2", wave), ("0", wave)
+    ]  # fmt: skip
+    every = await client.get("/api/v1/decisions.csv", headers=admin)
+    rows = list(csv.DictReader(io.StringIO(await every.text())))
+    assert [row["fingerprint"] for row in rows] == ["", wave, "", wave, other, wave]
+
+    for path in ("/api/v1/decisions", "/api/v1/decisions.csv"):
+        response = await client.get(path, params={"fingerprint": wave.upper()}, headers=admin)
+        assert response.status == 422
+        assert await response.json() == {
+            "error": "expected a fingerprint: 16 lowercase hex digits (0-9, a-f)",
+            "field": "fingerprint",
+        }
 
 
 async def test_minute_stats(client, admin, store, tmp_path):

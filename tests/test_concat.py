@@ -7,6 +7,7 @@ tests/test_concat_run.py."""
 import asyncio
 import time
 
+from smps._native.fingerprint import fingerprint
 from smps._native.pdu import Status, decode_sm
 from smps.proxy.trace_store import MemoryTraceSink
 from tests.helpers import until
@@ -68,9 +69,11 @@ async def test_one_copy_of_the_whole_message_and_one_answer_for_every_part(make_
             assert view.user_data == b"".join(CLEAN)
             assert not view.udhi and view.sar is None
         await until(lambda: len(decisions(node)) == 3)
+        whole = fingerprint(b"".join(CLEAN).decode())
         for record in decisions(node):
             assert (record.concat_total, record.concat_part) == (3, None)
             assert len(record.parts) == 3 and 0 not in record.parts
+            assert record.fingerprint == f"{whole:016x}"  # of the whole text, not a part's
         assert sim.duplicates == 0
 
 
@@ -248,7 +251,7 @@ async def test_the_trace_shows_the_parts_the_hold_and_every_answer(make_config, 
         await answered(sim, numbers)
         await until(lambda: any(e.kind == "part_answered" for e in events) and len(events) >= 8)
     kinds = [e.kind for e in events]
-    assert kinds[:4] == ["received", "received", "received", "held"]
+    assert kinds[:4] == ["received", "part_received", "part_received", "held"]
     assert kinds.count("copy_sent") == 1 and kinds.count("part_answered") == 3
     assert len({e.message_id for e in events}) == 1  # one ladder for the message
     held = events_of(events, "held")[0]

@@ -25,6 +25,7 @@ from smps._native.pdu import (
     is_response,
     make_generic_nack,
     make_resp,
+    with_user_data,
 )
 from smps.errors import PduError, ProtocolError
 
@@ -684,3 +685,32 @@ def test_every_truncation_of_a_valid_pdu(case):
         _only_protocol_errors(prefix)  # command_length no longer matches
         if cut >= 16:  # the same prefix with command_length patched to fit
             _only_protocol_errors(struct.pack(">I", cut) + prefix[4:])
+
+
+@pytest.mark.parametrize(
+    ("command_id", "fields", "tlvs"),
+    [
+        (CommandId.DELIVER_SM,
+         {"service_type": b"CMT", "esm_class": 0x40, "data_coding": 8,
+          "short_message": b"\x05\x00\x03\x01\x02\x01hello"},
+         [(0x1401, b"x"), (0x020C, b"\x00\x01")]),
+        (CommandId.DELIVER_SM, {"esm_class": 0x03}, [(0x0424, b"payload"), (0x0204, b"\x00\x01")]),
+        (CommandId.DATA_SM, {"esm_class": 0x40},
+         [(0x0424, b"\x05\x00\x03\x01\x02\x01ab"), (0x020F, b"\x01")]),
+    ],
+)  # fmt: skip
+def test_with_user_data_makes_the_whole_message_pdu(command_id, fields, tlvs):
+    """The first part's PDU with the whole message in message_payload: every other
+    field and TLV as it was, short_message empty, the SAR TLVs gone."""
+    part = encode(command_id, 5, {"source_addr": b"123", "destination_addr": b"456", **fields},
+                  tlvs)  # fmt: skip
+    whole = with_user_data(decode_sm(part), b"WHOLE TEXT", 0x00)
+    before, after = decode(part), decode(whole)
+    expected = {**before.fields, "esm_class": 0x00}
+    if "short_message" in expected:
+        expected.update(short_message=b"", sm_length=0)
+    assert after.fields == expected
+    kept = [t for t in before.tlvs if t[0] not in (0x0424, 0x020C, 0x020E, 0x020F)]
+    assert after.tlvs == [*kept, (0x0424, b"WHOLE TEXT")]
+    assert (after.command_id, after.sequence) == (command_id, 5)
+    assert decode_sm(whole).user_data == b"WHOLE TEXT"

@@ -37,6 +37,7 @@ async def test_decisions_cross_the_control_channel_unchanged():
         make_decision(3, deciding_account=None, results=[]),
         make_decision(4, rule_id="loan-spam"),
         make_decision(5, concat_ref=7, concat_total=3, parts=[10, 0, 12]),  # a whole message
+        make_decision(6, fingerprint="5eed000000c0ffee"),  # its text's, its campaign
     ]
     received, traces = decode_records(await forwarded(decisions=sent))
     assert traces == []

@@ -226,6 +226,17 @@ def test_fingerprint_velocity_sees_one_campaign_in_many_codes():
     assert results == [None, None, (screen.ACTION_BLOCK, "wave")]
 
 
+def test_a_fingerprint_rule_blocks_a_campaign_in_any_code_and_nothing_else():
+    campaign = fingerprint("your code 1234 expires, see bad.example/x7gh2")
+    e = engine([{"id": "wave", "type": "fingerprint", "entries": [f"{campaign:016X}"]}])
+    wave = [
+        b"Your code 99 expires, see bad.example/Qq91",
+        b"YOUR CODE 5 EXPIRES, SEE BAD.EXAMPLE/a",
+    ]
+    assert [fired(e, sm(ud=ud)) for ud in wave] == [(screen.ACTION_BLOCK, "wave")] * 2
+    assert fired(e, sm(ud=b"Your parcel expires")) is None
+
+
 def _hammer(memory: mmap.mmap, key: int, tries: int) -> int:
     table = VelocityTable(memory)
     return sum(table.take(key, NOW, 60_000, 1500) for _ in range(tries))
@@ -295,6 +306,9 @@ def test_a_table_of_another_size_is_refused():
         ({"type": "url", "entries": ["not a domain"]}, "entries[0]: 'not a domain': not a"),
         ({"type": "special", "kinds": []}, "rules[0].kinds: a special rule needs"),
         ({"type": "keyword", "patterns": ["x"], "skip_ne": True}, "skip_ne: applies to allow"),
+        ({"type": "fingerprint", "entries": []}, "rules[0].entries: a fingerprint rule needs"),
+        ({"type": "fingerprint", "entries": ["abc"]}, "entries[0]: 'abc': not a fingerprint"),
+        ({"type": "fingerprint", "entries": ["a" * 16], "patterns": ["x"]}, "patterns: does not"),
     ],
 )
 def test_bad_rules_are_refused_with_the_key(rule, message):

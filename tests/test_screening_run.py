@@ -18,7 +18,7 @@ from smps.store.db import Store
 from tests.helpers import until
 from tests.nodes import RunNode, sections
 from tests.peers import Ne
-from tests.smpplib_smsc import SmpplibSmsc
+from tests.smpplib_smsc import SmpplibSmsc, answers, reach_every_ne
 
 BLOCK, ALLOW = 0x66, 0
 FLOOD_LIMIT = 50
@@ -84,11 +84,6 @@ async def screening_node(tmp_path, accounts=None):
         await smsc.stop()
 
 
-async def answers(smsc: SmpplibSmsc, sequences: list[int]) -> list[int]:
-    await until(lambda: all(s in smsc.answers for s in sequences), timeout=15)
-    return [smsc.answers[s] for s in sequences]
-
-
 def hits(node: RunNode) -> dict[tuple[str, str], float]:
     found = {}
     for line in node.metrics_text().splitlines():
@@ -97,21 +92,6 @@ def hits(node: RunNode) -> dict[tuple[str, str], float]:
             pairs = dict(p.split("=") for p in labels[labels.index("{") + 1 : -1].split(","))
             found[pairs["rule"].strip('"'), pairs["action"].strip('"')] = float(value)
     return found
-
-
-async def reach_every_ne(smsc: SmpplibSmsc, nes: list[Ne]) -> None:
-    """Probe on both binds until every NE gets both copies (the workers tell each
-    other their NE binds asynchronously), then forget the probes."""
-    for attempt in range(100):
-        before = [len(ne.received) for ne in nes]
-        await answers(
-            smsc, [smsc.deliver(b, f"86138000{attempt:05d}", "1", b"probe") for b in (0, 1)]
-        )
-        await asyncio.sleep(0.05)
-        if all(len(ne.received) == n + 2 for ne, n in zip(nes, before, strict=True)):
-            break
-    for ne in nes:
-        ne.received.clear()
 
 
 async def test_each_rule_type_with_no_ne_and_an_exact_flood_limit_over_two_workers(tmp_path):

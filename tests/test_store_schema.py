@@ -29,10 +29,12 @@ async def test_upgrade_from_empty_creates_every_table(store):
         "ix_decisions_destination_addr",
         "ix_decisions_decided_us",
         "ix_decisions_rule_id",
+        "ix_decisions_fingerprint",
     }
     assert decision_columns["epoch"]["nullable"]
     assert decision_columns["rule_id"]["nullable"]
     assert decision_columns["parts"]["nullable"]
+    assert decision_columns["fingerprint"]["nullable"]
 
 
 async def test_upgrade_twice_is_a_no_op(store):
@@ -84,8 +86,8 @@ async def test_relative_sqlite_path_is_relative_to_working_directory(tmp_path, m
 
 
 async def test_decisions_migrations_go_down_and_up_again(store):
-    """0003 (epoch column), 0004 (MySQL: daily partitions), 0005 (rule_id column) and
-    0007 (parts column) undo and redo cleanly."""
+    """0003 (epoch column), 0004 (MySQL: daily partitions), 0005 (rule_id column),
+    0007 (parts column) and 0008 (fingerprint column) undo and redo cleanly."""
 
     def partitioned(sync) -> bool:
         if sync.dialect.name != "mysql":
@@ -103,11 +105,11 @@ async def test_decisions_migrations_go_down_and_up_again(store):
         assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
         await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0002"))
         assert not await conn.run_sync(partitioned)
-        assert not {"epoch", "rule_id", "parts"} & await conn.run_sync(columns)
+        assert not {"epoch", "rule_id", "parts", "fingerprint"} & await conn.run_sync(columns)
     assert await upgrade(store.engine) == head_revision()
     async with store.engine.connect() as conn:
         assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
-        assert {"epoch", "rule_id", "parts"} <= await conn.run_sync(columns)
+        assert {"epoch", "rule_id", "parts", "fingerprint"} <= await conn.run_sync(columns)
 
 
 async def test_parts_column_goes_and_comes_back_keeping_the_rows(store, tmp_path):
@@ -135,3 +137,64 @@ async def test_parts_column_goes_and_comes_back_keeping_the_rows(store, tmp_path
             "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'decisions'",
         )
         assert partitions > 1
+
+
+async def test_fingerprint_column_goes_and_comes_back_keeping_the_rows(store, tmp_path):
+    """0008 alone, down and up on a table with rows, with and without a fingerprint:
+    they stay, NULL there after, as for any old row (MySQL keeps its partitions). On
+    SQLite both indexes on the decisions that have one keep only those rows, the
+    rule_id one through the table's copy too."""
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    writer.put(make_decision(5, fingerprint="5eed000000c0ffee", rule_id="loan-spam"))
+    writer.put(make_decision(6))
+    await until(lambda: writer.written == 2, timeout=60)
+    await writer.close()
+    assert await scalar(store, "SELECT fingerprint FROM decisions WHERE sequence = 5") == (
+        "5eed000000c0ffee"
+    )
+
+    def columns(sync) -> set[str]:
+        return {c["name"] for c in inspect(sync).get_columns("decisions")}
+
+    async with store.engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0007"))
+        assert "fingerprint" not in await conn.run_sync(columns)
+    assert await scalar(store, "SELECT COUNT(*) FROM decisions WHERE rule_id = 'loan-spam'") == 1
+    assert await upgrade(store.engine) == head_revision()
+    assert await scalar(store, "SELECT COUNT(*) FROM decisions") == 2
+    assert await scalar(store, "SELECT COUNT(fingerprint) FROM decisions") == 0
+    if store.dialect == "sqlite":
+        partial = await scalar(
+            store,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND sql LIKE "
+            "'%WHERE % IS NOT NULL' "
+            "AND name IN ('ix_decisions_rule_id', 'ix_decisions_fingerprint')",
+        )
+        assert partial == 2
+    if store.dialect == "mysql":
+        partitions = await scalar(
+            store,
+            "SELECT COUNT(PARTITION_NAME) FROM information_schema.PARTITIONS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'decisions'",
+        )
+        assert partitions > 1
+
+
+async def test_the_fingerprint_filter_reads_its_index(store):
+    """The decisions filter's query (an exact fingerprint, newest first, whole rows)
+    can read ix_decisions_fingerprint: on SQLite the partial index serves it (an
+    equality implies NOT NULL), in id order with no sort; MySQL names it among the
+    keys it may use."""
+    sql = (
+        "SELECT * FROM decisions WHERE fingerprint = '5eed000000c0ffee' ORDER BY id DESC LIMIT 101"
+    )
+    async with store.engine.connect() as conn:
+        if store.dialect == "sqlite":
+            plan = (await conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"))).mappings().all()
+            assert [step["detail"] for step in plan] == [
+                "SEARCH decisions USING INDEX ix_decisions_fingerprint (fingerprint=?)"
+            ]
+        else:
+            plan = (await conn.execute(text(f"EXPLAIN {sql}"))).mappings().all()
+            assert "ix_decisions_fingerprint" in plan[0]["possible_keys"].split(",")

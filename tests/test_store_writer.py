@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from smps.proxy.records import Decision, TraceEvent, should_record
 from smps.store import decision_queries
-from smps.store.batch_sql import Batch
+from smps.store.batch_sql import SQLITE_ROWS, Batch
 from smps.store.db import Store, create_engine
 from smps.store.partitions import day_of
 from smps.store.retention import purge_expired
@@ -100,6 +100,7 @@ async def test_rows_keep_every_field(store, tmp_path):
         smsc='it\'s a \\ %s "smsc"',  # quotes, a backslash, a %s: SQL text, never code
         source_addr="Bücher-über-€",
         rule_id="loan-spam",
+        fingerprint="5eed000000c0ffee",
     )
     writer.put(decision)
     await until(lambda: writer.written == 1, timeout=60)
@@ -112,6 +113,7 @@ async def test_rows_keep_every_field(store, tmp_path):
     assert row["deciding_account"] == "antispam" and row["status"] == 0x66
     assert (row["smsc"], row["source_addr"]) == (decision.smsc, decision.source_addr)
     assert row["epoch"] is None and row["rule_id"] == "loan-spam"
+    assert row["fingerprint"] == "5eed000000c0ffee"
     assert '"account":"fraud"' in row["results"]
     # Read back, the record is the one put: one struct from the dispatcher to the API.
     stored = await decision_queries.get_decision(store, row["id"])
@@ -144,6 +146,34 @@ async def test_a_whole_message_keeps_the_sequence_of_each_part(store, tmp_path):
     first = stored[-1]
     assert (first.concat_ref, first.concat_part, first.concat_total) == (0xBEEF, None, 3)
     assert Decision(**{name: getattr(first, name) for name in Decision.__struct_fields__}) == whole
+
+
+async def test_decisions_keep_their_fingerprint_and_are_found_by_it(store, tmp_path):
+    """A message's content fingerprint (its campaign) is stored with its decision, NULL
+    for one without text; the store's filter finds exactly that fingerprint's rows,
+    newest first, written in multi-row statements like any."""
+    wave = "5eed000000c0ffee"
+    # In turn: the wave's text, no text, a text of its own.
+    fingerprints = [(wave, None, f"{i:016x}")[i % 3] for i in range(3 * SQLITE_ROWS)]
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    for i, fingerprint in enumerate(fingerprints):
+        writer.put(make_decision(i, fingerprint=fingerprint))
+    await until(lambda: writer.written == len(fingerprints), timeout=60)
+    await writer.close()
+    assert await scalar(store, "SELECT COUNT(*) FROM decisions WHERE fingerprint IS NULL") == (
+        SQLITE_ROWS
+    )
+
+    async def found(fingerprint: str) -> list[int]:
+        query = decision_queries.DecisionQuery(fingerprint=fingerprint)
+        rows = await decision_queries.query_decisions(store, query, limit=1000)
+        assert {row.fingerprint for row in rows} <= {fingerprint}
+        return [row.sequence for row in rows]
+
+    assert await found(wave) == list(range(len(fingerprints) - 3, -1, -3))
+    assert await found(f"{5:016x}") == [5]
+    assert await found("5eed000000c0ffef") == []
 
 
 def batch_of(batch_id: str, first: int, count: int) -> Batch:
@@ -196,19 +226,21 @@ async def test_a_refused_batch_in_a_group_is_dropped_alone(store, tmp_path):
 
 async def test_a_batch_spooled_before_the_epoch_column_is_replayed(store, tmp_path):
     """Rows spooled by an SMPS before migration 0003 have no epoch (nor rule_id, 0005,
-    nor parts, 0007): NULL there."""
+    nor parts, 0007, nor fingerprint, 0008): NULL there."""
     from smps.store.spool import Spool
 
     old = batch_of("d" * 32, 0, 3)
-    old = Batch(old.batch_id, [row[:-3] for row in old.decisions], [], old.counters)
+    old = Batch(old.batch_id, [row[:-4] for row in old.decisions], [], old.counters)
     Spool(tmp_path / "spool", 1 << 20).append(msgspec.msgpack.encode(old))
     writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
     await writer.start()
     await until(lambda: writer.written == 3, timeout=60)
     await writer.close()
     async with store.engine.connect() as conn:
-        rows = await conn.execute(text("SELECT sequence, epoch, parts FROM decisions ORDER BY id"))
-        assert [tuple(row) for row in rows] == [(0, None, None), (1, None, None), (2, None, None)]
+        rows = await conn.execute(
+            text("SELECT sequence, epoch, parts, fingerprint FROM decisions ORDER BY id")
+        )
+        assert [tuple(row) for row in rows] == [(i, None, None, None) for i in range(3)]
 
 
 async def test_decisions_carry_the_lease_epoch_they_were_made_under(store, tmp_path):

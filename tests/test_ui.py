@@ -3,6 +3,8 @@
 role, role and CSRF enforcement on every change, login throttling, audit per change,
 form errors beside their field, decisions search and CSV, the live stream."""
 
+import csv
+import io
 import re
 import ssl
 import time
@@ -690,6 +692,42 @@ async def test_decisions_show_a_whole_message_as_one_row(as_role, store, tmp_pat
          "message of 3 parts, 1 missing"),
         ("SMSC sequence numbers: part 1 41, part 2 42, part 3 43", "message of 3 parts"),
     ]  # fmt: skip
+
+
+async def test_decisions_link_each_fingerprint_to_its_decisions(as_role, store, tmp_path):
+    """A row with a text fingerprint shows it as a link to the decisions filtered by it
+    (none for a message without text); the form filters and exports by it, and refuses
+    what is no fingerprint beside its field."""
+    wave, other = "5eed000000c0ffee", "00000000deadbeef"
+    writer = DecisionWriter(store, tmp_path / "spool", flush_interval=0.01)
+    await writer.start()
+    for i, fingerprint in enumerate([wave, None, wave, other]):
+        writer.put(make_decision(i, fingerprint=fingerprint))
+    await writer.close()
+    viewer = await as_role("viewer")
+    page = await (await viewer.get("/decisions")).text()
+    links = re.findall(r'<a class="fingerprint" href="([^"]*)"[^>]*>([^<]*)</a>', page)
+    assert links == [
+        (f"/decisions?fingerprint={other}", other),
+        (f"/decisions?fingerprint={wave}", wave),
+        (f"/decisions?fingerprint={wave}", wave),
+    ]
+    assert page.count('<span class="badge v-') == 4
+    by_wave = await (await viewer.get(links[1][0])).text()
+    assert by_wave.count('<span class="badge v-') == 2
+    assert f'name="fingerprint" type="text" value="{wave}"' in by_wave
+    assert f'href="/decisions.csv?fingerprint={wave}"' in by_wave
+    exported = await (await viewer.get(f"/decisions.csv?fingerprint={wave}")).text()
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [(row["sequence"], row["fingerprint"]) for row in rows] == [("2", wave), ("0", wave)]
+
+    response = await viewer.get("/decisions?fingerprint=c0ffee")
+    assert response.status == 422
+    assert re.search(
+        r'id="f-fingerprint-error">expected a fingerprint: 16 lowercase hex digits',
+        await response.text(),
+    )
+    assert (await viewer.get("/decisions.csv?fingerprint=c0ffee")).status == 422
 
 
 async def test_live_stream_sends_the_node_status(as_role, node):

@@ -23,7 +23,7 @@ from smps.web import auth
 from smps.web.pages import trace_rules, traces
 from smps.web.ui import TRACE_SETTINGS, add_ui_routes
 from tests.store_db import database_url, store  # noqa: F401
-from tests.test_proxy import BLOCK, ManualClock, hold, proxy, until
+from tests.test_proxy import ACCOUNTS, BLOCK, ManualClock, block, hold, proxy, until
 from tests.test_trace_api import Clock, run_message, written
 from tests.test_ui import PASSWORD, ROLES, FakeNode, anon, as_role, audit_actions  # noqa: F401
 
@@ -383,3 +383,39 @@ async def test_ladder_shows_the_screening_rule_that_blocked(make_config, tmp_pat
     screened = steps[1][2]
     assert "screening: block" in screened and "rule spam (also fired: watch)" in screened
     assert "reason rule" in steps[2][2]
+
+
+async def test_ladder_of_a_long_message_shows_its_parts_the_hold_and_each_answer(
+    make_config, tmp_path
+):
+    """Three parts in reverse order: each received, held as one message, one copy,
+    its answer, then every part answered with the verdict and the final."""
+    trace = {"decode_content": True, "country_code": "86",
+             "rules": [{"number": "8613800138000"}]}  # fmt: skip
+    async with proxy(
+        make_config, trace=trace, state_dir=tmp_path, database={"flush_interval": "20ms"},
+        accounts=ACCOUNTS[:1],
+    ) as (sim, node, add_ne):  # fmt: skip
+        ne = await add_ne("antispam", "pw1", block)
+        async with operator_ui(node) as client:
+            for part, chunk in ((3, b"now"), (2, b"phone, click "), (1, b"FREE i")):
+                sim.send_deliver(source_addr=b"8613800138000", esm_class=0x40,
+                                 short_message=bytes((5, 0, 3, 9, 3, part)) + chunk)  # fmt: skip
+            await until(lambda: len(sim.answers) == 3)
+            async with asyncio.timeout(10):
+                while [t["events"] for t in await trace_queries.query_traces(
+                    node.store, trace_queries.TraceQuery(), limit=2
+                )] != [10]:  # fmt: skip
+                    await asyncio.sleep(0.02)
+            (message,) = listed(await (await client.get("/traces")).text())
+            page = await (await client.get(f"/traces/{message}")).text()
+        assert len(ne.received) == 1
+    steps = re.findall(r'<li class="step ([^"]+)" data-kind="([^"]+)">(.*?)</li>', page, re.S)
+    kinds = [kind for _, kind, _ in steps]
+    assert kinds == ["received"] + ["part_received"] * 2 + ["held", "copy_sent", "answered"] + [
+        "part_answered"] * 3 + ["final"]  # fmt: skip
+    held = steps[3][2]
+    assert "whole message" in held and "3 of 3 parts held" in held
+    parts = [body for _, kind, body in steps if kind == "part_answered"]
+    assert all("0x66 " in body and "SMPS → SMSC smsc1" in body for body in parts)
+    assert sorted(re.search(r"part (\d)", body).group(1) for body in parts) == ["1", "2", "3"]

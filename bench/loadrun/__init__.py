@@ -39,7 +39,9 @@ the measured interval only:
 - SMPS's RSS, sampled every `rss_every` seconds over the interval: its growth.
 
 `--rate N%` makes a max run first and then one at that share of its msg/s;
-`--nes`/`--workers` lists run one point after another. `--inflight N` is a
+`--nes`/`--workers` lists run one point after another. `--baseline` follows each
+SMPS run with one of the bare relay (bench/bare_relay.py) in SMPS's place, same
+scenario, and reports the ratio of their CPU per message: the yardstick. `--inflight N` is a
 different run: N originals sent to NEs that never answer, with a verdict
 timeout long enough that all are held, and SMPS's RSS before and after,
 ÷ N: the memory one original in flight costs.

@@ -1,6 +1,7 @@
 """`smps bench`: its options, and the runs they ask for: one point, one per
 point of a --nes/--workers list, or a max run and then one at a share of its
-rate (--rate N%)."""
+rate (--rate N%); with --baseline, each point's SMPS run followed by the bare
+relay's in the same scenario, and their ratio."""
 
 import argparse
 import json
@@ -10,7 +11,9 @@ from typing import Any
 
 from bench.loadrun.driver import Run
 from bench.loadrun.report import (
+    baseline_ratio,
     format_added_cpu,
+    format_baseline,
     format_inflight_report,
     format_report,
     format_sweep,
@@ -160,6 +163,13 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         "run added to it, named by what the scenario changed (make bench: what screening "
         "and the hold cost)",
     )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="after each SMPS run, run the bare relay (bench/bare_relay.py: copies to every "
+        "NE, answers the SMSC, nothing else) in the same scenario and print the ratio of "
+        "SMPS's CPU per message to the relay's (JSON: baseline, ratio)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
     p.add_argument(
         "--no-start",
@@ -261,21 +271,46 @@ def _run_point(
         return report
 
     if not isinstance(args.rate, RateShare):
-        return run(args.rate)
-    top = run(None)
-    if not succeeded(top) or not top["msgs_per_s"]:
-        return top
-    report = run(round(args.rate.share * top["msgs_per_s"], 1))
-    report["rate_share"] = args.rate.share
-    report["max_run"] = {
-        key: top[key]
-        for key in ("msgs_per_s", "cpu_us_per_msg", "latency_ms", "missing", "duplicates")
-    }
-    report["ok"] = succeeded(top) and succeeded(report)
+        report = run(args.rate)
+    else:
+        top = run(None)
+        if not succeeded(top) or not top["msgs_per_s"]:
+            return top
+        report = run(round(args.rate.share * top["msgs_per_s"], 1))
+        report["rate_share"] = args.rate.share
+        report["max_run"] = {
+            key: top[key]
+            for key in ("msgs_per_s", "cpu_us_per_msg", "latency_ms", "missing", "duplicates")
+        }
+        report["ok"] = succeeded(top) and succeeded(report)
+    if args.baseline:
+        _add_baseline(args, report)
     return report
 
 
+def _add_baseline(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """The bare relay in the scenario (and at the rate) SMPS just ran, after it,
+    never beside it: its report and the ratio of the CPU figures join SMPS's."""
+    s = report["scenario"]
+    rate = None if s["rate"] == "max" else s["rate"]
+    relay = Run(
+        scenario_of(args, s["nes"], s["workers"], rate), pin=not args.no_pin, relay=True
+    ).execute()
+    print(format_report(relay))
+    report["baseline"] = relay
+    report["ratio"] = baseline_ratio(report, relay)
+    report["ok"] = report.get("ok", succeeded(report)) and succeeded(relay)
+    print(format_baseline(report))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.baseline and (args.inflight or args.no_start):
+        print(
+            "smps bench: --baseline compares timed runs of an SMPS it starts, "
+            "not --inflight or --no-start",
+            file=sys.stderr,
+        )
+        return 2
     points = [(nes, workers) for workers in args.workers for nes in args.nes]
     existing = None
     if args.no_start:

@@ -1,5 +1,6 @@
-"""One run: starts SMPS (or attaches to one already running) and the generator
-processes, follows the load to its end, and stops every process it started."""
+"""One run: starts SMPS (or attaches to one already running, or starts the bare
+relay in its place) and the generator processes, follows the load to its end, and
+stops every process it started."""
 
 import contextlib
 import multiprocessing
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, TextIO
@@ -91,7 +92,9 @@ def _split_cpus(workers: int, pin: bool) -> tuple[list[int] | None, list[int] | 
 
 
 class Run:
-    """One bench run: owns every process it starts and stops them all at the end."""
+    """One bench run: owns every process it starts and stops them all at the end.
+    With `relay`, the proxy under test is the bare relay (bench/bare_relay.py, one
+    process) instead of SMPS: the yardstick of `smps bench --baseline`."""
 
     def __init__(
         self,
@@ -100,16 +103,21 @@ class Run:
         pin: bool = True,
         keep: bool = False,
         profile: str | None = None,
+        relay: bool = False,
         out: TextIO = sys.stderr,
     ):
+        if relay:  # one process with every SMSC bind, judging the parts of a message alone
+            scenario = replace(scenario, workers=1, hold=scenario.hold and not scenario.concat)
         self.scenario = scenario
+        self.relay = relay
+        self.proxy_name = "the bare relay" if relay else "SMPS"
         self.proxy_cpus, self.generator_cpus = _split_cpus(scenario.workers, pin)
         self.pin = pin
         self.keep = keep
         self.profile = profile
         self.out = out
         self.workdir: Path | None = None
-        self.smps: subprocess.Popen[bytes] | None = None
+        self.proxy: subprocess.Popen[bytes] | None = None  # SMPS or the bare relay
         self.profiler: subprocess.Popen[bytes] | None = None
         self.children: list[multiprocessing.process.BaseProcess] = []
         self.ne_conn: Connection | None = None  # set while the NEs run
@@ -136,10 +144,10 @@ class Run:
                 if message[0] == "error":
                     raise SmpsError(message[1])
                 return message
-            if self.smps is not None and self.smps.poll() is not None:
+            if self.proxy is not None and self.proxy.poll() is not None:
                 raise SmpsError(
-                    f"SMPS exited with status {self.smps.returncode} while {what}:\n"
-                    + self._smps_output_tail()
+                    f"{self.proxy_name} exited with status {self.proxy.returncode} while "
+                    f"{what}:\n" + self._proxy_output_tail()
                 )
         raise SmpsError(f"timed out after {timeout:g} s while {what}")
 
@@ -147,25 +155,41 @@ class Run:
         assert self.workdir is not None
         config_path = self.workdir / "smps.yaml"
         config_path.write_text(config_text)
+        return self._start_proxy(["smps", "run", "-c", str(config_path)])
+
+    def _start_relay(self, target: "Target") -> int:
+        """The bare relay where SMPS would run: it binds to the SMSC as SMPS does
+        and listens for the NEs on SMPS's port."""
+        return self._start_proxy(
+            [
+                *("bench.bare_relay", "--smsc-port", str(target.smsc_port)),
+                *("--binds", str(target.smsc_binds), "--system-id", SMSC_SYSTEM_ID),
+                *("--password", SMSC_PASSWORD, "--listen", f"{target.ne_host}:{target.ne_port}"),
+            ]
+        )
+
+    def _start_proxy(self, module_args: list[str]) -> int:
+        """`python -m MODULE ARGS` from this source tree, on the proxy's CPUs."""
+        assert self.workdir is not None
         env = dict(os.environ)
         tree = str(Path(smps.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (tree, env.get("PYTHONPATH")) if p)
         cpus = self.proxy_cpus
-        self.smps = subprocess.Popen(
-            [sys.executable, "-m", "smps", "run", "-c", str(config_path)],
+        self.proxy = subprocess.Popen(
+            [sys.executable, "-m", *module_args],
             stdin=subprocess.DEVNULL,
-            stdout=open(self.workdir / "smps.out", "wb"),  # noqa: SIM115 (the child owns it)
+            stdout=open(self.workdir / "proxy.out", "wb"),  # noqa: SIM115 (the child owns it)
             stderr=subprocess.STDOUT,
             env=env,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
-        return self.smps.pid
+        return self.proxy.pid
 
-    def _smps_output_tail(self, lines: int = 20) -> str:
+    def _proxy_output_tail(self, lines: int = 20) -> str:
         if self.workdir is None:
             return ""
         text = ""
-        for name in ("smps.out", "smps.log"):
+        for name in ("proxy.out", "smps.log"):
             path = self.workdir / name
             if path.exists():
                 text += path.read_text(errors="replace")
@@ -194,9 +218,12 @@ class Run:
             )
             _, target.smsc_port = self._expect(smsc, "starting the simulated SMSC")
             if existing is None:
-                config = bench_config(scenario, self.workdir, target.smsc_port, target.ne_port)
-                target.pid = self._start_smps(config)
-                self._note(f"started SMPS (pid {target.pid}) in {self.workdir}")
+                if self.relay:
+                    target.pid = self._start_relay(target)
+                else:
+                    config = bench_config(scenario, self.workdir, target.smsc_port, target.ne_port)
+                    target.pid = self._start_smps(config)
+                self._note(f"started {self.proxy_name} (pid {target.pid}) in {self.workdir}")
             # SMPS binds to the SMSC once its NE server listens: then the NEs can bind.
             self._expect(smsc, "waiting for SMPS to bind to the simulated SMSC")
             ne_conn = self._spawn(
@@ -219,7 +246,15 @@ class Run:
             ne_conn.send(("stop",))
             self.ne_conn = None
             _, nes = self._expect(ne_conn, "collecting the NE counts", timeout=30.0)
-            return build_report(scenario, measured, nes, rss, self._pinning(), target)
+            return build_report(
+                scenario,
+                measured,
+                nes,
+                rss,
+                self._pinning(),
+                target,
+                proxy="bare_relay" if self.relay else "smps",
+            )
         finally:
             self._stop()
 
@@ -313,13 +348,13 @@ class Run:
         if self.ne_conn is not None:  # the NEs unbind first, so they do not chase a stopped SMPS
             with contextlib.suppress(OSError):
                 self.ne_conn.send(("stop",))
-        if self.smps is not None and self.smps.poll() is None:
-            self.smps.send_signal(signal.SIGTERM)  # graceful: drains, unbinds
+        if self.proxy is not None and self.proxy.poll() is None:
+            self.proxy.send_signal(signal.SIGTERM)  # graceful: drains, unbinds
             try:
-                self.smps.wait(timeout=min(self.scenario.timeout, 20.0) + 10.0)
+                self.proxy.wait(timeout=min(self.scenario.timeout, 20.0) + 10.0)
             except subprocess.TimeoutExpired:
-                self.smps.kill()
-                self.smps.wait()
+                self.proxy.kill()
+                self.proxy.wait()
         for process in self.children:
             process.join(timeout=10.0)
             if process.is_alive():

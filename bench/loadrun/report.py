@@ -23,7 +23,10 @@ def build_report(
     rss: int | None,
     pinning: dict[str, Any],
     target: "Target",
+    proxy: str = "smps",
 ) -> dict[str, Any]:
+    """A timed run's figures; `proxy` names what ran between the generators: "smps",
+    or "bare_relay" (bench/bare_relay.py, one process: no master/workers split)."""
     interval = measured["interval_s"]
     decided = measured["answered"]
     whole = measured["whole_run"]
@@ -35,12 +38,15 @@ def build_report(
     }
     statuses = measured["statuses"]
     memory = _memory(measured["rss"], scenario.rss_every)
+    split = measured.get("proxy_cpu_split_s") or {}
+    if proxy == "bare_relay" and split:
+        split = {"relay": sum(split.values())}
     return {
+        "proxy": proxy,
         "msgs_per_s": round(decided / interval, 1) if interval > 0 else 0.0,
         "cpu_us_per_msg": round(1e6 * proxy_cpu / decided, 2) if proxy_cpu and decided else None,
         "cpu_us_per_msg_by_process": {
-            role: _per_message(seconds, decided)
-            for role, seconds in (measured.get("proxy_cpu_split_s") or {}).items()
+            role: _per_message(seconds, decided) for role, seconds in split.items()
         },
         "latency_ms": latency,
         "missing": whole["missing"],
@@ -232,6 +238,8 @@ def format_report(report: dict[str, Any]) -> str:
     lat = report["latency_ms"]
     c = report.get("concat")
     failed = failures(report)
+    relay = report.get("proxy") == "bare_relay"
+    processes = "one process" if relay else f"{s['workers']} worker(s)"
 
     def number(value: Any, unit: str = "", fmt: str = ",.1f") -> str:
         return "n/a" if value is None else f"{value:{fmt}}{unit}"
@@ -240,7 +248,7 @@ def format_report(report: dict[str, Any]) -> str:
         (
             "scenario",
             f"{s['nes']} NEs x {s['ne_binds']} binds, SMSC {s['smsc_binds']} binds, "
-            f"{s['workers']} worker(s), rate {s['rate']}, block {s['block_ratio']:.0%}, "
+            f"{processes}, rate {s['rate']}, block {s['block_ratio']:.0%}, "
             f"NE latency {s['ne_latency'] * 1000:g} ms, window {s['window']}/"
             f"{s['ne_window']}{', screening rules' if s.get('screening') else ''}"
             f"{', concat traffic (30 % in 3 parts)' if c else ''}"
@@ -296,7 +304,8 @@ def format_report(report: dict[str, Any]) -> str:
         ),
     ]
     width = max(len(name) for name, _ in rows)
-    lines = [f"smps bench: {'FAILED (' + ', '.join(failed) + ')' if failed else 'OK'}"]
+    title = "bare relay" if relay else "smps bench"
+    lines = [f"{title}: {'FAILED (' + ', '.join(failed) + ')' if failed else 'OK'}"]
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]
     if g["cpus"] and g["cpu_share"] is not None and g["cpu_share"] > 0.9 * g["cpus"]:
         lines.append("  warning: the generators used their CPUs fully; they may be the bottleneck")
@@ -379,6 +388,7 @@ def format_sweep(reports: list[dict[str, Any]]) -> str:
         lines.append(
             f"  {s['nes']:>3}  {s['workers']:>7}  {r['msgs_per_s']:>9,.0f}  {cpu:>10}  "
             f"{latency:<17} {r['rss_mb'] or 0:>6.1f}  {r['missing']}/{r['duplicates']}"
+            + (f"  ratio {r['ratio']:.2f}" if r.get("ratio") else "")
             + (" (shared cores)" if r["pinning"].get("shared") else "")
         )
     return "\n".join(lines)
@@ -391,6 +401,25 @@ _SCENARIO_SWITCHES = (
     ("concat", False, "the concat traffic", "the standard traffic"),
     ("hold", True, "the hold", "judging parts alone"),
 )
+
+
+def baseline_ratio(report: dict[str, Any], relay: dict[str, Any]) -> float | None:
+    """SMPS's CPU per original over the bare relay's in the same scenario (--baseline)."""
+    if not report["cpu_us_per_msg"] or not relay["cpu_us_per_msg"]:
+        return None
+    return round(report["cpu_us_per_msg"] / relay["cpu_us_per_msg"], 2)
+
+
+def format_baseline(report: dict[str, Any]) -> str:
+    """The line that puts a run next to its yardstick (--baseline)."""
+    relay = report["baseline"]
+    if report["ratio"] is None:
+        return "ratio SMPS/bare relay: n/a (no CPU figure)"
+    return (
+        f"ratio SMPS/bare relay: {report['ratio']:.2f} (CPU {report['cpu_us_per_msg']:.2f} "
+        f"against {relay['cpu_us_per_msg']:.2f} µs/msg; {report['msgs_per_s']:,.0f} against "
+        f"{relay['msgs_per_s']:,.0f} msg/s)"
+    )
 
 
 def format_added_cpu(before: dict[str, Any], after: dict[str, Any]) -> str:

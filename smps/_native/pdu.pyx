@@ -923,3 +923,56 @@ cpdef SmView decode_sm(bytes pdu):
     if pos != n:
         _tlv_stream_error(n - pos, sequence, command_id)
     return v
+
+
+cpdef bytes with_user_data(SmView view, bytes user_data, uint8_t esm_class):
+    """The PDU of ``view`` carrying ``user_data`` as its whole message: in
+    message_payload, short_message empty (sm_length 0), esm_class replaced, the
+    SAR and message_payload TLVs it had left out and its other TLVs kept. How
+    the parts of a long message become one PDU (smps.proxy.assembly), spliced
+    from the first part's octets without decoding its fields again."""
+    if PyBytes_GET_SIZE(user_data) > 0xFFFF:
+        raise ValueError(f"user data of {PyBytes_GET_SIZE(user_data)} octets cannot be a TLV")
+    cdef const unsigned char* p = _bytes_ptr(view.pdu)
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(view.pdu)
+    cdef Py_ssize_t mandatory_end = HEADER_SIZE + view._tlvs_at
+    cdef Py_ssize_t keep = mandatory_end  # data_sm: no short_message
+    if view.command_id != DATA_SM:
+        keep -= 1  # the sm_length octet, and the short_message after it
+        if 0 <= view._user_data_at < mandatory_end:
+            keep -= view._user_data_len
+    cdef Py_ssize_t pos = mandatory_end, vlen, out_size = keep + (view.command_id != DATA_SM)
+    cdef uint16_t tag
+    while pos + 4 <= size:  # decode_sm checked the stream
+        tag = read_u16(p + pos)
+        vlen = read_u16(p + pos + 2)
+        if not _whole_message_drops(tag):
+            out_size += 4 + vlen
+        pos += 4 + vlen
+    out_size += 4 + PyBytes_GET_SIZE(user_data)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, out_size)
+    cdef unsigned char* o = <unsigned char*>PyBytes_AS_STRING(out)
+    memcpy(o, p, keep)
+    o[view._destination_addr_at + view._destination_addr_len + 1] = esm_class
+    cdef Py_ssize_t w = keep
+    if view.command_id != DATA_SM:
+        o[w] = 0  # sm_length
+        w += 1
+    pos = mandatory_end
+    while pos + 4 <= size:
+        tag = read_u16(p + pos)
+        vlen = read_u16(p + pos + 2)
+        if not _whole_message_drops(tag):
+            memcpy(o + w, p + pos, 4 + vlen)
+            w += 4 + vlen
+        pos += 4 + vlen
+    write_u16(o + w, TAG_MESSAGE_PAYLOAD)
+    write_u16(o + w + 2, <uint16_t>PyBytes_GET_SIZE(user_data))
+    memcpy(o + w + 4, _bytes_ptr(user_data), PyBytes_GET_SIZE(user_data))
+    write_u32(o, <uint32_t>out_size)
+    return out
+
+
+cdef inline bint _whole_message_drops(uint16_t tag) noexcept:
+    return (tag == TAG_MESSAGE_PAYLOAD or tag == TAG_SAR_MSG_REF_NUM
+            or tag == TAG_SAR_TOTAL_SEGMENTS or tag == TAG_SAR_SEGMENT_SEQNUM)

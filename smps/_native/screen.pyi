@@ -14,6 +14,7 @@ KIND_CONTENT: int
 KIND_URL: int
 KIND_SPECIAL: int
 KIND_VELOCITY: int
+KIND_FINGERPRINT: int
 KEY_SOURCE: int
 KEY_DESTINATION: int
 KEY_PAIR: int
@@ -64,5 +65,11 @@ class Engine:
     ) -> None: ...
     def __len__(self) -> int: ...
     def judge(
-        self, view: SmView, smsc: str, now_ms: int, count: bool = True
+        self,
+        view: SmView,
+        smsc: str,
+        now_ms: int,
+        count: bool = True,
+        text: str | None = None,
+        text_fingerprint: int = 0,
     ) -> Judgement | None: ...

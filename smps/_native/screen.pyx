@@ -65,6 +65,7 @@ cdef enum:
     _KIND_URL = 2
     _KIND_SPECIAL = 3
     _KIND_VELOCITY = 4
+    _KIND_FINGERPRINT = 5  # messages of listed campaigns (content fingerprints)
     # Velocity keys.
     _KEY_SOURCE = 0
     _KEY_DESTINATION = 1
@@ -84,6 +85,7 @@ KIND_CONTENT = _KIND_CONTENT
 KIND_URL = _KIND_URL
 KIND_SPECIAL = _KIND_SPECIAL
 KIND_VELOCITY = _KIND_VELOCITY
+KIND_FINGERPRINT = _KIND_FINGERPRINT
 KEY_SOURCE = _KEY_SOURCE
 KEY_DESTINATION = _KEY_DESTINATION
 KEY_PAIR = _KEY_PAIR
@@ -269,6 +271,7 @@ cdef class Rule:
     cdef AddressSet scope_source  # any rule: only for these senders (None: all)
     cdef AddressSet scope_destination
     cdef frozenset domains  # URL rules
+    cdef frozenset fingerprints  # fingerprint rules: the campaigns' fingerprints
     cdef int special  # SPECIAL_* bits
     cdef int key  # velocity: KEY_*
     cdef uint64_t seed  # velocity: the rule's share of the key hash
@@ -278,8 +281,8 @@ cdef class Rule:
     def __init__(self, str id, int kind, int action, *, bint skip_ne=False,
                  bint on_destination=False, AddressSet entries=None,
                  AddressSet scope_source=None, AddressSet scope_destination=None,
-                 domains=(), int special=0, int key=0, int64_t window_ms=0,
-                 uint32_t limit=0):
+                 domains=(), fingerprints=(), int special=0, int key=0,
+                 int64_t window_ms=0, uint32_t limit=0):
         self.id = id
         self.kind = kind
         self.action = action
@@ -289,6 +292,7 @@ cdef class Rule:
         self.scope_source = scope_source
         self.scope_destination = scope_destination
         self.domains = frozenset(domains)
+        self.fingerprints = frozenset(fingerprints)
         self.special = special
         self.key = key
         self.seed = key_hash(0, id.encode("utf-8"))
@@ -366,7 +370,7 @@ cdef class Engine:
         self.needs_special = False
         for i, rule in enumerate(self.rules):
             (velocity if rule.kind == _KIND_VELOCITY else stateless).append(i)
-            if rule.kind in (_KIND_CONTENT, _KIND_URL) or (
+            if rule.kind in (_KIND_CONTENT, _KIND_URL, _KIND_FINGERPRINT) or (
                 rule.kind == _KIND_VELOCITY and rule.key == _KEY_FINGERPRINT
             ):
                 self.needs_text = True
@@ -394,20 +398,25 @@ cdef class Engine:
     def __len__(self):
         return len(self.rules)
 
-    cpdef Judgement judge(self, SmView view, str smsc, int64_t now_ms, bint count=True):
+    cpdef Judgement judge(self, SmView view, str smsc, int64_t now_ms, bint count=True,
+                          str text=None, uint64_t text_fingerprint=0):
         """Run the rules on one original; None when none fired. ``count=False``
-        (trying a message) leaves every velocity count as it was."""
+        (trying a message) leaves every velocity count as it was. ``text`` and
+        ``text_fingerprint``: its text and that text's fingerprint
+        (`smps._native.fingerprint`), when the caller has them already (else made
+        here when a rule needs them)."""
         cdef timespec t0, t1
         clock_gettime(CLOCK_MONOTONIC, &t0)
-        result = self._judge(view, smsc, now_ms, count)
+        result = self._judge(view, smsc, now_ms, count, text, text_fingerprint)
         clock_gettime(CLOCK_MONOTONIC, &t1)
         self.screened += 1
         self.nanoseconds += (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)
         return result
 
-    cdef Judgement _judge(self, SmView view, str smsc, int64_t now_ms, bint count):
-        cdef bytes source = None, destination = None
+    cdef Judgement _judge(self, SmView view, str smsc, int64_t now_ms, bint count, str text,
+                          uint64_t text_fingerprint):
         cdef str folded = None
+        cdef bytes source = None, destination = None
         cdef list domains = None
         cdef set content = None
         cdef int special = 0
@@ -433,9 +442,17 @@ cdef class Engine:
                 hit = rule.entries.has(destination if rule.on_destination else source)
             elif rule.kind == _KIND_SPECIAL:
                 hit = (special & rule.special) != 0
+            elif rule.kind == _KIND_FINGERPRINT:
+                if text_fingerprint == 0:
+                    if text is None:
+                        text = self._text(view, smsc)
+                    text_fingerprint = fingerprint(text) or 1
+                hit = text_fingerprint in rule.fingerprints
             else:
                 if folded is None:
-                    folded = self._text(view, smsc)
+                    if text is None:
+                        text = self._text(view, smsc)
+                    folded = text.casefold()
                 if rule.kind == _KIND_CONTENT:
                     if content is None:
                         content = self._content(folded)
@@ -460,9 +477,11 @@ cdef class Engine:
                 if not self._in_scope(rule, source, destination):
                     continue
                 if rule.key == _KEY_FINGERPRINT:
-                    if folded is None:
-                        folded = self._text(view, smsc)
-                    key = mix_hash(rule.seed ^ fingerprint(folded)) or 1
+                    if text_fingerprint == 0:
+                        if text is None:
+                            text = self._text(view, smsc)
+                        text_fingerprint = fingerprint(text) or 1
+                    key = mix_hash(rule.seed ^ text_fingerprint) or 1
                 elif rule.key == _KEY_SOURCE:
                     key = key_hash(rule.seed, source)
                 elif rule.key == _KEY_DESTINATION:
@@ -520,10 +539,10 @@ cdef class Engine:
         return normalised.lower()  # sender IDs match whatever their case
 
     cdef str _text(self, SmView view, str smsc):
-        """The original's text, case-folded; "" for binary data, which has none."""
+        """The original's text; "" for binary data, which has none."""
         alphabet, packed = self.alphabets.get(smsc, _GSM7_UNPACKED)
         text = plain_text(view.user_data, view.data_coding, view.esm_class, alphabet, packed)
-        return "" if text is None else text.casefold()
+        return "" if text is None else text
 
     cdef set _content(self, str folded):
         """Indexes of the content rules whose keywords or expressions occur."""

@@ -10,6 +10,7 @@ from smps.config.rule_entries import (
     check_pattern,
     domain_entry,
     file_lines,
+    fingerprint_entry,
     list_entry,
 )
 from smps.config.schema import InvalidValue
@@ -98,6 +99,7 @@ _RULE_KEYS = {
     "url": {"entries", "file"},
     "velocity": {"key", "limit", "window"},
     "special": {"kinds"},
+    "fingerprint": {"entries"},
 }
 _TYPED_KEYS = set().union(*_RULE_KEYS.values())
 
@@ -113,6 +115,8 @@ def check_screening_rule(rule: Any, path: tuple = ()) -> None:
         raise InvalidValue((*path, "skip_ne"), "applies to allow rules only")
     if rule.type == "list" and rule.field is None:
         raise InvalidValue((*path, "field"), "a list rule needs field: source or destination")
+    if rule.type == "fingerprint" and not rule.entries:
+        raise InvalidValue((*path, "entries"), "a fingerprint rule needs entries")
     if rule.type in ("list", "url") and not rule.entries and rule.file is None:
         raise InvalidValue((*path, "entries"), f"a {rule.type} rule needs entries or a file")
     if rule.type in ("keyword", "regex") and not rule.patterns:
@@ -123,7 +127,7 @@ def check_screening_rule(rule: Any, path: tuple = ()) -> None:
                 raise InvalidValue((*path, key), "a velocity rule needs key, limit and window")
     if rule.type == "special" and not rule.kinds:
         raise InvalidValue((*path, "kinds"), "a special rule needs at least one kind")
-    entry = list_entry if rule.type == "list" else domain_entry
+    entry = {"list": list_entry, "fingerprint": fingerprint_entry}.get(rule.type, domain_entry)
     try:
         for j, text in enumerate(rule.entries):
             _entry(entry, text, (*path, "entries", j))

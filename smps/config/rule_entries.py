@@ -63,6 +63,15 @@ def domain_entry(text: str) -> str:
     return entry
 
 
+def fingerprint_entry(text: str) -> int:
+    """A fingerprint rule's entry: a campaign's content fingerprint, 16 hex digits
+    (as the campaigns view and the decisions show it)."""
+    entry = text.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{16}", entry):
+        raise EntryError(f"{text.strip()!r}: not a fingerprint (16 hex digits)")
+    return int(entry, 16)
+
+
 def file_lines(path: str) -> Iterator[tuple[int, str]]:
     """(line number, entry) of every entry in a list file."""
     try:

@@ -282,14 +282,14 @@ class ScreeningRule(_Section):
     msgspec's ``field`` in this class body, hence ``msgspec.field`` below."""
 
     id: Name
-    type: Literal["list", "keyword", "regex", "url", "velocity", "special"]
+    type: Literal["list", "keyword", "regex", "url", "velocity", "special", "fingerprint"]
     action: Literal["block", "allow", "monitor"] = "block"
     enabled: bool = True
     description: str = ""
     skip_ne: bool = False  # allow rules: no NE copy either
     scope: RuleScope | None = None
     field: Literal["source", "destination"] | None = None  # list rules
-    entries: list[str] = msgspec.field(default_factory=list)  # list and url rules
+    entries: list[str] = msgspec.field(default_factory=list)  # list, url, fingerprint rules
     file: str | None = None  # list and url rules: more entries, one a line
     patterns: list[str] = msgspec.field(default_factory=list)  # keyword and regex rules
     key: Literal["source", "destination", "pair", "fingerprint"] | None = None  # velocity

@@ -14,7 +14,8 @@ A `HeldMessage` lives from its first part until its verdict:
 While held or judging, every part that comes (a retry of a part already here
 too) joins the message's `Riders` and gets the message's answer. Once decided,
 the message's verdict is remembered for `policy.concat_window`, so a straggler
-gets it at once. The module is sans-I/O: it keeps parts and answers them
+gets it at once (a tempfail is not remembered: the SMSC's retries of the parts
+are judged again). The module is sans-I/O: it keeps parts and answers them
 through their sessions (`Riders.respond`); the dispatcher judges.
 """
 
@@ -27,9 +28,6 @@ from smps._native import text
 from smps._native.pending import OUTCOME_TEMPFAIL
 
 _UDHI = 0x40
-# TLVs that make no sense on the whole message: the parts' SAR and their payload.
-_SAR_TAGS = frozenset((0x020C, 0x020E, 0x020F))
-_MESSAGE_PAYLOAD = 0x0424
 _CONCAT_IES = (0x00, 0x08)
 DECIDED_LIMIT = 100_000  # decided messages remembered for their stragglers
 
@@ -170,41 +168,30 @@ def whole_pdu(message: HeldMessage, alphabet: tuple[str, bool]) -> bytes:
     fields, its UDH without the concatenation element (none left: no UDH, UDHI
     cleared), and every part's user data in order in message_payload. A missing
     part is left out (the record says which)."""
-    numbers = sorted(message.numbers)
-    first = message.numbers[numbers[0]]
-    view = first.view
-    pdu = codec.decode(first.pdu)
-    udhi = bool(view.esm_class & _UDHI)
+    parts = message.numbers
+    numbers = sorted(parts)
+    view = parts[numbers[0]].view
     header = b""
-    chunks = []
-    for number in numbers:
-        data = message.numbers[number].view.user_data
-        if udhi:
-            udh = text.parse_udh(data)
-            if udh is not None:
-                if number == numbers[0]:
-                    header = _udh_without_concat(udh)
-                data = data[udh.length :]
-        chunks.append(data)
-    payload = b"".join(chunks)
+    if view.esm_class & _UDHI:
+        # Each part's UDH parsed when it came (it named the part): UDHL + 1 octets.
+        header = _udh_without_concat(text.parse_udh(view.user_data))
+        payload = b"".join([data[data[0] + 1 :] for data in
+                            [parts[n].view.user_data for n in numbers]])  # fmt: skip
+    else:
+        payload = b"".join([parts[n].view.user_data for n in numbers])
     if alphabet[1]:  # packed GSM 7-bit from this SMSC: join septets, not octets
         payload = _repacked(message, numbers, view, header, alphabet) or payload
     esm_class = view.esm_class & ~_UDHI | (_UDHI if header else 0)
-    fields = pdu.fields
-    fields["esm_class"] = esm_class
-    if "short_message" in fields:
-        fields["short_message"] = b""
-        fields["sm_length"] = 0
-    tlvs = [(tag, value) for tag, value in pdu.tlvs
-            if tag not in _SAR_TAGS and tag != _MESSAGE_PAYLOAD]  # fmt: skip
-    tlvs.append((_MESSAGE_PAYLOAD, header + payload))
-    return codec.encode(pdu.command_id, pdu.sequence, fields, tlvs)
+    return codec.with_user_data(view, header + payload, esm_class)
 
 
 def _udh_without_concat(udh: Any) -> bytes:
     """The UDH's other elements (ports, language shifts...) as a UDH, or b""."""
-    body = b"".join(bytes((iei, len(data))) + data for iei, data in udh.ies
-                    if iei not in _CONCAT_IES)  # fmt: skip
+    ies = udh.ies
+    if len(ies) == 1:  # the concatenation element alone, the usual case
+        return b""
+    body = b"".join([bytes((iei, len(data))) + data for iei, data in ies
+                     if iei not in _CONCAT_IES])  # fmt: skip
     return bytes((len(body),)) + body if body else b""
 
 

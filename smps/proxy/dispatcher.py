@@ -45,11 +45,15 @@ import msgspec
 
 from smps._native import pending as P
 from smps._native import screen
+from smps._native.campaigns import CampaignTable
+from smps._native.fingerprint import fingerprint
 from smps._native.histogram import Histogram
 from smps._native.pdu import Status, decode_sm
-from smps._native.text import parse_udh
+from smps._native.text import parse_udh, plain_text
 from smps.config import Config
 from smps.proxy.assembly import Assembly, HeldMessage, part_of, whole_pdu
+from smps.proxy.campaigns import NO_CAUSE
+from smps.proxy.campaigns import cause_id as campaign_cause
 from smps.proxy.dispatcher_stats import DECISION_KEYS, DispatcherStats
 from smps.proxy.flow import ReadPause
 from smps.proxy.lanes import Lane
@@ -71,6 +75,7 @@ REASON_RECEIPT = "receipt"
 REASON_RULE = "rule"
 REASON_LATE_PART = "late_part"  # a part after its message was decided: the message's verdict
 REASON_INCOMPLETE = "incomplete"  # policy.on_incomplete allow | tempfail
+_GSM7_UNPACKED = ("gsm7", False)  # an SMSC's alphabet unless its config says otherwise
 PART_AWAY_MARGIN = 1.0  # seconds past the deadline a part forwarded to its owner may wait
 _SCREEN_BLOCK, _SCREEN_ALLOW = screen.ACTION_BLOCK, screen.ACTION_ALLOW
 # The per-answer paths compare with these plain values: P.X is a global and an
@@ -99,6 +104,8 @@ class Original(msgspec.Struct):
     rule: str | None = None  # the screening rule that fired (allow or monitor)
     # A whole message (smps.proxy.assembly): its parts' sequence numbers, in part order.
     parts: list[int] | None = None
+    fingerprint: int = 0  # of its text (smps._native.fingerprint); 0: it has none
+    text: str | None = None  # its text, the campaign's example
 
 
 class HeldCopy(msgspec.Struct):
@@ -165,6 +172,9 @@ class Dispatcher:
         self._parts_away: OrderedDict[int, tuple[Original, float, Any]] = OrderedDict()
         self._next_part_id = 0
         self._message_deadlines: list[tuple[float, int]] = []  # heap of (deadline, handle)
+        # Every whole message by its fingerprint (smps.proxy.campaigns); None: not counted.
+        self.campaigns: CampaignTable | None = None
+        self._cause_ids: dict[str, int] = {}
         self.apply_config(config, accounts)
 
     # ---- configuration -------------------------------------------------------
@@ -188,6 +198,8 @@ class Dispatcher:
         self._assembling = policy.concat_max_held > 0
         self._on_incomplete = OUTCOMES.get(policy.on_incomplete)  # None: judge the parts
         self._alphabets = {c.name: (c.default_alphabet, c.gsm7_packed) for c in config.smsc}
+        self._show_content = config.trace.decode_content  # a campaign's example text
+        self._campaign_rules = {r.id for r in config.screening.rules if r.type == "fingerprint"}
         self.inspect_receipts = config.policy.inspect_receipts
         self.read_pause.configure(config.flow.on_overload == "pause", self.pending.capacity)
         accounts = {a.system_id: a for a in (config.ne_accounts if accounts is None else accounts)}
@@ -287,13 +299,22 @@ class Dispatcher:
         if concat_key is not None and self.sticky.blocked(concat_key, now):
             self._reply_smsc_now(original, P.OUTCOME_BLOCK, "sticky", now)
             return
+        # The text once, for the campaign fingerprint and the screening rules.
+        text = plain_text(view.user_data, view.data_coding, view.esm_class,
+                          *self._alphabets.get(session.smsc, _GSM7_UNPACKED))  # fmt: skip
+        if text:
+            original.text = text
+            original.fingerprint = fingerprint(text) or 1
         if (screen := self._screen) is not None:
-            judged = screen.judge(view, session.smsc, int(now * 1000))
+            judged = screen.judge(view, session.smsc, int(now * 1000), True, text,
+                                  original.fingerprint)  # fmt: skip
             if judged is not None:
                 original.rule = judged.rule
                 if trace is not None:
                     trace.screened(SCREEN_ACTIONS[judged.action], judged.rule, judged.fired)
                 if judged.action == _SCREEN_BLOCK:
+                    if judged.rule in self._campaign_rules:
+                        self.stats.campaign_blocks += 1
                     self._reply_smsc_now(original, P.OUTCOME_BLOCK, REASON_RULE, now)
                     return
                 if judged.action == _SCREEN_ALLOW and judged.skip_ne:
@@ -423,7 +444,7 @@ class Dispatcher:
             if riders.trace is None:
                 riders.trace = original.trace
             elif riders.trace is not original.trace:  # its own trace: one per message
-                riders.trace.received(original.pdu, original.view, key[0])
+                riders.trace.received(original.pdu, original.view, key[0], "part_received")
         if not message.judging:
             if message.complete:
                 self._judge_held(key, message, now)
@@ -452,7 +473,7 @@ class Dispatcher:
         numbers = message.numbers
         order = sorted(numbers)
         riders.segments = [numbers[n].pdu for n in order]
-        pdu = whole_pdu(message, self._alphabets.get(riders.smsc, ("gsm7", False)))
+        pdu = whole_pdu(message, self._alphabets.get(riders.smsc, _GSM7_UNPACKED))
         trace = riders.trace
         answered = None if trace is None else set()
         original = Original(riders, pdu, decode_sm(pdu), (key[3], key[4], None), None, (),
@@ -754,6 +775,8 @@ class Dispatcher:
             trace.final(status, verdict, reason, response)
             trace.close()
         self.stats.decided(verdict, reason)
+        if original.fingerprint and self.campaigns is not None:
+            self._count_campaign(original, outcome, original.rule)
         if original.parts is not None:
             self.assembly.decided(original.session.key, outcome, status, now)
         if outcome == P.OUTCOME_BLOCK:
@@ -782,6 +805,10 @@ class Dispatcher:
         outcome, reason_code, _seconds = self.pending.verdict(handle)
         if original.trace is not None:
             self._close_trace(handle, original)
+        if original.fingerprint and self.campaigns is not None:
+            deciding = self.pending.deciding_target(handle)
+            cause = original.targets[deciding].system_id if deciding >= 0 else original.rule
+            self._count_campaign(original, outcome, cause)
         # should_record(), inline: this runs for every original.
         if (
             original.trace is not None
@@ -822,6 +849,18 @@ class Dispatcher:
         self.pending.release(handle)
         if self.read_pause.paused:
             self.read_pause.released(len(self.pending))
+
+    def _count_campaign(self, original: Original, outcome: int, cause: str | None) -> None:
+        """One whole message in the campaign table, with what decided it."""
+        cause_id = NO_CAUSE
+        if cause is not None:
+            cause_id = self._cause_ids.get(cause, -2)
+            if cause_id == -2:
+                self._cause_ids[cause] = cause_id = campaign_cause(cause)
+        view = original.view
+        self.campaigns.observe(original.fingerprint, view.source_addr, view.destination_addr,
+                               int(self.wall_clock()), outcome - 1, cause_id, original.text,
+                               self._show_content)  # fmt: skip
 
     def _close_trace(self, handle: int, original: Original) -> None:
         """Targets that never answered get their timeout event, then the trace is flushed."""

@@ -17,6 +17,7 @@ class DispatcherStats:
     """Totals since the dispatcher started."""
 
     __slots__ = (
+        "campaign_blocks",
         "concat_overflow",
         "copies_sent",
         "decisions",
@@ -51,6 +52,7 @@ class DispatcherStats:
         self.duplicate_parts = 0
         self.late_parts = 0
         self.parts_forwarded = 0
+        self.campaign_blocks = 0  # messages a fingerprint rule blocked (smps.proxy.campaigns)
 
     def decided(self, verdict: str, reason: str) -> None:
         key = (verdict, reason)

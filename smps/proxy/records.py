@@ -64,6 +64,9 @@ class Decision(msgspec.Struct, frozen=True):
     # A whole message's parts: the SMSC's sequence number of each, in part order
     # (0 for a part that never came); None for a message that came in one piece.
     parts: list[int] | None = None
+    # The content fingerprint of the (whole) message, 16 hex digits: its campaign
+    # (smps._native.fingerprint); None when it has no text (binary data, receipts).
+    fingerprint: str | None = None
 
 
 def decision_of(original, decided, verdict, reason, status, deciding, results) -> Decision:
@@ -98,6 +101,7 @@ def decision_of(original, decided, verdict, reason, status, deciding, results) -
         results,
         original.rule,  # rule_id
         original.parts,
+        f"{original.fingerprint:016x}" if original.fingerprint else None,
     )
 
 
@@ -209,8 +213,8 @@ class TraceEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 
     message_id: str
     ts_us: int  # epoch microseconds
-    # received | held | screened | copy_sent | answered | timeout | final | part_answered
-    # | dropped
+    # received | part_received | held | screened | copy_sent | answered | timeout | final
+    # | part_answered | dropped
     kind: str
     direction: str  # smsc->smps | smps->ne | ne->smps | smps->smsc | smps
     smsc: str

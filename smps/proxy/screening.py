@@ -25,6 +25,7 @@ from smps.config.rule_entries import (
     content_database,
     domain_entry,
     file_lines,
+    fingerprint_entry,
     list_entry,
 )
 from smps.proxy.trace_match import normalise_rule_number
@@ -48,7 +49,7 @@ ACTIONS = {"block": screen.ACTION_BLOCK, "allow": screen.ACTION_ALLOW,
 ACTION_NAMES = {code: name for name, code in ACTIONS.items()}
 _KINDS = {"list": screen.KIND_LIST, "keyword": screen.KIND_CONTENT, "regex": screen.KIND_CONTENT,
           "url": screen.KIND_URL, "special": screen.KIND_SPECIAL,
-          "velocity": screen.KIND_VELOCITY}  # fmt: skip
+          "velocity": screen.KIND_VELOCITY, "fingerprint": screen.KIND_FINGERPRINT}  # fmt: skip
 _KEYS = {"source": screen.KEY_SOURCE, "destination": screen.KEY_DESTINATION,
          "pair": screen.KEY_PAIR, "fingerprint": screen.KEY_FINGERPRINT}  # fmt: skip
 _SPECIAL = {"silent": screen.SPECIAL_SILENT, "flash": screen.SPECIAL_FLASH,
@@ -189,6 +190,8 @@ def _compile(rule: ScreeningRule, country_code: bytes) -> screen.Rule:
         options["domains"] = {domain_entry(e) for e in _entries(rule, rule.entries)}
     elif rule.type == "special":
         options["special"] = sum({_SPECIAL[k] for k in rule.kinds})
+    elif rule.type == "fingerprint":
+        options["fingerprints"] = {fingerprint_entry(e) for e in rule.entries}
     elif rule.type == "velocity":
         options.update(key=_KEYS[rule.key], limit=rule.limit, window_ms=round(rule.window * 1000))
     return screen.Rule(rule.id, kind, ACTIONS[rule.action], **options)

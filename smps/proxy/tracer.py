@@ -13,9 +13,10 @@ Call sequence (the dispatcher, for each original it reads)::
         trace.final(status, verdict, reason, resp_pdu)   # the resp sent to the SMSC
         trace.close()                         # decision complete: events go to the sink
 
-A whole message (`smps.proxy.assembly`) has one trace: each part's `received`,
-then `held(present, total, waited_ms)`, the copies and answers as above,
-`part_answered(part, status, resp_pdu)` as each part is answered, and `final`.
+A whole message (`smps.proxy.assembly`) has one trace: its first part's
+`received`, each later part's `part_received`, then `held(present, total,
+waited_ms)`, the copies and answers as above, `part_answered(part, status,
+resp_pdu)` as each part is answered, and `final`.
 
 `trace.dropped(reason)` without an account is the whole original refused
 (throttled...), followed by `final` with the status sent. Keep the Trace on
@@ -178,8 +179,9 @@ class Trace:
         self._last_pdu: bytes | None = None
         self._last_rendered: dict[str, Any] = {}
 
-    def received(self, pdu: bytes, view: Any, smsc: str) -> None:
-        """The original as read from the SMSC."""
+    def received(self, pdu: bytes, view: Any, smsc: str, kind: str = "received") -> None:
+        """The original as read from the SMSC; a whole message's later parts are
+        ``part_received`` (a traced message has one ``received``, its first event)."""
         extra: dict[str, Any] = {"rules": self.rules}
         if self.content:
             alphabet, packed = self.tracer.alphabet(smsc)
@@ -190,7 +192,7 @@ class Trace:
         concat = concat_of(view)
         if concat is not None:
             extra.update(self._link(concat, view, smsc))
-        self._add("received", "smsc->smps", pdu, **extra)
+        self._add(kind, "smsc->smps", pdu, **extra)
 
     def copy_sent(self, account: str, bind: str, worker: int, sequence: int, pdu: bytes) -> None:
         self._add("copy_sent", "smps->ne", pdu, account=account, bind=bind, worker=worker,

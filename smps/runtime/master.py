@@ -48,6 +48,7 @@ from smps.ha.controller import HaController, Role
 from smps.ha.lease import DbLease, holder_id
 from smps.log import LogWriter
 from smps.metrics import CallbackCollector, make_registry
+from smps.proxy.campaigns import CampaignReader, campaign_metrics
 from smps.proxy.screening import attach_velocity_table, velocity_memory
 from smps.proxy.screening_trial import ScreeningTrial
 from smps.proxy.trace_hub import TraceHub
@@ -102,6 +103,10 @@ class Master:
         self.screening = ScreeningTrial(
             lambda: self.live_config, attach_velocity_table(velocity_fd)
         )
+        # Every worker's campaign table, merged when the API asks.
+        self.campaigns = CampaignReader.of_fds(
+            self.supervisor.campaign_fds, lambda: self.live_config
+        )
         self.placement = Placement(config.node.worker_count)
         self.intake = NeIntake(
             config.server,
@@ -115,6 +120,7 @@ class Master:
         self.lockout = BindLockout(config.server.auth_lockout_failures, config.server.auth_lockout)
         self.registry = make_registry()
         self.registry.register(CallbackCollector(self._collect))
+        self.registry.register(CallbackCollector(lambda: campaign_metrics(self.campaigns)))
         self.http_port: int | None = None
         self.smpp_port: int | None = None
         self.store: Store | None = None
@@ -280,6 +286,7 @@ class Master:
             trace_hub=self.trace_hub,
             node=view,
             screening_trial=self.screening,
+            campaigns=self.campaigns,
             country_code=self.config.trace.country_code,
         )
         add_ui_routes(app, self.store, view, screening=self.screening)

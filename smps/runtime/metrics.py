@@ -101,6 +101,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
         "Parts that came after their message was decided; they got its verdict at once.",
     ),
     "concat_parts_forwarded": ((), "Parts sent to the worker that holds their message."),
+    "campaign_blocks": ((), "Messages a fingerprint rule (a campaign blocked) blocked."),
     "records_forward_dropped": (
         ("kind",),
         "Decision and trace records a worker dropped because the master did not keep up, by kind.",

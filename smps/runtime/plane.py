@@ -28,7 +28,9 @@ from typing import Any, Protocol
 
 from prometheus_client.core import Metric
 
+from smps._native.campaigns import CampaignTable
 from smps.config import Config
+from smps.proxy.campaigns import private_campaign_table
 from smps.proxy.dispatcher import Dispatcher
 from smps.proxy.records import DecisionSink, TraceEvent, TraceSink
 from smps.proxy.screening import VelocityTable
@@ -58,6 +60,7 @@ class DataPlane:
         traces: TraceSink,
         worker: int | None = None,
         velocity: VelocityTable | None = None,
+        campaigns: CampaignTable | None = None,
     ):
         self.config = config  # the live one: apply() replaces it
         self.tracer = Tracer.from_config(config, traces, worker=worker or 0)
@@ -66,6 +69,8 @@ class DataPlane:
         self.dispatcher = Dispatcher(
             config, accounts, sink=decisions, tracer=self.tracer, velocity=velocity
         )
+        # Whole messages by fingerprint: the worker slot's table, this process's own otherwise.
+        self.dispatcher.campaigns = campaigns if campaigns is not None else private_campaign_table()
         self.ne_server = NeServer(config.server, accounts, copy_timeout=config.policy.timeout)
         self.ne_server.registry.listeners.append(self.dispatcher.on_bind_change)
         self.smsc_clients = SmscClients(
@@ -215,6 +220,7 @@ class DataPlane:
             concat_duplicate_parts=stats.duplicate_parts,
             concat_late_parts=stats.late_parts,
             concat_parts_forwarded=stats.parts_forwarded,
+            campaign_blocks=stats.campaign_blocks,
             pdu_errors=self._pdu_errors.totals(
                 [
                     *(s for c in self.smsc_clients for s in c.sessions),

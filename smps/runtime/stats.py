@@ -73,6 +73,7 @@ class Counters(msgspec.Struct, kw_only=True):
     concat_duplicate_parts: int = 0
     concat_late_parts: int = 0
     concat_parts_forwarded: int = 0
+    campaign_blocks: int = 0
     records_forward_dropped: dict[str, int] = {}  # kind: a worker's, to the master
 
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 import smps
+from smps.proxy.campaigns import campaign_memory
 from smps.runtime.control import ControlChannel, Message, handoff_pair, send_fd
 from smps.runtime.stats import Counters, PlaneReport, add
 
@@ -115,6 +116,8 @@ class Supervisor:
     ):
         self.slots = [WorkerSlot(i) for i in range(count)]
         self._velocity_fd = velocity_fd  # the screening counters every worker shares
+        # Each slot's campaign table (smps.proxy.campaigns), which the master reads.
+        self.campaign_fds = [campaign_memory() for _ in self.slots]
         self.all_up = asyncio.Event()  # every worker said "ready" once
         self._log_socket = log_socket
         self._spawn = spawn
@@ -217,6 +220,7 @@ class Supervisor:
         slot.drained.clear()
         inherited = [worker_control, worker_handoff]
         velocity = os.dup(self._velocity_fd)  # inheritable, unlike the memfd
+        campaigns = os.dup(self.campaign_fds[slot.index])
         mesh_args: list[str] = []
         for peer in self.slots:
             if peer is slot or not peer.reachable:
@@ -241,6 +245,8 @@ class Supervisor:
             str(self._log_socket),
             "--velocity-fd",
             str(velocity),
+            "--campaign-fd",
+            str(campaigns),
             *mesh_args,
         ]
         env = dict(os.environ)
@@ -249,12 +255,13 @@ class Supervisor:
         try:
             slot.process = await asyncio.create_subprocess_exec(
                 *args,
-                pass_fds=[velocity, *(s.fileno() for s in inherited)],
+                pass_fds=[velocity, campaigns, *(s.fileno() for s in inherited)],
                 stdin=subprocess.DEVNULL,
                 env=env,
             )
         finally:
             os.close(velocity)
+            os.close(campaigns)
             for sock in inherited:
                 sock.close()
         slot.started = time.monotonic()

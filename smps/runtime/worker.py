@@ -32,7 +32,9 @@ import time
 from typing import Any
 
 from smps import log as smps_log
+from smps._native.campaigns import CampaignTable
 from smps.config import Config
+from smps.proxy.campaigns import attach_campaign_table
 from smps.proxy.screening import VelocityTable, attach_velocity_table
 from smps.proxy.trace_store import TraceFileSink
 from smps.runtime import heap
@@ -56,6 +58,7 @@ class Worker:
         control: ControlChannel,
         role: str,
         velocity: VelocityTable | None = None,
+        campaigns: CampaignTable | None = None,
     ):
         self.index = index
         self.control = control
@@ -78,6 +81,7 @@ class Worker:
             traces=TraceTee(self.trace_files, self.records),
             worker=index,
             velocity=velocity,
+            campaigns=campaigns,
         )
         ne_server = self.plane.ne_server
         self.mesh = Mesh(index, self.plane.dispatcher, ne_server.registry, config.node.worker_count)
@@ -305,7 +309,8 @@ async def _main(args: argparse.Namespace) -> None:
     config, accounts = read_config(first)
     smps_log.forward_to(args.log_socket, f"worker-{args.index}", config.log.level)
     velocity = attach_velocity_table(args.velocity_fd)
-    worker = Worker(args.index, config, accounts, control, first["role"], velocity)
+    campaigns = attach_campaign_table(args.campaign_fd)
+    worker = Worker(args.index, config, accounts, control, first["role"], velocity, campaigns)
     for pair in args.mesh:
         peer, fd = (int(x) for x in pair.split(":"))
         await worker.mesh.connect(peer, socket.socket(fileno=fd))
@@ -321,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--handoff-fd", type=int, required=True)
     parser.add_argument("--log-socket", required=True)
     parser.add_argument("--velocity-fd", type=int, required=True)
+    parser.add_argument("--campaign-fd", type=int, required=True)
     parser.add_argument("--mesh", action="append", default=[], metavar="PEER:FD")
     args = parser.parse_args(argv)
     # Ctrl-C reaches the whole process group; the master alone decides how to stop.

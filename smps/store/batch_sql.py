@@ -20,7 +20,8 @@ log = logging.getLogger("smps.store.writer")  # the writer's log, as before the 
 
 MYSQL_STATEMENT_BYTES = 1 << 20  # well under max_allowed_packet (4 MB and up)
 _NO_PARAMETERS = {"no_parameters": True}  # no %-formatting by the driver: the SQL is final
-SQLITE_ROWS = 40  # decision rows per SQLite INSERT: 40 x 24 values, under SQLite's old 999 limit
+# Decision rows per SQLite INSERT: as many as keep their values under SQLite's old 999 limit.
+SQLITE_ROWS = 999 // len(DECISION_COLUMNS)
 
 
 class Batch(msgspec.Struct, array_like=True, frozen=True):
@@ -42,7 +43,8 @@ decode_batch = msgspec.msgpack.Decoder(Batch).decode
 
 def spooled_batch(payload: bytes) -> Batch:
     """A batch read back from the spool; one spooled before decisions had their last
-    columns (epoch: migration 0003, rule_id: 0005, parts: 0007) gets NULL there."""
+    columns (epoch: migration 0003, rule_id: 0005, parts: 0007, fingerprint: 0008)
+    gets NULL there."""
     batch = decode_batch(payload)
     missing = len(DECISION_COLUMNS) - len(batch.decisions[0]) if batch.decisions else 0
     if missing > 0:

@@ -13,7 +13,7 @@ from smps.store.db import Store
 from smps.store.rows import StoredDecision, stored_decision
 
 # The exact-match filters, named alike in DecisionQuery and the API's and UI's query strings.
-DECISION_FILTERS = ("src", "dst", "verdict", "reason", "account", "rule")
+DECISION_FILTERS = ("src", "dst", "verdict", "reason", "account", "rule", "fingerprint")
 
 
 class DecisionQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -25,6 +25,7 @@ class DecisionQuery(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
     account: str | None = None  # the deciding NE account
     rule: str | None = None  # the screening rule that decided
+    fingerprint: str | None = None  # the message's content fingerprint (its campaign)
     since_us: int | None = None
     until_us: int | None = None
 
@@ -39,6 +40,7 @@ def _decision_conditions(query: DecisionQuery) -> list[Any]:
         (query.reason, c.reason),
         (query.account, c.deciding_account),
         (query.rule, c.rule_id),
+        (query.fingerprint, c.fingerprint),
     ):
         if value is not None:
             conditions.append(column == value)

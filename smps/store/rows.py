@@ -43,6 +43,7 @@ DECISION_COLUMNS = (
     "epoch",
     "rule_id",
     "parts",
+    "fingerprint",
 )
 TRACE_COLUMNS = (
     "message_id",
@@ -71,7 +72,8 @@ def decision_row(d: Decision, epoch: int | None) -> tuple:
     serves under, which the writer knows.
 
     Strings from outside SMPS (PDUs, configuration) are cut to their column widths;
-    command, verdict and reason are SMPS's own words, all shorter than 16.
+    command, verdict and reason are SMPS's own words, all shorter than 16, and the
+    fingerprint its own 16 hex digits.
     """
     account = d.deciding_account
     rule = d.rule_id
@@ -100,6 +102,7 @@ def decision_row(d: Decision, epoch: int | None) -> tuple:
         epoch,
         rule[:64] if rule else None,
         None if d.parts is None else _encode_json(d.parts).decode(),
+        d.fingerprint,
     )
 
 

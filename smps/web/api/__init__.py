@@ -59,11 +59,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from smps.proxy.campaigns import CampaignReader
 from smps.proxy.screening_trial import ScreeningTrial
 from smps.proxy.trace_hub import TraceHub
 from smps.store.db import Store
 from smps.web.api import access, configuration, decisions, screening, traces
+from smps.web.api import campaigns as campaigns_api
 from smps.web.api.base import (
+    CAMPAIGNS,
     COUNTRY_CODE,
     HEARTBEAT,
     NODE,
@@ -85,6 +88,7 @@ def add_api_routes(
     trace_hub: TraceHub | None = None,
     node: NodeView | None = None,
     screening_trial: ScreeningTrial | None = None,
+    campaigns: CampaignReader | None = None,
     country_code: str = "",
     heartbeat: float = 15.0,
 ) -> None:
@@ -103,6 +107,8 @@ def add_api_routes(
         api[NODE] = node
     if screening_trial is not None:
         api[SCREENING] = screening_trial
+    if campaigns is not None:
+        api[CAMPAIGNS] = campaigns
     if trace_hub is not None:
         api[TRACE_HUB] = trace_hub
 
@@ -110,7 +116,7 @@ def add_api_routes(
             trace_hub.close()  # open streams would otherwise hold up the server's shutdown
 
         api.on_shutdown.append(end_streams)
-    for part in (configuration, decisions, traces, screening, access):
+    for part in (configuration, decisions, traces, screening, access, campaigns_api):
         part.add_routes(api.router)
     api.router.add_get("/openapi.json", serve_openapi)
     app.add_subapp(PREFIX, api)

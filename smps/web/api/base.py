@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
+from smps.proxy.campaigns import CampaignReader
 from smps.proxy.screening_trial import ScreeningTrial
 from smps.proxy.trace_hub import TraceHub
 from smps.store import common, entities, tokens
@@ -28,6 +29,7 @@ COUNTRY_CODE = web.AppKey("country_code", str)
 HEARTBEAT = web.AppKey("heartbeat", float)
 NODE = web.AppKey("node", NodeView)
 SCREENING = web.AppKey("screening", ScreeningTrial)
+CAMPAIGNS = web.AppKey("campaigns", CampaignReader)
 IDENTITY = web.RequestKey("identity", tokens.TokenInfo)
 STREAM_PATH = f"{PREFIX}/traces/stream"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -27,6 +28,7 @@ class DecisionParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reason: str | None = None
     account: str | None = None
     rule: str | None = None
+    fingerprint: str | None = None
     since: str | None = None
     until: str | None = None
     limit: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
@@ -51,9 +53,16 @@ class MinuteCount(msgspec.Struct):
     count: int
 
 
+_FINGERPRINT = re.compile("[0-9a-f]{16}")  # as smps.proxy.records.Decision has it
+
+
 def decision_query(params: DecisionParams) -> decision_queries.DecisionQuery:
     """The filters of a decisions search (API or admin UI) as the store's query;
-    Invalid names the field of an unreadable time."""
+    Invalid names the field of an unreadable time or of what is no fingerprint."""
+    if params.fingerprint is not None and not _FINGERPRINT.fullmatch(params.fingerprint):
+        raise common.Invalid(
+            "expected a fingerprint: 16 lowercase hex digits (0-9, a-f)", "fingerprint"
+        )
     return decision_queries.DecisionQuery(
         **{name: getattr(params, name) for name in decision_queries.DECISION_FILTERS},
         since_us=time_us(params.since, "since"),

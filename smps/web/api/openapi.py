@@ -110,6 +110,7 @@ def openapi_document() -> dict[str, Any]:
         _query("reason", "block | all_allow | timeout | no_ne | overload | sticky | receipt"),
         _query("account", "the NE account whose verdict decided"),
         _query("rule", "the screening rule that decided (rule_id)"),
+        _query("fingerprint", "the message's content fingerprint, 16 lowercase hex digits"),
         _query("since", "ISO 8601 or epoch seconds, inclusive"),
         _query("until", "ISO 8601 or epoch seconds, exclusive"),
         _query("limit", "page size, 1..1000 (default 100)", {"type": "integer"}),

@@ -78,7 +78,7 @@ def _arrow(event: TraceEvent, ne: int) -> tuple[int, int, bool, str, str]:
     seq = f" · seq {event.sequence}" if event.sequence is not None else ""
     answer = f"{event.command} {status_text(event.status)}"
     match event.kind:
-        case "received":
+        case "received" | "part_received":
             detail = f"{event.source_addr_raw} → {event.destination_addr_raw}"
             return SMSC_LANE, SMPS_LANE, False, f"{event.command}{seq}", detail
         case "copy_sent":
@@ -95,6 +95,13 @@ def _arrow(event: TraceEvent, ne: int) -> tuple[int, int, bool, str, str]:
             return SMPS_LANE, SMSC_LANE, False, answer, f"{event.verdict} · reason {event.reason}"
         case "screened":
             return SMPS_LANE, SMPS_LANE, False, f"screening: {event.verdict}", event.reason or ""
+        case "held":  # the parts of a long message waited for each other
+            return SMPS_LANE, SMPS_LANE, False, "whole message", event.reason or ""
+        case "part_answered":  # each part of a long message gets the message's answer
+            detail = event.reason or ""
+            if event.command == "":  # answered by the worker whose bind it came over
+                return SMPS_LANE, SMSC_LANE, True, status_text(event.status), detail
+            return SMPS_LANE, SMSC_LANE, False, answer, detail
     # dropped: a copy never sent, or the original refused
     if event.account is not None:
         return SMPS_LANE, ne, True, "copy not sent", event.reason or ""
