@@ -180,6 +180,8 @@ def test_short_run_answers_every_original_once(tmp_path):
     # blocked originals (5 % per NE) came back with the block status
     assert report["measured"]["statuses"].get("0x66", 0) > 0
     assert "smps bench: OK" in result.stdout
+    assert 0 < report["fingerprint_us"] < 50  # timed over the scenario's own texts
+    assert f"fingerprint    {report['fingerprint_us']:.3f} µs per original" in result.stdout
     # SMPS's RSS sampled over the measured interval: start, a few in between, end
     memory = report["memory"]
     assert len(memory["samples"]) >= 4

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import smps
+from bench.loadrun.fingerprints import fingerprint_us
 from bench.loadrun.scenario import Scenario
 from smps._native.pdu import Status
 
@@ -76,6 +77,8 @@ def build_report(
         },
         "whole_run": {k: whole[k] for k in ("sent", "answered", "missing", "duplicates")},
         "concat": _concat(scenario, measured, proxy_cpu) if scenario.concat else None,
+        # SMPS fingerprints every whole message (smps._native.fingerprint)
+        "fingerprint_us": fingerprint_us(scenario) if proxy == "smps" else None,
         "pinning": pinning,
         "machine": _machine(),
         "smps_pid": target.pid,
@@ -290,6 +293,7 @@ def format_report(report: dict[str, Any]) -> str:
         ("missing", report["missing"]),
         ("duplicates", report["duplicates"]),
         *([("one verdict", _verdict_row(c))] if c else []),
+        *([("fingerprint", _fingerprint_row(report))] if report.get("fingerprint_us") else []),
         (
             "generators",
             f"SMSC {number(g['smsc_cpu_us_per_msg'], '', '.2f')} + NEs "
@@ -312,6 +316,10 @@ def format_report(report: dict[str, Any]) -> str:
     if report["pinning"].get("shared"):
         lines.append(f"  note: {report['pinning']['shared']}")
     return "\n".join(lines)
+
+
+def _fingerprint_row(report: dict[str, Any]) -> str:
+    return f"{report['fingerprint_us']:.3f} µs per original (the scenario's texts, timed apart)"
 
 
 def _verdict_row(concat: dict[str, Any]) -> str:
