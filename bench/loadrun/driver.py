@@ -294,7 +294,7 @@ class Run:
                 progress.show(*message[1:])
         finally:
             progress.end()
-        copies = self._wait_copies(ne_conn, scenario.nes * scenario.inflight)
+        copies = self._wait_copies(ne_conn, scenario.nes * message[2])  # per whole message
         time.sleep(SETTLE)
         held = tree.rss_bytes()
         peak = tree.peak_rss_bytes()

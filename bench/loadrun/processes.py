@@ -214,9 +214,11 @@ async def _send_and_hold(conn: Connection, sim: Any, scenario: Scenario, traffic
             await asyncio.wait([run], timeout=PROGRESS_EVERY)
         if run.done():  # it only ends early when every bind is gone
             raise SmpsError(f"sending ended after {sim.sent} originals: {run.result()}")
-        conn.send(("sent", sim.sent))
+        # A long message's parts make one whole message: one copy for each NE.
+        conn.send(("sent", sim.sent, sum(sim.messages.values())))
         await _receive(conn)  # "measure": the driver has read SMPS's memory
-        conn.send(("result", {key: sim.summary()[key] for key in _HELD_KEYS}))
+        held = {key: sim.summary()[key] for key in _HELD_KEYS}
+        conn.send(("result", {**held, "messages": sum(sim.messages.values())}))
     finally:
         sim.stop_run(drain=False)
         await asyncio.gather(run, return_exceptions=True)

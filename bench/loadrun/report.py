@@ -143,8 +143,9 @@ def build_inflight_report(
             "originals": in_flight,
             "sent": counts["sent"],
             "answered": counts["answered"],
+            "messages": counts["messages"],  # whole messages: a long one's parts are one
             "ne_copies": copies,
-            "ne_copies_expected": scenario.nes * counts["sent"],
+            "ne_copies_expected": scenario.nes * counts["messages"],  # one per whole message
             "rss_before_bytes": before,
             "rss_held_bytes": held,
             "rss_before_mb": round(before / 2**20, 1),
