@@ -1,7 +1,8 @@
 """The campaign view on `smps run` with 2 workers and an SMSC whose PDUs smpplib
 builds (one bind per worker): background texts all different, and a wave of
 2,000 messages that differ only in a code number and the recipient, from 50
-senders over both binds. The API ranks the wave first with its counts; a Block
+senders over both binds. The API ranks the wave first with its counts (the admin
+UI's Campaigns page lists it too, from the master's merged tables); a Block
 through the API blocks the rest of the wave within a second, without a restart."""
 
 import asyncio
@@ -11,7 +12,7 @@ import time
 import aiohttp
 
 from smps._native.fingerprint import fingerprint
-from smps.store import tokens
+from smps.store import admin_users, tokens
 from smps.store.db import Store
 from tests.helpers import until
 from tests.nodes import RunNode, sections
@@ -45,6 +46,7 @@ async def campaign_node(tmp_path):
         store = await Store.open(f"sqlite:///{node.dir / 'var' / 'smps.db'}", migrate=False)
         try:
             token = await tokens.create_token(store, "fraud-team", "admin")
+            await admin_users.add_user(store, "fay", "correct horse", "viewer", actor="test")
         finally:
             await store.close()
         base = f"http://127.0.0.1:{node.report['http_port']}/api/v1"
@@ -80,6 +82,14 @@ async def test_a_wave_ranks_first_and_one_block_stops_the_rest_of_it(tmp_path):
         assert top["blocked"] == 0 and top["rule"] is None
         assert "bank code" in top["example"]  # trace.decode_content: shown
         assert listing["campaigns"][1]["messages"] == 1  # the background: all different
+
+        # The admin UI's Campaigns page reads the same merged tables.
+        ui = f"http://127.0.0.1:{node.report['http_port']}"
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            await browser.post(f"{ui}/login", data={"name": "fay", "password": "correct horse"})
+            async with browser.get(f"{ui}/campaigns", params={"window": "5m"}) as page:
+                assert page.status == 200
+                assert f'<tr data-fingerprint="{wave}">' in await page.text()
 
         workers = [w["pid"] for w in node.status()["workers"]]
         async with api.post(f"{base}/campaigns/{wave}/block") as made:

@@ -289,7 +289,7 @@ class Master:
             campaigns=self.campaigns,
             country_code=self.config.trace.country_code,
         )
-        add_ui_routes(app, self.store, view, screening=self.screening)
+        add_ui_routes(app, self.store, view, screening=self.screening, campaigns=self.campaigns)
         app[TRACE_SETTINGS] = lambda: self.config.trace  # live: a reload may change it
         http = HttpServer(app, tls=self.config.web.tls)
         host, port = self.config.web.listen

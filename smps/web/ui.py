@@ -6,7 +6,7 @@ UI and the API cannot disagree. Every route is registered with the action it
 needs (:func:`smps.web.auth.allowed`); the guard checks the session, the CSRF
 token of every POST and the role before the handler runs. The pages live in
 :mod:`smps.web.pages`, one module per page family; live parts (the dashboard's
-numbers, the traced-message list) are Server-Sent Events (:mod:`smps.web.sse`).
+numbers, the traced-message list, the campaigns) are Server-Sent Events (:mod:`smps.web.sse`).
 
 What the master uses: :func:`add_ui_routes`, and :data:`TRACE_SETTINGS` to give
 the trace pages the node's ``trace`` section.
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from smps.proxy.campaigns import CampaignReader
 from smps.proxy.screening_trial import ScreeningTrial
 from smps.store.db import Store
 from smps.web import auth
@@ -36,6 +37,7 @@ from smps.web.pages import (
     traces,
     users,
 )
+from smps.web.pages import campaigns as campaigns_page  # not the reader it is given
 from smps.web.pages import screening as screening_page  # not the trial it is given
 from smps.web.pages import sessions as sessions_page  # not to be mistaken for auth.Sessions
 from smps.web.pages.common import TRACE_SETTINGS, UI, Route, UiState, guard, make_templates
@@ -54,6 +56,7 @@ PAGES = (
     users,
     policy,
     screening_page,
+    campaigns_page,
     decisions,
     audit,
     trace_rules,  # before traces: /traces/rules is not a /traces/{message_id}
@@ -71,10 +74,13 @@ def add_ui_routes(
     sessions: auth.Sessions | None = None,
     throttle: auth.LoginThrottle | None = None,
     screening: ScreeningTrial | None = None,
+    campaigns: CampaignReader | None = None,
 ) -> None:
     """Serve the admin UI on ``app`` at ``/``; creates the first admin at start-up
     from $SMPS_ADMIN_PASSWORD when there are no users yet. ``screening`` tries
-    messages on the node's live rules (the Screening page says when there is none)."""
+    messages on the node's live rules (the Screening page says when there is none);
+    ``campaigns`` reads the node's campaign tables (the Campaigns page says when
+    there are none)."""
     ui = UiState(
         store=store,
         node=node,
@@ -83,6 +89,7 @@ def add_ui_routes(
         templates=make_templates(),
         closing=asyncio.Event(),
         screening=screening,
+        campaigns=campaigns,
     )
     app[UI] = ui
     router = app.router

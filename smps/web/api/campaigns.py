@@ -16,6 +16,7 @@ from msgspec import Meta
 
 from smps.proxy.campaigns import CampaignOut, CampaignReader
 from smps.store import common, entities
+from smps.store.db import Store
 from smps.web import auth
 from smps.web.api.base import CAMPAIGNS, STORE, actor, json_response, needs, query_params
 
@@ -25,6 +26,7 @@ NOTE = (
     "within about 2.3 %, over the last half of the window or more"
 )
 _FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+RULES = entities.KINDS["screening_rules"]
 
 
 class CampaignParams(msgspec.Struct, forbid_unknown_fields=True):
@@ -57,30 +59,40 @@ def rule_id(fingerprint: str) -> str:
     return f"campaign-{fingerprint}"
 
 
-async def make_rule(request: web.Request, fingerprint: str, action: str) -> dict:
+async def make_rule(
+    store: Store, reader: CampaignReader, fingerprint: str, action: str, actor: str
+) -> dict:
     """The fingerprint rule for one campaign, made as any screening rule is (audited,
-    applied live); Conflict when screening is off or the campaign has its rule."""
+    applied live), for the API and the Campaigns page alike; Conflict when screening
+    is off or the campaign has its rule."""
     if not _FINGERPRINT.fullmatch(fingerprint):
         raise common.Invalid("expected a fingerprint: 16 lowercase hex digits", "fingerprint")
-    if not _reader(request).screening_enabled():
+    if not reader.screening_enabled():
         raise common.Conflict(
             "the screening engine is off (screening.enabled in the configuration file): "
             "a campaign rule would not apply"
         )
+    rule = rule_id(fingerprint)
     document = {
-        "id": rule_id(fingerprint),
+        "id": rule,
         "type": "fingerprint",
         "entries": [fingerprint],
         "action": action,
         "description": f"{action} the campaign {fingerprint} (campaigns view)",
     }
-    kind = entities.KINDS["screening_rules"]
-    return await entities.create(request.app[STORE], kind, document, actor(request))
+    try:
+        return await entities.create(store, RULES, document, actor)
+    except common.Conflict:  # a screening rule clashes only by its id
+        raise common.Conflict(
+            f"the campaign {fingerprint} has its rule already ({rule}): undo it first"
+        ) from None
 
 
 def _acting(action: str):
     async def handler(request: web.Request) -> web.Response:
-        return json_response(await make_rule(request, request.match_info["fp"], action), 201)
+        store, fingerprint = request.app[STORE], request.match_info["fp"]
+        made = await make_rule(store, _reader(request), fingerprint, action, actor(request))
+        return json_response(made, 201)
 
     return handler
 

@@ -1,7 +1,9 @@
-"""The dashboard's verdict chart: final verdicts per minute over the last hour, as SVG geometry.
+"""The dashboard's verdict chart: final verdicts per minute over the last hour, and the
+Campaigns page's sparklines: a campaign's messages per bucket, as SVG geometry.
 
-Drawn on the server from the per-minute counters in the database
-(:func:`decision_queries.minute_stats`) and filled into ``chart.svg``; no script draws it.
+Drawn on the server, the chart from the per-minute counters in the database
+(:func:`decision_queries.minute_stats`) into ``chart.svg``, a sparkline from the
+campaign's ``rate`` into ``campaign_rows.html``; no script draws either.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from smps.web.pages.common import VERDICTS
 
 CHART_WIDTH, CHART_HEIGHT, CHART_MINUTES = 720, 220, 60
+SPARK_WIDTH, SPARK_HEIGHT = 96, 24
 
 
 def verdict_chart(counts: list[dict[str, Any]], now_us: int) -> dict[str, Any]:
@@ -83,6 +86,27 @@ def verdict_chart(counts: list[dict[str, Any]], now_us: int) -> dict[str, Any]:
         "x_labels": x_labels,
         "totals": totals,
         "empty": not bars,
+    }
+
+
+def sparkline(rate: list[int]) -> dict[str, Any]:
+    """A line of ``rate`` (counts per bucket, oldest first) from left to right, its
+    peak at the top, over the area below it: SVG geometry for a table cell."""
+    peak = max(rate, default=0)
+    step = SPARK_WIDTH / max(len(rate) - 1, 1)
+    low, high = SPARK_HEIGHT - 1, 2  # the line's y at zero and at the peak, inside the stroke
+    points = [
+        (round(i * step, 1), round(low - (low - high) * count / max(peak, 1), 1))
+        for i, count in enumerate(rate)
+    ]
+    line = " ".join(f"{x},{y}" for x, y in points)
+    return {
+        "width": SPARK_WIDTH,
+        "height": SPARK_HEIGHT,
+        "line": line,
+        "area": f"M0,{low} L{line.replace(' ', ' L')} L{points[-1][0]},{low} Z" if points else "",
+        "peak": peak,
+        "last": rate[-1] if rate else 0,
     }
 
 

@@ -20,6 +20,7 @@ import jinja2
 from aiohttp import web
 
 from smps.config import TraceConfig
+from smps.proxy.campaigns import CampaignReader
 from smps.proxy.screening_trial import ScreeningTrial
 from smps.store.db import Store
 from smps.web import auth
@@ -44,6 +45,7 @@ class UiState:
     templates: jinja2.Environment
     closing: asyncio.Event  # set at shutdown: live streams end
     screening: ScreeningTrial | None = None  # tries messages on the live screening rules
+    campaigns: CampaignReader | None = None  # the node's campaign tables, merged on each read
 
 
 UI = web.AppKey("ui", UiState)
@@ -102,6 +104,7 @@ NAV = (
     ("routes", "/routes", "Routes", None),
     ("policy", "/policy", "Policy", None),
     ("screening_rules", "/screening", "Screening", None),
+    ("campaigns", "/campaigns", "Campaigns", None),
     ("sessions", "/sessions", "Sessions", None),
     ("decisions", "/decisions", "Decisions", None),
     ("traces", "/traces", "Traces", None),

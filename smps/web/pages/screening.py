@@ -23,7 +23,7 @@ from smps.web.pages.forms import field_errors, number_or_text, seconds
 
 RULES = entities.KINDS["screening_rules"]
 HOUR_US = 3600 * 1_000_000
-TYPES = ("list", "keyword", "regex", "url", "velocity", "special")
+TYPES = ("list", "keyword", "regex", "url", "velocity", "special", "fingerprint")
 ACTIONS = (
     ("monitor", "Monitor: record and count hits, change nothing"),
     ("block", "Block: the SMSC gets the block status at once, no NE copy"),

@@ -1,6 +1,6 @@
 // SMPS admin UI: live dashboard numbers over Server-Sent Events, the verdict
-// chart refreshed once a minute, and a confirmation before destructive forms.
-// Plain browser JavaScript, no libraries.
+// chart refreshed once a minute, and a confirmation before destructive forms (those
+// a live update brings too). Plain browser JavaScript, no libraries.
 "use strict";
 
 (function () {
@@ -102,6 +102,12 @@
       .catch(function () { /* keep the chart we have; the next minute tries again */ });
   }
 
+  // On the document, so forms that a live update brings ask too.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     var root = document.querySelector("[data-live-root]");
     if (root && window.EventSource) startLive(root);
@@ -110,10 +116,5 @@
       showNewest(chart);
       setInterval(function () { refreshChart(chart); }, 60000);
     }
-    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-      form.addEventListener("submit", function (event) {
-        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-      });
-    });
   });
 })();
