@@ -4,12 +4,14 @@ implementation. It accepts binds (any system_id), delivers deliver_sm on the
 bind the test names and keeps each answer's command_status by sequence."""
 
 import asyncio
+import contextlib
 import struct
 
 import smpplib.consts
 import smpplib.smpp
 
 from tests.helpers import until
+from tests.nodes import RunNode, sections
 
 
 class _Client:
@@ -118,3 +120,18 @@ async def reach_every_ne(smsc: SmpplibSmsc, nes: list) -> None:
             break
     for ne in nes:
         ne.received.clear()
+
+
+@contextlib.asynccontextmanager
+async def smpplib_node(tmp_path, **over):
+    """`smps run` (tests/nodes.py, 2 workers) bound to a fresh SmpplibSmsc, one bind
+    per worker; ``over`` replaces sections of its configuration."""
+    smsc = SmpplibSmsc()
+    node = RunNode(tmp_path, sections(tmp_path, await smsc.start(), **over))
+    try:
+        await node.start()
+        await until(lambda: len(smsc.binds) == 2)
+        yield smsc, node
+    finally:
+        await node.stop()
+        await smsc.stop()

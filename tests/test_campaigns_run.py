@@ -15,8 +15,7 @@ from smps._native.fingerprint import fingerprint
 from smps.store import admin_users, tokens
 from smps.store.db import Store
 from tests.helpers import until
-from tests.nodes import RunNode, sections
-from tests.smpplib_smsc import SmpplibSmsc, answers
+from tests.smpplib_smsc import answers, smpplib_node
 
 BLOCK, ALLOW = 0x66, 0
 WAVE, SENDERS, BACKGROUND = 2000, 50, 300
@@ -35,14 +34,9 @@ def background_text(n: int) -> bytes:
 
 @contextlib.asynccontextmanager
 async def campaign_node(tmp_path):
-    smsc = SmpplibSmsc()
-    port = await smsc.start()
     # Screening on with no rule yet: the Block button makes the first.
-    node = RunNode(tmp_path, sections(tmp_path, port, screening={"enabled": True, "rules": []},
-                                      ne_accounts=[], trace={"decode_content": True}))  # fmt: skip
-    try:
-        await node.start()
-        await until(lambda: len(smsc.binds) == 2)
+    over = {"screening": {"enabled": True, "rules": []}, "trace": {"decode_content": True}}
+    async with smpplib_node(tmp_path, **over) as (smsc, node):
         store = await Store.open(f"sqlite:///{node.dir / 'var' / 'smps.db'}", migrate=False)
         try:
             token = await tokens.create_token(store, "fraud-team", "admin")
@@ -52,9 +46,6 @@ async def campaign_node(tmp_path):
         base = f"http://127.0.0.1:{node.report['http_port']}/api/v1"
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as api:
             yield smsc, node, api, base
-    finally:
-        await node.stop()
-        await smsc.stop()
 
 
 async def test_a_wave_ranks_first_and_one_block_stops_the_rest_of_it(tmp_path):

@@ -17,9 +17,9 @@ import aiohttp
 from smps.store import tokens
 from smps.store.db import Store
 from tests.helpers import until
-from tests.nodes import RunNode, sections
+from tests.nodes import RunNode
 from tests.peers import Ne
-from tests.smpplib_smsc import SmpplibSmsc, answers, parse, reach_every_ne
+from tests.smpplib_smsc import SmpplibSmsc, answers, parse, reach_every_ne, smpplib_node
 
 BLOCK, ALLOW, TEMPFAIL = 0x66, 0, 0x64
 VELOCITY_LIMIT = 2
@@ -98,23 +98,14 @@ def longs(texts: tuple[bytes, ...], first_ref: int) -> list[Long]:
 async def concat_node(tmp_path, accounts=(), **policy):
     """A node with the rules and ``accounts`` (an `Ne` bound to each, reached from
     both workers), every decision recorded."""
-    smsc = SmpplibSmsc()
-    port = await smsc.start()
-    node = RunNode(
-        tmp_path,
-        sections(
-            tmp_path,
-            port,
-            screening={"enabled": True, "rules": RULES},
-            ne_accounts=list(accounts),
-            database={"url": f"sqlite:///{tmp_path / 'var' / 'smps.db'}", "record": "all"},
-            policy=policy or None,
-        ),
-    )
+    over = {
+        "screening": {"enabled": True, "rules": RULES},
+        "ne_accounts": list(accounts),
+        "database": {"url": f"sqlite:///{tmp_path / 'var' / 'smps.db'}", "record": "all"},
+        "policy": policy or None,
+    }
     nes: dict[str, Ne] = {}
-    try:
-        await node.start()
-        await until(lambda: len(smsc.binds) == 2)
+    async with smpplib_node(tmp_path, **over) as (smsc, node):
         for account in accounts:
             name = account["system_id"]
             nes[name] = Ne(node.smpp_port, name, account["password"])
@@ -122,12 +113,11 @@ async def concat_node(tmp_path, accounts=(), **policy):
         await until(lambda: all(node.ne_binds(name) for name in nes))
         if nes:
             await reach_every_ne(smsc, list(nes.values()))
-        yield smsc, node, nes
-    finally:
-        for ne in nes.values():
-            await ne.client.stop()
-        await node.stop()
-        await smsc.stop()
+        try:
+            yield smsc, node, nes
+        finally:
+            for ne in nes.values():
+                await ne.client.stop()
 
 
 class Decisions:

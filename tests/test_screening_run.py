@@ -16,9 +16,9 @@ from smps._native.pdu import decode_sm
 from smps.store import tokens
 from smps.store.db import Store
 from tests.helpers import until
-from tests.nodes import RunNode, sections
+from tests.nodes import RunNode
 from tests.peers import Ne
-from tests.smpplib_smsc import SmpplibSmsc, answers, reach_every_ne
+from tests.smpplib_smsc import answers, reach_every_ne, smpplib_node
 
 BLOCK, ALLOW = 0x66, 0
 FLOOD_LIMIT = 50
@@ -64,24 +64,9 @@ CASES = [
 
 @contextlib.asynccontextmanager
 async def screening_node(tmp_path, accounts=None):
-    smsc = SmpplibSmsc()
-    port = await smsc.start()
-    node = RunNode(
-        tmp_path,
-        sections(
-            tmp_path,
-            port,
-            screening={"enabled": True, "rules": RULES},
-            ne_accounts=accounts or [],
-        ),
-    )
-    try:
-        await node.start()
-        await until(lambda: len(smsc.binds) == 2)
+    over = {"screening": {"enabled": True, "rules": RULES}, "ne_accounts": accounts or []}
+    async with smpplib_node(tmp_path, **over) as (smsc, node):
         yield smsc, node
-    finally:
-        await node.stop()
-        await smsc.stop()
 
 
 def hits(node: RunNode) -> dict[tuple[str, str], float]:
@@ -223,12 +208,10 @@ async def test_a_list_file_is_read_again_on_a_reload_through_the_api(tmp_path):
     deny = tmp_path / "deny.txt"
     deny.write_text("# senders\n8613800000001\n")
     rules = [{"id": "deny-file", "type": "list", "field": "source", "file": str(deny)}]
-    smsc = SmpplibSmsc()
-    node = RunNode(tmp_path, sections(tmp_path, await smsc.start(),
-                                      screening={"enabled": True, "rules": rules}))  # fmt: skip
-    try:
-        await node.start()
-        await until(lambda: len(smsc.binds) == 2)
+    async with smpplib_node(tmp_path, screening={"enabled": True, "rules": rules}) as (
+        smsc,
+        node,
+    ):
         store = await Store.open(f"sqlite:///{node.dir / 'var' / 'smps.db'}", migrate=False)
         try:
             token = await tokens.create_token(store, "ops", "admin")
@@ -254,6 +237,3 @@ async def test_a_list_file_is_read_again_on_a_reload_through_the_api(tmp_path):
                 assert "deny.txt line 2: 'prefix:oops'" in (await bad.json())["error"]
         sent = [smsc.deliver(b, "8613800000002", "8613911110302") for b in (0, 1)]
         assert await answers(smsc, sent) == [BLOCK, BLOCK]  # the rules as they were
-    finally:
-        await node.stop()
-        await smsc.stop()
