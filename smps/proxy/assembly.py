@@ -50,17 +50,20 @@ class Riders:
     """The parts of one message, standing in for the session of the message's
     Original: answering it answers every part on the bind it came in on."""
 
-    __slots__ = ("key", "parts", "segments", "smsc", "trace")
+    __slots__ = ("key", "parts", "segments", "trace")
 
     transport = None
     is_open = False  # for flow control: nothing to pause here (the parts' sessions are read)
 
-    def __init__(self, smsc: str, key: tuple):
-        self.smsc = smsc
+    def __init__(self, key: tuple):
         self.key = key
         self.parts: list[Any] = []  # the parts' Originals, in arrival order
         self.segments: list[bytes] = []  # one PDU per part number, for `segments` accounts
         self.trace = None
+
+    @property
+    def smsc(self) -> str:
+        return self.key[0]
 
     def respond(self, _pdu: bytes, status: int) -> bytes | None:
         """Answer every part with ``status``; the first part's response (for the trace)."""
@@ -119,7 +122,7 @@ class Assembly:
         if message is None:
             if len(self.messages) >= self.max_held:
                 return None
-            riders = Riders(original.session.smsc, key)
+            riders = Riders(key)
             message = HeldMessage(riders, key[4], now, original.arrived_wall)
             self.messages[key] = message
             self.held[key] = message

@@ -14,6 +14,7 @@ Two names may share a number (about 1 in 65,000 for a pair): their counts are
 then shown under both names.
 """
 
+import functools
 import mmap
 import os
 import time
@@ -36,6 +37,7 @@ ACTIVE_MIN = 10  # messages in 5 minutes that make a fingerprint an active campa
 MASKED = "(content hidden: trace.decode_content is off)"
 
 
+@functools.cache  # a handful of names, looked up once per message
 def cause_id(name: str) -> int:
     """The table's number for a rule id or an NE account name."""
     return zlib.crc32(name.encode("utf-8")) % CAUSES

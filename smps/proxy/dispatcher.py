@@ -120,6 +120,13 @@ class HeldCopy(msgspec.Struct):
     lane: Lane
 
 
+def _message_key(part: Original) -> tuple:
+    """The message a part belongs to (smps.proxy.assembly): (SMSC, source,
+    destination, ref, total)."""
+    view, concat = part.view, part.concat
+    return (part.session.smsc, view.source_addr, view.destination_addr, concat[0], concat[1])
+
+
 class SegmentVotes:
     """The answers of a `segments` account to the parts of one whole message."""
 
@@ -174,7 +181,6 @@ class Dispatcher:
         self._message_deadlines: list[tuple[float, int]] = []  # heap of (deadline, handle)
         # Every whole message by its fingerprint (smps.proxy.campaigns); None: not counted.
         self.campaigns: CampaignTable | None = None
-        self._cause_ids: dict[str, int] = {}
         self.apply_config(config, accounts)
 
     # ---- configuration -------------------------------------------------------
@@ -375,9 +381,7 @@ class Dispatcher:
     def _take_part(self, original: Original, now: float) -> None:
         """A part of a concatenated message: to the worker that owns its message,
         or held here until the message is complete."""
-        view, concat = original.view, original.concat
-        key = (original.session.smsc, view.source_addr, view.destination_addr,
-               concat[0], concat[1])  # fmt: skip
+        key = _message_key(original)
         if self.part_router is not None:
             link = self.part_router.owner_link(key)
             if link is not None:
@@ -399,8 +403,7 @@ class Dispatcher:
             trace.received(pdu, view, session.smsc)
         original = Original(session, pdu, view, concat, None, (), self.wall_clock(), trace,
                             None if trace is None else set())  # fmt: skip
-        self._hold_part((session.smsc, view.source_addr, view.destination_addr, concat[0],
-                         concat[1]), original, self.clock())  # fmt: skip
+        self._hold_part(_message_key(original), original, self.clock())
 
     def part_answered(self, ident: int, status: int) -> None:
         """The owner worker's answer for a part sent to it: answer the SMSC."""
@@ -852,11 +855,7 @@ class Dispatcher:
 
     def _count_campaign(self, original: Original, outcome: int, cause: str | None) -> None:
         """One whole message in the campaign table, with what decided it."""
-        cause_id = NO_CAUSE
-        if cause is not None:
-            cause_id = self._cause_ids.get(cause, -2)
-            if cause_id == -2:
-                self._cause_ids[cause] = cause_id = campaign_cause(cause)
+        cause_id = NO_CAUSE if cause is None else campaign_cause(cause)
         view = original.view
         self.campaigns.observe(original.fingerprint, view.source_addr, view.destination_addr,
                                int(self.wall_clock()), outcome - 1, cause_id, original.text,
@@ -876,7 +875,7 @@ class Dispatcher:
 
     def _on_tick(self) -> None:
         self.tick()
-        self._schedule_tick(TICK if len(self.pending) or self._unanswered() else IDLE_TICK)
+        self._schedule_tick(TICK if self.in_flight else IDLE_TICK)
 
     def tick(self) -> None:
         """Answer the originals whose deadline passed, then send what the lanes

@@ -4,6 +4,7 @@ errors, the bearer-token check, the role check, and reading query strings and bo
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -158,6 +159,16 @@ def query_params(request: web.Request, kind: type[msgspec.Struct]) -> Any:
         return msgspec.convert(dict(request.query), kind, strict=False)
     except msgspec.ValidationError as exc:
         raise entities.validation_error(exc) from None
+
+
+_FINGERPRINT = re.compile("[0-9a-f]{16}")  # as smps.proxy.records.Decision has it
+
+
+def check_fingerprint(value: str, field: str = "fingerprint") -> None:
+    """A content fingerprint as the API takes one (decisions filter, campaigns);
+    Invalid names ``field`` otherwise."""
+    if not _FINGERPRINT.fullmatch(value):
+        raise common.Invalid("expected a fingerprint: 16 lowercase hex digits (0-9, a-f)", field)
 
 
 def time_us(value: str | None, field: str) -> int | None:

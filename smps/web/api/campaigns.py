@@ -7,7 +7,6 @@ undoes it). docs/campaigns.md says what the figures mean and how exact they are.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -18,14 +17,21 @@ from smps.proxy.campaigns import CampaignOut, CampaignReader
 from smps.store import common, entities
 from smps.store.db import Store
 from smps.web import auth
-from smps.web.api.base import CAMPAIGNS, STORE, actor, json_response, needs, query_params
+from smps.web.api.base import (
+    CAMPAIGNS,
+    STORE,
+    actor,
+    check_fingerprint,
+    json_response,
+    needs,
+    query_params,
+)
 
 NOTE = (
     "messages: exact for a campaign that stayed in the table, else at most `error` too "
     "many; senders and recipients: distinct counts, exact up to 16 per worker, else "
     "within about 2.3 %, over the last half of the window or more"
 )
-_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
 RULES = entities.KINDS["screening_rules"]
 
 
@@ -65,8 +71,7 @@ async def make_rule(
     """The fingerprint rule for one campaign, made as any screening rule is (audited,
     applied live), for the API and the Campaigns page alike; Conflict when screening
     is off or the campaign has its rule."""
-    if not _FINGERPRINT.fullmatch(fingerprint):
-        raise common.Invalid("expected a fingerprint: 16 lowercase hex digits", "fingerprint")
+    check_fingerprint(fingerprint)
     if not reader.screening_enabled():
         raise common.Conflict(
             "the screening engine is off (screening.enabled in the configuration file): "

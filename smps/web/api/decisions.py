@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -16,7 +15,7 @@ from smps.proxy.records import Decision
 from smps.store import common, decision_queries
 from smps.store.db import Store
 from smps.store.rows import StoredDecision
-from smps.web.api.base import STORE, json_response, query_params, time_us
+from smps.web.api.base import STORE, check_fingerprint, json_response, query_params, time_us
 
 
 class DecisionParams(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -53,16 +52,11 @@ class MinuteCount(msgspec.Struct):
     count: int
 
 
-_FINGERPRINT = re.compile("[0-9a-f]{16}")  # as smps.proxy.records.Decision has it
-
-
 def decision_query(params: DecisionParams) -> decision_queries.DecisionQuery:
     """The filters of a decisions search (API or admin UI) as the store's query;
     Invalid names the field of an unreadable time or of what is no fingerprint."""
-    if params.fingerprint is not None and not _FINGERPRINT.fullmatch(params.fingerprint):
-        raise common.Invalid(
-            "expected a fingerprint: 16 lowercase hex digits (0-9, a-f)", "fingerprint"
-        )
+    if params.fingerprint is not None:
+        check_fingerprint(params.fingerprint)
     return decision_queries.DecisionQuery(
         **{name: getattr(params, name) for name in decision_queries.DECISION_FILTERS},
         since_us=time_us(params.since, "since"),
