@@ -31,7 +31,7 @@ def plane_with_traffic(make_config) -> DataPlane:
     dispatcher.stats.received = 3
     lane = dispatcher.lanes["antispam"]
     for state in (1, 1, 2):  # ALLOW, ALLOW, BLOCK
-        lane.answers[state] += 1
+        lane.count_answer(state)
         lane.latency.observe(0.003)
     return plane
 

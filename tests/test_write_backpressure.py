@@ -18,10 +18,10 @@ import threading
 import time
 
 import pytest
+from smps._native.dispatch import Lane
 
 from smps._native.pdu import CommandId, Framer, Status, decode, encode, make_resp
 from smps._native.states import State
-from smps.proxy.lanes import Lane
 from smps.smpp.client import SmscClient
 from smps.smpp.server import NeServer
 from smps.smpp.session import QUEUED

@@ -11,17 +11,11 @@ Prometheus histograms.
 BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 """Upper bounds in seconds; around the 2 s verdict deadline and well below it."""
 
-cdef enum:
-    NBOUNDS = 12
 cdef double[NBOUNDS] _BOUNDS = BUCKETS
 
 
 cdef class Histogram:
     """Counts per bucket (the last one +Inf), their sum and their number."""
-
-    cdef unsigned long long _counts[NBOUNDS + 1]
-    cdef readonly double total
-    cdef readonly unsigned long long count
 
     cpdef void observe(self, double seconds):
         cdef int i = 0

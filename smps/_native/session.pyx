@@ -24,6 +24,8 @@ from libc.string cimport memcpy
 
 from smps._native.fanout cimport append_with_sequence
 from smps._native.pdu cimport (
+    DATA_SM,
+    DELIVER_SM,
     ENQUIRE_LINK,
     GENERIC_NACK,
     HEADER_SIZE,
@@ -64,16 +66,11 @@ cdef object _UNBOUND = State.UNBOUND
 cdef class _Request:
     """One request waiting for its response: what `_outstanding` maps a sequence to."""
 
-    cdef uint32_t command_id
-    cdef double sent_at
-    cdef object callback
-    cdef object context
 
 
 # PDU counters: one C slot per command id of 0x00-0x3F and 0x100-0x13F, the
-# ranges SMPP uses (§5.1.2), requests then responses; other ids go to a dict.
-cdef enum:
-    _SLOTS = 256
+# ranges SMPP uses (§5.1.2), requests then responses (_SLOTS, session.pxd); other
+# ids go to a dict.
 
 
 cdef inline int _slot(uint32_t command_id) noexcept nogil:
@@ -115,17 +112,6 @@ cdef dict _counts(const uint64_t* counts, dict others):
 cdef class SessionStats:
     """Plain per-session counters; read by the stats line and the metrics export."""
 
-    cdef uint64_t _in[_SLOTS]
-    cdef uint64_t _out[_SLOTS]
-    cdef dict _other_in
-    cdef dict _other_out
-    cdef public dict errors
-    cdef public Py_ssize_t timeouts
-    cdef public Py_ssize_t unexpected_responses
-    cdef public Py_ssize_t window_peak
-    cdef public Py_ssize_t write_pauses
-    cdef public double rtt_total
-    cdef public Py_ssize_t rtt_count
 
     def __init__(self):
         self._other_in = {}
@@ -163,45 +149,12 @@ cdef class SessionStats:
 cdef class SessionCore:
     """Framing, response matching, window, queue and writes of one connection."""
 
-    cdef public str name
-    cdef public object state
-    cdef public object peer
-    cdef public SessionStats stats
-    cdef public double enquire_link
-    cdef public double inactivity_timeout
-    cdef public double response_timeout
-    cdef public double unbind_grace
-    cdef public Py_ssize_t window
-    cdef public Py_ssize_t queue_limit
-    cdef public Py_ssize_t write_buffer_max
-    cdef public double write_stall_timeout
-    cdef public object closed
-    cdef object _event_loop
-    cdef object _time               # _event_loop.time, looked up once
-    cdef public object _allowed     # request ids the peer may send in this state
-    cdef Framer _framer
-    cdef double _tick_interval
-    cdef object _transport
-    cdef uint32_t _next_seq
+    # deliver_sm and data_sm go to on_message(session, pdu) when it is set (an SMSC
+    # session: the dispatcher), straight from here; other requests to on_request.
     # seq -> _Request; dicts keep insertion order, so the oldest request is
     # always first (one timeout for all).
-    cdef dict _outstanding
-    cdef object _queue              # deque of (pdu, callback, context, queued_at)
-    cdef bytearray _wbuf            # what goes out at the end of this loop iteration
-    cdef Py_ssize_t _high_water     # the transport's high-water mark
-    cdef bint _flush_scheduled
-    cdef double _last_rx
-    cdef bint _enquire_outstanding
-    cdef bint _closing              # the peer unbound: close once our requests are answered
-    cdef object _tick_handle
-    cdef set _callback_errors       # exception types a response callback raised, logged once
     # Reading stops for either of two reasons, each cleared on its own:
-    cdef bint _flow_paused          # pause_reading(): the proxy has too much in flight
-    cdef bint _write_paused         # pause_writing(): the peer does not read fast enough
-    cdef bint _reading_paused       # the transport is not being read (either of the above)
     # While write-paused: when the peer last took bytes off the buffer, and its size then.
-    cdef double _stall_since
-    cdef Py_ssize_t _stall_buffered
 
     def __init__(self, loop, str name, Py_ssize_t max_pdu_size, double tick):
         self._loop = loop
@@ -311,7 +264,11 @@ cdef class SessionCore:
             self._close_when_answered()
         else:
             try:
-                self.on_request(command_id, pdu)
+                if self.on_message is not None and (command_id == DELIVER_SM
+                                                    or command_id == DATA_SM):
+                    self.on_message(self, pdu)
+                else:
+                    self.on_request(command_id, pdu)
             except PduError as exc:
                 self.stats.error("malformed_pdu")
                 self.reject(pdu, exc.status)
@@ -384,6 +341,9 @@ cdef class SessionCore:
     def free_window(self):
         """Requests that can go out now without waiting (negative when queued;
         0 at most while the peer is not reading what it was sent)."""
+        return self.free_window_c()
+
+    cdef Py_ssize_t free_window_c(self) noexcept:
         cdef Py_ssize_t free = self.window - len(self._outstanding) - len(self._queue)
         return min(free, 0) if self._write_paused else free
 
@@ -413,7 +373,7 @@ cdef class SessionCore:
     def is_open(self):
         return self._transport is not None and self.state is not _CLOSED
 
-    cdef inline uint32_t _allocate(self) noexcept:
+    cdef uint32_t _allocate(self) noexcept:
         cdef uint32_t seq = self._next_seq
         self._next_seq = 1 if seq >= MAX_SEQUENCE else seq + 1
         return seq
@@ -428,6 +388,9 @@ cdef class SessionCore:
         closed — then nothing was sent and the caller still owns the request.
         Otherwise `callback` runs exactly once.
         """
+        return self.send_c(pdu, callback, context)
+
+    cdef long long send_c(self, bytes pdu, callback, context) except -2:
         if self._transport is None:
             return REFUSED
         if len(self._outstanding) < self.window and not self._queue and not self._write_paused:
@@ -483,6 +446,11 @@ cdef class SessionCore:
         self._write(response)
         return response
 
+    cdef bytes respond_c(self, bytes request, uint32_t status):
+        cdef bytes response = make_resp(request, status)
+        self._write(response)
+        return response
+
     def write(self, bytes data not None):
         """Queue one encoded PDU; everything queued in one loop iteration goes out in one writev."""
         self._write(data)
@@ -501,7 +469,7 @@ cdef class SessionCore:
         self._schedule_flush()
         return 0
 
-    cdef inline int _schedule_flush(self) except -1:
+    cdef int _schedule_flush(self) except -1:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._event_loop.call_soon(self._flush)

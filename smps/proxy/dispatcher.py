@@ -46,19 +46,16 @@ import msgspec
 from smps._native import pending as P
 from smps._native import screen
 from smps._native.campaigns import CampaignTable
-from smps._native.fingerprint import fingerprint
+from smps._native.dispatch import DispatchCore, DispatcherStats, Lane, Original, udh_concat
 from smps._native.histogram import Histogram
 from smps._native.pdu import Status, decode_sm
-from smps._native.text import parse_udh, plain_text
 from smps.config import Config
-from smps.proxy.assembly import Assembly, HeldMessage, part_of, whole_pdu
+from smps.proxy.assembly import Assembly, HeldMessage, whole_pdu
 from smps.proxy.campaigns import NO_CAUSE
 from smps.proxy.campaigns import cause_id as campaign_cause
-from smps.proxy.dispatcher_stats import DECISION_KEYS, DispatcherStats
 from smps.proxy.flow import ReadPause
-from smps.proxy.lanes import Lane
 from smps.proxy.records import DecisionSink, MemorySink, decision_of, ne_results, should_record
-from smps.proxy.routing import Router, decisive_mask
+from smps.proxy.routing import Router
 from smps.proxy.screening import ACTION_NAMES as SCREEN_ACTIONS
 from smps.proxy.screening import Screening, VelocityTable
 from smps.proxy.sticky import StickyBlocks
@@ -71,41 +68,14 @@ log = logging.getLogger("smps.proxy")
 TICK = 0.005  # seconds; keeps the 2 s deadline accurate to well within 20 ms
 IDLE_TICK = 0.1  # nothing in flight: the next deadline is at least policy.timeout away
 QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
-REASON_RECEIPT = "receipt"
 REASON_RULE = "rule"
 REASON_LATE_PART = "late_part"  # a part after its message was decided: the message's verdict
 REASON_INCOMPLETE = "incomplete"  # policy.on_incomplete allow | tempfail
 _GSM7_UNPACKED = ("gsm7", False)  # an SMSC's alphabet unless its config says otherwise
 PART_AWAY_MARGIN = 1.0  # seconds past the deadline a part forwarded to its owner may wait
 _SCREEN_BLOCK, _SCREEN_ALLOW = screen.ACTION_BLOCK, screen.ACTION_ALLOW
-# The per-answer paths compare with these plain values: P.X is a global and an
-# attribute lookup each time.
-_ALLOW, _BLOCK, _NONE = P.ALLOW, P.BLOCK, P.NONE
-_ANSWER_UNKNOWN, _ANSWER_DECIDED = P.ANSWER_UNKNOWN, P.ANSWER_DECIDED
-_ANSWER_LATE, _ANSWER_COMPLETE = P.ANSWER_LATE, P.ANSWER_COMPLETE
-_OUTCOME_ALLOW, _OUTCOME_BLOCK = P.OUTCOME_ALLOW, P.OUTCOME_BLOCK
-_REASON_ALL_ALLOW, _REASON_STICKY = P.REASON_ALL_ALLOW, P.REASON_STICKY
-
-
-class Original(msgspec.Struct):
-    """An original in flight: what the answer and the record need. A Struct, made
-    positionally: a third of the cost of a class with an __init__, once per original."""
-
-    session: Session
-    pdu: bytes
-    view: Any
-    concat: tuple[int, int, int] | None
-    concat_key: tuple[bytes, bytes, int] | None
-    targets: tuple[Lane, ...]
-    arrived_wall: float
-    trace: Any  # None unless a trace rule matched
-    answered: set[str] | None  # the accounts that answered; traced originals only
-    held: "list[HeldCopy] | None" = None  # its copies that waited in a lane's queue
-    rule: str | None = None  # the screening rule that fired (allow or monitor)
-    # A whole message (smps.proxy.assembly): its parts' sequence numbers, in part order.
-    parts: list[int] | None = None
-    fingerprint: int = 0  # of its text (smps._native.fingerprint); 0: it has none
-    text: str | None = None  # its text, the campaign's example
+_NONE, _ANSWER_UNKNOWN, _ANSWER_LATE = P.NONE, P.ANSWER_UNKNOWN, P.ANSWER_LATE
+_ANSWER_COMPLETE = P.ANSWER_COMPLETE
 
 
 class HeldCopy(msgspec.Struct):
@@ -139,7 +109,7 @@ class SegmentVotes:
         self.response: bytes | None = None
 
 
-class Dispatcher:
+class Dispatcher(DispatchCore):
     """Fan-out, verdicts and flow control for the originals of one data plane."""
 
     def __init__(
@@ -196,7 +166,7 @@ class Dispatcher:
         self._record_all = self.record_mode == "all"
         self._record_non_allow = self.record_mode == "non_allow"
         self._block_codes = self.policy.block_codes
-        self._outcome_status = self.policy.outcome_status
+        self._set_outcome_status(self.policy.outcome_status)
         self.sticky = StickyBlocks(config.policy.concat_window)
         self.sticky_enabled = config.policy.concat_sticky_block
         policy = config.policy
@@ -215,7 +185,8 @@ class Dispatcher:
         for name, account in accounts.items():
             lane = self.lanes.get(name)
             if lane is None:
-                self.lanes[name] = Lane(account)
+                self.lanes[name] = lane = Lane(account)
+                lane.cause = campaign_cause(name)
             else:
                 lane.configure(account)
         self.router = Router(config.routes, self.lanes)
@@ -268,103 +239,28 @@ class Dispatcher:
 
     # ---- originals -------------------------------------------------------------
 
-    def on_message(self, session: Session, pdu: bytes) -> None:
-        """Handle one deliver_sm / data_sm from an SMSC; answers it exactly once.
+    def _take_screening(self, original: Original, judged: Any, now: float) -> bool:
+        """A screening rule fired (DispatchCore judged it): True when its verdict
+        answered the original (a block, or an allow that skips the NEs)."""
+        original.rule = judged.rule
+        if original.trace is not None:
+            original.trace.screened(SCREEN_ACTIONS[judged.action], judged.rule, judged.fired)
+        if judged.action == _SCREEN_BLOCK:
+            if judged.rule in self._campaign_rules:
+                self.stats.campaign_blocks += 1
+            self._reply_smsc_now(original, P.OUTCOME_BLOCK, REASON_RULE, now)
+            return True
+        if judged.action == _SCREEN_ALLOW and judged.skip_ne:
+            self._reply_smsc_now(original, P.OUTCOME_ALLOW, REASON_RULE, now)
+            return True
+        return False
 
-        A malformed PDU raises PduError before anything is recorded; the
-        session answers it with the error status.
-        """
-        view = decode_sm(pdu)
-        now = self.clock()
-        self.stats.received += 1
-        trace = self.tracer.match(view, session.smsc) if self.tracer is not None else None
-        if trace is not None:
-            trace.received(pdu, view, session.smsc)
-        if view.is_receipt and not self.inspect_receipts:
-            original = Original(session, pdu, view, None, None, (), self.wall_clock(), trace,
-                                None)  # fmt: skip
-            self._reply_smsc_now(original, P.OUTCOME_ALLOW, REASON_RECEIPT, now)
-            return
-        concat = self._udh_concat(view) if view.udhi else view.sar  # a call less without UDH
-        original = Original(session, pdu, view, concat, None, (), self.wall_clock(), trace,
-                            None if trace is None else set())  # fmt: skip
-        if concat is not None:
-            if self._assembling and part_of(concat):
-                self._take_part(original, now)
-                return
-            if self.sticky_enabled:
-                original.concat_key = (view.source_addr, view.destination_addr, concat[0])
-        self._judge(original, now, now)
-
-    def _judge(self, original: Original, now: float, arrived: float) -> None:
-        """Judge an original (a single message, a part judged alone, or a whole
-        message that arrived at ``arrived``): sticky block, screening rules,
-        then copies to the routed NE accounts."""
-        session, view, trace = original.session, original.view, original.trace
-        concat_key = original.concat_key
-        if concat_key is not None and self.sticky.blocked(concat_key, now):
-            self._reply_smsc_now(original, P.OUTCOME_BLOCK, "sticky", now)
-            return
-        # The text once, for the campaign fingerprint and the screening rules.
-        text = plain_text(view.user_data, view.data_coding, view.esm_class,
-                          *self._alphabets.get(session.smsc, _GSM7_UNPACKED))  # fmt: skip
-        if text:
-            original.text = text
-            original.fingerprint = fingerprint(text) or 1
-        if (screen := self._screen) is not None:
-            judged = screen.judge(view, session.smsc, int(now * 1000), True, text,
-                                  original.fingerprint)  # fmt: skip
-            if judged is not None:
-                original.rule = judged.rule
-                if trace is not None:
-                    trace.screened(SCREEN_ACTIONS[judged.action], judged.rule, judged.fired)
-                if judged.action == _SCREEN_BLOCK:
-                    if judged.rule in self._campaign_rules:
-                        self.stats.campaign_blocks += 1
-                    self._reply_smsc_now(original, P.OUTCOME_BLOCK, REASON_RULE, now)
-                    return
-                if judged.action == _SCREEN_ALLOW and judged.skip_ne:
-                    self._reply_smsc_now(original, P.OUTCOME_ALLOW, REASON_RULE, now)
-                    return
-        router = self.router
-        targets = router.targets(view, session.smsc) if router.routes else router.everyone
-        for lane in targets:
-            if lane.binds:
-                break
-        else:  # no target has a bind (or there is no target)
-            self._reply_smsc_now(original, self.policy.on_no_ne, "no_ne", now)
-            return
-        original.targets = targets
-        mask = router.everyone_mask if targets is router.everyone else decisive_mask(targets)
-        handle = self.pending.add(arrived, original, len(targets), mask)
-        if handle < 0:
-            self.stats.throttled += 1
-            if trace is not None:
-                trace.dropped("throttled")
-            self._reply_smsc_now(original, P.OUTCOME_TEMPFAIL, "overload", now,
-                                 Status.RTHROTTLED)  # fmt: skip
-            return
-        if self._idle:
-            self._schedule_tick(TICK)  # in flight again: back to the fine tick
-        if concat_key is not None:
-            self._concat_in_flight.setdefault(concat_key, set()).add(handle)
-        if self.read_pause.enabled:  # checked here: a call less per original
-            self.read_pause.added(session, len(self.pending))
-        if not mask:
-            # Only monitor accounts: they see the copy, but cannot decide.
-            self.pending.decide(handle, self.policy.on_no_ne, P.REASON_NO_NE, now)
-            self._reply_smsc(handle, original)
-        if original.parts is not None:
-            self._send_message_copies(original, handle, now)
-            return
-        pdu = original.pdu
-        for index, lane in enumerate(targets):
-            # The common case inline (a call less per copy): nothing queued, a bind free.
-            bind = None if lane.waiting else lane.pick_bind()
-            if bind is not None and (not lane.tps or lane.take_token(now)):
-                self._transmit(bind, lane, handle, index, pdu, now, original, False)
-            else:
-                self._hold_copy(lane, handle, index, now, original)
+    def _throttled(self, original: Original, now: float) -> None:
+        """The table of originals in flight is full: ESME_RTHROTTLED, sent again later."""
+        self.stats.throttled += 1
+        if original.trace is not None:
+            original.trace.dropped("throttled")
+        self._reply_smsc_now(original, P.OUTCOME_TEMPFAIL, "overload", now, Status.RTHROTTLED)
 
     def turn_away(self, session: Session, pdu: bytes) -> None:
         """Answer an original from an SMSC that is being left (stop, standby, an
@@ -397,7 +293,7 @@ class Dispatcher:
         """A part another worker read, sent here because this worker owns its
         message; ``session`` answers it back there (a mesh RemotePart)."""
         view = decode_sm(pdu)
-        concat = self._udh_concat(view) if view.udhi else view.sar
+        concat = udh_concat(view)
         trace = self.tracer.match(view, session.smsc) if self.tracer is not None else None
         if trace is not None:
             trace.received(pdu, view, session.smsc)
@@ -575,13 +471,6 @@ class Dispatcher:
             self.internal_error("a part's owner worker never answered it")
             self._reply_smsc_now(original, self.policy.on_timeout, "timeout", now)
 
-    def _udh_concat(self, view: Any) -> tuple[int, int, int] | None:
-        """(ref, total, part) of a segment with a UDH, from it or else the SAR TLVs."""
-        udh = parse_udh(view.user_data)
-        if udh is not None and udh.concat is not None:
-            return udh.concat
-        return view.sar
-
     def _hold_copy(self, lane: Lane, handle: int, index: int, now: float,
                    original: Original) -> None:  # fmt: skip
         """A copy that cannot go now waits in its account's queue, or counts as NONE
@@ -603,18 +492,6 @@ class Dispatcher:
             lane.queue = queue = deque(c for c in queue if c.original is not None)
         queue.append(copy)
         lane.waiting += 1
-
-    def _transmit(self, session, lane, handle, index, pdu, now, original, retried: bool):
-        # The copy's context carries the original, so its answer needs no lookup.
-        sequence = session.send(pdu, self._ne_verdict_callback,
-                                (handle, index, lane, session, retried, now, original))  # fmt: skip
-        if sequence == REFUSED:  # the bind closed under us: no answer from the account
-            self._settle_target(lane, handle, index, P.NONE, 0, now, original)
-            return
-        self.stats.copies_sent += 1
-        lane.copies_sent += 1
-        if original.trace is not None:
-            original.trace.copy_sent(lane.system_id, session.name, 0, sequence, pdu)
 
     def _drain(self, lane: Lane, now: float) -> None:
         """Send queued copies while the account has window and tokens. A copy's
@@ -677,27 +554,6 @@ class Dispatcher:
             if result & _ANSWER_COMPLETE:
                 self._complete(copy.handle, original)
 
-    def _take_ne_verdict(self, context: tuple, status: int, response: bytes | None) -> None:
-        """A copy's outcome, from its NE session: the NE's answer, or NO_RESPONSE
-        (timeout, bind lost, never sent) — retried once on another bind if the
-        bind dropped, else counted as that target's NONE."""
-        handle, index, lane, session, retried, sent_at, original = context
-        now = self.clock()
-        if status != NO_RESPONSE:
-            latency = now - sent_at
-            lane.latency.observe(latency)
-            # The NE's status: ESME_ROK allows, one of policy.ne_block_codes blocks,
-            # anything else is no usable answer.
-            state = _ALLOW if status == 0 else _BLOCK if status in self._block_codes else _NONE
-            self._settle_target(lane, handle, index, state, status, now, original, response,
-                                latency)  # fmt: skip
-        elif not retried and not session.is_open and self._retry(lane, handle, index, now):
-            return
-        else:
-            self._settle_target(lane, handle, index, _NONE, 0, now, original)
-        if lane.waiting:
-            self._drain(lane, now)
-
     def _retry(self, lane: Lane, handle: int, index: int, now: float) -> bool:
         """The bind dropped with this copy outstanding: send it once more on
         another bind of the account, if one is free and time remains."""
@@ -711,30 +567,6 @@ class Dispatcher:
         self._transmit(other, lane, handle, index, original.pdu, now, original, True)
         return True
 
-    def _settle_target(self, lane, handle, index, state, status, now, original, response=None,
-                       latency=None) -> None:  # fmt: skip
-        """Put one target's state into the pending table and act on what that
-        makes of the original: reply to the SMSC once decided, record it once
-        complete (it may be decided already: the answer is late)."""
-        lane.answers[state] += 1
-        result = self.pending.answer(handle, index, state, status, now)
-        if not lane.decisive:
-            # A monitor account never decides, so its answers are never late: counted apart.
-            result &= ~_ANSWER_LATE
-            if latency is not None:  # the NE answered (not a copy that got none)
-                lane.monitor_answers += 1
-        if result == _ANSWER_UNKNOWN:
-            self.stats.late_answers += lane.decisive
-            return
-        if original.trace is not None:
-            self._trace_ne_verdict(original, lane, state, status, response, latency, result)
-        if result & _ANSWER_DECIDED:
-            self._reply_smsc(handle, original)
-        elif result & _ANSWER_LATE:
-            self.stats.late_answers += 1
-        if result & _ANSWER_COMPLETE:
-            self._complete(handle, original)
-
     def _trace_ne_verdict(self, original, lane, state, status, response, latency, result) -> None:
         late = bool(result & _ANSWER_LATE)
         latency_ms = round(latency * 1000, 3) if latency is not None else 0.0
@@ -744,25 +576,6 @@ class Dispatcher:
         original.answered.add(lane.system_id)
 
     # ---- verdicts --------------------------------------------------------------
-
-    def _reply_smsc(self, handle: int, original: Original) -> None:
-        """The verdict is known: the SMSC's one answer, then what the verdict
-        settles (queued copies withdrawn, the message's other segments blocked)."""
-        outcome, reason_code, seconds = self.pending.verdict(handle)
-        status = self._outcome_status[outcome]
-        response = original.session.respond(original.pdu, status)
-        self.decision_latency.observe(seconds)
-        key = DECISION_KEYS[outcome, reason_code]
-        decisions = self.stats.decisions
-        decisions[key] = decisions.get(key, 0) + 1
-        if original.trace is not None:
-            original.trace.final(status, key[0], key[1], response)
-        if original.held is not None:
-            self._withdraw_held(original, self.clock(), True)
-        if original.parts is not None:
-            self.assembly.decided(original.session.key, outcome, status, self.clock())
-        if outcome == _OUTCOME_BLOCK and reason_code != _REASON_STICKY:
-            self._block_message(original.concat_key, self.clock(), handle)
 
     def _reply_smsc_now(self, original: Original, outcome: int, reason: str, now: float,
                         status: int | None = None) -> None:  # fmt: skip
@@ -802,64 +615,33 @@ class Dispatcher:
             ):
                 self._reply_smsc(other, self.pending.context(other))
 
-    def _complete(self, handle: int, original: Original) -> None:
-        if original.held is not None:
-            self._withdraw_held(original, 0.0, False)
-        outcome, reason_code, _seconds = self.pending.verdict(handle)
-        if original.trace is not None:
-            self._close_trace(handle, original)
-        if original.fingerprint and self.campaigns is not None:
-            deciding = self.pending.deciding_target(handle)
-            cause = original.targets[deciding].system_id if deciding >= 0 else original.rule
-            self._count_campaign(original, outcome, cause)
-        # should_record(), inline: this runs for every original.
-        if (
-            original.trace is not None
-            or self._record_all
-            or (
-                self._record_non_allow
-                and (
-                    outcome != _OUTCOME_ALLOW
-                    or reason_code != _REASON_ALL_ALLOW
-                    or original.rule is not None
-                )
+    def _record(self, handle: int, original: Original) -> None:
+        """The decision record of a complete original (DispatchCore chose to keep it)."""
+        pending = self.pending
+        outcome, reason_code, _seconds = pending.verdict(handle)
+        targets = original.targets
+        deciding = pending.deciding_target(handle)
+        decided_wall = original.arrived_wall + (
+            pending.decided_at(handle) - pending.arrived_at(handle)
+        )
+        self.sink.put(
+            decision_of(
+                original,
+                decided_wall,
+                OUTCOME_NAMES[outcome],  # verdict
+                P.reason_name(reason_code),
+                self.policy.status_for(outcome),
+                targets[deciding].system_id if deciding >= 0 else None,
+                ne_results(targets, pending.targets(handle)),
             )
-        ):
-            pending = self.pending
-            targets = original.targets
-            results = ne_results(targets, pending.targets(handle))
-            deciding = pending.deciding_target(handle)
-            decided_wall = original.arrived_wall + (
-                pending.decided_at(handle) - pending.arrived_at(handle)
-            )
-            self.sink.put(
-                decision_of(
-                    original,
-                    decided_wall,
-                    OUTCOME_NAMES[outcome],  # verdict
-                    P.reason_name(reason_code),
-                    self.policy.status_for(outcome),
-                    targets[deciding].system_id if deciding >= 0 else None,
-                    results,
-                )
-            )
-        key = original.concat_key
-        if key is not None:
-            handles = self._concat_in_flight[key]
-            handles.discard(handle)
-            if not handles:
-                del self._concat_in_flight[key]
-        self.pending.release(handle)
-        if self.read_pause.paused:
-            self.read_pause.released(len(self.pending))
+        )
 
     def _count_campaign(self, original: Original, outcome: int, cause: str | None) -> None:
-        """One whole message in the campaign table, with what decided it."""
-        cause_id = NO_CAUSE if cause is None else campaign_cause(cause)
-        view = original.view
-        self.campaigns.observe(original.fingerprint, view.source_addr, view.destination_addr,
-                               int(self.wall_clock()), outcome - 1, cause_id, original.text,
-                               self._show_content)  # fmt: skip
+        """One whole message in the campaign table, with what decided it (a rule id
+        or an NE account's name; None: nothing in particular)."""
+        self._count_campaign_as(
+            original, outcome, NO_CAUSE if cause is None else campaign_cause(cause)
+        )
 
     def _close_trace(self, handle: int, original: Original) -> None:
         """Targets that never answered get their timeout event, then the trace is flushed."""

@@ -4,8 +4,8 @@ configuration; with no routes every enabled account gets every message."""
 from collections.abc import Iterable
 from typing import Any
 
+from smps._native.dispatch import Lane
 from smps.config import Route
-from smps.proxy.lanes import Lane
 
 
 class CompiledRoute:

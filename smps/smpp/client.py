@@ -94,9 +94,8 @@ class SmscSession(Session):
         self.alerts = 0
 
     def on_request(self, command_id: int, pdu: bytes) -> None:
-        if command_id in MESSAGES:
-            self.on_message(self, pdu)
-        elif command_id == _ALERT_NOTIFICATION:
+        # deliver_sm and data_sm went to on_message already (SessionCore).
+        if command_id == _ALERT_NOTIFICATION:
             self.alerts += 1  # no response PDU exists (SMPP 3.4 §4.12)
         # OUTBIND while we are connecting ourselves: nothing to do.
 
