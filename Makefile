@@ -52,14 +52,22 @@ format: $(STAMP)
 demo: build
 	$(VENV)/bin/smps demo
 
-# Micro benchmarks, then short load runs of the standard scenario with the bare relay
-# after it (--baseline: the ratio of SMPS's CPU per message to the relay's), of the
-# screening one, which reports the CPU per original screening added, and of the concat
-# scenario with every part judged alone and with the hold, which reports what the hold
-# costs per part and per whole message (bench/README.md).
+# Micro benchmarks; the instructions one worker spends per original (callgrind on
+# bench/hotpath_driver.py, when valgrind is installed: issue 23's bar); then short load
+# runs of the standard scenario with the bare relay after it (--baseline: the ratio of
+# SMPS's CPU per message to the relay's), of the screening one, which reports the CPU
+# per original screening added, and of the concat scenario with every part judged alone
+# and with the hold, which reports what the hold costs per part and per whole message
+# (bench/README.md).
+IR_ORIGINALS := 20000
 bench: build
 	$(PY) -m pytest bench -q --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops
 	mkdir -p test-artifacts
+	@if command -v valgrind >/dev/null; then \
+		valgrind --tool=callgrind --callgrind-out-file=test-artifacts/callgrind.out \
+			--toggle-collect=_operator_call $(PY) bench/hotpath_driver.py --originals $(IR_ORIGINALS) \
+			--repeat 1 2>&1 | awk '/Collected/ { printf "Ir per original (3 NEs): %.0f\n", $$4 / $(IR_ORIGINALS) }'; \
+	else echo "valgrind not installed: no Ir per original"; fi
 	$(VENV)/bin/smps bench --duration 10 --warmup 3 --baseline --json test-artifacts/bench.json
 	$(VENV)/bin/smps bench --duration 10 --warmup 3 --screening \
 		--compare-to test-artifacts/bench.json --json test-artifacts/bench-screening.json
