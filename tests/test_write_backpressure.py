@@ -18,8 +18,8 @@ import threading
 import time
 
 import pytest
-from smps._native.dispatch import Lane
 
+from smps._native.dispatch import Lane
 from smps._native.pdu import CommandId, Framer, Status, decode, encode, make_resp
 from smps._native.states import State
 from smps.smpp.client import SmscClient

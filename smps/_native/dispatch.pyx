@@ -25,6 +25,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 from smps._native.fingerprint cimport fingerprint
 from smps._native.histogram cimport Histogram
+from smps._native.numbers cimport AddressGate
 from smps._native.pdu cimport SmView, decode_sm
 from smps._native.pending cimport (
     ALLOW, ANSWER_COMPLETE, ANSWER_DECIDED, ANSWER_LATE, ANSWER_UNKNOWN, BLOCK, Entry, NONE,
@@ -219,6 +220,7 @@ cdef class DispatchCore:
     cdef public object wall_clock
     cdef public object sink
     cdef public object tracer
+    cdef public AddressGate trace_gate  # the tracer's: None without a tracer
     cdef public object campaigns  # a CampaignTable, or None: not counted
     cdef public object policy
     cdef public object router
@@ -257,7 +259,8 @@ cdef class DispatchCore:
         cdef Original original
         self.stats.received += 1
         trace = None
-        if self.tracer is not None:
+        if self.trace_gate is not None and self.trace_gate.sides(view.source_addr,
+                                                                 view.destination_addr):
             trace = self.tracer.match(view, session.smsc)
             if trace is not None:
                 trace.received(pdu, view, session.smsc)

@@ -64,3 +64,37 @@ cpdef bytes normalise_address(bytes addr, int ton, int npi, bytes country_code):
     if NATIONAL_MIN <= n <= E164_MAX - cc:
         return country_code + addr
     return addr
+
+
+cdef class AddressGate:
+    """Which side of an original may be a traced number, from its addresses as sent,
+    before any normalisation: the exact raw forms of each side's rules and their
+    prefixes' raw forms cut to one length (smps.proxy.trace_match.Side). Nearly every
+    original has neither, and the gate says so with two set lookups, in C, for each
+    original (`sides`); a tracer loads it whenever its rules change."""
+
+    def __init__(self):
+        self.load(frozenset(), frozenset(), 0, frozenset(), frozenset(), 0)
+
+    def load(self, frozenset sender_raw, frozenset sender_stems, Py_ssize_t sender_stem,
+             frozenset receiver_raw, frozenset receiver_stems, Py_ssize_t receiver_stem):
+        self._sender_raw, self._sender_stems = sender_raw, sender_stems
+        self._sender_stem = sender_stem
+        self._receiver_raw, self._receiver_stems = receiver_raw, receiver_stems
+        self._receiver_stem = receiver_stem
+        self.empty = not (sender_raw or sender_stems or receiver_raw or receiver_stems)
+
+    cpdef int sides(self, bytes source, bytes destination) except -1:
+        """SENDER | RECEIVER: the sides whose address may normalise to a rule's number."""
+        cdef int found = 0
+        if self.empty:
+            return 0
+        if source in self._sender_raw or (
+            self._sender_stems and source[: self._sender_stem] in self._sender_stems
+        ):
+            found = SENDER
+        if destination in self._receiver_raw or (
+            self._receiver_stems and destination[: self._receiver_stem] in self._receiver_stems
+        ):
+            found |= RECEIVER
+        return found

@@ -127,6 +127,7 @@ class Dispatcher(DispatchCore):
         self.wall_clock = wall_clock
         self.sink = sink if sink is not None else MemorySink()
         self.tracer = tracer
+        self.trace_gate = None if tracer is None else tracer.gate
         self.stats = DispatcherStats()
         self.decision_latency = Histogram()  # original received → verdict sent
         self.lanes: dict[str, Lane] = {}

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from smps._native import text
-from smps._native.numbers import normalise_address
+from smps._native.numbers import SENDER, AddressGate, normalise_address
 from smps.config import Config, TraceRule
 from smps.proxy.records import ConcatInfo, TraceEvent, TraceSink
 from smps.proxy.trace_concat import CONCAT_LIMIT, CONCAT_TTL, ConcatTracker, concat_of
@@ -77,6 +77,9 @@ class Tracer:
         self._alphabets: dict[str, tuple[str, bool]] = {}
         self.concat = ConcatTracker(int(concat_ttl * 1e6), concat_limit)
         self._index: RuleIndex
+        # Which originals may be traced, from their addresses as sent; the dispatcher
+        # asks it before calling match (smps._native.dispatch).
+        self.gate = AddressGate()
         self.set_rules(rules, decode_content, country_code)
 
     @classmethod
@@ -95,7 +98,10 @@ class Tracer:
         self, rules: Iterable[TraceRule], decode_content_default: bool, country_code: str
     ) -> None:
         """Replace every rule at once; a message in `match` sees old or new, never a mix."""
-        self._index = RuleIndex(rules, decode_content_default, country_code)
+        self._index = index = RuleIndex(rules, decode_content_default, country_code)
+        sender, receiver = index.sender, index.receiver
+        self.gate.load(sender.raw, sender.raw_stems, sender.raw_stem,
+                       receiver.raw, receiver.raw_stems, receiver.raw_stem)  # fmt: skip
 
     @property
     def rules(self) -> tuple[TraceRule, ...]:
@@ -113,23 +119,16 @@ class Tracer:
 
     def match(self, view: Any, smsc: str) -> "Trace | None":
         """A Trace when a live rule selects this original, else None."""
-        index = self._index
-        if not index.rules:
-            return None
-        sender, receiver = index.sender, index.receiver
         source, destination = view.source_addr, view.destination_addr
-        stems = sender.raw_stems  # empty without prefix rules: no slice then
-        maybe_src = source in sender.raw or (stems and source[: sender.raw_stem] in stems)
-        if not maybe_src:
-            stems = receiver.raw_stems
-            if destination not in receiver.raw and not (
-                stems and destination[: receiver.raw_stem] in stems
-            ):
-                return None  # the 99 % case: neither address can normalise to a rule's number
+        sides = self.gate.sides(source, destination)
+        if not sides:
+            return None  # the 99 % case: neither address can normalise to a rule's number
+        index = self._index
+        sender, receiver = index.sender, index.receiver
         cc = index.country_code
         src = normalise_address(source, view.source_addr_ton, view.source_addr_npi, cc)
         dst = normalise_address(destination, view.dest_addr_ton, view.dest_addr_npi, cc)
-        hits = (sender.find(src) or ()) if maybe_src else ()
+        hits = (sender.find(src) or ()) if sides & SENDER else ()
         found = receiver.find(dst)
         if found:
             hits += found
