@@ -35,6 +35,25 @@ class Original:
         answered: set[str] | None,
     ) -> None: ...
 
+class Copy:
+    handle: int
+    index: int
+    lane: Lane
+    session: Any
+    retried: bool
+    sent_at: float
+    original: Original
+    def __init__(
+        self,
+        handle: int,
+        index: int,
+        lane: Lane,
+        session: Any,
+        retried: bool,
+        sent_at: float,
+        original: Original,
+    ) -> None: ...
+
 class Lane:
     system_id: str
     binds: list[Any]
@@ -95,3 +114,4 @@ class DispatchCore:
     def on_message(self, session: Any, pdu: bytes) -> None: ...
 
 def udh_concat(view: SmView) -> tuple[int, int, int] | None: ...
+def message_key(part: Original) -> tuple: ...

@@ -4,25 +4,30 @@
 Per original and per copy the proxy runs the same few steps: read the original,
 judge it, send a copy to each target account, take each answer into the pending
 table, answer the SMSC once the verdict is known, record and release it once
-complete. In Python those steps cost more than everything else a worker does
-(issue 23: about 60 % of the instructions per original were the interpreter's), so
-they live here, on typed objects:
+complete. In Python those steps were most of a worker's instructions (issue 23:
+82k per original at 3 NEs, 33k with them here; bench/README.md), so they live here,
+on typed objects:
 
-- `Original` (an original in flight), `Lane` (an NE account's binds, queue and
-  token bucket) and `DispatcherStats` (the running totals) are extension types whose
-  fields the path reads and adds to in C;
+- `Original` (an original in flight), `Copy` (one copy sent: its answer's context),
+  `Lane` (an NE account's binds, queue and token bucket) and `DispatcherStats` (the
+  running totals) are extension types whose fields the path reads and adds to in C;
 - `DispatchCore` is the base class of `smps.proxy.dispatcher.Dispatcher`: it holds
-  `on_message`, the judging of an original, the copies, the answers, the reply and
-  the completion. What happens rarely (a queued copy, a retry, a trace, a whole
-  message, sticky blocks, screening verdicts that answer at once) stays in Python in
-  the subclass, which these methods call by name.
+  `on_message`, the parts of whole messages (smps._native.assembly), the judging of
+  an original, the copies, the answers, the reply and the completion. What happens
+  rarely (a queued copy, a retry, a trace event, `segments` accounts, sticky blocks,
+  screening verdicts, the record of a decision) stays in Python in the subclass,
+  which these methods call by name.
 
 Behaviour is exactly the Python dispatcher's (docs/architecture.md §3); the module
 docstring of smps.proxy.dispatcher describes the path.
 """
 
+cimport cython
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
+from smps._native.assembly cimport Assembly, HeldMessage, Riders, part_of
+from smps._native.campaigns cimport CampaignTable
 from smps._native.fingerprint cimport fingerprint
 from smps._native.histogram cimport Histogram
 from smps._native.numbers cimport AddressGate
@@ -35,6 +40,10 @@ from smps._native.pending cimport (
 from smps._native.session cimport SessionCore
 from smps._native.text cimport UdhInfo, plain_text, udh_scan
 
+import heapq
+import time
+
+from smps._native.assembly import whole_pdu
 from smps._native.pending import reason_name
 
 cdef enum:
@@ -43,8 +52,21 @@ cdef enum:
     _MAX_OUTCOME = 4
     _MAX_REASON = 8
 
+cdef inline double _system_time(int clock) noexcept nogil:
+    """time.monotonic() (CLOCK_MONOTONIC) or time.time() (CLOCK_REALTIME), read in C."""
+    cdef timespec now
+    clock_gettime(clock, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
+
+
 _OUTCOME_NAMES = {OUTCOME_ALLOW: "allow", OUTCOME_BLOCK: "block", OUTCOME_TEMPFAIL: "tempfail"}
 cdef tuple _GSM7_UNPACKED = ("gsm7", False)  # an SMSC's alphabet unless its config says otherwise
+# Reasons of the answers given here without the pending table (smps.proxy.verdicts).
+_REASON_RECEIPT = "receipt"
+_REASON_STICKY = "sticky"
+_REASON_NO_NE = "no_ne"
+_REASON_LATE_PART = "late_part"  # a part after its message was decided: the message's verdict
+_REASON_INCOMPLETE = "incomplete"  # policy.on_incomplete allow | tempfail
 
 
 cdef class Original:
@@ -91,6 +113,34 @@ cdef Original _original(session, bytes pdu, SmView view, concat, double arrived_
     original.trace = trace
     original.answered = None if trace is None else set()
     return original
+
+
+@cython.final
+@cython.freelist(256)
+cdef class Copy:
+    """One copy of an original sent to an NE account: what its answer settles (the
+    session's callback context). C fields: no Python object per value, per copy."""
+
+    cdef readonly int64_t handle  # the original's in the pending table
+    cdef readonly int index  # the account's place among the original's targets
+    cdef readonly Lane lane
+    cdef readonly object session  # the bind it went on; None for a segments account's votes
+    cdef readonly bint retried  # sent a second time, after its first bind dropped
+    cdef readonly double sent_at
+    cdef readonly Original original
+
+    def __init__(self, int64_t handle, int index, Lane lane, session, bint retried,
+                 double sent_at, Original original):
+        self.handle, self.index, self.lane, self.session = handle, index, lane, session
+        self.retried, self.sent_at, self.original = retried, sent_at, original
+
+
+cdef Copy _copy(int64_t handle, int index, Lane lane, session, bint retried, double sent_at,
+                Original original):
+    cdef Copy copy = Copy.__new__(Copy)
+    copy.handle, copy.index, copy.lane, copy.session = handle, index, lane, session
+    copy.retried, copy.sent_at, copy.original = retried, sent_at, original
+    return copy
 
 
 cdef class Lane:
@@ -216,14 +266,22 @@ cdef class DispatchCore:
     cdef public PendingTable pending
     cdef public DispatcherStats stats
     cdef public Histogram decision_latency  # original received → verdict sent
-    cdef public object clock
-    cdef public object wall_clock
+    cdef object _clock
+    cdef object _wall_clock
+    cdef bint _monotonic  # the clock is time.monotonic: read in C
+    cdef bint _realtime  # the wall clock is time.time: read in C
     cdef public object sink
     cdef public object tracer
     cdef public AddressGate trace_gate  # the tracer's: None without a tracer
-    cdef public object campaigns  # a CampaignTable, or None: not counted
+    cdef public CampaignTable campaigns  # None: not counted
     cdef public object policy
     cdef public object router
+    # What the router gives when it has no routes (every enabled account) and its
+    # decisive mask, read once per configuration: nearly every original takes them.
+    cdef public bint _routed
+    cdef public tuple _everyone
+    cdef public uint32_t _everyone_mask
+    cdef public bint _pause_reads  # flow.on_overload: pause (read_pause.enabled)
     cdef public object sticky
     cdef public object read_pause
     cdef public object _screen  # the screening engine, or None
@@ -238,7 +296,41 @@ cdef class DispatchCore:
     cdef public bint _record_non_allow
     cdef public bint _idle  # the tick runs slowly because nothing is in flight
     cdef public bint _show_content  # trace.decode_content: a campaign's example text shown
+    cdef public Assembly assembly  # whole messages held (smps._native.assembly)
+    # The worker's mesh when parts of a message may be owned by another worker
+    # (`owner_link(key)`: the link to the owner, or None for this worker).
+    cdef public object part_router
+    # Parts sent to their owner worker, by forward id: (original, sent at, the link
+    # to the owner), oldest first.
+    cdef public dict _parts_away
+    cdef public uint32_t _next_part_id
+    cdef public list _message_deadlines  # heap of (deadline, handle) of whole messages
+    cdef public object _on_incomplete  # policy.on_incomplete's outcome; None: judge the parts
     cdef uint32_t _status_of[_MAX_OUTCOME]  # outcome -> the SMSC's command_status
+
+    @property
+    def clock(self):
+        """Seconds, for deadlines (time.monotonic, or a test's clock)."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock):
+        self._clock, self._monotonic = clock, clock is time.monotonic
+
+    @property
+    def wall_clock(self):
+        """Epoch seconds, for records (time.time, or a test's clock)."""
+        return self._wall_clock
+
+    @wall_clock.setter
+    def wall_clock(self, clock):
+        self._wall_clock, self._realtime = clock, clock is time.time
+
+    cdef inline double _now(self) except? -1.0:
+        return _system_time(CLOCK_MONOTONIC) if self._monotonic else self._clock()
+
+    cdef inline double _wall_now(self) except? -1.0:
+        return _system_time(CLOCK_REALTIME) if self._realtime else self._wall_clock()
 
     def _set_outcome_status(self, dict outcome_status):
         """The policy's status per outcome (VerdictPolicy.outcome_status)."""
@@ -254,7 +346,7 @@ cdef class DispatchCore:
         session answers it with the error status.
         """
         cdef SmView view = decode_sm(pdu)
-        cdef double now = self.clock()
+        cdef double now = self._now()
         cdef int kind
         cdef Original original
         self.stats.received += 1
@@ -266,15 +358,15 @@ cdef class DispatchCore:
                 trace.received(pdu, view, session.smsc)
         kind = view.esm_class & 0x3C
         if (kind == 0x04 or kind == 0x20) and not self.inspect_receipts:  # a receipt
-            original = _original(session, pdu, view, None, self.wall_clock(), trace)
+            original = _original(session, pdu, view, None, self._wall_now(), trace)
             original.answered = None
-            self._reply_smsc_now(original, OUTCOME_ALLOW, "receipt", now)
+            self._reply_smsc_now(original, OUTCOME_ALLOW, _REASON_RECEIPT, now)
             return
         concat = _udh_concat(view) if view.esm_class & 0x40 else view.sar
-        original = _original(session, pdu, view, concat, self.wall_clock(), trace)
+        original = _original(session, pdu, view, concat, self._wall_now(), trace)
         if concat is not None:
-            if self._assembling and _is_part(concat):
-                self._take_part(original, now)
+            if self._assembling and part_of(concat):
+                self._take_part_c(original, now)
                 return
             if self.sticky_enabled:
                 original.concat_key = (view.source_addr, view.destination_addr, concat[0])
@@ -291,10 +383,12 @@ cdef class DispatchCore:
         cdef Lane lane
         cdef int64_t handle
         cdef int index
+        cdef tuple targets
+        cdef uint32_t mask
         session, trace = original.session, original.trace
         concat_key = original.concat_key
         if concat_key is not None and self.sticky.blocked(concat_key, now):
-            self._reply_smsc_now(original, OUTCOME_BLOCK, "sticky", now)
+            self._reply_smsc_now(original, OUTCOME_BLOCK, _REASON_STICKY, now)
             return 0
         # The text once, for the campaign fingerprint and the screening rules.
         alphabet = self._alphabets.get(session.smsc, _GSM7_UNPACKED)
@@ -305,16 +399,18 @@ cdef class DispatchCore:
             original.fingerprint = fingerprint(text) or 1
         if self._screen is not None and self._screened(original, now, text):
             return 0
-        router = self.router
-        targets = router.targets(view, session.smsc) if router.routes else router.everyone
+        if self._routed:
+            targets = self.router.targets(view, session.smsc)
+            mask = self._decisive_mask(targets)
+        else:
+            targets, mask = self._everyone, self._everyone_mask
         for lane in targets:
             if lane.binds:
                 break
         else:  # no target has a bind (or there is no target)
-            self._reply_smsc_now(original, self.policy.on_no_ne, "no_ne", now)
+            self._reply_smsc_now(original, self.policy.on_no_ne, _REASON_NO_NE, now)
             return 0
         original.targets = targets
-        mask = router.everyone_mask if targets is router.everyone else self._decisive_mask(targets)
         handle = self.pending.add(arrived, original, len(<tuple>targets), mask)
         if handle < 0:
             self._throttled(original, now)
@@ -323,7 +419,7 @@ cdef class DispatchCore:
             self._fine_tick()  # in flight again: back to the fine tick
         if concat_key is not None:
             self._concat_in_flight.setdefault(concat_key, set()).add(handle)
-        if self.read_pause.enabled:
+        if self._pause_reads:
             self.read_pause.added(session, len(self.pending))
         if not mask:
             # Only monitor accounts: they see the copy, but cannot decide.
@@ -344,6 +440,123 @@ cdef class DispatchCore:
             index += 1
         return 0
 
+    # ---- whole messages (smps._native.assembly) ------------------------------
+
+    cdef int _take_part_c(self, Original original, double now) except -1:
+        """A part of a concatenated message: to the worker that owns its message,
+        or held here until the message is complete."""
+        key = message_key(original)
+        if self.part_router is not None:
+            link = self.part_router.owner_link(key)
+            if link is not None:
+                self._next_part_id = ident = (self._next_part_id + 1) & 0xFFFFFFFF
+                self._parts_away[ident] = (original, now, link)
+                link.forward_part(ident, key[0], original.pdu)
+                self.stats.parts_forwarded += 1
+                if self._idle:
+                    self._fine_tick()
+                return 0
+        self._hold_part_c(key, original, now)
+        return 0
+
+    def _hold_part(self, tuple key, Original original, double now):
+        self._hold_part_c(key, original, now)
+
+    cdef int _hold_part_c(self, tuple key, Original original, double now) except -1:
+        cdef Assembly assembly = self.assembly
+        cdef HeldMessage message
+        cdef Riders riders
+        decided = assembly.verdict_of(key, now)
+        if decided is not None:  # a straggler: its message's verdict, at once
+            self.stats.late_parts += 1
+            self._reply_smsc_now(original, decided[0], _REASON_LATE_PART, now, decided[1])
+            return 0
+        message = assembly.add(key, original, now)
+        if message is None:  # as many messages held as concat_max_held: judged alone
+            self.stats.concat_overflow += 1
+            self._judge_alone(original, now)
+            return 0
+        if message.numbers[original.concat[2]] is not original:
+            self.stats.duplicate_parts += 1  # an SMSC's retry: answered with its message
+        riders = message.riders
+        if original.trace is not None:
+            if riders.trace is None:
+                riders.trace = original.trace
+            elif riders.trace is not original.trace:  # its own trace: one per message
+                riders.trace.received(original.pdu, original.view, key[0], "part_received")
+        if not message.judging:
+            if len(message.numbers) == message.total:
+                self._judge_held_c(key, message, now)
+            elif self._idle:
+                self._fine_tick()
+        return 0
+
+    def _judge_held(self, tuple key, HeldMessage message, double now):
+        self._judge_held_c(key, message, now)
+
+    cdef int _judge_held_c(self, tuple key, HeldMessage message, double now) except -1:
+        """Judge a held message; one that raises (a bug) has its parts answered as
+        if no verdict came in time, instead of leaving them to wait."""
+        try:
+            self._judge_message(key, message, now)
+        except Exception:
+            self.internal_error("judging a whole message")
+            outcome = self.policy.on_timeout
+            status = self.policy.status_for(outcome)
+            message.riders.respond(b"", status)
+            self.assembly.decided(key, outcome, status, now)
+        return 0
+
+    cdef int _judge_message(self, tuple key, HeldMessage message, double now) except -1:
+        """Judge the parts present as one message (all of them, or what came before
+        concat_hold); every part gets its verdict."""
+        cdef Riders riders = message.riders
+        cdef dict numbers = message.numbers
+        cdef Original original, part
+        cdef int n
+        self.assembly.take(key)
+        complete = len(numbers) == message.total
+        self.stats.whole_messages[complete] += 1
+        order = sorted(numbers)
+        riders.segments = [(<Original>numbers[n]).pdu for n in order]
+        pdu = whole_pdu(message, self._alphabets.get(key[0], _GSM7_UNPACKED))
+        original = _original(riders, pdu, decode_sm(pdu), (key[3], key[4], None),
+                             message.first_wall, riders.trace)
+        parts = []
+        for n in range(1, message.total + 1):
+            part = numbers.get(n)
+            parts.append(0 if part is None else part.view.sequence)
+        original.parts = parts
+        if riders.trace is not None:
+            riders.trace.held(len(numbers), message.total,
+                              round((now - message.first_at) * 1000, 3))
+        if not complete and self._on_incomplete is not None:
+            self._reply_smsc_now(original, self._on_incomplete, _REASON_INCOMPLETE, now)
+            return 0
+        self._judge_c(original, now, message.first_at)
+        return 0
+
+    cdef int _send_message_copies(self, Original original, int64_t handle,
+                                  double now) except -1:
+        """A whole message's copies: one to each `message` account, the parts to
+        each `segments` account. Its deadline runs from its first part."""
+        cdef Lane lane
+        cdef int index = 0
+        cdef double deadline = self.pending.arrived_at(handle) + self.pending.timeout
+        heapq.heappush(self._message_deadlines, (deadline, handle))
+        pdu = original.pdu
+        for lane in original.targets:
+            if not lane.whole:
+                self._send_segments(lane, handle, index, now, original)
+            else:
+                bind = None if lane.waiting else lane.pick_bind()
+                if bind is not None and (not lane.tps or lane.take_token(now)):
+                    self._transmit_c(bind, lane, handle, index, pdu, now, original, False)
+                else:
+                    self._hold_copy(lane, handle, index, now, original)
+            index += 1
+        return 0
+
     cdef bint _screened(self, Original original, double now, text) except -1:
         """The screening rules' verdict; True when that answered the original."""
         judged = self._screen.judge(original.view, original.session.smsc, int(now * 1000),
@@ -361,7 +574,7 @@ cdef class DispatchCore:
     cdef int _transmit_c(self, session, Lane lane, int64_t handle, int index, bytes pdu,
                          double now, Original original, bint retried) except -1:
         # The copy's context carries the original, so its answer needs no lookup.
-        context = (handle, index, lane, session, retried, now, original)
+        context = _copy(handle, index, lane, session, retried, now, original)
         if isinstance(session, SessionCore):
             sequence = (<SessionCore>session).send_c(pdu, self._ne_verdict_callback, context)
         else:  # a mesh RemoteBind
@@ -375,20 +588,19 @@ cdef class DispatchCore:
             original.trace.copy_sent(lane.system_id, session.name, 0, sequence, pdu)
         return 0
 
-    def _take_ne_verdict(self, tuple context, long long status, response):
+    def _take_ne_verdict(self, Copy copy, long long status, response):
         """A copy's outcome, from its NE session: the NE's answer, or NO_RESPONSE
         (timeout, bind lost, never sent) — retried once on another bind if the
         bind dropped, else counted as that target's NONE."""
-        cdef int64_t handle = context[0]
-        cdef int index = context[1]
-        cdef Lane lane = context[2]
-        cdef double sent_at = context[5]
-        cdef Original original = context[6]
-        cdef double now = self.clock()
+        cdef int64_t handle = copy.handle
+        cdef int index = copy.index
+        cdef Lane lane = copy.lane
+        cdef Original original = copy.original
+        cdef double now = self._now()
         cdef double latency
         cdef int state
         if status != _NO_RESPONSE:
-            latency = now - sent_at
+            latency = now - copy.sent_at
             lane.latency.observe(latency)
             # The NE's status: ESME_ROK allows, one of policy.ne_block_codes blocks,
             # anything else is no usable answer.
@@ -400,7 +612,8 @@ cdef class DispatchCore:
                 state = NONE
             self._settle_c(lane, handle, index, state, <uint32_t>status, now, original, response,
                            latency)
-        elif not context[4] and not context[3].is_open and self._retry(lane, handle, index, now):
+        elif not copy.retried and not copy.session.is_open and self._retry(lane, handle, index,
+                                                                            now):
             return
         else:
             self._settle_c(lane, handle, index, NONE, 0, now, original, None, -1.0)
@@ -453,18 +666,20 @@ cdef class DispatchCore:
         session = original.session
         if isinstance(session, SessionCore):
             response = (<SessionCore>session).respond_c(original.pdu, status)
-        else:  # a whole message's Riders, or a mesh RemotePart
+        elif isinstance(session, Riders):  # a whole message
+            response = (<Riders>session).respond(original.pdu, status)
+        else:  # a mesh RemotePart
             response = session.respond(original.pdu, status)
         self.decision_latency.observe(entry.decided_at - entry.arrived_at)
         self.stats._by_code[outcome][reason] += 1
         if original.trace is not None:
             original.trace.final(status, _OUTCOME_NAMES[outcome], reason_name(reason), response)
         if original.held is not None:
-            self._withdraw_held(original, self.clock(), True)
+            self._withdraw_held(original, self._now(), True)
         if original.parts is not None:
-            self.assembly.decided(original.session.key, outcome, status, self.clock())
+            self.assembly.decided((<Riders>original.session).key, outcome, status, self._now())
         if outcome == OUTCOME_BLOCK and reason != REASON_STICKY:
-            self._block_message(original.concat_key, self.clock(), handle)
+            self._block_message(original.concat_key, self._now(), handle)
         return 0
 
     def _complete(self, int64_t handle, Original original):
@@ -513,24 +728,28 @@ cdef class DispatchCore:
     cdef int _count(self, Original original, int outcome, int cause) except -1:
         cdef SmView view = original.view
         self.campaigns.observe(original.fingerprint, view.source_addr, view.destination_addr,
-                               <int64_t>self.wall_clock(), outcome - 1, cause, original.text,
+                               <int64_t>self._wall_now(), outcome - 1, cause, original.text,
                                self._show_content)
         return 0
 
-    cdef int _decisive_mask(self, tuple targets) except -1:
+    cdef uint32_t _decisive_mask(self, tuple targets) except? 0xFFFFFFFF:
         """Bit i set when target i is an enforcing account (the pending table's mask)."""
-        cdef int mask = 0, index = 0
+        cdef uint32_t mask = 0
+        cdef int index = 0
         cdef Lane lane
         for lane in targets:
             if lane.decisive:
-                mask |= 1 << index
+                mask |= (<uint32_t>1) << index
             index += 1
         return mask
 
 
-cdef inline bint _is_part(tuple concat):
-    """A part of a message of more than one (smps.proxy.assembly.part_of)."""
-    return concat[1] > 1 and 1 <= concat[2] <= concat[1]
+cpdef tuple message_key(Original part):
+    """The message a part belongs to (smps._native.assembly): (SMSC, source,
+    destination, ref, total)."""
+    cdef SmView view = part.view
+    concat = part.concat
+    return (part.session.smsc, view.source_addr, view.destination_addr, concat[0], concat[1])
 
 
 def udh_concat(SmView view):

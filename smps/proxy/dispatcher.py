@@ -31,13 +31,17 @@ Path of one original (docs/architecture.md §3):
    goes to the sink and the slot is freed. Answers after the verdict are kept
    in the record as late; answers after that are only counted. A monitor account's
    answers are never late (it never decides): they count as monitor answers.
+
+Steps 1 to 4 and 6, and the parts of whole messages, run in the native base class
+(`smps._native.dispatch.DispatchCore`): every original and every copy passes there.
+This class holds the configuration, the queues, the tick and what is rare.
 """
 
 import asyncio
 import heapq
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,12 +49,20 @@ import msgspec
 
 from smps._native import pending as P
 from smps._native import screen
+from smps._native.assembly import Assembly
 from smps._native.campaigns import CampaignTable
-from smps._native.dispatch import DispatchCore, DispatcherStats, Lane, Original, udh_concat
+from smps._native.dispatch import (
+    Copy,
+    DispatchCore,
+    DispatcherStats,
+    Lane,
+    Original,
+    message_key,
+    udh_concat,
+)
 from smps._native.histogram import Histogram
 from smps._native.pdu import Status, decode_sm
 from smps.config import Config
-from smps.proxy.assembly import Assembly, HeldMessage, whole_pdu
 from smps.proxy.campaigns import NO_CAUSE
 from smps.proxy.campaigns import cause_id as campaign_cause
 from smps.proxy.flow import ReadPause
@@ -69,9 +81,6 @@ TICK = 0.005  # seconds; keeps the 2 s deadline accurate to well within 20 ms
 IDLE_TICK = 0.1  # nothing in flight: the next deadline is at least policy.timeout away
 QUEUE_LIMIT = 10_000  # copies waiting per account, beyond which they count as NONE
 REASON_RULE = "rule"
-REASON_LATE_PART = "late_part"  # a part after its message was decided: the message's verdict
-REASON_INCOMPLETE = "incomplete"  # policy.on_incomplete allow | tempfail
-_GSM7_UNPACKED = ("gsm7", False)  # an SMSC's alphabet unless its config says otherwise
 PART_AWAY_MARGIN = 1.0  # seconds past the deadline a part forwarded to its owner may wait
 _SCREEN_BLOCK, _SCREEN_ALLOW = screen.ACTION_BLOCK, screen.ACTION_ALLOW
 _NONE, _ANSWER_UNKNOWN, _ANSWER_LATE = P.NONE, P.ANSWER_UNKNOWN, P.ANSWER_LATE
@@ -90,19 +99,12 @@ class HeldCopy(msgspec.Struct):
     lane: Lane
 
 
-def _message_key(part: Original) -> tuple:
-    """The message a part belongs to (smps.proxy.assembly): (SMSC, source,
-    destination, ref, total)."""
-    view, concat = part.view, part.concat
-    return (part.session.smsc, view.source_addr, view.destination_addr, concat[0], concat[1])
-
-
 class SegmentVotes:
     """The answers of a `segments` account to the parts of one whole message."""
 
     __slots__ = ("context", "remaining", "response", "status")
 
-    def __init__(self, parts: int, context: tuple):
+    def __init__(self, parts: int, context: Copy):
         self.remaining = parts
         self.context = context  # what the account's one verdict settles, as for a copy
         self.status = 0  # the last answer that was not an allow, else an allow
@@ -142,14 +144,9 @@ class Dispatcher(DispatchCore):
         self.pending = P.PendingTable(config.flow.max_inflight, config.policy.timeout)
         self.screening = Screening(config.screening.velocity_keys, velocity)
         self.assembly = Assembly()
-        # The worker's mesh when parts of a message may be owned by another worker
-        # (`owner_link(key)`: the link to the owner, or None for this worker).
-        self.part_router: Any = None
-        # Parts sent to their owner worker, by forward id: (original, sent at, the link
-        # to the owner), oldest first.
-        self._parts_away: OrderedDict[int, tuple[Original, float, Any]] = OrderedDict()
-        self._next_part_id = 0
-        self._message_deadlines: list[tuple[float, int]] = []  # heap of (deadline, handle)
+        self.part_router = None  # the worker's mesh, when other workers may own parts
+        self._parts_away = {}  # parts sent to their owner worker (DispatchCore)
+        self._message_deadlines = []  # heap of (deadline, handle) of whole messages
         # Every whole message by its fingerprint (smps.proxy.campaigns); None: not counted.
         self.campaigns: CampaignTable | None = None
         self.apply_config(config, accounts)
@@ -190,7 +187,10 @@ class Dispatcher(DispatchCore):
                 lane.cause = campaign_cause(name)
             else:
                 lane.configure(account)
-        self.router = Router(config.routes, self.lanes)
+        self.router = router = Router(config.routes, self.lanes)
+        self._routed = bool(router.routes)
+        self._everyone, self._everyone_mask = router.everyone, router.everyone_mask
+        self._pause_reads = self.read_pause.enabled
         self.screening.apply(config)
         self._screen = self.screening.engine  # one attribute per original, not two
 
@@ -275,21 +275,6 @@ class Dispatcher(DispatchCore):
 
     # ---- whole messages (smps.proxy.assembly) ------------------------------------
 
-    def _take_part(self, original: Original, now: float) -> None:
-        """A part of a concatenated message: to the worker that owns its message,
-        or held here until the message is complete."""
-        key = _message_key(original)
-        if self.part_router is not None:
-            link = self.part_router.owner_link(key)
-            if link is not None:
-                self._next_part_id = ident = (self._next_part_id + 1) & 0xFFFFFFFF
-                self._parts_away[ident] = (original, now, link)
-                link.forward_part(ident, key[0], original.pdu)
-                self.stats.parts_forwarded += 1
-                self._fine_tick()
-                return
-        self._hold_part(key, original, now)
-
     def take_remote_part(self, session: Any, pdu: bytes) -> None:
         """A part another worker read, sent here because this worker owns its
         message; ``session`` answers it back there (a mesh RemotePart)."""
@@ -300,7 +285,7 @@ class Dispatcher(DispatchCore):
             trace.received(pdu, view, session.smsc)
         original = Original(session, pdu, view, concat, None, (), self.wall_clock(), trace,
                             None if trace is None else set())  # fmt: skip
-        self._hold_part(_message_key(original), original, self.clock())
+        self._hold_part(message_key(original), original, self.clock())
 
     def part_answered(self, ident: int, status: int) -> None:
         """The owner worker's answer for a part sent to it: answer the SMSC."""
@@ -325,91 +310,13 @@ class Dispatcher(DispatchCore):
             original.concat_key = (view.source_addr, view.destination_addr, original.concat[0])
         self._judge(original, now, now)
 
-    def _hold_part(self, key: tuple, original: Original, now: float) -> None:
-        assembly = self.assembly
-        decided = assembly.verdict_of(key, now)
-        if decided is not None:  # a straggler: its message's verdict, at once
-            self.stats.late_parts += 1
-            self._reply_smsc_now(original, decided[0], REASON_LATE_PART, now, decided[1])
-            return
-        message = assembly.add(key, original, now)
-        if message is None:  # as many messages held as concat_max_held: judged alone
-            self.stats.concat_overflow += 1
-            self._judge_alone(original, now)
-            return
-        if message.numbers[original.concat[2]] is not original:
-            self.stats.duplicate_parts += 1  # an SMSC's retry: answered with its message
-        riders = message.riders
-        if original.trace is not None:
-            if riders.trace is None:
-                riders.trace = original.trace
-            elif riders.trace is not original.trace:  # its own trace: one per message
-                riders.trace.received(original.pdu, original.view, key[0], "part_received")
-        if not message.judging:
-            if message.complete:
-                self._judge_held(key, message, now)
-            else:
-                self._fine_tick()
-
-    def _judge_held(self, key: tuple, message: HeldMessage, now: float) -> None:
-        """Judge a held message; one that raises (a bug) has its parts answered as
-        if no verdict came in time, instead of leaving them to wait."""
-        try:
-            self._judge_message(key, message, now)
-        except Exception:
-            self.internal_error("judging a whole message")
-            outcome = self.policy.on_timeout
-            status = self.policy.status_for(outcome)
-            message.riders.respond(b"", status)
-            self.assembly.decided(key, outcome, status, now)
-
-    def _judge_message(self, key: tuple, message: HeldMessage, now: float) -> None:
-        """Judge the parts present as one message (all of them, or what came before
-        concat_hold); every part gets its verdict."""
-        self.assembly.take(key)
-        complete = message.complete
-        self.stats.whole_messages[complete] += 1
-        riders = message.riders
-        numbers = message.numbers
-        order = sorted(numbers)
-        riders.segments = [numbers[n].pdu for n in order]
-        pdu = whole_pdu(message, self._alphabets.get(riders.smsc, _GSM7_UNPACKED))
-        trace = riders.trace
-        answered = None if trace is None else set()
-        original = Original(riders, pdu, decode_sm(pdu), (key[3], key[4], None), None, (),
-                            message.first_wall, trace, answered)  # fmt: skip
-        original.parts = [numbers[n].view.sequence if n in numbers else 0
-                          for n in range(1, message.total + 1)]  # fmt: skip
-        if trace is not None:
-            trace.held(len(numbers), message.total, round((now - message.first_at) * 1000, 3))
-        if not complete and self._on_incomplete is not None:
-            self._reply_smsc_now(original, self._on_incomplete, REASON_INCOMPLETE, now)
-            return
-        self._judge(original, now, message.first_at)
-
-    def _send_message_copies(self, original: Original, handle: int, now: float) -> None:
-        """A whole message's copies: one to each `message` account, the parts to
-        each `segments` account. Its deadline runs from its first part."""
-        deadline = self.pending.arrived_at(handle) + self.pending.timeout
-        heapq.heappush(self._message_deadlines, (deadline, handle))
-        pdu = original.pdu
-        for index, lane in enumerate(original.targets):
-            if not lane.whole:
-                self._send_segments(lane, handle, index, now, original)
-                continue
-            bind = None if lane.waiting else lane.pick_bind()
-            if bind is not None and (not lane.tps or lane.take_token(now)):
-                self._transmit(bind, lane, handle, index, pdu, now, original, False)
-            else:
-                self._hold_copy(lane, handle, index, now, original)
-
     def _send_segments(self, lane: Lane, handle: int, index: int, now: float,
                        original: Original) -> None:  # fmt: skip
         """Each part to a `segments` account, its answers one verdict of the account:
         a block at once, else allow when every part was allowed. A part that finds
         no free window or token now counts as no answer (these copies never queue)."""
         segments = original.session.segments
-        votes = SegmentVotes(len(segments), (handle, index, lane, None, True, now, original))
+        votes = SegmentVotes(len(segments), Copy(handle, index, lane, None, True, now, original))
         for pdu in segments:
             bind = lane.pick_bind()
             if bind is None or (lane.tps and not lane.take_token(now)):

@@ -18,7 +18,7 @@ peer died), its remote binds leave the lanes first and then every copy
 forwarded to it turns NONE at once.
 
 The parts of a concatenated message meet in the worker that owns the message
-(`smps.proxy.assembly.owner_of`): a PART carries one to it, and a VERDICT
+(`smps._native.assembly.owner_of`): a PART carries one to it, and a VERDICT
 brings back the status to answer the SMSC with. When the owner goes away, the
 parts sent to it are judged alone where they came in.
 """
@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from smps.proxy.assembly import owner_of
+from smps._native.assembly import owner_of
 from smps.smpp.session import NO_RESPONSE, REFUSED
 
 log = logging.getLogger("smps.mesh")

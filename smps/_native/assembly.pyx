@@ -16,29 +16,30 @@ too) joins the message's `Riders` and gets the message's answer. Once decided,
 the message's verdict is remembered for `policy.concat_window`, so a straggler
 gets it at once (a tempfail is not remembered: the SMSC's retries of the parts
 are judged again). The module is sans-I/O: it keeps parts and answers them
-through their sessions (`Riders.respond`); the dispatcher judges.
+through their sessions (`Riders.respond`); the dispatcher judges
+(smps._native.dispatch, which reads these types' fields in C).
 """
 
 import zlib
-from collections import OrderedDict
-from typing import Any
 
 from smps._native import pdu as codec
 from smps._native import text
-from smps._native.pending import OUTCOME_TEMPFAIL
+
+from smps._native.pending cimport OUTCOME_TEMPFAIL
+from smps._native.session cimport SessionCore
 
 _UDHI = 0x40
 _CONCAT_IES = (0x00, 0x08)
 DECIDED_LIMIT = 100_000  # decided messages remembered for their stragglers
 
 
-def part_of(concat: tuple[int, int, int] | None) -> bool:
+cpdef bint part_of(concat) except -1:
     """Is (ref, total, part) a part of a message worth holding? Malformed ones
     (total 1, part 0, part past the total) are judged as single messages."""
     return concat is not None and concat[1] >= 2 and 1 <= concat[2] <= concat[1]
 
 
-def owner_of(key: tuple, workers: int) -> int:
+def owner_of(tuple key, int workers):
     """The worker that holds the message ``key``: the same in every process
     (Python's own str hash differs from process to process)."""
     smsc, source, destination, ref, total = key
@@ -46,31 +47,33 @@ def owner_of(key: tuple, workers: int) -> int:
     return (digest ^ (ref * 31 + total)) % workers
 
 
-class Riders:
+cdef class Riders:
     """The parts of one message, standing in for the session of the message's
     Original: answering it answers every part on the bind it came in on."""
-
-    __slots__ = ("key", "parts", "segments", "trace")
 
     transport = None
     is_open = False  # for flow control: nothing to pause here (the parts' sessions are read)
 
-    def __init__(self, key: tuple):
+    def __init__(self, tuple key):
         self.key = key
-        self.parts: list[Any] = []  # the parts' Originals, in arrival order
-        self.segments: list[bytes] = []  # one PDU per part number, for `segments` accounts
+        self.parts = []  # the parts' Originals, in arrival order
+        self.segments = []  # one PDU per part number, for `segments` accounts
         self.trace = None
 
     @property
-    def smsc(self) -> str:
+    def smsc(self):
         return self.key[0]
 
-    def respond(self, _pdu: bytes, status: int) -> bytes | None:
+    cpdef respond(self, bytes _pdu, int status):
         """Answer every part with ``status``; the first part's response (for the trace)."""
         first = None
         trace = self.trace
         for part in self.parts:
-            response = part.session.respond(part.pdu, status)
+            session = part.session
+            if isinstance(session, SessionCore):
+                response = (<SessionCore>session).respond_c(part.pdu, status)
+            else:  # a mesh RemotePart
+                response = session.respond(part.pdu, status)
             if first is None:
                 first = response
             if trace is not None:
@@ -79,64 +82,63 @@ class Riders:
         return first
 
 
-class HeldMessage:
+cdef class HeldMessage:
     """One message from its first part to its verdict."""
 
-    __slots__ = ("first_at", "first_wall", "judging", "numbers", "riders", "total")
-
-    def __init__(self, riders: Riders, total: int, now: float, wall: float):
+    def __init__(self, Riders riders, int total, double now, double wall):
         self.riders = riders
         self.total = total
         self.first_at = now
         self.first_wall = wall
-        self.numbers: dict[int, Any] = {}  # part number -> its first Original
+        self.numbers = {}  # part number -> its first Original
         self.judging = False
 
     @property
-    def complete(self) -> bool:
+    def complete(self):
         return len(self.numbers) == self.total
 
 
-class Assembly:
+cdef class Assembly:
     """The messages held or being judged in one worker, and the verdicts of the
-    decided ones for their stragglers."""
+    decided ones for their stragglers. Dicts keep insertion order: `held` is by first
+    arrival, `_decided` by decision (a key decided again moves to the end)."""
 
-    def __init__(self) -> None:
-        self.messages: dict[tuple, HeldMessage] = {}  # held or judging, by key
-        self.held: OrderedDict[tuple, HeldMessage] = OrderedDict()  # by first arrival
-        self._decided: OrderedDict[tuple, tuple[float, int, int]] = OrderedDict()
+    def __init__(self):
+        self.messages = {}  # held or judging, by key
+        self.held = {}  # by first arrival
+        self._decided = {}  # key -> (remembered until, outcome, status)
         self.configure(1.0, 100_000, 60.0)
 
-    def configure(self, hold: float, max_held: int, window: float) -> None:
+    def configure(self, double hold, Py_ssize_t max_held, double window):
         self.hold = hold
         self.max_held = max_held
         self.window = window
 
-    def __len__(self) -> int:
+    def __len__(self):
         return len(self.messages)
 
-    def add(self, key: tuple, original: Any, now: float) -> HeldMessage | None:
+    cpdef HeldMessage add(self, tuple key, original, double now):
         """Take a part. Its message (held or judging) when it joined one; None when
         the part is not taken: the table is full, so it is judged alone."""
-        message = self.messages.get(key)
+        cdef HeldMessage message = self.messages.get(key)
         if message is None:
             if len(self.messages) >= self.max_held:
                 return None
-            riders = Riders(key)
-            message = HeldMessage(riders, key[4], now, original.arrived_wall)
+            message = HeldMessage(Riders(key), key[4], now, original.arrived_wall)
             self.messages[key] = message
             self.held[key] = message
         message.riders.parts.append(original)
         message.numbers.setdefault(original.concat[2], original)
         return message
 
-    def take(self, key: tuple) -> None:
+    cpdef take(self, tuple key):
         """The message goes to be judged: no longer waiting for parts."""
-        message = self.held.pop(key)
+        cdef HeldMessage message = self.held.pop(key)
         message.judging = True
 
-    def due(self, now: float) -> list[tuple]:
+    def due(self, double now):
         """The keys of held messages whose hold ran out, oldest first."""
+        cdef HeldMessage message
         due = []
         limit = now - self.hold
         for key, message in self.held.items():
@@ -145,7 +147,7 @@ class Assembly:
             due.append(key)
         return due
 
-    def decided(self, key: tuple, outcome: int, status: int, now: float) -> None:
+    cpdef decided(self, tuple key, int outcome, int status, double now):
         """The message was answered: its stragglers get the same answer for a while,
         unless it was a tempfail: the SMSC sends the message again, to be judged anew."""
         self.messages.pop(key, None)
@@ -153,12 +155,12 @@ class Assembly:
         if outcome == OUTCOME_TEMPFAIL:
             return
         decided = self._decided
+        decided.pop(key, None)  # to the end
         decided[key] = (now + self.window, outcome, status)
-        decided.move_to_end(key)
         while decided and (len(decided) > DECIDED_LIMIT or next(iter(decided.values()))[0] <= now):
-            decided.popitem(last=False)
+            del decided[next(iter(decided))]
 
-    def verdict_of(self, key: tuple, now: float) -> tuple[int, int] | None:
+    cpdef tuple verdict_of(self, tuple key, double now):
         """(outcome, status) of a decided message still remembered."""
         found = self._decided.get(key)
         if found is None or found[0] <= now:
@@ -166,7 +168,7 @@ class Assembly:
         return found[1], found[2]
 
 
-def whole_pdu(message: HeldMessage, alphabet: tuple[str, bool]) -> bytes:
+def whole_pdu(HeldMessage message, tuple alphabet):
     """One deliver_sm (or data_sm) carrying the whole message: the first part's
     fields, its UDH without the concatenation element (none left: no UDH, UDHI
     cleared), and every part's user data in order in message_payload. A missing
@@ -188,7 +190,7 @@ def whole_pdu(message: HeldMessage, alphabet: tuple[str, bool]) -> bytes:
     return codec.with_user_data(view, header + payload, esm_class)
 
 
-def _udh_without_concat(udh: Any) -> bytes:
+def _udh_without_concat(udh):
     """The UDH's other elements (ports, language shifts...) as a UDH, or b""."""
     ies = udh.ies
     if len(ies) == 1:  # the concatenation element alone, the usual case
@@ -198,8 +200,7 @@ def _udh_without_concat(udh: Any) -> bytes:
     return bytes((len(body),)) + body if body else b""
 
 
-def _repacked(message: HeldMessage, numbers: list[int], view: Any, header: bytes,
-              alphabet: tuple[str, bool]) -> bytes | None:  # fmt: skip
+def _repacked(HeldMessage message, list numbers, view, bytes header, tuple alphabet):
     """Packed GSM 7-bit parts cannot be joined octet by octet (each part's septets
     start after its own UDH's fill bits): decode the whole, pack it again. None
     when the parts are not GSM 7-bit (data_coding says otherwise)."""
