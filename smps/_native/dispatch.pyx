@@ -24,6 +24,7 @@ docstring of smps.proxy.dispatcher describes the path.
 
 cimport cython
 from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.math cimport rint
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from smps._native.assembly cimport Assembly, HeldMessage, Riders, part_of
@@ -34,6 +35,7 @@ from smps._native.numbers cimport AddressGate
 from smps._native.pdu cimport SmView, decode_sm
 from smps._native.pending cimport (
     ALLOW, ANSWER_COMPLETE, ANSWER_DECIDED, ANSWER_LATE, ANSWER_UNKNOWN, BLOCK, Entry, NONE,
+    WAITING,
     OUTCOME_ALLOW, OUTCOME_BLOCK, OUTCOME_TEMPFAIL, PendingTable, REASON_ALL_ALLOW,
     REASON_STICKY,
 )
@@ -44,6 +46,7 @@ import heapq
 import time
 
 from smps._native.assembly import whole_pdu
+from smps._native.pdu import command_name
 from smps._native.pending import reason_name
 
 cdef enum:
@@ -307,6 +310,15 @@ cdef class DispatchCore:
     cdef public list _message_deadlines  # heap of (deadline, handle) of whole messages
     cdef public object _on_incomplete  # policy.on_incomplete's outcome; None: judge the parts
     cdef uint32_t _status_of[_MAX_OUTCOME]  # outcome -> the SMSC's command_status
+    # The record structs (smps.proxy.records.Decision, NeResult) and the state names
+    # (smps.proxy.verdicts.STATE_NAMES), given by the Dispatcher: layers below the proxy
+    # do not import it.
+    cdef object _Decision
+    cdef object _NeResult
+    cdef dict _state_names
+
+    def _set_record_types(self, decision, result, dict state_names):
+        self._Decision, self._NeResult, self._state_names = decision, result, state_names
 
     @property
     def clock(self):
@@ -708,7 +720,7 @@ cdef class DispatchCore:
                      or original.rule is not None)
             )
         ):
-            self._record(handle, original)
+            self.sink.put(self._record(handle, original))
         key = original.concat_key
         if key is not None:
             handles = self._concat_in_flight[key]
@@ -719,6 +731,65 @@ cdef class DispatchCore:
         if self.read_pause.paused:
             self.read_pause.released(len(self.pending))
         return 0
+
+    cdef object _record(self, int64_t handle, Original original):
+        """The decision record of a complete original."""
+        cdef const Entry* entry = self.pending._decided(handle)
+        cdef int outcome = entry.outcome, deciding = entry.deciding
+        cdef double decided = original.arrived_wall + (entry.decided_at - entry.arrived_at)
+        cdef tuple targets = original.targets
+        reason = reason_name(entry.reason)
+        results = []
+        cdef Lane lane
+        cdef int index = 0
+        for state, status, latency_us, late in self.pending.targets(handle):
+            lane = targets[index]
+            results.append(self._NeResult(  # positional, in field order
+                lane.system_id,  # account
+                self._state_names[state],  # verdict
+                status if state == ALLOW or state == BLOCK or status else None,
+                latency_us / 1000 if state != WAITING else None,  # latency_ms
+                bool(late) and lane.decisive,  # a monitor account's answer is never late
+                lane.decisive,
+            ))
+            index += 1
+        return self._decision(original, decided, _OUTCOME_NAMES[outcome], reason,
+                              self._status_of[outcome],
+                              (<Lane>targets[deciding]).system_id if deciding >= 0 else None,
+                              results)
+
+    cpdef object _decision(self, Original original, double decided, str verdict, str reason,
+                           uint32_t status, deciding, list results):
+        """The record of one original decided at ``decided`` (epoch seconds): a
+        smps.proxy.records.Decision, made positionally, in its field order."""
+        cdef SmView view = original.view
+        concat = original.concat
+        return self._Decision(
+            <int64_t>rint(original.arrived_wall * 1_000_000),  # arrived_us
+            <int64_t>rint(decided * 1_000_000),  # decided_us
+            original.session.smsc,
+            command_name(view.command_id),  # command
+            view.sequence,
+            view.source_addr.decode("latin-1"),
+            view.source_addr_ton,
+            view.source_addr_npi,
+            view.destination_addr.decode("latin-1"),
+            view.dest_addr_ton,
+            view.dest_addr_npi,
+            view.esm_class,
+            view.data_coding,
+            concat[0] if concat else None,  # concat_ref
+            concat[2] if concat else None,  # concat_part
+            concat[1] if concat else None,  # concat_total
+            verdict,
+            reason,
+            status,
+            deciding,  # deciding_account
+            results,
+            original.rule,  # rule_id
+            original.parts,
+            f"{original.fingerprint:016x}" if original.fingerprint else None,
+        )
 
     def _count_campaign_as(self, Original original, int outcome, int cause):
         """One whole message in the campaign table, with the number of what decided

@@ -66,7 +66,7 @@ from smps.config import Config
 from smps.proxy.campaigns import NO_CAUSE
 from smps.proxy.campaigns import cause_id as campaign_cause
 from smps.proxy.flow import ReadPause
-from smps.proxy.records import DecisionSink, MemorySink, decision_of, ne_results, should_record
+from smps.proxy.records import Decision, DecisionSink, MemorySink, NeResult, should_record
 from smps.proxy.routing import Router
 from smps.proxy.screening import ACTION_NAMES as SCREEN_ACTIONS
 from smps.proxy.screening import Screening, VelocityTable
@@ -129,6 +129,7 @@ class Dispatcher(DispatchCore):
         self.wall_clock = wall_clock
         self.sink = sink if sink is not None else MemorySink()
         self.tracer = tracer
+        self._set_record_types(Decision, NeResult, STATE_NAMES)
         self.trace_gate = None if tracer is None else tracer.gate
         self.stats = DispatcherStats()
         self.decision_latency = Histogram()  # original received → verdict sent
@@ -508,7 +509,7 @@ class Dispatcher(DispatchCore):
         rule = original.rule
         if should_record(self.record_mode, verdict, reason, trace is not None, rule is not None):
             self.sink.put(
-                decision_of(original, self.wall_clock(), verdict, reason, status, None, [])
+                self._decision(original, self.wall_clock(), verdict, reason, status, None, [])
             )
 
     def _block_message(self, key: tuple | None, now: float, handle: int = -1) -> None:
@@ -522,27 +523,6 @@ class Dispatcher(DispatchCore):
                 other, P.OUTCOME_BLOCK, P.REASON_STICKY, now
             ):
                 self._reply_smsc(other, self.pending.context(other))
-
-    def _record(self, handle: int, original: Original) -> None:
-        """The decision record of a complete original (DispatchCore chose to keep it)."""
-        pending = self.pending
-        outcome, reason_code, _seconds = pending.verdict(handle)
-        targets = original.targets
-        deciding = pending.deciding_target(handle)
-        decided_wall = original.arrived_wall + (
-            pending.decided_at(handle) - pending.arrived_at(handle)
-        )
-        self.sink.put(
-            decision_of(
-                original,
-                decided_wall,
-                OUTCOME_NAMES[outcome],  # verdict
-                P.reason_name(reason_code),
-                self.policy.status_for(outcome),
-                targets[deciding].system_id if deciding >= 0 else None,
-                ne_results(targets, pending.targets(handle)),
-            )
-        )
 
     def _count_campaign(self, original: Original, outcome: int, cause: str | None) -> None:
         """One whole message in the campaign table, with what decided it (a rule id

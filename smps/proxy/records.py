@@ -1,7 +1,8 @@
 """The records SMPS makes, one struct each all the way through the processes:
 the decision for one original, and the events of a traced one.
 
-A `Decision` is made by the dispatcher (subject to `database.record`) and handed
+A `Decision` is made by the dispatcher (subject to `database.record`; in C, positionally
+in field order: `DispatchCore._decision` in smps/_native/dispatch.pyx) and handed
 to a sink; a worker sends it to the master as it is (msgpack), the writer turns
 it into a ``decisions`` row, and the API returns it read back, with what storing
 added (:class:`smps.store.rows.StoredDecision`). The default sink keeps the last
@@ -18,13 +19,6 @@ from collections.abc import Iterator
 from typing import Protocol
 
 import msgspec
-
-from smps._native import pending as P
-from smps._native.pdu import command_name
-from smps.proxy.verdicts import STATE_NAMES
-
-_ANSWERED = (P.ALLOW, P.BLOCK)
-_WAITING = P.WAITING
 
 
 class NeResult(msgspec.Struct, frozen=True):
@@ -67,58 +61,6 @@ class Decision(msgspec.Struct, frozen=True):
     # The content fingerprint of the (whole) message, 16 hex digits: its campaign
     # (smps._native.fingerprint); None when it has no text (binary data, receipts).
     fingerprint: str | None = None
-
-
-def decision_of(original, decided, verdict, reason, status, deciding, results) -> Decision:
-    """The record of one original (the dispatcher's ``Original``: its session, its
-    `SmView`, its concat (ref, total, part) or None, when it arrived and the
-    screening rule that fired) decided at ``decided`` (epoch seconds)."""
-    view = original.view
-    concat = original.concat
-    # Positional, in Decision's field order: msgspec matches keywords one
-    # by one, which made the constructor cost 5 µs instead of 1.
-    return Decision(
-        round(original.arrived_wall * 1_000_000),  # arrived_us
-        round(decided * 1_000_000),  # decided_us
-        original.session.smsc,
-        command_name(view.command_id),  # command
-        view.sequence,
-        view.source_addr.decode("latin-1"),
-        view.source_addr_ton,
-        view.source_addr_npi,
-        view.destination_addr.decode("latin-1"),
-        view.dest_addr_ton,
-        view.dest_addr_npi,
-        view.esm_class,
-        view.data_coding,
-        concat[0] if concat else None,  # concat_ref
-        concat[2] if concat else None,  # concat_part
-        concat[1] if concat else None,  # concat_total
-        verdict,
-        reason,
-        status,
-        deciding,  # deciding_account
-        results,
-        original.rule,  # rule_id
-        original.parts,
-        f"{original.fingerprint:016x}" if original.fingerprint else None,
-    )
-
-
-def ne_results(targets, answers) -> list[NeResult]:
-    """Each target account's part: ``targets`` are its lanes, ``answers`` the pending
-    table's (state, status, latency_us, late) of each."""
-    return [
-        NeResult(  # positional, in field order
-            lane.system_id,  # account
-            STATE_NAMES[state],  # verdict
-            status if state in _ANSWERED or status else None,
-            latency_us / 1000 if state != _WAITING else None,  # latency_ms
-            bool(late) and lane.decisive,  # a monitor account's answer is never late
-            lane.decisive,
-        )
-        for lane, (state, status, latency_us, late) in zip(targets, answers, strict=True)
-    ]
 
 
 def should_record(record: str, verdict: str, reason: str, traced: bool, rule: bool = False) -> bool:

@@ -85,7 +85,8 @@ class Worker:
         )
         ne_server = self.plane.ne_server
         self.mesh = Mesh(index, self.plane.dispatcher, ne_server.registry, config.node.worker_count)
-        self.plane.dispatcher.part_router = self.mesh  # parts meet in their owner worker
+        if config.node.worker_count > 1:  # parts meet in their owner worker
+            self.plane.dispatcher.part_router = self.mesh
         ne_server.registry.listeners.append(self.mesh.on_bind_change)
         ne_server.registry.listeners.append(self._report_binds)
         ne_server.binds_elsewhere = self._binds_elsewhere
