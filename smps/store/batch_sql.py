@@ -136,10 +136,6 @@ def _text(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
-def _number(value: int | None) -> str | int:
-    return "NULL" if value is None else int(value)
-
-
 def mysql_values(row: tuple) -> str:
     """A decision row (DECISION_COLUMNS order) as a MySQL VALUES tuple, for a session
     with NO_BACKSLASH_ESCAPES; a value of the wrong type raises (TypeError,
@@ -185,18 +181,19 @@ def mysql_values(row: tuple) -> str:
         dest_npi,
         esm_class,
         data_coding,
-        _number(concat_ref),
-        _number(concat_part),
-        _number(concat_total),
+        # the nullable ones inline: eight calls to a helper cost about 0.5 µs a row
+        "NULL" if concat_ref is None else int(concat_ref),
+        "NULL" if concat_part is None else int(concat_part),
+        "NULL" if concat_total is None else int(concat_total),
         verdict.replace("'", "''"),
         reason.replace("'", "''"),
         status,
-        _text(deciding_account),
+        "NULL" if deciding_account is None else "'" + deciding_account.replace("'", "''") + "'",
         results.replace("'", "''"),
-        _number(epoch),
-        _text(rule_id),
-        _text(parts),
-        _text(fingerprint),
+        "NULL" if epoch is None else int(epoch),
+        "NULL" if rule_id is None else "'" + rule_id.replace("'", "''") + "'",
+        "NULL" if parts is None else "'" + parts.replace("'", "''") + "'",
+        "NULL" if fingerprint is None else "'" + fingerprint.replace("'", "''") + "'",
     )
 
 
