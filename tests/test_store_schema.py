@@ -3,12 +3,13 @@
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import and_, inspect, select, text
 from sqlalchemy.schema import CreateIndex
 
 from smps.store import schema
 from smps.store.db import SchemaError, Store, _alembic_config, head_revision, upgrade
 from smps.store.decision_queries import DecisionQuery, _bucket_probe
+from smps.store.trace_queries import TraceQuery, _trace_conditions
 from smps.store.writer import DecisionWriter
 from tests.helpers import until
 from tests.store_db import database_url, make_decision, scalar, store  # noqa: F401
@@ -69,6 +70,37 @@ async def test_sqlite_number_indexes_are_the_schemas(tmp_path):
                 f"WHERE decided_us / {schema.NUMBER_BUCKET_US} = 5 AND source_addr = '1'"
             )
             assert "ix_decisions_source_bucket" in " ".join(row[3] for row in plan)
+    finally:
+        await store.close()
+
+
+async def test_sqlite_trace_number_indexes_hold_the_received_events(tmp_path):
+    """Migration 0010 makes them as schema.py declares them, and the traced-messages
+    filter on a number (kind = 'received' first) reads them."""
+    store = await Store.open(f"sqlite:///{tmp_path}/tr.db")
+    try:
+        async with store.engine.connect() as conn:
+            made = dict(
+                (
+                    await conn.exec_driver_sql(
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                        "AND tbl_name = 'traces' AND sql IS NOT NULL"
+                    )
+                ).all()
+            )
+            declared = {
+                ix.name: str(CreateIndex(ix).compile(dialect=conn.dialect))
+                for ix in schema.traces.indexes
+            }
+            assert made == declared
+            assert "WHERE kind = 'received'" in made["ix_traces_source_addr"]
+            conditions = _trace_conditions(TraceQuery(number="8613800138000"))
+            statement = select(schema.traces.c.id).where(and_(*conditions)).limit(10)
+            sql = statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            plan = " ".join(
+                row[3] for row in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")
+            )
+            assert "ix_traces_source_addr" in plan and "ix_traces_destination_addr" in plan
     finally:
         await store.close()
 
