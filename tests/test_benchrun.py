@@ -301,3 +301,26 @@ def test_baseline_runs_the_bare_relay_after_smps_and_reports_the_ratio(tmp_path)
         f"ratio SMPS/bare relay: {report['ratio']:.2f} (CPU {report['cpu_us_per_msg']:.2f} "
         f"against {relay['cpu_us_per_msg']:.2f} µs/msg" in result.stdout
     )
+
+
+def test_cpu_by_part_compares_the_last_whole_part_with_the_first():
+    from bench.loadrun.report import _cpu_by_part
+
+    def sample(at, answered, master, workers, rows):
+        cpu = {"master": master, "workers": workers}
+        return {"at": at, "answered": answered, "proxy_cpu": cpu, "rows": rows}
+
+    samples = [
+        sample(0.0, 0, 0.0, 0.0, 0),
+        sample(60.0, 1_000_000, 4.0, 16.0, 200_000),  # 20 µs/msg, master 20 µs/row
+        sample(120.0, 2_000_000, 8.5, 32.5, 400_000),  # 21 µs/msg
+        sample(125.0, 2_100_000, 9.0, 34.0, 420_000),  # 5 s: shown, not compared
+    ]
+    parts = _cpu_by_part(samples, 60.0)
+    assert [p["cpu_us_per_msg"] for p in parts["parts"]] == [20.0, 21.0, 20.0]
+    assert parts["parts"][0]["master_us_per_row"] == 20.0
+    assert (parts["first_cpu_us_per_msg"], parts["last_cpu_us_per_msg"]) == (20.0, 21.0)
+    assert parts["creep"] == 0.05
+    without_rows = [{**s, "rows": None} for s in samples]
+    assert _cpu_by_part(without_rows, 60.0)["parts"][0]["rows"] is None
+    assert _cpu_by_part(samples[:2], 60.0)["creep"] is None  # one part: nothing to compare

@@ -1,11 +1,21 @@
 """Decisions and trace events (both as themselves) from a worker's RecordForwarder
 reach the master whole: every field, over a real control socket pair."""
 
+import gc
 import socket
 
-from smps.proxy.records import TraceEvent
+import msgspec
+
+from smps.proxy.records import Decision, NeResult, TraceEvent
 from smps.runtime.control import ControlChannel
-from smps.runtime.records import RECORDS, RecordForwarder, decode_records
+from smps.runtime.records import (
+    RECORDS,
+    ReceivedDecision,
+    ReceivedNeResult,
+    RecordForwarder,
+    decode_records,
+)
+from smps.store.rows import decision_row
 from tests.store_db import make_decision
 
 
@@ -41,7 +51,20 @@ async def test_decisions_cross_the_control_channel_unchanged():
     ]
     received, traces = decode_records(await forwarded(decisions=sent))
     assert traces == []
-    assert received == sent  # the structs the dispatcher made, for the master's writer
+    # the structs the dispatcher made, field for field, for the master's writer
+    assert [msgspec.to_builtins(d) for d in received] == [msgspec.to_builtins(d) for d in sent]
+    assert [decision_row(d, 4) for d in received] == [decision_row(d, 4) for d in sent]
+    # untracked by the garbage collector (ReceivedDecision), its results too
+    assert not any(gc.is_tracked(d) for d in received)
+    assert not any(gc.is_tracked(r) for d in received for r in d.results)
+
+
+def test_received_decisions_have_every_field_of_a_decision():
+    def shape(struct):
+        return [(f.name, f.default) for f in msgspec.structs.fields(struct)]
+
+    assert shape(ReceivedDecision) == shape(Decision)
+    assert shape(ReceivedNeResult) == shape(NeResult)
 
 
 async def test_trace_events_cross_the_control_channel_unchanged():

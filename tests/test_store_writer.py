@@ -527,3 +527,14 @@ async def test_sqlite_writer_thread_runs_at_a_lower_cpu_priority(store, tmp_path
     finally:
         await writer.close()
     assert writer_nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICE)
+
+
+async def test_put_many_keeps_what_fits_and_counts_the_rest(store, tmp_path):
+    """The master hands a worker's batch over at once: what passes buffer_limit is
+    dropped and counted, as one put at a time would."""
+    writer = DecisionWriter(store, tmp_path / "spool", buffer_limit=5, flush_interval=30)
+    writer.put_many([make_decision(i) for i in range(3)])
+    writer.put_many([make_decision(i) for i in range(3, 7)])
+    writer.put_many([make_decision(7)])
+    assert [d.sequence for d in writer._decisions] == [0, 1, 2, 3, 4]
+    assert writer.dropped == 3 and writer.pending == 5

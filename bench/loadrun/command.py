@@ -123,6 +123,28 @@ def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
         help="sample SMPS's RSS this often over the measured interval (default: 10s)",
     )
     p.add_argument(
+        "--cpu-every",
+        type=options.positive_duration,
+        default=defaults.cpu_every,
+        metavar="DURATION",
+        help="split the measured interval into parts this long and report SMPS's CPU per "
+        "message (and the master's per row written) in each: the first against the last "
+        "shows creep (default: 60s)",
+    )
+    p.add_argument(
+        "--record",
+        choices=("all", "non_allow", "none"),
+        default=defaults.record,
+        help="database.record of the started SMPS: which decisions become rows "
+        f"(default: {defaults.record})",
+    )
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help="database.url of the started SMPS, e.g. mysql+asyncmy://root@127.0.0.1:3306/"
+        "smps_bench (an existing database, best empty; default: SQLite in the run's directory)",
+    )
+    p.add_argument(
         "--duration",
         type=options.positive_duration,
         default=defaults.duration,
@@ -248,6 +270,9 @@ def scenario_of(args: argparse.Namespace, nes: int, workers: int, rate: float | 
         timeout=INFLIGHT_TIMEOUT if n else defaults.timeout,
         inflight=n,
         rss_every=args.rss_every,
+        cpu_every=args.cpu_every,
+        record=args.record,
+        database=args.database,
         screening=args.screening,
         concat=args.concat,
         hold=not args.no_hold,

@@ -240,7 +240,14 @@ class Run:
             self._note("all bound; sending")
             if scenario.inflight:
                 return self._hold(smsc, ne_conn, ne_pid, target)
-            smsc.send(("go", target.pid, ne_pid))
+            state_dir = (
+                str(self.workdir / "var")
+                if existing is None and not self.relay
+                else existing[0].node.state_dir
+                if existing is not None
+                else None
+            )
+            smsc.send(("go", target.pid, ne_pid, state_dir))
             measured = self._follow(smsc, target.pid)
             rss = ProcessTree(target.pid).peak_rss_bytes() if target.pid else None
             ne_conn.send(("stop",))
@@ -284,7 +291,7 @@ class Run:
         tree = ProcessTree(target.pid)
         time.sleep(SETTLE)
         before = tree.rss_bytes()
-        smsc.send(("go", target.pid, ne_pid))
+        smsc.send(("go", target.pid, ne_pid, None))
         progress = Progress(self.out, scenario.inflight / (scenario.rate or INFLIGHT_RATE), "sent")
         try:
             while True:

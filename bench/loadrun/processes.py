@@ -80,6 +80,19 @@ def _cpu_or_none(tree: ProcessTree | None) -> dict[str, float] | None:
     return tree.cpu_split() if tree is not None else None
 
 
+def _rows_written(state_dir: str) -> int | None:
+    """Records SMPS's writer has committed (decisions and trace events: db_written in
+    its status), asked over its control socket; None when it does not answer."""
+    from smps.runtime.control_socket import request
+
+    try:
+        answer = request(state_dir, {"cmd": "status"}, timeout=2.0)
+    except (OSError, ValueError):
+        return None
+    db = answer.get("db") if isinstance(answer, dict) else None
+    return db.get("db_written") if isinstance(db, dict) else None
+
+
 # ---- the generator processes (spawned; they talk to the driver over a pipe) ----------
 
 
@@ -133,8 +146,16 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
     try:
         await sim.wait_bound(bind_count, STARTUP_TIMEOUT)
         conn.send(("bound",))
-        _go, smps_pid, ne_pid = await _receive(conn)
+        _go, smps_pid, ne_pid, state_dir = await _receive(conn)
         proxy = ProcessTree(smps_pid) if smps_pid else None
+        loop = asyncio.get_running_loop()
+
+        async def rows_written() -> int | None:
+            """The master's db_written (control socket), None without one."""
+            if state_dir is None or smps_pid is None:
+                return None
+            return await loop.run_in_executor(None, _rows_written, state_dir)
+
         nes = ProcessTree(ne_pid)
         traffic = Traffic(
             Mix(**scenario.mix),
@@ -159,6 +180,11 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
                 "proxy_cpu": _cpu_or_none(proxy),
             }
 
+        async def part_sample() -> dict[str, Any]:
+            """CPU, answers and rows written, at the bounds of each --cpu-every part."""
+            at, answered, cpu = time.perf_counter(), sim.answered, _cpu_or_none(proxy)
+            return {"at": at, "answered": answered, "proxy_cpu": cpu, "rows": await rows_written()}
+
         started = time.perf_counter()
         run = asyncio.create_task(
             sim.run(scenario.rate, scenario.warmup + scenario.duration + TAIL, mix=traffic)
@@ -167,7 +193,8 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
         measured_to = measured_from + scenario.duration
         first = last = None
         rss: list[tuple[float, int]] = []  # (seconds into the interval, SMPS's RSS)
-        next_rss = measured_from
+        parts: list[dict[str, Any]] = []  # part_sample() every cpu_every, first and last too
+        next_rss = next_part = measured_from
         while not run.done():
             now = time.perf_counter()
             if first is None and now >= measured_from:
@@ -178,15 +205,19 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
                 histogram, sim.latency = sim.latency, LatencyHistogram()
                 if proxy is not None:
                     rss.append((last["at"] - first["at"], proxy.rss_bytes()))
+                parts.append(await part_sample())
             if proxy is not None and first is not None and last is None and now >= next_rss:
                 rss.append((now - first["at"], proxy.rss_bytes()))
                 next_rss += scenario.rss_every
+            if first is not None and last is None and now >= next_part:
+                parts.append(await part_sample())
+                next_part += scenario.cpu_every
             phase = "warmup" if first is None else "measuring" if last is None else "draining"
             conn.send(("progress", phase, now - started, sim.answered))
             upcoming = (
                 measured_from
                 if first is None
-                else min(measured_to, next_rss)
+                else min(measured_to, next_rss, next_part)
                 if last is None
                 else now
             )
@@ -194,7 +225,8 @@ async def _smsc_main(conn: Connection, scenario: Scenario, bind_count: int, port
         whole = run.result()
         if last is None:  # the run ended early (everything unbound)
             raise SmpsError(f"load run ended before the measured interval was over: {whole}")
-        conn.send(("result", {**_measured(first, last, histogram, whole, scenario), "rss": rss}))
+        measured = _measured(first, last, histogram, whole, scenario)
+        conn.send(("result", {**measured, "rss": rss, "parts": parts}))
     except Exception as exc:  # the driver reports it; a traceback here is lost
         conn.send(("error", f"simulated SMSC: {type(exc).__name__}: {exc}"))
     finally:

@@ -1,5 +1,6 @@
 """The report of a run: its figures from the measurements, as JSON and as text."""
 
+import itertools
 import os
 import platform
 import subprocess
@@ -40,6 +41,12 @@ def build_report(
     statuses = measured["statuses"]
     memory = _memory(measured["rss"], scenario.rss_every)
     split = measured.get("proxy_cpu_split_s") or {}
+    by_part = _cpu_by_part(measured.get("parts") or [], scenario.cpu_every)
+    rows = (
+        sum(part["rows"] for part in by_part["parts"])
+        if by_part and all(part["rows"] is not None for part in by_part["parts"])
+        else None
+    )
     if proxy == "bare_relay" and split:
         split = {"relay": sum(split.values())}
     return {
@@ -49,6 +56,9 @@ def build_report(
         "cpu_us_per_msg_by_process": {
             role: _per_message(seconds, decided) for role, seconds in split.items()
         },
+        # records (decisions and trace events) the writer committed over the interval
+        "rows_written": rows,
+        "master_us_per_row": _per_message(split.get("master"), rows or 0),
         "latency_ms": latency,
         "missing": whole["missing"],
         "duplicates": whole["duplicates"],
@@ -57,6 +67,8 @@ def build_report(
         "rss_mb": round(rss / 2**20, 1) if rss is not None else None,
         "rss_growth_mb": memory["rss_growth_mb"] if memory else None,
         "memory": memory,
+        # SMPS's CPU in each --cpu-every part of the interval, first against last: creep
+        "cpu_by_part": by_part if proxy == "smps" else None,
         "scenario": {**asdict(scenario), "rate": scenario.rate or "max"},
         "measured": {
             "interval_s": round(interval, 3),
@@ -103,6 +115,73 @@ def _concat(scenario: Scenario, measured: dict[str, Any], proxy_cpu: float | Non
         # with the hold off SMPS judges each part alone: different answers are expected
         "checked": scenario.hold,
     }
+
+
+def _cpu_by_part(samples: list[dict[str, Any]], every: float) -> dict[str, Any] | None:
+    """CPU per message (master, workers) and rows written (the master's CPU per row)
+    in each part of the interval between two samples; `creep`: the last part's CPU per
+    message against the first's. A last part shorter than half of `every` is left out
+    of the comparison (it is reported)."""
+    parts = []
+    for before, after in itertools.pairwise(samples):
+        answered = after["answered"] - before["answered"]
+        if before["proxy_cpu"] is None or after["proxy_cpu"] is None or not answered:
+            continue
+        cpu = {role: after["proxy_cpu"][role] - t for role, t in before["proxy_cpu"].items()}
+        rows = (
+            after["rows"] - before["rows"]
+            if after["rows"] is not None and before["rows"] is not None
+            else None
+        )
+        parts.append(
+            {
+                "from_s": round(before["at"] - samples[0]["at"], 1),
+                "seconds": round(after["at"] - before["at"], 1),
+                "decided": answered,
+                "cpu_us_per_msg": _per_message(sum(cpu.values()), answered),
+                "master_us_per_msg": _per_message(cpu["master"], answered),
+                "workers_us_per_msg": _per_message(cpu["workers"], answered),
+                "rows": rows,
+                "master_us_per_row": _per_message(cpu["master"], rows) if rows else None,
+            }
+        )
+    whole = [part for part in parts if part["seconds"] >= every / 2]
+    if not whole:
+        return None
+    first, last = whole[0], whole[-1]
+    return {
+        "every_s": every,
+        "parts": parts,
+        "first_cpu_us_per_msg": first["cpu_us_per_msg"],
+        "last_cpu_us_per_msg": last["cpu_us_per_msg"],
+        "creep": round(last["cpu_us_per_msg"] / first["cpu_us_per_msg"] - 1, 4)
+        if len(whole) > 1
+        else None,
+    }
+
+
+def _rows_row(report: dict[str, Any]) -> str | None:
+    """Records written over the interval and the master's CPU per row."""
+    rows = report.get("rows_written")
+    if rows is None:
+        return None
+    decided = report["measured"]["decided"]
+    per_row = report.get("master_us_per_row")
+    return (
+        f"{rows:,} written (record: {report['scenario']['record']}, "
+        f"{rows / decided if decided else 0:.2f} per original)"
+        + ("" if per_row is None else f"; master CPU {per_row:.2f} µs per row")
+    )
+
+
+def _parts_row(report: dict[str, Any]) -> str:
+    """Each part's CPU µs/msg; first against last."""
+    by_part = report["cpu_by_part"]
+    values = " ".join(f"{part['cpu_us_per_msg']:.2f}" for part in by_part["parts"])
+    creep = by_part["creep"]
+    return f"{values} µs/msg every {by_part['every_s']:g} s" + (
+        "" if creep is None else f"; last against first {creep:+.1%}"
+    )
 
 
 def _memory(samples: list[tuple[float, int]], every: float) -> dict[str, Any] | None:
@@ -287,6 +366,8 @@ def format_report(report: dict[str, Any]) -> str:
             else f"p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}  "
             f"max {lat['max']:.3f} ms",
         ),
+        *([("rows", _rows_row(report))] if _rows_row(report) else []),
+        *([("CPU by part", _parts_row(report))] if report.get("cpu_by_part") else []),
         ("peak RSS", number(report["rss_mb"], " MB")),
         ("RSS over run", _memory_row(report["memory"])),
         ("throttled", report["throttled"]),

@@ -40,10 +40,12 @@ class Scenario:
     warmup: float = 5.0
     trace_rules: int = 100
     traced_ratio: float = 0.01
-    record: str = "non_allow"
+    record: str = "non_allow"  # database.record
+    database: str | None = None  # database.url; None: SQLite in the run's directory
     timeout: float = 2.0  # policy.timeout
     inflight: int = 0  # > 0: the in-flight memory run (send this many, NEs never answer)
     rss_every: float = 10.0  # seconds between RSS samples over the measured interval
+    cpu_every: float = 60.0  # seconds between CPU (and rows written) samples: the creep
     screening: bool = False  # the screening scenario's rules (bench/screening_rules.py)
     # The concat scenario: CONCAT_MIX and CONCAT_LONG, a long message's parts spread over
     # the SMSC binds, and every part of one message expected to get the same answer.
@@ -83,7 +85,10 @@ def bench_config(scenario: Scenario, workdir: Path, smsc_port: int, ne_port: int
     raw = {
         "node": {"name": "bench", "state_dir": str(workdir / "var"), "workers": scenario.workers},
         "log": {"level": "INFO", "file": str(workdir / "smps.log"), "color": False},
-        "database": {"url": f"sqlite:///{workdir / 'smps.db'}", "record": scenario.record},
+        "database": {
+            "url": scenario.database or f"sqlite:///{workdir / 'smps.db'}",
+            "record": scenario.record,
+        },
         "smsc": [
             {
                 "name": "sim",

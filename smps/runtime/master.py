@@ -389,8 +389,7 @@ class Master:
         """A worker's batch of decisions and trace events: to the writer, and the trace
         events to the live watchers too."""
         decisions, events = decode_records(message)
-        for decision in decisions:
-            self.writer.put(decision)
+        self.writer.put_many(decisions)
         put_live = self.trace_hub.put
         for event in events:
             self.writer.put_trace(event)

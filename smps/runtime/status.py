@@ -80,6 +80,8 @@ def report(master: Master) -> dict[str, Any]:
         "smpp_port": master.smpp_port,
         "http_port": master.http_port,
         "workers": workers,
+        # the writer's counters (db_written, db_pending, ...; smps bench reads db_written)
+        "db": master.writer.stats() if master.writer is not None else None,
         "smsc_binds": smsc,
         "ne_binds": ne_binds(master),
         "in_flight": sum(w["in_flight"] for w in workers),

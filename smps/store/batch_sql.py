@@ -122,22 +122,105 @@ def write_batches(conn: Connection, sql: Statements, batches: list[Batch]) -> bo
     return True
 
 
+# The writer's MySQL session quotes strings by doubling ' alone (NO_BACKSLASH_ESCAPES:
+# a backslash is an ordinary character), so that a row is rendered by one %-format.
+_NO_BACKSLASH_ESCAPES = "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')"
+_SESSION_SET = "smps_no_backslash_escapes"  # in the DBAPI connection's info once set there
+# One row of DECISION_COLUMNS as MySQL VALUES: %d refuses anything but an integer.
+_ROW = "(%d,%d,'%s','%s',%d,'%s',%d,%d,'%s',%d,%d,%d,%d,%s,%s,%s,'%s','%s',%d,%s,'%s',%s,%s,%s,%s)"
+assert _ROW.count("%") == len(DECISION_COLUMNS)
+
+
+def _text(value: str | None) -> str:
+    """A nullable string as a literal (NO_BACKSLASH_ESCAPES: only ' is doubled)."""
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
+def mysql_values(row: tuple) -> str:
+    """A decision row (DECISION_COLUMNS order) as a MySQL VALUES tuple, for a session
+    with NO_BACKSLASH_ESCAPES; a value of the wrong type raises (TypeError,
+    AttributeError, ValueError) rather than being written unquoted."""
+    (
+        arrived_us,
+        decided_us,
+        smsc,
+        command,
+        sequence,
+        source_addr,
+        source_ton,
+        source_npi,
+        destination_addr,
+        dest_ton,
+        dest_npi,
+        esm_class,
+        data_coding,
+        concat_ref,
+        concat_part,
+        concat_total,
+        verdict,
+        reason,
+        status,
+        deciding_account,
+        results,
+        epoch,
+        rule_id,
+        parts,
+        fingerprint,
+    ) = row
+    return _ROW % (
+        arrived_us,
+        decided_us,
+        smsc.replace("'", "''"),
+        command.replace("'", "''"),
+        sequence,
+        source_addr.replace("'", "''"),
+        source_ton,
+        source_npi,
+        destination_addr.replace("'", "''"),
+        dest_ton,
+        dest_npi,
+        esm_class,
+        data_coding,
+        # the nullable ones inline: eight calls to a helper cost about 0.5 µs a row
+        "NULL" if concat_ref is None else int(concat_ref),
+        "NULL" if concat_part is None else int(concat_part),
+        "NULL" if concat_total is None else int(concat_total),
+        verdict.replace("'", "''"),
+        reason.replace("'", "''"),
+        status,
+        "NULL" if deciding_account is None else "'" + deciding_account.replace("'", "''") + "'",
+        results.replace("'", "''"),
+        "NULL" if epoch is None else int(epoch),
+        "NULL" if rule_id is None else "'" + rule_id.replace("'", "''") + "'",
+        "NULL" if parts is None else "'" + parts.replace("'", "''") + "'",
+        "NULL" if fingerprint is None else "'" + fingerprint.replace("'", "''") + "'",
+    )
+
+
+def _any_values(row: tuple) -> str:
+    """A row mysql_values refused, value by value (integers, strings and NULL), so that
+    the server judges it: a NULL in a NOT NULL column makes it refuse the batch."""
+    return "({})".format(
+        ",".join([str(v) if type(v) is int else _text(v) for v in row])  # _text: str or None
+    )
+
+
 def _mysql_insert(conn: Connection, head: str, rows: list[tuple]) -> None:
-    """``rows`` as multi-row INSERTs of up to MYSQL_STATEMENT_BYTES, rendered here: the
-    rows hold only ints, strings and None, so the driver's own escaping is needed for
-    the strings alone (asyncmy's executemany spends ~1 µs per value on ``literal``)."""
-    escape = conn.connection.driver_connection.escape_string  # fails on anything but str
+    """``rows`` as multi-row INSERTs of up to MYSQL_STATEMENT_BYTES, rendered here
+    (:func:`mysql_values`, about 1.5 µs a row, where asyncmy's executemany spends ~1 µs
+    per value on ``literal`` and its ``escape_string`` 8 µs a row) on a session with
+    NO_BACKSLASH_ESCAPES, set once per connection."""
+    info = conn.connection.info
+    if not info.get(_SESSION_SET):
+        conn.exec_driver_sql(_NO_BACKSLASH_ESCAPES, execution_options=_NO_PARAMETERS)
+        info[_SESSION_SET] = True
     values: list[str] = []
     size = len(head)
     for row in rows:
-        rendered = "({})".format(
-            ",".join(
-                [
-                    str(v) if type(v) is int else "NULL" if v is None else f"'{escape(v)}'"
-                    for v in row
-                ]
-            )
-        )
+        try:
+            rendered = mysql_values(row)
+        except (TypeError, AttributeError, ValueError):
+            rendered = _any_values(row)  # a NULL where none goes: the server refuses it
         if values and size + len(rendered) > MYSQL_STATEMENT_BYTES:
             conn.exec_driver_sql(head + ",".join(values), execution_options=_NO_PARAMETERS)
             values, size = [], len(head)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, func, select
+from sqlalchemy import Select, and_, func, literal, literal_column, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from smps.store import schema
 from smps.store.common import NotFound, iso, time_window
@@ -55,10 +57,62 @@ async def query_decisions(
     conditions = _decision_conditions(query)
     if before_id is not None:
         conditions.append(table.c.id < before_id)
-    statement = select(table).where(and_(True, *conditions)).order_by(table.c.id.desc())
     async with store.engine.connect() as conn:
+        if store.dialect == "sqlite" and (probe := _bucket_probe(query)) is not None:
+            buckets = await _bucket_range(conn, query)
+            if buckets is None:
+                return []
+            statement = probe(*buckets)
+        else:
+            statement = select(table)
+        statement = statement.where(and_(True, *conditions)).order_by(table.c.id.desc())
         result = await conn.execute(statement.limit(limit))
         return [stored_decision(row) for row in result.mappings()]
+
+
+def _bucket_probe(query: DecisionQuery) -> Callable[[int, int], Select] | None:
+    """SQLite: a filter on a number or the fingerprint reads its index (keyed by the
+    time bucket first: schema.NUMBER_BUCKET_US, migration 0009) once per bucket, from
+    a list of the buckets joined in front of the table. None without such a filter."""
+    c = schema.decisions.c
+    indexed = (
+        (query.src, c.source_addr),
+        (query.dst, c.destination_addr),
+        (query.fingerprint, c.fingerprint),
+    )
+    value, column = next(((v, col) for v, col in indexed if v is not None), (None, None))
+    if column is None:
+        return None
+
+    def probe(low: int, high: int) -> Select:
+        buckets = select(literal(high).label("k")).cte("buckets", recursive=True)
+        buckets = buckets.union_all(select(buckets.c.k - 1).where(buckets.c.k > low))
+        # The same expression as the index's, with the constant written out (a bound
+        # parameter would not match it), and the buckets first (CROSS JOIN: SQLite
+        # keeps that order), each probing the index.
+        on = and_(literal_column(f"decisions.{_BUCKET}") == buckets.c.k, column == value)
+        return select(schema.decisions).select_from(buckets).join(schema.decisions, on)
+
+    return probe
+
+
+_BUCKET = f"decided_us / {schema.NUMBER_BUCKET_US}"
+
+
+async def _bucket_range(conn: AsyncConnection, query: DecisionQuery) -> tuple[int, int] | None:
+    """The buckets the query's window covers: from since_us (else the oldest decision)
+    to until_us (else the newest), read off the decided_us index; None when empty."""
+    c = schema.decisions.c
+    low, high = (await conn.execute(select(func.min(c.decided_us), func.max(c.decided_us)))).one()
+    if low is None:
+        return None
+    if query.since_us is not None:
+        low = max(low, query.since_us)
+    if query.until_us is not None:
+        high = min(high, query.until_us - 1)
+    if low > high:
+        return None
+    return low // schema.NUMBER_BUCKET_US, high // schema.NUMBER_BUCKET_US
 
 
 async def get_decision(store: Store, decision_id: int) -> StoredDecision:

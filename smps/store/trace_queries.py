@@ -25,19 +25,18 @@ class TraceQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 def _trace_conditions(query: TraceQuery) -> list[Any]:
     c = schema.traces.c
-    conditions = [c.kind == "received"]
+    received = c.kind == "received"
+    conditions = [received]
     if query.number is not None:
         if query.prefix:
-            conditions.append(
-                or_(
-                    c.source_addr.startswith(query.number, autoescape=True),
-                    c.destination_addr.startswith(query.number, autoescape=True),
-                )
-            )
+            source = c.source_addr.startswith(query.number, autoescape=True)
+            destination = c.destination_addr.startswith(query.number, autoescape=True)
         else:
-            conditions.append(
-                or_(c.source_addr == query.number, c.destination_addr == query.number)
-            )
+            source = c.source_addr == query.number
+            destination = c.destination_addr == query.number
+        # kind in each branch too: SQLite then reads the partial number indexes (only
+        # the received events, migration 0010) for each side of the OR
+        conditions.append(or_(and_(received, source), and_(received, destination)))
     return [*conditions, *time_window(c.ts_us, query.since_us, query.until_us)]
 
 

@@ -174,6 +174,20 @@ class DecisionWriter:
         if len(self._decisions) >= self.batch_size:
             self._wake.set()
 
+    def put_many(self, decisions: list[Decision]) -> None:
+        """``put`` for a worker's batch at once (the master's): those past the memory
+        limit are dropped, and counted."""
+        room = self.buffer_limit - len(self._decisions) - len(self._traces)
+        if self._closed or room <= 0:
+            self.dropped += len(decisions)
+            return
+        if len(decisions) > room:
+            self.dropped += len(decisions) - room
+            decisions = decisions[:room]
+        self._decisions.extend(decisions)
+        if len(self._decisions) >= self.batch_size:
+            self._wake.set()
+
     def put_trace(self, event: TraceEvent) -> None:
         """Queue one trace event as its row (:func:`smps.store.rows.trace_row`); never blocks."""
         if self._closed or len(self._decisions) + len(self._traces) >= self.buffer_limit:

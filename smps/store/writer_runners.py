@@ -48,9 +48,9 @@ class EngineRunner:
             log.debug("closing a failed writer connection", exc_info=True)
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.close()
+        # Not back to the pool: the session has the writer's sql_mode
+        # (NO_BACKSLASH_ESCAPES, smps.store.batch_sql), which no other user expects.
+        await self.discard()
 
 
 WRITER_NICE = 10
