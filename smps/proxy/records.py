@@ -21,7 +21,9 @@ from typing import Protocol
 import msgspec
 
 
-class NeResult(msgspec.Struct, frozen=True):
+# gc=False: a record refers to nothing that refers back, so it makes no cycle, and
+# untracked it is no object for each collection to walk (docs/architecture.md §4).
+class NeResult(msgspec.Struct, frozen=True, gc=False):
     """One NE account's part in a decision."""
 
     account: str
@@ -32,7 +34,7 @@ class NeResult(msgspec.Struct, frozen=True):
     decisive: bool  # False for monitor-mode accounts
 
 
-class Decision(msgspec.Struct, frozen=True):
+class Decision(msgspec.Struct, frozen=True, gc=False):
     arrived_us: int  # epoch microseconds, as stored
     decided_us: int
     smsc: str

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from smps.proxy.records import Decision, NeResult, TraceEvent
+from smps.proxy.records import Decision, TraceEvent
 from smps.runtime.control import ControlChannel, Message
 
 log = logging.getLogger("smps.worker")
@@ -33,30 +33,8 @@ log = logging.getLogger("smps.worker")
 RECORDS = "records"  # the control message type
 
 
-def _untracked(struct: type[msgspec.Struct], name: str, swap: dict | None = None) -> type:
-    """A copy of ``struct`` (its fields, types and defaults; ``swap`` replaces types)
-    whose instances the garbage collector does not track (``gc=False``)."""
-    fields = [
-        (f.name, (swap or {}).get(f.type, f.type))
-        if f.required
-        else (f.name, (swap or {}).get(f.type, f.type), f.default)
-        for f in msgspec.structs.fields(struct)
-    ]
-    return msgspec.defstruct(name, fields, frozen=True, gc=False, module=__name__)
-
-
-# The master decodes decisions into untracked copies of Decision and NeResult: the
-# same fields (and so the same wire format), but each is one object fewer for every
-# collection to walk. Decoded into tracked structs, a batch of decisions cost 4.4 µs
-# each with the master's heap behind the young ones, 1.5 untracked (bench/README.md);
-# nothing in them refers back to anything, so they can make no cycle.
-ReceivedNeResult = _untracked(NeResult, "ReceivedNeResult")
-ReceivedDecision = _untracked(
-    Decision, "ReceivedDecision", {list[NeResult]: list[ReceivedNeResult]}
-)
-
 _encode = msgspec.msgpack.Encoder().encode
-_decode_decisions = msgspec.msgpack.Decoder(list[ReceivedDecision]).decode
+_decode_decisions = msgspec.msgpack.Decoder(list[Decision]).decode
 _decode_events = msgspec.msgpack.Decoder(list[TraceEvent]).decode
 
 
@@ -136,9 +114,8 @@ class RecordForwarder:
             )
 
 
-def decode_records(message: Message) -> tuple[list[Any], list[TraceEvent]]:
-    """Master side: the decisions (as ReceivedDecision: Decision's fields, untracked)
-    and trace events of one ``records`` message."""
+def decode_records(message: Message) -> tuple[list[Decision], list[TraceEvent]]:
+    """Master side: the decisions and trace events of one ``records`` message."""
     decisions: Any = message.get("decisions")
     traces: Any = message.get("traces")
     return (
