@@ -17,7 +17,8 @@ the proxy alone::
 
 Ir per original = the run's Ir ÷ originals (the setup is outside the toggle; a
 whole-run count works too: Ir(N) − Ir(0), ÷ N). Without valgrind it prints the
-time inside those calls, best of `--repeat`.
+time inside those calls, best of `--repeat`. With ``--screening`` the dispatcher has
+the screening scenario's rules (``smps bench --screening``'s).
 
 Inside the measured region the sessions' `call_soon` (the per-iteration write
 flush) is collected and run by the driver at the point the event loop would;
@@ -255,8 +256,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nes", type=int, default=3, help="NE accounts (2 binds each)")
     parser.add_argument("--originals", type=int, default=20_000, help="0: setup only")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best is printed")
+    parser.add_argument(
+        "--screening", action="store_true", help="the screening scenario's rules (smps bench's)"
+    )
     args = parser.parse_args(argv)
-    scenario = Scenario(nes=args.nes)
+    scenario = Scenario(nes=args.nes, screening=args.screening)
     with tempfile.TemporaryDirectory() as workdir:
         config = loads(bench_config(scenario, Path(workdir), 1, 2), file="hotpath driver")
         best = None
