@@ -37,7 +37,7 @@ from smps._native.pending cimport (
     ALLOW, ANSWER_COMPLETE, ANSWER_DECIDED, ANSWER_LATE, ANSWER_UNKNOWN, BLOCK, Entry, NONE,
     WAITING,
     OUTCOME_ALLOW, OUTCOME_BLOCK, OUTCOME_TEMPFAIL, PendingTable, REASON_ALL_ALLOW,
-    REASON_STICKY,
+    REASON_NO_NE, REASON_STICKY,
 )
 from smps._native.session cimport SessionCore
 from smps._native.text cimport UdhInfo, plain_text, udh_scan
@@ -435,7 +435,7 @@ cdef class DispatchCore:
             self.read_pause.added(session, len(self.pending))
         if not mask:
             # Only monitor accounts: they see the copy, but cannot decide.
-            self.pending.decide(handle, self.policy.on_no_ne, 4, now)  # REASON_NO_NE
+            self.pending.decide(handle, self.policy.on_no_ne, REASON_NO_NE, now)
             self._reply_c(handle, original)
         if original.parts is not None:
             self._send_message_copies(original, handle, now)
