@@ -26,7 +26,7 @@ from smps._native import pdu as codec
 from smps._native import text
 
 from smps._native.pending cimport OUTCOME_TEMPFAIL
-from smps._native.session cimport SessionCore
+from smps._native.session cimport respond
 
 _UDHI = 0x40
 _CONCAT_IES = (0x00, 0x08)
@@ -69,11 +69,7 @@ cdef class Riders:
         first = None
         trace = self.trace
         for part in self.parts:
-            session = part.session
-            if isinstance(session, SessionCore):
-                response = (<SessionCore>session).respond_c(part.pdu, status)
-            else:  # a mesh RemotePart
-                response = session.respond(part.pdu, status)
+            response = respond(part.session, part.pdu, status)
             if first is None:
                 first = response
             if trace is not None:

@@ -39,11 +39,12 @@ from smps._native.pending cimport (
     OUTCOME_ALLOW, OUTCOME_BLOCK, OUTCOME_TEMPFAIL, PendingTable, REASON_ALL_ALLOW,
     REASON_NO_NE, REASON_STICKY,
 )
-from smps._native.session cimport SessionCore
+from smps._native.session cimport SessionCore, respond
 from smps._native.text cimport UdhInfo, plain_text, udh_scan
 
 import heapq
 import time
+from collections import deque
 
 from smps._native.assembly import whole_pdu
 from smps._native.pdu import command_name
@@ -168,8 +169,6 @@ cdef class Lane:
     cdef uint64_t _answers[4]  # by state: ALLOW, BLOCK, NONE
 
     def __init__(self, account):
-        from collections import deque
-
         self.system_id = account.system_id
         self.binds = []
         self.queue = deque()
@@ -413,7 +412,7 @@ cdef class DispatchCore:
             return 0
         if self._routed:
             targets = self.router.targets(view, session.smsc)
-            mask = self._decisive_mask(targets)
+            mask = decisive_mask(targets)
         else:
             targets, mask = self._everyone, self._everyone_mask
         for lane in targets:
@@ -443,13 +442,19 @@ cdef class DispatchCore:
         pdu = original.pdu
         index = 0
         for lane in targets:
-            # The common case: nothing queued, a bind free, a token.
-            bind = None if lane.waiting else lane.pick_bind()
-            if bind is not None and (not lane.tps or lane.take_token(now)):
-                self._transmit_c(bind, lane, handle, index, pdu, now, original, False)
-            else:
-                self._hold_copy(lane, handle, index, now, original)
+            self._send_copy(lane, handle, index, pdu, now, original)
             index += 1
+        return 0
+
+    cdef inline int _send_copy(self, Lane lane, int64_t handle, int index, bytes pdu,
+                               double now, Original original) except -1:
+        """One copy: sent now in the common case (nothing queued, a bind free, a
+        token), else it waits in the account's queue."""
+        bind = None if lane.waiting else lane.pick_bind()
+        if bind is not None and (not lane.tps or lane.take_token(now)):
+            self._transmit_c(bind, lane, handle, index, pdu, now, original, False)
+        else:
+            self._hold_copy(lane, handle, index, now, original)
         return 0
 
     # ---- whole messages (smps._native.assembly) ------------------------------
@@ -558,14 +563,10 @@ cdef class DispatchCore:
         heapq.heappush(self._message_deadlines, (deadline, handle))
         pdu = original.pdu
         for lane in original.targets:
-            if not lane.whole:
-                self._send_segments(lane, handle, index, now, original)
+            if lane.whole:
+                self._send_copy(lane, handle, index, pdu, now, original)
             else:
-                bind = None if lane.waiting else lane.pick_bind()
-                if bind is not None and (not lane.tps or lane.take_token(now)):
-                    self._transmit_c(bind, lane, handle, index, pdu, now, original, False)
-                else:
-                    self._hold_copy(lane, handle, index, now, original)
+                self._send_segments(lane, handle, index, now, original)
             index += 1
         return 0
 
@@ -675,13 +676,7 @@ cdef class DispatchCore:
         cdef const Entry* entry = self.pending._decided(handle)
         cdef int outcome = entry.outcome, reason = entry.reason
         cdef uint32_t status = self._status_of[outcome]
-        session = original.session
-        if isinstance(session, SessionCore):
-            response = (<SessionCore>session).respond_c(original.pdu, status)
-        elif isinstance(session, Riders):  # a whole message
-            response = (<Riders>session).respond(original.pdu, status)
-        else:  # a mesh RemotePart
-            response = session.respond(original.pdu, status)
+        response = respond(original.session, original.pdu, status)
         self.decision_latency.observe(entry.decided_at - entry.arrived_at)
         self.stats._by_code[outcome][reason] += 1
         if original.trace is not None:
@@ -803,16 +798,18 @@ cdef class DispatchCore:
                                self._show_content)
         return 0
 
-    cdef uint32_t _decisive_mask(self, tuple targets) except? 0xFFFFFFFF:
-        """Bit i set when target i is an enforcing account (the pending table's mask)."""
-        cdef uint32_t mask = 0
-        cdef int index = 0
-        cdef Lane lane
-        for lane in targets:
-            if lane.decisive:
-                mask |= (<uint32_t>1) << index
-            index += 1
-        return mask
+
+
+cpdef uint32_t decisive_mask(tuple targets) except? 0xFFFFFFFF:
+    """Bit i set when target i is an enforcing account (the pending table's mask)."""
+    cdef uint32_t mask = 0
+    cdef int index = 0
+    cdef Lane lane
+    for lane in targets:
+        if lane.decisive:
+            mask |= (<uint32_t>1) << index
+        index += 1
+    return mask
 
 
 cpdef tuple message_key(Original part):

@@ -91,3 +91,11 @@ cdef class SessionCore:
     cdef long long send_c(self, bytes pdu, callback, context) except -2
     cdef Py_ssize_t free_window_c(self) noexcept
     cdef bytes respond_c(self, bytes request, uint32_t status)
+
+
+cdef inline object respond(session, bytes request, uint32_t status):
+    """Answer ``request`` on ``session``: in C for a SessionCore, else through its
+    own respond() (a whole message's Riders, a mesh RemotePart, a test's fake)."""
+    if isinstance(session, SessionCore):
+        return (<SessionCore>session).respond_c(request, status)
+    return session.respond(request, status)

@@ -4,7 +4,7 @@ configuration; with no routes every enabled account gets every message."""
 from collections.abc import Iterable
 from typing import Any
 
-from smps._native.dispatch import Lane
+from smps._native.dispatch import Lane, decisive_mask
 from smps.config import Route
 
 
@@ -46,12 +46,3 @@ class Router:
             if route.matches(view, smsc):
                 selected.update(dict.fromkeys(route.lanes))
         return tuple(selected)
-
-
-def decisive_mask(targets: tuple[Lane, ...]) -> int:
-    """Bit i set when target i is an enforcing account (the pending table's mask)."""
-    mask = 0
-    for index, lane in enumerate(targets):
-        if lane.decisive:
-            mask |= 1 << index
-    return mask
