@@ -167,6 +167,19 @@ async def test_relative_sqlite_path_is_relative_to_working_directory(tmp_path, m
     assert (tmp_path / "var" / "smps.db").exists()
 
 
+def decision_columns(sync) -> set[str]:
+    return {c["name"] for c in inspect(sync).get_columns("decisions")}
+
+
+async def decision_partitions(store) -> int:
+    """MySQL: the decisions table's partitions."""
+    return await scalar(
+        store,
+        "SELECT COUNT(PARTITION_NAME) FROM information_schema.PARTITIONS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'decisions'",
+    )
+
+
 async def test_decisions_migrations_go_down_and_up_again(store):
     """0003 (epoch column), 0004 (MySQL: daily partitions), 0005 (rule_id column),
     0007 (parts column) and 0008 (fingerprint column) undo and redo cleanly."""
@@ -180,18 +193,17 @@ async def test_decisions_migrations_go_down_and_up_again(store):
         ).scalars()
         return any(name is not None for name in rows)
 
-    def columns(sync) -> set[str]:
-        return {c["name"] for c in inspect(sync).get_columns("decisions")}
-
     async with store.engine.begin() as conn:
         assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
         await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0002"))
         assert not await conn.run_sync(partitioned)
-        assert not {"epoch", "rule_id", "parts", "fingerprint"} & await conn.run_sync(columns)
+        assert not {"epoch", "rule_id", "parts", "fingerprint"} & await conn.run_sync(
+            decision_columns
+        )
     assert await upgrade(store.engine) == head_revision()
     async with store.engine.connect() as conn:
         assert await conn.run_sync(partitioned) == (store.dialect == "mysql")
-        assert {"epoch", "rule_id", "parts", "fingerprint"} <= await conn.run_sync(columns)
+        assert {"epoch", "rule_id", "parts", "fingerprint"} <= await conn.run_sync(decision_columns)
 
 
 async def test_parts_column_goes_and_comes_back_keeping_the_rows(store, tmp_path):
@@ -203,22 +215,14 @@ async def test_parts_column_goes_and_comes_back_keeping_the_rows(store, tmp_path
     await until(lambda: writer.written == 1, timeout=60)
     await writer.close()
 
-    def columns(sync) -> set[str]:
-        return {c["name"] for c in inspect(sync).get_columns("decisions")}
-
     async with store.engine.begin() as conn:
         await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0006"))
-        assert "parts" not in await conn.run_sync(columns)
+        assert "parts" not in await conn.run_sync(decision_columns)
     assert await upgrade(store.engine) == head_revision()
     assert await scalar(store, "SELECT sequence FROM decisions") == 5
     assert await scalar(store, "SELECT parts FROM decisions") is None
     if store.dialect == "mysql":
-        partitions = await scalar(
-            store,
-            "SELECT COUNT(PARTITION_NAME) FROM information_schema.PARTITIONS "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'decisions'",
-        )
-        assert partitions > 1
+        assert await decision_partitions(store) > 1
 
 
 async def test_fingerprint_column_goes_and_comes_back_keeping_the_rows(store, tmp_path):
@@ -236,12 +240,9 @@ async def test_fingerprint_column_goes_and_comes_back_keeping_the_rows(store, tm
         "5eed000000c0ffee"
     )
 
-    def columns(sync) -> set[str]:
-        return {c["name"] for c in inspect(sync).get_columns("decisions")}
-
     async with store.engine.begin() as conn:
         await conn.run_sync(lambda sync: command.downgrade(_alembic_config(sync), "0007"))
-        assert "fingerprint" not in await conn.run_sync(columns)
+        assert "fingerprint" not in await conn.run_sync(decision_columns)
     assert await scalar(store, "SELECT COUNT(*) FROM decisions WHERE rule_id = 'loan-spam'") == 1
     assert await upgrade(store.engine) == head_revision()
     assert await scalar(store, "SELECT COUNT(*) FROM decisions") == 2
@@ -255,12 +256,7 @@ async def test_fingerprint_column_goes_and_comes_back_keeping_the_rows(store, tm
         )
         assert partial == 2
     if store.dialect == "mysql":
-        partitions = await scalar(
-            store,
-            "SELECT COUNT(PARTITION_NAME) FROM information_schema.PARTITIONS "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'decisions'",
-        )
-        assert partitions > 1
+        assert await decision_partitions(store) > 1
 
 
 async def test_the_fingerprint_filter_reads_its_index(store):
